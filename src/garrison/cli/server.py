@@ -1,0 +1,142 @@
+"""``garrison serve`` and ``garrison db upgrade``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+import uvicorn
+from pydantic import ValidationError
+from rich.console import Console
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from garrison.server.settings import Settings
+from garrison.server.store.engine import Database
+
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="where SQLite, admin.token and state live [env GARRISON_DATA_DIR]"
+    ),
+]
+
+
+def load_settings(**overrides: object) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        err.print(f"[red]error:[/] setting {name}: {first['msg']}")
+        raise typer.Exit(2) from None
+
+
+def configure_logging(level: str) -> None:
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(level=numeric, format="%(message)s")
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+    )
+
+
+def open_database(settings: Settings) -> Database:
+    try:
+        return Database(settings.resolved_database_url())
+    except (SQLAlchemyError, ValueError) as exc:
+        err.print(f"[red]error:[/] cannot use database: {exc}")
+        raise typer.Exit(1) from None
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on [env GARRISON_HOST]")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="port [env GARRISON_PORT]")] = None,
+    data_dir: DataDir = None,
+    workers_log_level: Annotated[str | None, typer.Option("--log-level")] = None,
+) -> None:
+    """Start the server: agent API (/api), admin API (/admin/v1) and /metrics."""
+    from garrison.server.app import create_app
+    from garrison.server.bootstrap import prepare
+
+    settings = load_settings(host=host, port=port, data_dir=data_dir, log_level=workers_log_level)
+    configure_logging(settings.log_level)
+    db = open_database(settings)
+    try:
+        first = prepare(db, settings.data_dir)
+    except OperationalError as exc:
+        err.print(f"[red]error:[/] database unreachable: {exc.orig}")
+        raise typer.Exit(1) from None
+    except PermissionError as exc:
+        err.print(f"[red]error:[/] cannot write the data directory: {exc}")
+        raise typer.Exit(1) from None
+    out = Console()
+    if first is not None:
+        out.print("[bold]First start.[/] Created user [bold]admin[/].")
+        out.print(f"  admin password (shown once): [bold]{first.admin_password}[/]")
+        out.print(f"  admin API token written to:  {first.token_path}")
+        out.print(f"  enrollment key (100 uses, 7 days): [bold]{first.enrollment_key}[/]")
+    app = create_app(settings, db)
+    out.print(
+        f"Garrison listening on http://{settings.host}:{settings.port} "
+        f"(database: {db.backend}, data dir: {settings.data_dir.resolve()})"
+    )
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds) or None,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot listen on {settings.host}:{settings.port}: {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+    if not server.started:
+        raise typer.Exit(1)
+
+
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDir = None) -> None:
+    """Apply the schema migrations (serve does this at start too)."""
+    from garrison.server.store import migrate
+
+    settings = load_settings(data_dir=data_dir)
+    db = open_database(settings)
+    try:
+        migrate.upgrade(db.url)
+    except OperationalError as exc:
+        err.print(f"[red]error:[/] database unreachable: {exc.orig}")
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+    Console().print(f"database at revision {migrate.current_head()} ({db.backend})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(db_app, name="db")

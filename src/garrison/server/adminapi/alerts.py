@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from garrison.server.adminapi import convert
+from garrison.server.adminapi import schemas as s
+from garrison.server.adminapi.deps import Ctx, Operator, Viewer
+from garrison.server.alerts import service as alerts
+from garrison.server.scans import service as scans
+
+router = APIRouter(tags=["alerts"])
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@router.get("/alerts", response_model=s.Page[s.AlertOut])
+def list_alerts(
+    actor: Viewer,
+    ctx: Ctx,
+    station_id: int | None = None,
+    threat: Annotated[str | None, Query(max_length=255)] = None,
+    acknowledged: bool | None = None,
+    since: dt.datetime | None = None,
+    job_id: int | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> s.Page[s.AlertOut]:
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    with ctx.db.reading() as session:
+        rows, total = alerts.search(
+            session,
+            station_id=station_id,
+            threat=threat,
+            acknowledged=acknowledged,
+            since=since,
+            job_id=job_id,
+            limit=limit,
+            offset=offset,
+        )
+        items = [convert.alert(a) for a in rows]
+    return s.Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.post("/alerts/acknowledge", response_model=list[s.AlertOut])
+def acknowledge(body: s.AckIn, actor: Operator, ctx: Ctx) -> list[s.AlertOut]:
+    with ctx.db.transaction() as session:
+        return [convert.alert(a) for a in alerts.acknowledge(session, actor, body.alert_ids)]
+
+
+@router.get("/scans", response_model=s.Page[s.ScanOut], tags=["scans"])
+def list_scans(
+    actor: Viewer,
+    ctx: Ctx,
+    station_id: int | None = None,
+    job_id: int | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> s.Page[s.ScanOut]:
+    with ctx.db.reading() as session:
+        rows, total = scans.search(
+            session, station_id=station_id, job_id=job_id, limit=limit, offset=offset
+        )
+        items = [convert.scan(sc) for sc in rows]
+    return s.Page(items=items, total=total, limit=limit, offset=offset)

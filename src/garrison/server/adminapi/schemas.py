@@ -1,0 +1,251 @@
+"""Request and response shapes of the admin API (they make its OpenAPI document)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginIn(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoginOut(BaseModel):
+    token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the scheme name)
+    expires_at: dt.datetime
+    username: str
+    role: str
+
+
+class Me(BaseModel):
+    username: str
+    role: str
+
+
+class KeyIn(Strict):
+    uses: int = Field(default=1, ge=1, le=1_000_000)
+    expires_in: int = Field(
+        default=7 * 86400, ge=60, le=10 * 365 * 86400, description="seconds until the key expires"
+    )
+    description: str = Field(default="", max_length=255)
+
+
+class KeyOut(BaseModel):
+    id: int
+    key: str
+    uses: int
+    used: int
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None
+    status: str
+    description: str
+    created_at: dt.datetime
+    created_by: str
+
+
+class GroupRef(BaseModel):
+    id: int
+    name: str
+
+
+class StationOut(BaseModel):
+    id: int
+    uuid: str
+    hostname: str
+    os_name: str
+    os_platform: str
+    address: str
+    mac: str
+    antivirus_name: str
+    antivirus_version: str
+    agent_version: str
+    agent_kind: str
+    enrolled_at: dt.datetime
+    last_seen: dt.datetime
+    last_alert_at: dt.datetime | None
+    online: bool
+    groups: list[GroupRef]
+
+
+class GroupIn(Strict):
+    name: str = Field(min_length=1, max_length=128)
+    description: str = Field(default="", max_length=255)
+
+
+class GroupOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    stations: int
+
+
+class MembershipIn(Strict):
+    add: list[int] = Field(default_factory=list, max_length=100_000)
+    remove: list[int] = Field(default_factory=list, max_length=100_000)
+
+
+class MembershipOut(BaseModel):
+    group: str
+    station_ids: list[int]
+
+
+class JobIn(Strict):
+    type: str = Field(
+        description="Scan, UpdateSignatures, IsolateNetwork, RejoinNetwork, SelfTest or Uninstall"
+    )
+    station_ids: list[int] = Field(default_factory=list, max_length=100_000)
+    group: str | None = Field(default=None, description="also target every station of a group")
+    priority: int = Field(default=1, ge=0, le=3, description="0 low, 1 medium, 2 high, 3 urgent")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description='Scan: {"path": …, "options": …, "name": …}'
+    )
+
+
+class JobTargetOut(BaseModel):
+    station_id: int
+    status: str
+    downloaded_at: dt.datetime | None
+    start_time: dt.datetime | None
+    end_time: dt.datetime | None
+    code: int | None
+    message: str | None
+
+
+class JobOut(BaseModel):
+    id: int
+    type: str
+    priority: int
+    params: dict[str, Any]
+    created_at: dt.datetime
+    created_by: str
+    status_counts: dict[str, int]
+    targets: list[JobTargetOut]
+
+
+class CancelIn(Strict):
+    station_ids: list[int] | None = None
+
+
+class CancelOut(BaseModel):
+    job_id: int
+    cancelled: int
+
+
+class AlertOut(BaseModel):
+    id: int
+    station_id: int
+    job_id: int | None
+    threat_name: str
+    filepath: str
+    action: str
+    module_name: str
+    antivirus: str
+    detection_time: dt.datetime
+    received_at: dt.datetime
+    acknowledged_at: dt.datetime | None
+    acknowledged_by: str | None
+    info: dict[str, Any]
+
+
+class AckIn(Strict):
+    alert_ids: list[int] = Field(min_length=1, max_length=10_000)
+
+
+class ScanOut(BaseModel):
+    id: int
+    station_id: int
+    job_id: int | None
+    progress: int
+    duration_seconds: int
+    scanned_count: int
+    malware_count: int
+    suspicious_count: int
+    started_at: dt.datetime
+    updated_at: dt.datetime
+    completed_at: dt.datetime | None
+
+
+class StateOut(BaseModel):
+    station_id: int
+    global_status: str
+    global_update_time: dt.datetime | None
+    modules: list[Any]
+    avdetails: list[Any]
+    updated_at: dt.datetime
+
+
+class ConfigOut(BaseModel):
+    kind: str
+    attributes: dict[str, str | None]
+
+
+class StationConfigOut(BaseModel):
+    station_id: int
+    kind: str
+    name: str
+    reported_at: dt.datetime | None
+    baseline: dict[str, str]
+    differences: dict[str, str | None]
+    effective: dict[str, str]
+
+
+class AttrValue(Strict):
+    attr: str = Field(min_length=1, max_length=255)
+    value: str = Field(max_length=65536)
+
+
+class DesiredIn(Strict):
+    attributes: list[AttrValue] = Field(max_length=5000)
+
+
+class UserIn(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    role: Literal["admin", "operator", "viewer"]
+
+
+class UserPatch(Strict):
+    role: Literal["admin", "operator", "viewer"] | None = None
+    password: str | None = Field(default=None, min_length=1, max_length=1024)
+    disabled: bool | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    role: str
+    disabled: bool
+    created_at: dt.datetime
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    address: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    database: str

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from garrison.server.adminapi import convert
+from garrison.server.adminapi import schemas as s
+from garrison.server.adminapi.deps import Admin, Ctx, Operator, Viewer
+from garrison.server.configs import service as configs
+from garrison.server.options import service as options
+from garrison.server.states import service as states
+from garrison.server.stations import service as stations
+
+router = APIRouter(tags=["stations"])
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@router.get("/stations", response_model=s.Page[s.StationOut])
+def list_stations(
+    actor: Viewer,
+    ctx: Ctx,
+    search: Annotated[
+        str | None, Query(max_length=255, description="in hostname, uuid or address")
+    ] = None,
+    group: str | None = None,
+    online: bool | None = None,
+    os_name: str | None = None,
+    antivirus: str | None = None,
+    agent_kind: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> s.Page[s.StationOut]:
+    f = stations.StationFilter(
+        search=search,
+        group=group,
+        online=online,
+        os_name=os_name,
+        antivirus=antivirus,
+        agent_kind=agent_kind,
+    )
+    with ctx.db.reading() as session:
+        offline_after = options.get(session, "offline_after_seconds")
+        rows, total = stations.search(session, f, offline_after, limit, offset)
+        items = [convert.station(st, offline_after) for st in rows]
+    return s.Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/stations/{station_id}", response_model=s.StationOut)
+def get_station(station_id: int, actor: Viewer, ctx: Ctx) -> s.StationOut:
+    with ctx.db.reading() as session:
+        offline_after = options.get(session, "offline_after_seconds")
+        return convert.station(stations.get(session, station_id), offline_after)
+
+
+@router.delete("/stations/{station_id}", status_code=204)
+def delete_station(station_id: int, actor: Admin, ctx: Ctx) -> None:
+    with ctx.db.transaction() as session:
+        stations.delete(session, actor, station_id)
+    ctx.agent_auth.cache.forget_station(station_id)
+
+
+@router.get("/stations/{station_id}/state", response_model=s.StateOut)
+def get_state(station_id: int, actor: Viewer, ctx: Ctx) -> s.StateOut:
+    with ctx.db.reading() as session:
+        stations.get(session, station_id)
+        return convert.state(states.get(session, station_id))
+
+
+@router.get(
+    "/stations/{station_id}/configs/{kind}",
+    response_model=s.StationConfigOut,
+    summary="Baseline, this station's differences and its effective configuration",
+)
+def station_config(station_id: int, kind: str, actor: Viewer, ctx: Ctx) -> s.StationConfigOut:
+    with ctx.db.reading() as session:
+        stations.get(session, station_id)
+        configs.check_kind(kind)
+        report = configs.last_report(session, station_id, kind)
+        return s.StationConfigOut(
+            station_id=station_id,
+            kind=kind,
+            name=report.name if report else "",
+            reported_at=report.reported_at if report else None,
+            baseline=configs.baseline(session, kind),
+            differences=configs.differences(session, station_id, kind),
+            effective=configs.effective(session, station_id, kind) if report else {},
+        )
+
+
+@router.get("/states", response_model=list[s.StateOut], tags=["states"])
+def list_states(
+    actor: Viewer, ctx: Ctx, status: str | None = None, limit: Limit = 100, offset: Offset = 0
+) -> list[s.StateOut]:
+    with ctx.db.reading() as session:
+        return [
+            convert.state(st)
+            for st in states.search(session, status=status, limit=limit, offset=offset)
+        ]
+
+
+# Groups -------------------------------------------------------------------------------------
+
+
+@router.get("/groups", response_model=list[s.GroupOut], tags=["groups"])
+def list_groups(actor: Viewer, ctx: Ctx) -> list[s.GroupOut]:
+    with ctx.db.reading() as session:
+        return [
+            s.GroupOut(id=g.id, name=g.name, description=g.description, stations=n)
+            for g, n in stations.list_groups(session)
+        ]
+
+
+@router.post("/groups", response_model=s.GroupOut, status_code=201, tags=["groups"])
+def create_group(body: s.GroupIn, actor: Operator, ctx: Ctx) -> s.GroupOut:
+    with ctx.db.transaction() as session:
+        group = stations.create_group(session, actor, body.name, body.description)
+        return s.GroupOut(id=group.id, name=group.name, description=group.description, stations=0)
+
+
+@router.delete("/groups/{name}", status_code=204, tags=["groups"])
+def delete_group(name: str, actor: Operator, ctx: Ctx) -> None:
+    with ctx.db.transaction() as session:
+        stations.delete_group(session, actor, name)
+
+
+@router.post(
+    "/groups/{name}/stations",
+    response_model=s.MembershipOut,
+    tags=["groups"],
+    summary="Add stations to and remove stations from a group",
+)
+def change_membership(
+    name: str, body: s.MembershipIn, actor: Operator, ctx: Ctx
+) -> s.MembershipOut:
+    with ctx.db.transaction() as session:
+        members = stations.set_membership(session, actor, name, body.add, body.remove)
+    return s.MembershipOut(group=name, station_ids=members)

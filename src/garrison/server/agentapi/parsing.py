@@ -1,0 +1,200 @@
+"""Task objects (``task.obj``) of each agent request, read leniently."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from garrison.common.wire import (
+    WireValueError,
+    as_int,
+    as_optional_int,
+    as_str,
+    decode_mime_base64,
+    parse_duration,
+    unwrap,
+)
+from garrison.server.agentapi.envelope import wire_error
+from garrison.server.alerts.service import AlertReport
+from garrison.server.errors import InvalidInputError
+from garrison.server.jobs.service import JobResult
+from garrison.server.scans.service import ScanReport
+
+MAX_ALERTS = 10_000
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"task.obj must be a JSON object for {what}", field="task.obj")
+    return value
+
+
+def _epoch_time(value: Any, field: str) -> dt.datetime | None:
+    seconds = as_optional_int(value, field)
+    if seconds is None or seconds <= 0:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(seconds, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        raise WireValueError(field, "is not a valid epoch time") from None
+
+
+def enrollment_key(obj: Any) -> str:
+    try:
+        return as_str(_obj(obj, "Enrollment").get("key"), "task.obj.key", max_len=64)
+    except WireValueError as exc:
+        raise wire_error(exc) from None
+
+
+def job_result(obj: Any) -> JobResult:
+    data = _obj(obj, "Runjobs")
+    try:
+        code = as_int(data.get("code"), "task.obj.code")
+        message = as_str(data.get("message"), "task.obj.message", required=False, max_len=1 << 20)
+        return JobResult(
+            job_id=as_int(data.get("job_id"), "task.obj.job_id"),
+            code=code,
+            # Failures carry the error text MIME-base64 encoded.
+            message=decode_mime_base64(message) if code != 0 else message,
+            start_time=as_optional_int(data.get("start_time"), "task.obj.start_time"),
+            end_time=as_optional_int(data.get("end_time"), "task.obj.end_time"),
+        )
+    except WireValueError as exc:
+        raise wire_error(exc) from None
+
+
+def scan_report(obj: Any) -> ScanReport:
+    data = _obj(obj, "Scan")
+    try:
+        return ScanReport(
+            job_id=as_optional_int(data.get("job_id"), "task.obj.job_id"),
+            progress=as_int(data.get("progress"), "task.obj.progress", required=False, default=100),
+            duration_seconds=parse_duration(data.get("duration"), "task.obj.duration"),
+            scanned_count=as_int(
+                data.get("scanned_count"), "task.obj.scanned_count", required=False, default=0
+            ),
+            malware_count=as_int(
+                data.get("malware_count"), "task.obj.malware_count", required=False, default=0
+            ),
+            suspicious_count=as_int(
+                data.get("suspicious_count"), "task.obj.suspicious_count", required=False, default=0
+            ),
+        )
+    except WireValueError as exc:
+        raise wire_error(exc) from None
+
+
+def alerts(obj: Any) -> tuple[int | None, list[AlertReport]]:
+    data = _obj(obj, "Alerts")
+    raw = data.get("alerts", [])
+    if not isinstance(raw, list):
+        raise InvalidInputError("task.obj.alerts must be an array", field="task.obj.alerts")
+    if len(raw) > MAX_ALERTS:
+        raise InvalidInputError(f"at most {MAX_ALERTS} alerts per request", field="task.obj.alerts")
+    reports = []
+    try:
+        job_id = as_optional_int(data.get("job_id"), "task.obj.job_id")
+        for i, item in enumerate(raw):
+            field = f"task.obj.alerts[{i}]"
+            if not isinstance(item, dict):
+                raise InvalidInputError(f"{field} must be a JSON object", field=field)
+            info = item.get("info")
+            reports.append(
+                AlertReport(
+                    threat_name=as_str(item.get("name"), f"{field}.name", max_len=255),
+                    filepath=as_str(item.get("filepath"), f"{field}.filepath", max_len=4096),
+                    action=as_str(
+                        item.get("action"), f"{field}.action", required=False, max_len=64
+                    ),
+                    module_name=as_str(
+                        item.get("module_name"), f"{field}.module_name", required=False, max_len=64
+                    ),
+                    # Some backends send no detection_time: the receive time stands in.
+                    detection_time=_epoch_time(
+                        item.get("detection_time"), f"{field}.detection_time"
+                    ),
+                    info={"info": info} if info is not None else {},
+                )
+            )
+    except WireValueError as exc:
+        raise wire_error(exc) from None
+    return job_id, reports
+
+
+def state(obj: Any) -> tuple[str, dt.datetime | None, list[dict[str, Any]], list[Any]]:
+    data = _obj(obj, "State")
+    dbinfo = data.get("dbinfo", {})
+    if not isinstance(dbinfo, dict):
+        raise InvalidInputError("task.obj.dbinfo must be a JSON object", field="task.obj.dbinfo")
+    modules_raw = dbinfo.get("modules", [])
+    if not isinstance(modules_raw, list):
+        raise InvalidInputError(
+            "task.obj.dbinfo.modules must be an array", field="task.obj.dbinfo.modules"
+        )
+    avdetails = data.get("avdetails", [])
+    if not isinstance(avdetails, list):
+        raise InvalidInputError("task.obj.avdetails must be an array", field="task.obj.avdetails")
+    try:
+        modules = []
+        for i, module in enumerate(modules_raw):
+            field = f"task.obj.dbinfo.modules[{i}]"
+            if not isinstance(module, dict):
+                raise InvalidInputError(f"{field} must be a JSON object", field=field)
+            updated = _epoch_time(
+                module.get("mod_update_timestamp"), f"{field}.mod_update_timestamp"
+            )
+            modules.append(
+                {
+                    "name": as_str(module.get("name"), f"{field}.name", max_len=128),
+                    "mod_status": as_str(
+                        module.get("mod_status"), f"{field}.mod_status", required=False, max_len=64
+                    ),
+                    "mod_update_time": updated.isoformat() if updated else None,
+                }
+            )
+        status = as_str(
+            dbinfo.get("global_status"), "task.obj.dbinfo.global_status", required=False, max_len=64
+        )
+        updated_at = _epoch_time(
+            dbinfo.get("global_update_timestamp"), "task.obj.dbinfo.global_update_timestamp"
+        )
+    except WireValueError as exc:
+        raise wire_error(exc) from None
+    return status, updated_at, modules, avdetails
+
+
+def _pairs(items: Any, field: str) -> list[tuple[str, str]]:
+    if not isinstance(items, list):
+        raise InvalidInputError(f"{field} must be an array of {{attr, value}}", field=field)
+    pairs = []
+    try:
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise InvalidInputError(f"{field}[{i}] must be a JSON object", field=field)
+            pairs.append(
+                (
+                    as_str(item.get("attr"), f"{field}[{i}].attr", max_len=255),
+                    as_str(
+                        unwrap(item.get("value")),
+                        f"{field}[{i}].value",
+                        required=False,
+                        max_len=65536,
+                    ),
+                )
+            )
+    except WireValueError as exc:
+        raise wire_error(exc) from None
+    return pairs
+
+
+def avconfig(obj: Any) -> list[tuple[str, str]]:
+    return _pairs(obj, "task.obj")
+
+
+def scheduler(obj: Any) -> tuple[str, list[tuple[str, str]]]:
+    data = _obj(obj, "Scheduler")
+    try:
+        name = as_str(data.get("name"), "task.obj.name", required=False, max_len=64)
+    except WireValueError as exc:
+        raise wire_error(exc) from None
+    return name, _pairs(data.get("confdetails", []), "task.obj.confdetails")

@@ -1,0 +1,263 @@
+"""The agent API (``/api/*``), wire-compatible with the Armadito agent.
+
+Plain Starlette routes: this is the hot path (every agent, every minute), so handlers parse
+by hand, run their unit of work in one transaction in a worker thread, and answer JSON.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from garrison.common.wire import WireValueError, as_int
+from garrison.server.agentapi import parsing
+from garrison.server.agentapi.auth import AgentCredential
+from garrison.server.agentapi.envelope import Envelope, parse_envelope
+from garrison.server.alerts import service as alerts
+from garrison.server.configs import service as configs
+from garrison.server.context import ServerContext
+from garrison.server.enrollment import service as enrollment
+from garrison.server.errors import (
+    ForbiddenError,
+    GarrisonError,
+    InvalidInputError,
+    UnknownStationError,
+)
+from garrison.server.jobs import service as jobs
+from garrison.server.options import service as options
+from garrison.server.scans import service as scans
+from garrison.server.states import service as states
+from garrison.server.stations import service as stations
+from garrison.server.stations.models import Station
+
+Handler = Callable[[Session, int, Envelope], dict[str, Any]]
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def check_station(session: Session, cred: AgentCredential, uuid: str, agent_id: int) -> int:
+    """The station a request acts for; refuses a request that names another agent."""
+    if cred.station_id is not None:
+        if uuid != cred.uuid:
+            raise ForbiddenError("this uuid belongs to another agent", field="uuid")
+        if agent_id not in (0, cred.station_id):
+            raise ForbiddenError("this agent_id belongs to another agent", field="agent_id")
+        return cred.station_id
+    station = stations.by_uuid(session, uuid)
+    if station is None:
+        raise UnknownStationError("unknown agent uuid; run the Enrollment task first", field="uuid")
+    if agent_id not in (0, station.id):
+        raise ForbiddenError("agent_id does not match this uuid", field="agent_id")
+    return station.id
+
+
+class AgentApi:
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def routes(self) -> list[Route]:
+        post = self._post_task
+        return [
+            Route("/api/agents", self.enroll, methods=["POST"]),
+            Route("/api/jobs", self.getjobs, methods=["GET"]),
+            Route("/api/jobs", post("Runjobs", self._runjobs), methods=["POST"]),
+            Route("/api/scans", post("Scan", self._scan), methods=["POST"]),
+            Route("/api/alerts", post("Alerts", self._alerts), methods=["POST"]),
+            Route("/api/states", post("State", self._state), methods=["POST"]),
+            Route("/api/avconfigs", post("AVConfig", self._avconfig), methods=["POST"]),
+            Route("/api/avconfigs", self.desired_avconfig, methods=["GET"]),
+            Route("/api/schedulers", post("Scheduler", self._scheduler), methods=["POST"]),
+            Route("/api/schedulers", self.desired_scheduler, methods=["GET"]),
+        ]
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _observe(self, task: str, started: float, status: int) -> None:
+        self.ctx.metrics.agent_requests.labels(task, str(status)).inc()
+        self.ctx.metrics.agent_latency.labels(task).observe(time.perf_counter() - started)
+
+    async def _guard(self, task: str, work: Callable[[], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await work()
+        except GarrisonError as exc:
+            self._observe(task, started, exc.status)
+            raise
+        self._observe(task, started, response.status_code)
+        return response
+
+    def _post_task(self, task: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            async def work() -> Response:
+                body = await request.body()
+                authorization = request.headers.get("authorization")
+                address = client_address(request)
+                result = await run_in_threadpool(self._run, authorization, body, address, handler)
+                return json_response(result)
+
+            return await self._guard(task, work)
+
+        return endpoint
+
+    def _run(
+        self, authorization: str | None, body: bytes, address: str, handler: Handler
+    ) -> dict[str, Any]:
+        cred = self.ctx.agent_auth.authenticate(authorization)
+        envelope = parse_envelope(body)
+        with self.ctx.db.transaction() as session:
+            station_id = check_station(session, cred, envelope.uuid, envelope.agent_id)
+            result = handler(session, station_id, envelope)
+        self.ctx.presence.seen(station_id, address)
+        return result
+
+    # -- enrollment -----------------------------------------------------------------------
+
+    async def enroll(self, request: Request) -> Response:
+        async def work() -> Response:
+            body = await request.body()
+            kind = "garrison" if request.headers.get("x-garrison-agent") else "armadito"
+            result = await run_in_threadpool(self._enroll, body, client_address(request), kind)
+            return json_response(result)
+
+        return await self._guard("Enrollment", work)
+
+    def _enroll(self, body: bytes, address: str, kind: str) -> dict[str, Any]:
+        envelope = parse_envelope(body)
+        key_text = parsing.enrollment_key(envelope.obj)
+        try:
+            with self.ctx.db.transaction() as session:
+                key = enrollment.consume(session, key_text)
+                station, token, created = stations.enroll(
+                    session, envelope.identity(address, kind), key.id
+                )
+                station_id = station.id
+        except GarrisonError:
+            self.ctx.metrics.enrollments.labels("refused").inc()
+            raise
+        self.ctx.metrics.enrollments.labels("created" if created else "re-enrolled").inc()
+        self.ctx.agent_auth.cache.forget_station(station_id)
+        return {"agent_id": station_id, "scheduler_id": station_id, "agent_token": token}
+
+    # -- Getjobs --------------------------------------------------------------------------
+
+    async def getjobs(self, request: Request) -> Response:
+        async def work() -> Response:
+            ids = request.query_params.getlist("agent_id")
+            authorization = request.headers.get("authorization")
+            jobs_ = await run_in_threadpool(
+                self._getjobs, authorization, ids, client_address(request)
+            )
+            return json_response({"jobs": jobs_})
+
+        return await self._guard("Getjobs", work)
+
+    def _getjobs(
+        self, authorization: str | None, ids: list[str], address: str
+    ) -> list[dict[str, Any]]:
+        cred = self.ctx.agent_auth.authenticate(authorization)
+        try:
+            # The Armadito agent really sends agent_id twice.
+            distinct = {as_int(v, "agent_id") for v in ids}
+        except WireValueError as exc:
+            raise InvalidInputError(str(exc), field="agent_id") from None
+        if len(distinct) > 1:
+            raise InvalidInputError(
+                "agent_id is given twice with different values", field="agent_id"
+            )
+        agent_id = distinct.pop() if distinct else 0
+        if cred.station_id is not None:
+            if agent_id not in (0, cred.station_id):
+                raise ForbiddenError("this agent_id belongs to another agent", field="agent_id")
+            station_id = cred.station_id
+        else:
+            if agent_id <= 0:
+                raise InvalidInputError("agent_id is required", field="agent_id")
+            with self.ctx.db.reading() as session:
+                if session.get(Station, agent_id) is None:
+                    raise UnknownStationError(
+                        f"unknown agent {agent_id}; enroll first", field="agent_id"
+                    )
+            station_id = agent_id
+        self.ctx.presence.seen(station_id, address)
+        # Most check-ins find nothing: answer those from a read-only transaction.
+        with self.ctx.db.reading() as session:
+            if not jobs.has_queued(session, station_id):
+                return []
+        with self.ctx.db.transaction() as session:
+            limit = options.get(session, "getjobs_limit")
+            return jobs.fetch_for_agent(session, station_id, limit)
+
+    # -- task handlers (run inside the request's transaction) -----------------------------
+
+    @staticmethod
+    def _runjobs(session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
+        target = jobs.report(session, station_id, parsing.job_result(env.obj))
+        return {"status": "ok", "job_id": target.job_id, "job_status": target.status}
+
+    @staticmethod
+    def _scan(session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
+        scan = scans.record(session, station_id, parsing.scan_report(env.obj))
+        return {"status": "ok", "scan_id": scan.id}
+
+    def _alerts(self, session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
+        job_id, reports = parsing.alerts(env.obj)
+        result = alerts.ingest(session, station_id, env.antivirus_name, reports, job_id)
+        self.ctx.metrics.alerts_stored.inc(result.stored)
+        self.ctx.metrics.alerts_duplicate.inc(result.duplicates)
+        return {"status": "ok", "stored": result.stored, "duplicates": result.duplicates}
+
+    @staticmethod
+    def _state(session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
+        status, updated, modules, avdetails = parsing.state(env.obj)
+        states.record(session, station_id, status, updated, modules, avdetails)
+        station = stations.get(session, station_id)
+        if env.antivirus_name:
+            station.antivirus_name = env.antivirus_name
+        if env.antivirus_version:
+            station.antivirus_version = env.antivirus_version
+        return {"status": "ok"}
+
+    @staticmethod
+    def _avconfig(session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
+        count = configs.report(session, station_id, "avconfig", parsing.avconfig(env.obj))
+        return {"status": "ok", "differences": count}
+
+    @staticmethod
+    def _scheduler(session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
+        name, pairs = parsing.scheduler(env.obj)
+        count = configs.report(session, station_id, "scheduler", pairs, name=name)
+        return {"status": "ok", "differences": count}
+
+    # -- configuration pushed by the server (GET) -----------------------------------------
+
+    async def desired_avconfig(self, request: Request) -> Response:
+        pairs = await self._desired(request, "avconfig")
+        return json_response({"avconfig": pairs})
+
+    async def desired_scheduler(self, request: Request) -> Response:
+        pairs = await self._desired(request, "scheduler")
+        return json_response({"name": "Cron", "confdetails": pairs})
+
+    async def _desired(self, request: Request, kind: str) -> list[dict[str, str]]:
+        authorization = request.headers.get("authorization")
+
+        def read() -> list[dict[str, str]]:
+            self.ctx.agent_auth.authenticate(authorization)
+            with self.ctx.db.reading() as session:
+                return [{"attr": a, "value": v} for a, v in configs.desired(session, kind).items()]
+
+        return await run_in_threadpool(read)

@@ -1,0 +1,135 @@
+"""Alerts (threats found by a station), de-duplicated by the Armadito checksum."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from garrison.server.alerts.models import Alert
+from garrison.server.audit import service as audit
+from garrison.server.audit.service import Actor
+from garrison.server.errors import ConflictError, NotFoundError
+from garrison.server.jobs import service as jobs
+from garrison.server.stations.models import Station
+from garrison.server.store.base import utcnow
+from garrison.server.store.upsert import insert_ignore
+
+
+@dataclass(frozen=True)
+class AlertReport:
+    threat_name: str
+    filepath: str
+    action: str = ""
+    module_name: str = ""
+    detection_time: dt.datetime | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def checksum(
+    threat_name: str, filepath: str, detection_time: dt.datetime, agent_id: int, antivirus: str
+) -> str:
+    """The reference plugin's de-duplication key, with the time in UTC."""
+    stamp = detection_time.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    text = f"{threat_name};{filepath};{stamp};{agent_id};{antivirus};"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    stored: int
+    duplicates: int
+
+
+def ingest(
+    session: Session,
+    station_id: int,
+    antivirus: str,
+    reports: Sequence[AlertReport],
+    job_id: int | None = None,
+) -> IngestResult:
+    if job_id is not None:
+        jobs.target_for_station(session, station_id, job_id)
+    now = utcnow()
+    stored = 0
+    table = Alert.__table__
+    for report in reports:
+        detected = report.detection_time or now
+        stored += insert_ignore(
+            session,
+            table,  # type: ignore[arg-type]
+            {
+                "station_id": station_id,
+                "job_id": job_id,
+                "threat_name": report.threat_name[:255],
+                "filepath": report.filepath,
+                "action": report.action[:64],
+                "module_name": report.module_name[:64],
+                "antivirus": antivirus[:64],
+                "detection_time": detected,
+                "received_at": now,
+                "checksum": checksum(
+                    report.threat_name, report.filepath, detected, station_id, antivirus
+                ),
+                "info": report.info,
+            },
+        )
+    if reports:
+        # A repeated alert is not stored twice, but the station's last-alert time moves.
+        session.execute(
+            update(Station)
+            .where(Station.id == station_id)
+            .values(last_alert_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return IngestResult(stored=stored, duplicates=len(reports) - stored)
+
+
+def search(
+    session: Session,
+    *,
+    station_id: int | None = None,
+    threat: str | None = None,
+    acknowledged: bool | None = None,
+    since: dt.datetime | None = None,
+    job_id: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Alert], int]:
+    query = select(Alert)
+    if station_id is not None:
+        query = query.where(Alert.station_id == station_id)
+    if threat:
+        query = query.where(Alert.threat_name.ilike(f"%{threat}%"))
+    if acknowledged is not None:
+        query = query.where(
+            Alert.acknowledged_at.is_not(None) if acknowledged else Alert.acknowledged_at.is_(None)
+        )
+    if since is not None:
+        query = query.where(Alert.detection_time >= since)
+    if job_id is not None:
+        query = query.where(Alert.job_id == job_id)
+    total = session.scalar(query.with_only_columns(func.count(Alert.id)))
+    rows = session.scalars(query.order_by(Alert.id.desc()).limit(limit).offset(offset))
+    return list(rows), int(total or 0)
+
+
+def acknowledge(session: Session, actor: Actor, alert_ids: Sequence[int]) -> list[Alert]:
+    rows = list(session.scalars(select(Alert).where(Alert.id.in_(list(alert_ids)))))
+    missing = sorted(set(alert_ids) - {a.id for a in rows})
+    if missing:
+        raise NotFoundError(f"no alert {', '.join(map(str, missing))}", field="alert_ids")
+    fresh = [a for a in rows if a.acknowledged_at is None]
+    if not fresh:
+        raise ConflictError("already acknowledged")
+    now = utcnow()
+    for alert in fresh:
+        alert.acknowledged_at = now
+        alert.acknowledged_by = actor.username
+    audit.record(session, actor, "alert.acknowledge", ",".join(str(a.id) for a in fresh))
+    return rows

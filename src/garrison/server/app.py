@@ -1,0 +1,127 @@
+"""``create_app(settings)``: the only place that wires Garrison's parts together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from garrison import __version__
+from garrison.server import errors_http
+from garrison.server.adminapi import alerts, auth_routes, configs, jobs, keys, stations, users
+from garrison.server.adminapi.schemas import Health
+from garrison.server.agentapi.auth import AgentAuthenticator
+from garrison.server.agentapi.routes import AgentApi
+from garrison.server.context import ServerContext
+from garrison.server.metrics import Metrics
+from garrison.server.middleware import BodyLimit, NormalizePath
+from garrison.server.options import service as options
+from garrison.server.settings import Settings
+from garrison.server.stations.models import Station
+from garrison.server.stations.presence import PresenceTracker
+from garrison.server.store.base import utcnow
+from garrison.server.store.engine import Database
+
+log = structlog.get_logger("garrison.server")
+ADMIN_PREFIX = "/admin/v1"
+
+
+def _station_gauges(ctx: ServerContext) -> dict[str, tuple[str, float]]:
+    import datetime as dt
+
+    with ctx.db.reading() as session:
+        offline_after = options.get(session, "offline_after_seconds")
+        cutoff = utcnow() - dt.timedelta(seconds=offline_after)
+        total = session.scalar(select(func.count(Station.id))) or 0
+        online = (
+            session.scalar(select(func.count(Station.id)).where(Station.last_seen >= cutoff)) or 0
+        )
+    return {
+        "garrison_stations": ("Enrolled stations", float(total)),
+        "garrison_stations_online": ("Stations that checked in within the timeout", float(online)),
+    }
+
+
+async def _flush_presence(ctx: ServerContext) -> None:
+    while True:
+        await asyncio.sleep(ctx.settings.last_seen_flush_seconds)
+        try:
+            await run_in_threadpool(ctx.presence.flush, ctx.db)
+        except Exception:
+            log.exception("could not write check-in times; will retry")
+
+
+def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
+    """Build the ASGI app.  The database must already be migrated (see ``garrison serve``)."""
+    database = db or Database(settings.resolved_database_url())
+    metrics = Metrics()
+    ctx = ServerContext(
+        settings=settings,
+        db=database,
+        presence=PresenceTracker(),
+        agent_auth=AgentAuthenticator(settings, database),
+        metrics=metrics,
+    )
+    metrics.add_collector(lambda: _station_gauges(ctx))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(_flush_presence(ctx))
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            # Shutdown: the last check-ins are written before the process ends.
+            await run_in_threadpool(ctx.presence.flush, ctx.db)
+
+    app = FastAPI(
+        title="Garrison admin API",
+        version=__version__,
+        description="Central management of endpoint-security agents. Authenticate with "
+        "`Authorization: Bearer <token>` (POST /admin/v1/auth/login, or the admin.token file).",
+        openapi_url=f"{ADMIN_PREFIX}/openapi.json",
+        docs_url=f"{ADMIN_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    errors_http.install(app, ctx.agent_auth.challenge)
+
+    admin = APIRouter(prefix=ADMIN_PREFIX)
+
+    @admin.get(
+        "/health",
+        response_model=Health,
+        tags=["health"],
+        summary="Public liveness and database check",
+    )
+    def health() -> Health:
+        with ctx.db.reading() as session:
+            session.execute(select(1))
+        return Health(status="ok", version=__version__, database=ctx.db.backend)
+
+    for module in (auth_routes, keys, stations, jobs, alerts, configs, users):
+        admin.include_router(module.router)
+    app.include_router(admin)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        metrics.presence_flush.set(len(ctx.presence._pending))
+        body = await run_in_threadpool(metrics.render)
+        return Response(body, media_type="text/plain; version=0.0.4")
+
+    app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    for route in AgentApi(ctx).routes():
+        app.router.routes.append(route)
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(NormalizePath)
+    return app

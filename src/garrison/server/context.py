@@ -1,0 +1,20 @@
+"""Everything a request handler needs, built once by :func:`garrison.server.app.create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from garrison.server.agentapi.auth import AgentAuthenticator
+from garrison.server.metrics import Metrics
+from garrison.server.settings import Settings
+from garrison.server.stations.presence import PresenceTracker
+from garrison.server.store.engine import Database
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    db: Database
+    presence: PresenceTracker
+    agent_auth: AgentAuthenticator
+    metrics: Metrics

@@ -1,0 +1,134 @@
+"""Enrollment keys: CSPRNG-made, with an expiry, a use counter and revocation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from garrison.server.audit import service as audit
+from garrison.server.audit.service import Actor
+from garrison.server.enrollment.models import EnrollmentKey
+from garrison.server.errors import (
+    ConflictError,
+    EnrollmentRefusedError,
+    InvalidInputError,
+    NotFoundError,
+)
+from garrison.server.store.base import utcnow
+
+KEY_RE = re.compile(r"^[A-Z0-9]{5}(-[A-Z0-9]{5}){4}$")
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+MAX_USES = 1_000_000
+MAX_EXPIRY_SECONDS = 10 * 365 * 86400
+
+
+def generate_key() -> str:
+    return "-".join("".join(secrets.choice(_ALPHABET) for _ in range(5)) for _ in range(5))
+
+
+def create_key(
+    session: Session, actor: Actor, uses: int, expires_in: int, description: str = ""
+) -> EnrollmentKey:
+    if not 1 <= uses <= MAX_USES:
+        raise InvalidInputError(f"uses must be between 1 and {MAX_USES}", field="uses")
+    if not 60 <= expires_in <= MAX_EXPIRY_SECONDS:
+        raise InvalidInputError(
+            f"expires_in must be between 60 and {MAX_EXPIRY_SECONDS} seconds", field="expires_in"
+        )
+    key = EnrollmentKey(
+        key=generate_key(),
+        uses_total=uses,
+        expires_at=utcnow() + dt.timedelta(seconds=expires_in),
+        description=description[:255],
+        created_by=actor.username,
+    )
+    session.add(key)
+    session.flush()
+    audit.record(session, actor, "enrollment_key.create", key.key, uses=uses, expires_in=expires_in)
+    return key
+
+
+def list_keys(session: Session, *, include_inactive: bool = True) -> list[EnrollmentKey]:
+    query = select(EnrollmentKey).order_by(EnrollmentKey.id.desc())
+    if not include_inactive:
+        now = utcnow()
+        query = query.where(
+            EnrollmentKey.revoked_at.is_(None),
+            EnrollmentKey.expires_at > now,
+            EnrollmentKey.uses_count < EnrollmentKey.uses_total,
+        )
+    return list(session.scalars(query))
+
+
+def key_status(key: EnrollmentKey, now: dt.datetime | None = None) -> str:
+    now = now or utcnow()
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at <= now:
+        return "expired"
+    if key.uses_count >= key.uses_total:
+        return "exhausted"
+    return "active"
+
+
+def find_key(session: Session, ref: str) -> EnrollmentKey:
+    query = select(EnrollmentKey)
+    query = (
+        query.where(EnrollmentKey.id == int(ref))
+        if ref.isdigit()
+        else query.where(EnrollmentKey.key == ref.strip().upper())
+    )
+    key = session.scalar(query)
+    if key is None:
+        raise NotFoundError(f"no enrollment key {ref!r}")
+    return key
+
+
+def revoke_key(session: Session, actor: Actor, ref: str) -> EnrollmentKey:
+    key = find_key(session, ref)
+    if key.revoked_at is not None:
+        raise ConflictError(f"key {key.key} is already revoked")
+    key.revoked_at = utcnow()
+    audit.record(session, actor, "enrollment_key.revoke", key.key)
+    return key
+
+
+def consume(session: Session, text: str) -> EnrollmentKey:
+    """Use one enrollment of a key, atomically, or say exactly why it is refused."""
+    candidate = text.strip().upper()
+    if not KEY_RE.match(candidate):
+        raise EnrollmentRefusedError(
+            "invalid enrollment key format (expected XXXXX-XXXXX-XXXXX-XXXXX-XXXXX)", field="key"
+        )
+    now = utcnow()
+    # One conditional UPDATE: two agents racing for the last use cannot both win.
+    result = session.execute(
+        update(EnrollmentKey)
+        .where(
+            EnrollmentKey.key == candidate,
+            EnrollmentKey.revoked_at.is_(None),
+            EnrollmentKey.expires_at > now,
+            EnrollmentKey.uses_count < EnrollmentKey.uses_total,
+        )
+        .values(uses_count=EnrollmentKey.uses_count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    key = session.scalar(select(EnrollmentKey).where(EnrollmentKey.key == candidate))
+    if key is None:
+        raise EnrollmentRefusedError("unknown enrollment key", field="key")
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        session.refresh(key)
+        return key
+    status = key_status(key, now)
+    raise EnrollmentRefusedError(
+        {
+            "revoked": "enrollment key has been revoked",
+            "expired": "enrollment key has expired",
+            "exhausted": "enrollment key has no uses left",
+        }.get(status, "enrollment key refused"),
+        field="key",
+    )

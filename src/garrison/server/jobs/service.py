@@ -1,0 +1,313 @@
+"""Jobs: created by administrators for stations or a group, fetched and reported by agents."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from garrison.common.wire import b64
+from garrison.server.audit import service as audit
+from garrison.server.audit.service import Actor
+from garrison.server.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    UnknownJobError,
+)
+from garrison.server.jobs.models import JOB_STATUSES, Job, JobTarget
+from garrison.server.stations import service as stations
+from garrison.server.stations.models import Station
+from garrison.server.store.base import utcnow
+
+# Which job types each kind of agent can run.  An Armadito agent only knows Scan, and must
+# never be handed a job it cannot parse.
+ARMADITO_TYPES = ("Scan",)
+GARRISON_TYPES = (
+    "Scan",
+    "UpdateSignatures",
+    "IsolateNetwork",
+    "RejoinNetwork",
+    "SelfTest",
+    "Uninstall",
+)
+TYPES_BY_KIND = {"armadito": ARMADITO_TYPES, "garrison": GARRISON_TYPES}
+PRIORITY_NAMES = {0: "low", 1: "medium", 2: "high", 3: "urgent"}
+MAX_TARGETS = 100_000
+_PARAM_LIMIT = 4096
+
+
+def _check_params(job_type: str, params: dict[str, Any]) -> dict[str, Any]:
+    for key, value in params.items():
+        if isinstance(value, str) and len(value) > _PARAM_LIMIT:
+            raise InvalidInputError(f"params.{key} is too long", field=f"params.{key}")
+    if job_type != "Scan":
+        return dict(params)
+    path = params.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise InvalidInputError(
+            "a Scan job needs params.path, the path to scan", field="params.path"
+        )
+    options = params.get("options", "")
+    if not isinstance(options, str):
+        raise InvalidInputError("params.options must be a string", field="params.options")
+    name = params.get("name", "on-demand")
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError("params.name must be a non-empty string", field="params.name")
+    scanconfig_id = params.get("scanconfig_id", 1)
+    if isinstance(scanconfig_id, bool) or not isinstance(scanconfig_id, int):
+        raise InvalidInputError(
+            "params.scanconfig_id must be an integer", field="params.scanconfig_id"
+        )
+    return {"path": path, "options": options, "name": name, "scanconfig_id": scanconfig_id}
+
+
+def create(
+    session: Session,
+    actor: Actor,
+    job_type: str,
+    priority: int,
+    params: dict[str, Any],
+    station_ids: Sequence[int] = (),
+    group: str | None = None,
+) -> tuple[Job, list[int]]:
+    if job_type not in GARRISON_TYPES:
+        raise InvalidInputError(
+            f"unknown job type {job_type!r}; known: {', '.join(GARRISON_TYPES)}", field="type"
+        )
+    if priority not in PRIORITY_NAMES:
+        raise InvalidInputError("priority must be 0 (low) to 3 (urgent)", field="priority")
+    clean = _check_params(job_type, params)
+    targets = set(station_ids)
+    group_id: int | None = None
+    if group is not None:
+        group_row = stations.group_by_name(session, group)
+        group_id = group_row.id
+        targets |= set(stations.group_station_ids(session, group_row.id))
+    if not targets:
+        raise InvalidInputError(
+            "the job has no target: give station_ids or a group with stations",
+            field="station_ids",
+        )
+    if len(targets) > MAX_TARGETS:
+        raise InvalidInputError(f"at most {MAX_TARGETS} stations per job", field="station_ids")
+    kinds = dict(
+        session.execute(select(Station.id, Station.agent_kind).where(Station.id.in_(targets)))
+        .tuples()
+        .all()
+    )
+    missing = sorted(targets - kinds.keys())
+    if missing:
+        raise NotFoundError(f"no station {', '.join(map(str, missing[:20]))}", field="station_ids")
+    unable = sorted(s for s, kind in kinds.items() if job_type not in TYPES_BY_KIND[kind])
+    if unable:
+        raise InvalidInputError(
+            f"station {', '.join(map(str, unable[:20]))} cannot run {job_type} jobs "
+            "(Armadito agents run Scan jobs only)",
+            field="type",
+        )
+    job = Job(
+        type=job_type, priority=priority, params=clean, created_by=actor.username, group_id=group_id
+    )
+    session.add(job)
+    session.flush()
+    ordered = sorted(targets)
+    session.execute(
+        JobTarget.__table__.insert(),  # type: ignore[attr-defined]
+        [
+            {
+                "job_id": job.id,
+                "station_id": sid,
+                "priority": priority,
+                "status": "queued",
+                "updated_at": utcnow(),
+            }
+            for sid in ordered
+        ],
+    )
+    audit.record(
+        session,
+        actor,
+        "job.create",
+        str(job.id),
+        type=job_type,
+        priority=priority,
+        stations=len(ordered),
+        group=group,
+    )
+    return job, ordered
+
+
+def wire_job(job_id: int, job_type: str, priority: int, params: dict[str, Any]) -> dict[str, Any]:
+    """A job as the agent receives it; Scan paths and options are base64, as Armadito expects."""
+    if job_type == "Scan":
+        options = params.get("options", "")
+        obj: dict[str, Any] = {
+            "scanconfig_id": params.get("scanconfig_id", 1),
+            "scan_name": params.get("name", "on-demand"),
+            "scan_path": b64(params["path"]),
+            "scan_options": b64(options) if options else "",
+        }
+    else:
+        obj = dict(params)
+    return {"job_id": job_id, "job_type": job_type, "job_priority": str(priority), "obj": obj}
+
+
+def fetch_for_agent(session: Session, station_id: int, limit: int) -> list[dict[str, Any]]:
+    """Getjobs: at most ``limit`` queued jobs, highest priority first, oldest first; they
+    become ``downloaded``."""
+    rows = session.execute(
+        select(Job.id, Job.type, Job.priority, Job.params)
+        .join(JobTarget, JobTarget.job_id == Job.id)
+        .where(JobTarget.station_id == station_id, JobTarget.status == "queued")
+        .order_by(JobTarget.priority.desc(), JobTarget.job_id)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return []
+    now = utcnow()
+    session.execute(
+        update(JobTarget)
+        .where(
+            JobTarget.station_id == station_id,
+            JobTarget.job_id.in_([r.id for r in rows]),
+            JobTarget.status == "queued",
+        )
+        .values(status="downloaded", downloaded_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return [wire_job(r.id, r.type, r.priority, r.params) for r in rows]
+
+
+def has_queued(session: Session, station_id: int) -> bool:
+    return (
+        session.scalar(
+            select(JobTarget.job_id)
+            .where(JobTarget.station_id == station_id, JobTarget.status == "queued")
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def target_for_station(session: Session, station_id: int, job_id: int) -> JobTarget:
+    """The station's part of a job; a job that exists but is someone else's is refused."""
+    target = session.get(JobTarget, (job_id, station_id))
+    if target is not None:
+        return target
+    if session.get(Job, job_id) is None:
+        raise UnknownJobError(f"no job {job_id}", field="job_id")
+    raise ForbiddenError(f"job {job_id} is not assigned to this agent", field="job_id")
+
+
+def _epoch(value: int | None) -> dt.datetime | None:
+    if value is None or value <= 0:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidInputError("time is out of range", field="start_time") from None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: int
+    code: int
+    message: str
+    start_time: int | None
+    end_time: int | None
+
+
+def report(session: Session, station_id: int, result: JobResult) -> JobTarget:
+    target = target_for_station(session, station_id, result.job_id)
+    if target.status == "cancelled":
+        raise ConflictError(f"job {result.job_id} was cancelled", field="job_id")
+    target.status = "successful" if result.code == 0 else "failed"
+    target.code = result.code
+    target.message = result.message[:65536]
+    target.start_time = _epoch(result.start_time)
+    target.end_time = _epoch(result.end_time)
+    target.updated_at = utcnow()
+    return target
+
+
+def cancel(
+    session: Session, actor: Actor, job_id: int, station_ids: Sequence[int] | None = None
+) -> int:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise UnknownJobError(f"no job {job_id}")
+    query = (
+        update(JobTarget)
+        .where(JobTarget.job_id == job_id, JobTarget.status == "queued")
+        .values(status="cancelled", updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if station_ids:
+        query = query.where(JobTarget.station_id.in_(list(station_ids)))
+    count = int(session.execute(query).rowcount or 0)  # type: ignore[attr-defined]
+    if count == 0:
+        raise ConflictError(
+            f"job {job_id} has no queued station left to cancel (only queued jobs can be cancelled)"
+        )
+    audit.record(session, actor, "job.cancel", str(job_id), stations=count)
+    return count
+
+
+def status_counts(session: Session, job_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = {jid: {} for jid in job_ids}
+    if not job_ids:
+        return counts
+    for jid, status, n in session.execute(
+        select(JobTarget.job_id, JobTarget.status, func.count())
+        .where(JobTarget.job_id.in_(list(job_ids)))
+        .group_by(JobTarget.job_id, JobTarget.status)
+    ):
+        counts[jid][status] = int(n)
+    return counts
+
+
+def search(
+    session: Session,
+    *,
+    station_id: int | None = None,
+    status: str | None = None,
+    job_type: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Job], int]:
+    query = select(Job)
+    if status is not None and status not in JOB_STATUSES:
+        raise InvalidInputError(f"status must be one of {', '.join(JOB_STATUSES)}", field="status")
+    if station_id is not None or status is not None:
+        sub = select(JobTarget.job_id)
+        if station_id is not None:
+            sub = sub.where(JobTarget.station_id == station_id)
+        if status is not None:
+            sub = sub.where(JobTarget.status == status)
+        query = query.where(Job.id.in_(sub))
+    if job_type:
+        query = query.where(Job.type == job_type)
+    total = session.scalar(query.with_only_columns(func.count(Job.id)))
+    jobs = session.scalars(query.order_by(Job.id.desc()).limit(limit).offset(offset))
+    return list(jobs), int(total or 0)
+
+
+def get(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise UnknownJobError(f"no job {job_id}")
+    return job
+
+
+def targets(session: Session, job_id: int) -> list[JobTarget]:
+    return list(
+        session.scalars(
+            select(JobTarget).where(JobTarget.job_id == job_id).order_by(JobTarget.station_id)
+        )
+    )

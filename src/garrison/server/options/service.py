@@ -1,0 +1,71 @@
+"""Run-time settings an administrator changes through the admin API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from garrison.server.errors import InvalidInputError
+from garrison.server.options.models import Option
+from garrison.server.store.base import utcnow
+from garrison.server.store.upsert import upsert
+
+
+@dataclass(frozen=True)
+class IntOption:
+    default: int
+    minimum: int
+    maximum: int
+    help: str
+
+
+OPTIONS: dict[str, IntOption] = {
+    "getjobs_limit": IntOption(10, 1, 100, "most queued jobs one Getjobs request returns"),
+    "offline_after_seconds": IntOption(
+        300, 30, 7 * 86400, "a station that has not checked in for this long is offline"
+    ),
+    "alert_retention_days": IntOption(365, 1, 36500, "how long alerts are kept"),
+}
+
+
+def validate(key: str, value: Any) -> int:
+    spec = OPTIONS.get(key)
+    if spec is None:
+        raise InvalidInputError(f"unknown setting {key!r}", field=key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{key} must be an integer", field=key)
+    if not spec.minimum <= value <= spec.maximum:
+        raise InvalidInputError(
+            f"{key} must be between {spec.minimum} and {spec.maximum}", field=key
+        )
+    return value
+
+
+def get_all(session: Session) -> dict[str, int]:
+    values = {key: spec.default for key, spec in OPTIONS.items()}
+    for option in session.scalars(select(Option)):
+        if option.key in values and isinstance(option.value, int):
+            values[option.key] = option.value
+    return values
+
+
+def get(session: Session, key: str) -> int:
+    spec = OPTIONS[key]
+    value = session.scalar(select(Option.value).where(Option.key == key))
+    return value if isinstance(value, int) else spec.default
+
+
+def set_many(session: Session, changes: dict[str, Any]) -> dict[str, int]:
+    checked = {key: validate(key, value) for key, value in changes.items()}
+    for key, value in checked.items():
+        upsert(
+            session,
+            Option.__table__,  # type: ignore[arg-type]
+            {"key": key, "value": value, "updated_at": utcnow()},
+            keys=["key"],
+            update=["value", "updated_at"],
+        )
+    return get_all(session)

@@ -1,0 +1,42 @@
+"""Process settings, read from ``GARRISON_*`` environment variables.
+
+These are what a node needs before it can reach its database.  Settings an administrator
+changes at run time (getjobs limit, offline timeout) live in the database: see
+:mod:`garrison.server.runtime_settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GARRISON_", extra="ignore")
+
+    data_dir: Path = Path("./garrison-data")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Armadito agents cannot send a bearer token: they answer a 401 Basic challenge with the
+    # credentials of their configuration file.
+    agent_basic_user: str | None = None
+    agent_basic_password: SecretStr | None = None
+    agent_basic_realm: str = "Garrison"
+    # Off by default: legacy agents with no credentials at all.
+    allow_unauthenticated_agents: bool = False
+
+    last_seen_flush_seconds: float = Field(default=5.0, gt=0)
+    token_cache_seconds: float = Field(default=10.0, ge=0)
+    admin_token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
+    graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+    log_level: str = "info"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'garrison.db').resolve()}"

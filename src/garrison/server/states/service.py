@@ -1,0 +1,49 @@
+"""The antivirus state a station reports (State task)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from garrison.server.errors import NotFoundError
+from garrison.server.states.models import StationState
+from garrison.server.store.base import utcnow
+
+
+def record(
+    session: Session,
+    station_id: int,
+    global_status: str,
+    global_update_time: dt.datetime | None,
+    modules: list[dict[str, Any]],
+    avdetails: list[Any],
+) -> StationState:
+    state = session.get(StationState, station_id)
+    if state is None:
+        state = StationState(station_id=station_id)
+        session.add(state)
+    state.global_status = global_status[:64]
+    state.global_update_time = global_update_time
+    state.modules = modules
+    state.avdetails = avdetails
+    state.updated_at = utcnow()
+    return state
+
+
+def get(session: Session, station_id: int) -> StationState:
+    state = session.get(StationState, station_id)
+    if state is None:
+        raise NotFoundError(f"station {station_id} has not reported a state yet")
+    return state
+
+
+def search(
+    session: Session, *, status: str | None = None, limit: int = 100, offset: int = 0
+) -> list[StationState]:
+    query = select(StationState).order_by(StationState.station_id)
+    if status:
+        query = query.where(StationState.global_status == status)
+    return list(session.scalars(query.limit(limit).offset(offset)))

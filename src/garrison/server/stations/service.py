@@ -1,0 +1,233 @@
+"""Stations (enrolled agents) and their groups."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from garrison.common.tokens import new_token, token_hash
+from garrison.server.audit import service as audit
+from garrison.server.audit.service import Actor
+from garrison.server.errors import ConflictError, InvalidInputError, NotFoundError
+from garrison.server.stations.models import Group, Station, station_groups
+from garrison.server.store.base import utcnow
+
+AGENT_KINDS = ("armadito", "garrison")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What an agent says about itself in the request envelope."""
+
+    uuid: str
+    agent_version: str = ""
+    antivirus_name: str = ""
+    antivirus_version: str = ""
+    os_name: str = ""
+    os_platform: str = ""
+    hostname: str = ""
+    mac: str = ""
+    address: str = ""
+    agent_kind: str = "armadito"
+
+
+def enroll(
+    session: Session, identity: Identity, enrollment_key_id: int | None
+) -> tuple[Station, str, bool]:
+    """Create the station, or re-enroll a known uuid keeping its id; issues a new agent token.
+
+    Returns (station, token, created).
+    """
+    station = session.scalar(select(Station).where(Station.uuid == identity.uuid))
+    created = station is None
+    if station is None:
+        station = Station(uuid=identity.uuid, enrolled_at=utcnow())
+        session.add(station)
+    token = new_token("gst")
+    station.token_hash = token_hash(token)
+    station.enrollment_key_id = enrollment_key_id
+    station.agent_kind = identity.agent_kind
+    station.last_seen = utcnow()
+    for name in (
+        "agent_version",
+        "antivirus_name",
+        "antivirus_version",
+        "os_name",
+        "os_platform",
+        "hostname",
+        "mac",
+        "address",
+    ):
+        value = getattr(identity, name)
+        if value:
+            setattr(station, name, value[:255])
+    session.flush()
+    return station, token, created
+
+
+def get(session: Session, station_id: int) -> Station:
+    station = session.get(Station, station_id)
+    if station is None:
+        raise NotFoundError(f"no station {station_id}")
+    return station
+
+
+def by_uuid(session: Session, uuid: str) -> Station | None:
+    return session.scalar(select(Station).where(Station.uuid == uuid))
+
+
+def by_token(session: Session, token: str) -> tuple[int, str] | None:
+    row = session.execute(
+        select(Station.id, Station.uuid).where(Station.token_hash == token_hash(token))
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def is_online(station: Station, offline_after: int, now: dt.datetime | None = None) -> bool:
+    now = now or utcnow()
+    return station.last_seen >= now - dt.timedelta(seconds=offline_after)
+
+
+@dataclass(frozen=True)
+class StationFilter:
+    search: str | None = None
+    group: str | None = None
+    online: bool | None = None
+    os_name: str | None = None
+    antivirus: str | None = None
+    agent_kind: str | None = None
+
+
+def _filtered(query: Select[Station], f: StationFilter, offline_after: int) -> Select[Station]:
+    if f.search:
+        like = f"%{f.search}%"
+        query = query.where(
+            or_(
+                Station.hostname.ilike(like),
+                Station.uuid.ilike(like),
+                Station.address.ilike(like),
+            )
+        )
+    if f.group:
+        query = query.where(
+            Station.id.in_(
+                select(station_groups.c.station_id)
+                .join(Group, Group.id == station_groups.c.group_id)
+                .where(Group.name == f.group)
+            )
+        )
+    if f.online is not None:
+        cutoff = utcnow() - dt.timedelta(seconds=offline_after)
+        query = query.where(Station.last_seen >= cutoff if f.online else Station.last_seen < cutoff)
+    if f.os_name:
+        query = query.where(Station.os_name == f.os_name)
+    if f.antivirus:
+        query = query.where(Station.antivirus_name == f.antivirus)
+    if f.agent_kind:
+        query = query.where(Station.agent_kind == f.agent_kind)
+    return query
+
+
+def search(
+    session: Session, f: StationFilter, offline_after: int, limit: int, offset: int
+) -> tuple[list[Station], int]:
+    total = session.scalar(
+        _filtered(select(Station), f, offline_after).with_only_columns(func.count(Station.id))
+    )
+    rows = session.scalars(
+        _filtered(select(Station), f, offline_after)
+        .order_by(Station.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), int(total or 0)
+
+
+def delete(session: Session, actor: Actor, station_id: int) -> None:
+    station = get(session, station_id)
+    audit.record(session, actor, "station.delete", str(station_id), uuid=station.uuid)
+    session.delete(station)
+
+
+# Groups ------------------------------------------------------------------------------------
+
+
+def list_groups(session: Session) -> list[tuple[Group, int]]:
+    counts = (
+        select(station_groups.c.group_id, func.count().label("n"))
+        .group_by(station_groups.c.group_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Group, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.group_id == Group.id)
+        .order_by(Group.name)
+    )
+    return [(group, int(n)) for group, n in rows]
+
+
+def group_by_name(session: Session, name: str) -> Group:
+    group = session.scalar(select(Group).where(Group.name == name))
+    if group is None:
+        raise NotFoundError(f"no group {name!r}")
+    return group
+
+
+def create_group(session: Session, actor: Actor, name: str, description: str = "") -> Group:
+    name = name.strip()
+    if not 1 <= len(name) <= 128:
+        raise InvalidInputError("group name must be 1-128 characters", field="name")
+    if session.scalar(select(Group.id).where(Group.name == name)) is not None:
+        raise ConflictError(f"group {name!r} already exists", field="name")
+    group = Group(name=name, description=description[:255])
+    session.add(group)
+    session.flush()
+    audit.record(session, actor, "group.create", name)
+    return group
+
+
+def delete_group(session: Session, actor: Actor, name: str) -> None:
+    group = group_by_name(session, name)
+    session.delete(group)
+    audit.record(session, actor, "group.delete", name)
+
+
+def group_station_ids(session: Session, group_id: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(station_groups.c.station_id).where(station_groups.c.group_id == group_id)
+        )
+    )
+
+
+def set_membership(
+    session: Session, actor: Actor, name: str, add: list[int], remove: list[int]
+) -> list[int]:
+    group = group_by_name(session, name)
+    wanted = set(add)
+    known = set(session.scalars(select(Station.id).where(Station.id.in_(wanted | set(remove)))))
+    missing = sorted((wanted | set(remove)) - known)
+    if missing:
+        raise NotFoundError(f"no station {', '.join(map(str, missing))}", field="station_ids")
+    members = set(group_station_ids(session, group.id))
+    to_add = wanted - members
+    to_remove = set(remove) & members
+    if to_add:
+        session.execute(
+            station_groups.insert(), [{"station_id": s, "group_id": group.id} for s in to_add]
+        )
+    if to_remove:
+        session.execute(
+            station_groups.delete().where(
+                station_groups.c.group_id == group.id,
+                station_groups.c.station_id.in_(to_remove),
+            )
+        )
+    audit.record(
+        session, actor, "group.membership", name, added=sorted(to_add), removed=sorted(to_remove)
+    )
+    session.expire_all()
+    return sorted((members | to_add) - to_remove)

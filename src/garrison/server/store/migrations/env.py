@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from alembic import context
+
+from garrison.server.store import models
+from garrison.server.store.engine import make_engine
+
+config = context.config
+target_metadata = models.Base.metadata
+
+
+def run_migrations() -> None:
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("sqlalchemy.url is not set")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=connection.dialect.name == "sqlite",
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    raise RuntimeError("offline migrations are not supported; run `garrison db upgrade`")
+run_migrations()

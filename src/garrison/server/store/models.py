@@ -1,0 +1,39 @@
+"""Imports every slice's models so that ``Base.metadata`` holds the whole schema."""
+
+from garrison.server.alerts.models import Alert
+from garrison.server.audit.models import AuditEntry
+from garrison.server.configs.models import (
+    ConfigBaseline,
+    ConfigDesired,
+    ConfigDifference,
+    ConfigReport,
+)
+from garrison.server.enrollment.models import EnrollmentKey
+from garrison.server.jobs.models import Job, JobTarget
+from garrison.server.options.models import Option
+from garrison.server.scans.models import Scan
+from garrison.server.states.models import StationState
+from garrison.server.stations.models import Group, Station, station_groups
+from garrison.server.store.base import Base
+from garrison.server.users.models import ApiToken, User
+
+__all__ = [
+    "Alert",
+    "ApiToken",
+    "AuditEntry",
+    "Base",
+    "ConfigBaseline",
+    "ConfigDesired",
+    "ConfigDifference",
+    "ConfigReport",
+    "EnrollmentKey",
+    "Group",
+    "Job",
+    "JobTarget",
+    "Option",
+    "Scan",
+    "Station",
+    "StationState",
+    "User",
+    "station_groups",
+]

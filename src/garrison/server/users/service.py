@@ -1,0 +1,195 @@
+"""Administrators: argon2-hashed passwords, roles, and bearer tokens for the admin API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from garrison.common.tokens import new_token, token_hash
+from garrison.server.audit import service as audit
+from garrison.server.audit.service import Actor
+from garrison.server.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotAuthenticatedError,
+    NotFoundError,
+)
+from garrison.server.store.base import utcnow
+from garrison.server.users.models import ROLES, ApiToken, User
+
+_hasher = PasswordHasher()
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MIN_PASSWORD = 10
+# A role may do what the roles after it may do.
+ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+# Verifying against a real hash when the user does not exist keeps timing uniform.
+_DUMMY_HASH = _hasher.hash("garrison-timing-equaliser")
+
+
+def role_allows(role: str, needed: str) -> bool:
+    return ROLE_RANK.get(role, -1) >= ROLE_RANK[needed]
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidInputError(f"role must be one of {', '.join(ROLES)}", field="role")
+    return role
+
+
+def _check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInputError(
+            f"password must be at least {MIN_PASSWORD} characters", field="password"
+        )
+    return password
+
+
+def create_user(session: Session, actor: Actor, username: str, password: str, role: str) -> User:
+    if not USERNAME_RE.match(username):
+        raise InvalidInputError("username must be 1-64 of A-Z a-z 0-9 _ . @ -", field="username")
+    _check_role(role)
+    _check_password(password)
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise ConflictError(f"user {username!r} already exists", field="username")
+    user = User(username=username, password_hash=_hasher.hash(password), role=role)
+    session.add(user)
+    session.flush()
+    audit.record(session, actor, "user.create", username, role=role)
+    return user
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFoundError(f"no user {username!r}")
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.id)))
+
+
+def _admins_left(session: Session, excluding: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == "admin", User.disabled.is_(False), User.id != excluding)
+        )
+        or 0
+    )
+
+
+def update_user(
+    session: Session,
+    actor: Actor,
+    username: str,
+    *,
+    role: str | None = None,
+    password: str | None = None,
+    disabled: bool | None = None,
+) -> User:
+    user = get_user(session, username)
+    changes: dict[str, object] = {}
+    demoting = (role is not None and role != "admin") or disabled is True
+    if user.role == "admin" and demoting and _admins_left(session, user.id) == 0:
+        raise ConflictError("the last active admin cannot be demoted or disabled")
+    if role is not None:
+        user.role = _check_role(role)
+        changes["role"] = role
+    if password is not None:
+        user.password_hash = _hasher.hash(_check_password(password))
+        changes["password"] = "changed"  # noqa: S105 (audit note, no secret)
+    if disabled is not None:
+        user.disabled = disabled
+        changes["disabled"] = disabled
+    if role is not None or password is not None or disabled:
+        # A changed role, password or a disabled account ends existing sessions.
+        session.query(ApiToken).filter(ApiToken.user_id == user.id).delete()
+    audit.record(session, actor, "user.update", username, **changes)
+    return user
+
+
+def delete_user(session: Session, actor: Actor, username: str) -> None:
+    user = get_user(session, username)
+    if user.role == "admin" and _admins_left(session, user.id) == 0:
+        raise ConflictError("the last active admin cannot be deleted")
+    if actor.user_id == user.id:
+        raise ConflictError("you cannot delete your own account")
+    session.delete(user)
+    audit.record(session, actor, "user.delete", username)
+
+
+def login(
+    session: Session, username: str, password: str, ttl_seconds: int
+) -> tuple[User, str, dt.datetime]:
+    user = session.scalar(select(User).where(User.username == username))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        ok = user is not None and not user.disabled
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok or user is None:
+        raise NotAuthenticatedError("wrong username or password")
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    token, expires = issue_token(session, user, "login", ttl_seconds)
+    return user, token, expires
+
+
+def issue_token(
+    session: Session, user: User, name: str, ttl_seconds: int | None
+) -> tuple[str, dt.datetime]:
+    token = new_token("gat")
+    expires = utcnow() + dt.timedelta(seconds=ttl_seconds) if ttl_seconds else None
+    session.add(
+        ApiToken(user_id=user.id, token_hash=token_hash(token), name=name, expires_at=expires)
+    )
+    return token, expires or dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    role: str
+
+
+def resolve_token(session: Session, token: str) -> Principal:
+    row = session.execute(
+        select(User.id, User.username, User.role, User.disabled, ApiToken.expires_at)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == token_hash(token))
+    ).first()
+    if row is None:
+        raise NotAuthenticatedError("invalid or revoked token")
+    if row.disabled:
+        raise ForbiddenError("this account is disabled")
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        raise NotAuthenticatedError("token expired; log in again")
+    return Principal(user_id=row.id, username=row.username, role=row.role)
+
+
+def logout(session: Session, token: str) -> None:
+    session.query(ApiToken).filter(ApiToken.token_hash == token_hash(token)).delete()
+
+
+def bootstrap_admin(session: Session) -> tuple[str, str] | None:
+    """On a database with no users: create ``admin``; returns (password, api token) once."""
+    if session.scalar(select(func.count()).select_from(User)):
+        return None
+    password = secrets.token_urlsafe(15)
+    user = User(username="admin", password_hash=_hasher.hash(password), role="admin")
+    session.add(user)
+    session.flush()
+    token, _ = issue_token(session, user, "admin.token", None)
+    audit.record(session, audit.SYSTEM, "user.bootstrap", "admin")
+    return password, token
