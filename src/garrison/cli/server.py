@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -60,6 +64,25 @@ def open_database(settings: Settings) -> Database:
         raise typer.Exit(1) from None
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after a graceful shutdown, so the process would end "killed";
+    a clean, finished shutdown exits 0, as a service manager expects."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def serve(
     host: Annotated[
         str | None, typer.Option(help="address to listen on [env GARRISON_HOST]")
@@ -105,7 +128,7 @@ def serve(
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     try:
         server.run()
     except OSError as exc:

@@ -1,0 +1,141 @@
+"""Fixtures shared by every test.
+
+``database_url`` is parametrised: SQLite always, PostgreSQL too when
+``GARRISON_TEST_DATABASE_URL`` is set (CI sets it).  Each test gets an empty, migrated
+database: a fresh SQLite file copied from a migrated template, or truncated PostgreSQL tables
+in a database created for this test session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from starlette.testclient import TestClient
+
+from garrison.server.app import create_app
+from garrison.server.bootstrap import prepare
+from garrison.server.settings import Settings
+from garrison.server.store import migrate
+from garrison.server.store.base import Base
+from garrison.server.store.engine import Database, normalize_url
+from tests.support import Admin, ArmaditoAgent
+
+PG_URL = os.environ.get("GARRISON_TEST_DATABASE_URL")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_session_url() -> Iterator[str]:
+    if not PG_URL:
+        pytest.skip("GARRISON_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
+    admin_url = normalize_url(PG_URL)
+    name = f"garrison_test_{uuid.uuid4().hex[:10]}"
+    admin_engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    try:
+        yield url
+    finally:
+        with admin_engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin_engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "garrison.db"
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("pg_session_url")
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    yield database
+    database.dispose()
+
+
+@dataclass
+class Server:
+    """An app in-process, with its admin and helpers to make agents."""
+
+    client: TestClient
+    admin: Admin
+    settings: Settings
+    db: Database
+    first_key: str
+
+    def agent(self, **kwargs: object) -> ArmaditoAgent:
+        return ArmaditoAgent(self.client, **kwargs)  # type: ignore[arg-type]
+
+    def enrolled_agent(self, **kwargs: object) -> ArmaditoAgent:
+        agent = self.agent(**kwargs)
+        response = agent.enroll(self.first_key)
+        assert response.status_code == 200, response.text
+        return agent
+
+    def flush_presence(self) -> None:
+        self.client.app.state.ctx.presence.flush(self.db)  # type: ignore[attr-defined]
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,  # type: ignore[arg-type]
+        token_cache_seconds=0,
+        **overrides,
+    )
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path, database_url: str) -> Iterator[object]:
+    made: list[tuple[TestClient, Database]] = []
+
+    def make(**overrides: object) -> Server:
+        settings = make_settings(tmp_path, database_url, **overrides)
+        database = Database(database_url)
+        first = prepare(database, settings.data_dir)
+        token = (settings.data_dir / "admin.token").read_text().strip()
+        client = TestClient(create_app(settings, database), raise_server_exceptions=False)
+        client.__enter__()
+        made.append((client, database))
+        key = first.enrollment_key if first else Admin(client, token).new_key(uses=1000)
+        return Server(
+            client=client, admin=Admin(client, token), settings=settings, db=database, first_key=key
+        )
+
+    yield make
+    for client, database in made:
+        client.__exit__(None, None, None)
+        database.dispose()
+
+
+@pytest.fixture
+def server(server_factory: object) -> Server:
+    return server_factory()  # type: ignore[operator, no-any-return]
