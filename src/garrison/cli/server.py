@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from garrison.server.settings import Settings
 from garrison.server.store.engine import Database
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path | None,
@@ -29,6 +29,10 @@ DataDir = Annotated[
         "--data-dir", help="where SQLite, admin.token and state live [env GARRISON_DATA_DIR]"
     ),
 ]
+
+
+def first_line(exc: object) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -60,7 +64,7 @@ def open_database(settings: Settings) -> Database:
     try:
         return Database(settings.resolved_database_url())
     except (SQLAlchemyError, ValueError) as exc:
-        err.print(f"[red]error:[/] cannot use database: {exc}")
+        err.print(f"[red]error:[/] cannot use database: {first_line(exc)}")
         raise typer.Exit(1) from None
 
 
@@ -101,12 +105,12 @@ def serve(
     try:
         first = prepare(db, settings.data_dir)
     except OperationalError as exc:
-        err.print(f"[red]error:[/] database unreachable: {exc.orig}")
+        err.print(f"[red]error:[/] database unreachable: {first_line(exc.orig)}")
         raise typer.Exit(1) from None
     except PermissionError as exc:
         err.print(f"[red]error:[/] cannot write the data directory: {exc}")
         raise typer.Exit(1) from None
-    out = Console()
+    out = Console(soft_wrap=True)
     if first is not None:
         out.print("[bold]First start.[/] Created user [bold]admin[/].")
         out.print(f"  admin password (shown once): [bold]{first.admin_password}[/]")
@@ -153,7 +157,7 @@ def db_upgrade(data_dir: DataDir = None) -> None:
     try:
         migrate.upgrade(db.url)
     except OperationalError as exc:
-        err.print(f"[red]error:[/] database unreachable: {exc.orig}")
+        err.print(f"[red]error:[/] database unreachable: {first_line(exc.orig)}")
         raise typer.Exit(1) from None
     finally:
         db.dispose()

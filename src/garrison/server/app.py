@@ -114,7 +114,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(admin)
 
     async def metrics_endpoint(request: Request) -> Response:
-        metrics.presence_flush.set(len(ctx.presence._pending))
+        metrics.presence_flush.set(ctx.presence.pending_count())
         body = await run_in_threadpool(metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4")
 

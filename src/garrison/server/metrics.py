@@ -11,7 +11,7 @@ from prometheus_client.registry import Collector
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry(auto_describe=False)
         self.agent_requests = Counter(
             "garrison_agent_requests",
             "Agent API requests by task and status code",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from garrison.server.adminapi import schemas as s
 from garrison.server.alerts.models import Alert
 from garrison.server.enrollment.models import EnrollmentKey
@@ -28,7 +30,9 @@ def key(k: EnrollmentKey) -> s.KeyOut:
     )
 
 
-def station(st: Station, offline_after: int) -> s.StationOut:
+def station(st: Station, offline_after: int, seen: dt.datetime | None = None) -> s.StationOut:
+    """``seen``: a check-in this node has noted but not yet written (see PresenceTracker)."""
+    last_seen = max(st.last_seen, seen) if seen is not None else st.last_seen
     return s.StationOut(
         id=st.id,
         uuid=st.uuid,
@@ -42,9 +46,9 @@ def station(st: Station, offline_after: int) -> s.StationOut:
         agent_version=st.agent_version,
         agent_kind=st.agent_kind,
         enrolled_at=st.enrolled_at,
-        last_seen=st.last_seen,
+        last_seen=last_seen,
         last_alert_at=st.last_alert_at,
-        online=is_online(st, offline_after),
+        online=is_online(last_seen, offline_after),
         groups=[s.GroupRef(id=g.id, name=g.name) for g in st.groups],
     )
 

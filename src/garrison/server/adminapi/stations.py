@@ -43,7 +43,7 @@ def list_stations(
     with ctx.db.reading() as session:
         offline_after = options.get(session, "offline_after_seconds")
         rows, total = stations.search(session, f, offline_after, limit, offset)
-        items = [convert.station(st, offline_after) for st in rows]
+        items = [convert.station(st, offline_after, ctx.presence.pending(st.id)) for st in rows]
     return s.Page(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -51,7 +51,9 @@ def list_stations(
 def get_station(station_id: int, actor: Viewer, ctx: Ctx) -> s.StationOut:
     with ctx.db.reading() as session:
         offline_after = options.get(session, "offline_after_seconds")
-        return convert.station(stations.get(session, station_id), offline_after)
+        return convert.station(
+            stations.get(session, station_id), offline_after, ctx.presence.pending(station_id)
+        )
 
 
 @router.delete("/stations/{station_id}", status_code=204)

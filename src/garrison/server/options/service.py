@@ -27,7 +27,6 @@ OPTIONS: dict[str, IntOption] = {
     "offline_after_seconds": IntOption(
         300, 30, 7 * 86400, "a station that has not checked in for this long is offline"
     ),
-    "alert_retention_days": IntOption(365, 1, 36500, "how long alerts are kept"),
 }
 
 

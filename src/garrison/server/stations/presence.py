@@ -31,6 +31,10 @@ class PresenceTracker:
             entry = self._pending.get(station_id)
         return entry[0] if entry else None
 
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
     def flush(self, db: Database) -> int:
         with self._lock:
             batch, self._pending = self._pending, {}

@@ -86,9 +86,8 @@ def by_token(session: Session, token: str) -> tuple[int, str] | None:
     return (row[0], row[1]) if row else None
 
 
-def is_online(station: Station, offline_after: int, now: dt.datetime | None = None) -> bool:
-    now = now or utcnow()
-    return station.last_seen >= now - dt.timedelta(seconds=offline_after)
+def is_online(last_seen: dt.datetime, offline_after: int) -> bool:
+    return last_seen >= utcnow() - dt.timedelta(seconds=offline_after)
 
 
 @dataclass(frozen=True)

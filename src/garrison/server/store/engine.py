@@ -11,13 +11,25 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 READ_ONLY = "garrison_read_only"
 
 
+class UnsupportedDatabaseError(ValueError):
+    pass
+
+
 def normalize_url(url: str) -> str:
     """``postgresql://`` means psycopg 3 here, not SQLAlchemy's default psycopg2."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise UnsupportedDatabaseError(f"not a database URL: {url!r}") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise UnsupportedDatabaseError(
+            f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql"
+        )
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
@@ -36,14 +48,13 @@ def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        connect_args = {"check_same_thread": False, "timeout": 15}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 15},
-            pool_size=8,
-            max_overflow=8,
-        )
+            engine = create_engine(url, connect_args=connect_args, pool_size=8, max_overflow=8)
+        else:
+            # One in-memory database must be one connection, shared.
+            engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
         event.listen(engine, "connect", _sqlite_pragmas)
 
         # pysqlite's own transaction handling defers BEGIN until the first write and cannot
