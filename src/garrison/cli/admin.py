@@ -1,9 +1,32 @@
-"""Admin CLI commands (keys, stations, jobs, alerts, users) — being written."""
+"""The admin commands of ``garrison``: they drive a server's admin API over HTTP.
+
+``garrison keys|stations|groups|jobs|alerts|users|settings|audit …``, ``garrison login`` and
+``garrison whoami``.  Each command takes ``--server``, ``--token``, ``--data-dir`` and
+``--json`` (see :mod:`garrison.cli.command`).
+"""
 
 from __future__ import annotations
 
 import typer
 
+from garrison.cli.command import command
+from garrison.cli.commands import alerts, auth, groups, jobs, keys, settings, stations, users
+
+ADMIN = "Administration (through the admin API)"
+
 
 def register(app: typer.Typer) -> None:
     """Adds the admin command groups to ``app``."""
+    for name, group in (
+        ("keys", keys.app),
+        ("stations", stations.app),
+        ("groups", groups.app),
+        ("jobs", jobs.app),
+        ("alerts", alerts.app),
+        ("users", users.app),
+        ("settings", settings.settings_app),
+        ("audit", settings.audit_app),
+    ):
+        app.add_typer(group, name=name, rich_help_panel=ADMIN)
+    command(app, "login")(auth.login)
+    command(app, "whoami")(auth.whoami)

@@ -1,4 +1,8 @@
-"""``garrison serve`` and ``garrison db upgrade``."""
+"""``garrison serve`` and ``garrison db upgrade``.
+
+Server libraries (uvicorn, SQLAlchemy) are imported inside the commands: the admin commands
+share this program and should start fast.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +13,21 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import structlog
 import typer
-import uvicorn
-from pydantic import ValidationError
 from rich.console import Console
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from garrison.server.settings import Settings
-from garrison.server.store.engine import Database
+if TYPE_CHECKING:
+    from garrison.server.settings import Settings
+    from garrison.server.store.engine import Database
 
 err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path | None,
     typer.Option(
-        "--data-dir", help="where SQLite, admin.token and state live [env GARRISON_DATA_DIR]"
+        "--data-dir", help="where SQLite, admin.token and state live (env GARRISON_DATA_DIR)"
     ),
 ]
 
@@ -36,17 +37,23 @@ def first_line(exc: object) -> str:
 
 
 def load_settings(**overrides: object) -> Settings:
+    from pydantic import ValidationError
+
+    from garrison.server.settings import Settings
+
     values = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**values)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"])
-        err.print(f"[red]error:[/] setting {name}: {first['msg']}")
+        err.print(f"[red]error:[/] setting {name}: {first['msg']}", markup=True)
         raise typer.Exit(2) from None
 
 
 def configure_logging(level: str) -> None:
+    import structlog
+
     numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=numeric, format="%(message)s")
     structlog.configure(
@@ -61,54 +68,68 @@ def configure_logging(level: str) -> None:
 
 
 def open_database(settings: Settings) -> Database:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from garrison.server.store.engine import Database
+
     try:
         return Database(settings.resolved_database_url())
     except (SQLAlchemyError, ValueError) as exc:
-        err.print(f"[red]error:[/] cannot use database: {first_line(exc)}")
+        err.print(f"[red]error:[/] cannot use database: {first_line(exc)}", markup=True)
         raise typer.Exit(1) from None
 
 
-class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGTERM after a graceful shutdown, so the process would end "killed";
-    a clean, finished shutdown exits 0, as a service manager expects."""
+def _graceful_server(config: Any) -> Any:
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {
-            sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    class GracefulServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after a graceful shutdown, so the process would end
+        "killed"; a clean, finished shutdown exits 0, as a service manager expects."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {
+                sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return GracefulServer(config)
 
 
 def serve(
     host: Annotated[
-        str | None, typer.Option(help="address to listen on [env GARRISON_HOST]")
+        str | None, typer.Option(help="address to listen on (env GARRISON_HOST)")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="port [env GARRISON_PORT]")] = None,
+    port: Annotated[int | None, typer.Option(help="port (env GARRISON_PORT)")] = None,
     data_dir: DataDir = None,
-    workers_log_level: Annotated[str | None, typer.Option("--log-level")] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="debug, info, warning, error")
+    ] = None,
 ) -> None:
     """Start the server: agent API (/api), admin API (/admin/v1) and /metrics."""
+    import uvicorn
+    from sqlalchemy.exc import OperationalError
+
     from garrison.server.app import create_app
     from garrison.server.bootstrap import prepare
 
-    settings = load_settings(host=host, port=port, data_dir=data_dir, log_level=workers_log_level)
+    settings = load_settings(host=host, port=port, data_dir=data_dir, log_level=log_level)
     configure_logging(settings.log_level)
     db = open_database(settings)
     try:
         first = prepare(db, settings.data_dir)
     except OperationalError as exc:
-        err.print(f"[red]error:[/] database unreachable: {first_line(exc.orig)}")
+        err.print(f"[red]error:[/] database unreachable: {first_line(exc.orig)}", markup=True)
         raise typer.Exit(1) from None
     except PermissionError as exc:
-        err.print(f"[red]error:[/] cannot write the data directory: {exc}")
+        err.print(f"[red]error:[/] cannot write the data directory: {exc}", markup=True)
         raise typer.Exit(1) from None
     out = Console(soft_wrap=True)
     if first is not None:
@@ -132,11 +153,13 @@ def serve(
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         server_header=False,
     )
-    server = _Server(config)
+    server = _graceful_server(config)
     try:
         server.run()
     except OSError as exc:
-        err.print(f"[red]error:[/] cannot listen on {settings.host}:{settings.port}: {exc}")
+        err.print(
+            f"[red]error:[/] cannot listen on {settings.host}:{settings.port}: {exc}", markup=True
+        )
         raise typer.Exit(1) from None
     finally:
         db.dispose()
@@ -150,6 +173,8 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None) -> None:
     """Apply the schema migrations (serve does this at start too)."""
+    from sqlalchemy.exc import OperationalError
+
     from garrison.server.store import migrate
 
     settings = load_settings(data_dir=data_dir)
@@ -157,7 +182,7 @@ def db_upgrade(data_dir: DataDir = None) -> None:
     try:
         migrate.upgrade(db.url)
     except OperationalError as exc:
-        err.print(f"[red]error:[/] database unreachable: {first_line(exc.orig)}")
+        err.print(f"[red]error:[/] database unreachable: {first_line(exc.orig)}", markup=True)
         raise typer.Exit(1) from None
     finally:
         db.dispose()

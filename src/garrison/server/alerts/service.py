@@ -105,7 +105,7 @@ def search(
     if station_id is not None:
         query = query.where(Alert.station_id == station_id)
     if threat:
-        query = query.where(Alert.threat_name.ilike(f"%{threat}%"))
+        query = query.where(Alert.threat_name.icontains(threat, autoescape=True))
     if acknowledged is not None:
         query = query.where(
             Alert.acknowledged_at.is_not(None) if acknowledged else Alert.acknowledged_at.is_(None)

@@ -102,12 +102,11 @@ class StationFilter:
 
 def _filtered(query: Select[Station], f: StationFilter, offline_after: int) -> Select[Station]:
     if f.search:
-        like = f"%{f.search}%"
         query = query.where(
             or_(
-                Station.hostname.ilike(like),
-                Station.uuid.ilike(like),
-                Station.address.ilike(like),
+                Station.hostname.icontains(f.search, autoescape=True),
+                Station.uuid.icontains(f.search, autoescape=True),
+                Station.address.icontains(f.search, autoescape=True),
             )
         )
     if f.group:

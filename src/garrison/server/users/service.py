@@ -26,6 +26,7 @@ from garrison.server.store.base import utcnow
 from garrison.server.users.models import ROLES, ApiToken, User
 
 _hasher = PasswordHasher()
+LOGIN_TOKEN = "login"  # noqa: S105 (the name given to tokens made by a password login)
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 10
 # A role may do what the roles after it may do.
@@ -111,9 +112,15 @@ def update_user(
     if disabled is not None:
         user.disabled = disabled
         changes["disabled"] = disabled
-    if role is not None or password is not None or disabled:
-        # A changed role, password or a disabled account ends existing sessions.
+    if role is not None or disabled:
+        # A changed role or a disabled account ends every session and API token.
         session.query(ApiToken).filter(ApiToken.user_id == user.id).delete()
+    elif password is not None:
+        # A new password ends login sessions (whoever knew the old one is out), but keeps
+        # long-lived API tokens such as admin.token, which scripts rely on.
+        session.query(ApiToken).filter(
+            ApiToken.user_id == user.id, ApiToken.name == LOGIN_TOKEN
+        ).delete()
     audit.record(session, actor, "user.update", username, **changes)
     return user
 
@@ -141,7 +148,7 @@ def login(
         raise NotAuthenticatedError("wrong username or password")
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
-    token, expires = issue_token(session, user, "login", ttl_seconds)
+    token, expires = issue_token(session, user, LOGIN_TOKEN, ttl_seconds)
     return user, token, expires
 
 

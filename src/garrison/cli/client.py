@@ -1,0 +1,192 @@
+"""The admin CLI's side of the admin API: where the server and token come from, one HTTP
+client, and every failure turned into a one-line message with an exit code.
+
+The CLI only speaks HTTP: it never imports server code (an import-linter contract says so), so
+it works the same against a local server or one on another host.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_DATA_DIR = Path("garrison-data")
+TOKEN_FILE = "admin.token"  # noqa: S105 (a file name)
+API_PREFIX = "/admin/v1"
+TIMEOUT_SECONDS = 30.0
+
+# Exit codes: 1 when the server (or the way to it) failed, 2 when the command line did.
+EXIT_API = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A failure the user sees as ``error: <message>`` and an exit code, never a traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_API) -> None:
+        super().__init__(message)
+        self.message = " ".join(message.split())  # always one line
+        self.exit_code = exit_code
+
+
+class UsageError(CliError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_USAGE)
+
+
+class ApiError(CliError):
+    """The server answered with an error status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message, EXIT_API)
+        self.status = status
+
+
+def _env(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def data_dir(flag: Path | None, env: Mapping[str, str] | None = None) -> Path:
+    """``--data-dir``, else ``GARRISON_DATA_DIR``, else ``./garrison-data`` (as ``serve``)."""
+    env = os.environ if env is None else env
+    if flag is not None:
+        return flag
+    from_env = _env(env, "GARRISON_DATA_DIR")
+    return Path(from_env) if from_env else DEFAULT_DATA_DIR
+
+
+def server_url(flag: str | None, env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    url = (flag or "").strip() or _env(env, "GARRISON_SERVER_URL") or DEFAULT_URL
+    if "://" not in url:
+        url = f"http://{url}"
+    return url.rstrip("/")
+
+
+def admin_token(
+    flag: str | None, data_dir_flag: Path | None, env: Mapping[str, str] | None = None
+) -> str:
+    """``--token``, else ``GARRISON_TOKEN``, else the server's ``<data-dir>/admin.token``."""
+    env = os.environ if env is None else env
+    token = (flag or "").strip() or _env(env, "GARRISON_TOKEN")
+    if token:
+        return token
+    path = data_dir(data_dir_flag, env) / TOKEN_FILE
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        token = ""
+    except OSError as exc:
+        raise UsageError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
+    if not token:
+        raise UsageError(
+            "no admin token: give --token, set GARRISON_TOKEN or point --data-dir "
+            f"(GARRISON_DATA_DIR) at the server's data directory (no token in {path.absolute()})"
+        )
+    return token
+
+
+def segment(value: str | int) -> str:
+    """One path segment: a group or user name may hold ``/``, spaces or ``?``."""
+    return urllib.parse.quote(str(value), safe="")
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The API's JSON ``error`` field, or the HTTP status when the body is not the API's."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("error", "message", "detail"):
+            text = body.get(key)
+            if isinstance(text, str) and text:
+                return text
+    reason = f" {response.reason_phrase}" if response.reason_phrase else ""
+    return f"server answered HTTP {response.status_code}{reason}"
+
+
+@dataclass
+class Api:
+    """A thin client of ``/admin/v1``: JSON in, JSON out, :class:`CliError` on any failure."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+    timeout: float = TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        headers = {"Accept": "application/json", "User-Agent": "garrison-cli"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            self._http = httpx.Client(
+                base_url=self.url + API_PREFIX,
+                headers=headers,
+                timeout=self.timeout,
+                follow_redirects=True,  # e.g. a proxy sending http to https
+            )
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise UsageError(f"invalid server URL {self.url!r}: {exc}") from None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> Any:
+        """Returns the decoded JSON body (``None`` for 204 No Content)."""
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = self._http.request(method, path, params=query, json=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise CliError(f"cannot reach server at {self.url}: {exc}") from None
+        except httpx.TimeoutException:
+            raise CliError(
+                f"server at {self.url} did not answer within {self.timeout:g} s"
+            ) from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise UsageError(f"invalid server URL {self.url!r}: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach server at {self.url}: {exc}") from None
+        if response.is_error:
+            raise ApiError(_error_message(response), response.status_code)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise CliError(
+                f"server at {self.url} sent a response that is not JSON "
+                f"(HTTP {response.status_code}); is this a Garrison server?"
+            ) from None
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, body=body)
+
+    def patch(self, path: str, body: Any = None) -> Any:
+        return self.request("PATCH", path, body=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
