@@ -69,9 +69,13 @@ class ArmaditoAgent:
             headers["Authorization"] = f"Basic {raw}"
         return headers
 
+    def url(self, path: str) -> str:
+        # Absolute, so that a "//api/x" prefix is sent as a path, not read as a host name.
+        return f"{str(self.client.base_url).rstrip('/')}{self.prefix}/api/{path}"
+
     def post(self, path: str, task: str, obj: Any) -> httpx.Response:
         body = json.dumps(self.envelope(task, obj))
-        return self.client.post(f"{self.prefix}/api/{path}", content=body, headers=self.headers())
+        return self.client.post(self.url(path), content=body, headers=self.headers())
 
     def enroll(self, key: str) -> httpx.Response:
         response = self.post("agents", "Enrollment", {"key": key})
@@ -84,8 +88,9 @@ class ArmaditoAgent:
     def getjobs(self) -> httpx.Response:
         # agent_id really appears twice; the order of parameters varies.
         return self.client.get(
-            f"{self.prefix}/api/jobs?agent_id={self.agent_id}&antivirus={self.antivirus}"
-            f"&agent_id={self.agent_id}",
+            self.url(
+                f"jobs?agent_id={self.agent_id}&antivirus={self.antivirus}&agent_id={self.agent_id}"
+            ),
             headers=self.headers(),
         )
 

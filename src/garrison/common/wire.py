@@ -35,7 +35,18 @@ def unwrap(value: Any) -> Any:
     return value
 
 
+INT32_MAX = 2**31 - 1
+
+
 def as_int(value: Any, field: str, *, required: bool = True, default: int | None = None) -> int:
+    """An integer that fits the database's 32-bit columns."""
+    number = _as_int(value, field, required=required, default=default)
+    if not -INT32_MAX - 1 <= number <= INT32_MAX:
+        raise WireValueError(field, f"is out of range: {number}")
+    return number
+
+
+def _as_int(value: Any, field: str, *, required: bool, default: int | None) -> int:
     value = unwrap(value)
     if value is None or value == "":
         if required and default is None:
@@ -128,16 +139,26 @@ def parse_duration(value: Any, field: str = "duration") -> int:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0:
             raise WireValueError(field, "must not be negative")
+        if value > INT32_MAX:
+            raise WireValueError(field, "is too long")
         return int(value)
     if not isinstance(value, str):
         raise WireValueError(field, f"must be a duration string, got {type(value).__name__}")
     text = value.strip().upper()
     if text.isdigit():
+        if len(text) > 10 or int(text) > INT32_MAX:
+            raise WireValueError(field, "is too long")
         return int(text)
     match = _ISO_DURATION_RE.match(text)
     if match and text not in ("P", "PT"):
-        parts = {k: int(float(v)) if v else 0 for k, v in match.groupdict().items()}
-        return parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+        try:
+            parts = {k: int(float(v)) if v else 0 for k, v in match.groupdict().items()}
+        except ValueError:
+            raise WireValueError(field, f"is not a duration: {value[:64]!r}") from None
+        total = parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+        if total > INT32_MAX:
+            raise WireValueError(field, "is too long")
+        return total
     match = _CLOCK_RE.match(text)
     if match:
         return int(match["h"]) * 3600 + int(match["m"]) * 60 + int(float(match["s"]))

@@ -29,6 +29,7 @@ from garrison.server.errors import (
     ForbiddenError,
     GarrisonError,
     InvalidInputError,
+    MalformedRequestError,
     UnknownStationError,
 )
 from garrison.server.jobs import service as jobs
@@ -175,7 +176,7 @@ class AgentApi:
         except WireValueError as exc:
             raise InvalidInputError(str(exc), field="agent_id") from None
         if len(distinct) > 1:
-            raise InvalidInputError(
+            raise MalformedRequestError(
                 "agent_id is given twice with different values", field="agent_id"
             )
         agent_id = distinct.pop() if distinct else 0

@@ -8,6 +8,7 @@ configuration cost one copy.  A station's effective configuration is baseline + 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from sqlalchemy import delete, select
@@ -47,11 +48,12 @@ def _dedupe(pairs: Pairs) -> dict[str, str]:
     return merged
 
 
-def baseline(session: Session, kind: str) -> dict[str, str]:
-    rows = session.execute(
-        select(ConfigBaseline.attr, ConfigBaseline.value).where(ConfigBaseline.kind == kind)
-    )
-    return dict(rows.tuples().all())
+def baseline(session: Session, kind: str, created_by: dt.datetime | None = None) -> dict[str, str]:
+    """The baseline; with ``created_by``, only attributes that existed at that time."""
+    query = select(ConfigBaseline.attr, ConfigBaseline.value).where(ConfigBaseline.kind == kind)
+    if created_by is not None:
+        query = query.where(ConfigBaseline.created_at <= created_by)
+    return {attr: value for attr, value in session.execute(query)}
 
 
 def report(session: Session, station_id: int, kind: str, pairs: Pairs, name: str = "") -> int:
@@ -72,15 +74,14 @@ def report(session: Session, station_id: int, kind: str, pairs: Pairs, name: str
     }
     for attr in base.keys() - reported.keys():
         wanted[attr] = None
-    current = dict(
-        session.execute(
+    current: dict[str, str | None] = {
+        attr: value
+        for attr, value in session.execute(
             select(ConfigDifference.attr, ConfigDifference.value).where(
                 ConfigDifference.station_id == station_id, ConfigDifference.kind == kind
             )
         )
-        .tuples()
-        .all()
-    )
+    }
     stale = [attr for attr in current if attr not in wanted]
     if stale:
         session.execute(
@@ -124,7 +125,7 @@ def differences(session: Session, station_id: int, kind: str) -> dict[str, str |
             ConfigDifference.station_id == station_id, ConfigDifference.kind == kind
         )
     )
-    return dict(rows.tuples().all())
+    return {attr: value for attr, value in rows}
 
 
 def last_report(session: Session, station_id: int, kind: str) -> ConfigReport | None:
@@ -133,10 +134,13 @@ def last_report(session: Session, station_id: int, kind: str) -> ConfigReport | 
 
 def effective(session: Session, station_id: int, kind: str) -> dict[str, str]:
     check_kind(kind)
-    if last_report(session, station_id, kind) is None:
+    report = last_report(session, station_id, kind)
+    if report is None:
         raise NotFoundError(f"station {station_id} has not reported its {kind} yet")
+    # Attributes another station added to the baseline after this station's last report are
+    # not this station's.
     merged: dict[str, str | None] = {
-        **baseline(session, kind),
+        **baseline(session, kind, created_by=report.reported_at),
         **differences(session, station_id, kind),
     }
     return {attr: value for attr, value in sorted(merged.items()) if value is not None}
@@ -147,7 +151,7 @@ def desired(session: Session, kind: str) -> dict[str, str]:
     rows = session.execute(
         select(ConfigDesired.attr, ConfigDesired.value).where(ConfigDesired.kind == kind)
     )
-    return dict(rows.tuples().all())
+    return {attr: value for attr, value in rows}
 
 
 def set_desired(session: Session, actor: Actor, kind: str, pairs: Pairs) -> dict[str, str]:

@@ -96,11 +96,12 @@ def create(
         )
     if len(targets) > MAX_TARGETS:
         raise InvalidInputError(f"at most {MAX_TARGETS} stations per job", field="station_ids")
-    kinds = dict(
-        session.execute(select(Station.id, Station.agent_kind).where(Station.id.in_(targets)))
-        .tuples()
-        .all()
-    )
+    kinds: dict[int, str] = {
+        sid: kind
+        for sid, kind in session.execute(
+            select(Station.id, Station.agent_kind).where(Station.id.in_(targets))
+        )
+    }
     missing = sorted(targets - kinds.keys())
     if missing:
         raise NotFoundError(f"no station {', '.join(map(str, missing[:20]))}", field="station_ids")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, ForeignKey, String, Table
+from sqlalchemy import Column, ForeignKey, String, Table, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from garrison.server.store.base import Base, utcnow
@@ -36,6 +36,8 @@ class Station(Base):
     enrolled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     last_alert_at: Mapped[dt.datetime | None]
+    # False once the check-in timeout passed (DISCONNECTED emitted); True again on return.
+    connected: Mapped[bool] = mapped_column(default=True, server_default=true())
     enrollment_key_id: Mapped[int | None] = mapped_column(
         ForeignKey("enrollment_keys.id", ondelete="SET NULL")
     )

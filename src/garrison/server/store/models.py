@@ -9,8 +9,10 @@ from garrison.server.configs.models import (
     ConfigReport,
 )
 from garrison.server.enrollment.models import EnrollmentKey
+from garrison.server.events.models import ConsumerCursor, Event, EventTerm, ProcedureError
 from garrison.server.jobs.models import Job, JobTarget
 from garrison.server.options.models import Option
+from garrison.server.procedures.models import Procedure, ProcedureVersion
 from garrison.server.scans.models import Scan
 from garrison.server.states.models import StationState
 from garrison.server.stations.models import Group, Station, station_groups
@@ -26,11 +28,17 @@ __all__ = [
     "ConfigDesired",
     "ConfigDifference",
     "ConfigReport",
+    "ConsumerCursor",
     "EnrollmentKey",
+    "Event",
+    "EventTerm",
     "Group",
     "Job",
     "JobTarget",
     "Option",
+    "Procedure",
+    "ProcedureError",
+    "ProcedureVersion",
     "Scan",
     "Station",
     "StationState",

@@ -18,8 +18,14 @@ def _insert(session: Session, table: Table) -> Any:
 
 def insert_ignore(session: Session, table: Table, values: Mapping[str, Any]) -> int:
     """Insert unless a unique key already holds the row; returns the rows inserted (0 or 1)."""
-    result = session.execute(_insert(session, table).values(**values).on_conflict_do_nothing())
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # rowcount is -1 on PostgreSQL here: count the rows RETURNING gives back instead.
+    stmt = (
+        _insert(session, table)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(*table.primary_key.columns)
+    )
+    return len(session.execute(stmt).all())
 
 
 def upsert(

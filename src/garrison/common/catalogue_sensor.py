@@ -1,0 +1,76 @@
+"""Sensor lifecycle events of the LimaCharlie seed (field names as the seed spells them)."""
+
+from __future__ import annotations
+
+from garrison.common.catalogue_types import EventType, Field
+
+SRC = "limacharlie-sensor-events.txt"
+TS = Field("ts", "timestamp", doc="epoch timestamp")
+INVESTIGATION = Field("INVESTIGATION_ID", doc="investigation id of the command, echoed back")
+
+SENSOR_EVENTS: tuple[EventType, ...] = (
+    EventType(
+        "CONNECTED",
+        SRC,
+        "station",
+        "The sensor (agent) connected to the server.",
+        (
+            Field("HOST_NAME", required=True, search="host"),
+            Field("IS_SEGREGATED", "boolean", doc="under network isolation now"),
+            Field("KERNEL_ACQ_AVAILABLE", "boolean"),
+            Field("MAC_ADDRESS", "mac"),
+        ),
+    ),
+    EventType(
+        "DISCONNECTED",
+        SRC,
+        "server",
+        "The sensor went silent (no check-in within the offline timeout).",
+        (TS,),
+        time_field="ts",
+        severity="Notice",
+    ),
+    EventType("STARTING_UP", SRC, "station", "The sensor started.", (TS,), time_field="ts"),
+    EventType(
+        "SHUTTING_DOWN", SRC, "station", "The sensor is shutting down.", (TS,), time_field="ts"
+    ),
+    EventType(
+        "RECEIPT",
+        SRC,
+        "station",
+        "Generic response to a command, with an ERROR code (0 is success).",
+        (
+            INVESTIGATION,
+            Field("ERROR", "integer", True, "error code, 0 on success"),
+            Field("ERROR_MESSAGE", doc="error text"),
+            Field("JOB_ID", "integer", doc="the Garrison job the receipt answers"),
+        ),
+    ),
+    EventType(
+        "CLOUD_NOTIFICATION",
+        SRC,
+        "station",
+        "Receipt from the agent that it received a task, with high-level errors if any.",
+        (
+            Field("NOTIFICATION_ID", required=True),
+            INVESTIGATION,
+            Field("EXPIRY", "integer"),
+            Field("ERROR", "integer"),
+        ),
+    ),
+    EventType(
+        "SEGREGATE_NETWORK",
+        SRC,
+        "station",
+        "The sensor was isolated from the network.",
+        (INVESTIGATION, Field("ERROR", "integer")),
+        severity="Warning",
+    ),
+    EventType(
+        "SELF_TEST",
+        SRC,
+        "station",
+        "Result of a power-on self test requested from the sensor.",
+        (INVESTIGATION, Field("ERROR", "integer"), Field("RESULT", "object")),
+    ),
+)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, SmallInteger, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from garrison.server.store.base import Base, utcnow
+
+# SQLite makes only an INTEGER PRIMARY KEY an alias of the rowid (autoincrementing).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Event(Base):
+    """The append-only event log.  ``seq`` is the log position consumers' cursors point at."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_type_time", "type", "time"),
+        Index("ix_events_station_time", "station_id", "time"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # The producer's event id: a retried batch stores each event once.
+    uid: Mapped[str] = mapped_column(String(64), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    # Not a foreign key: a deleted station's history stays.
+    station_id: Mapped[int | None]
+    origin: Mapped[str] = mapped_column(String(8))  # "station" | "server"
+    severity: Mapped[int] = mapped_column(SmallInteger)
+    time: Mapped[dt.datetime] = mapped_column(index=True)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    data: Mapped[dict[str, Any]]
+
+
+class EventTerm(Base):
+    """Searchable values of an event (hashes, process names, paths, users, hosts, IPs)."""
+
+    __tablename__ = "event_terms"
+    __table_args__ = (Index("ix_event_terms_lookup", "role", "value", "seq"),)
+
+    seq: Mapped[int] = mapped_column(
+        BigId, ForeignKey("events.seq", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(8), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class ConsumerCursor(Base):
+    """How far a consumer (procedures, an exporter…) has read the log.  A consumer works
+    with this row locked (SELECT … FOR UPDATE), so on several nodes one instance at a time
+    processes a batch, and its side effects commit with the new position."""
+
+    __tablename__ = "consumer_cursors"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ProcedureError(Base):
+    """A procedure run that failed or ran out of budget, kept with the event it ran for."""
+
+    __tablename__ = "procedure_errors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    procedure: Mapped[str] = mapped_column(String(64), index=True)
+    event_seq: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,199 @@
+"""Appending to the event log, and searching it.
+
+Appends are batched (one INSERT for many events) and de-duplicated by the producer's event
+id.  On PostgreSQL, appends take a transaction-scoped advisory lock so that log positions
+become visible in order: a consumer that has read up to position N can never later find a
+committed event below N.  (SQLite serialises writers anyway.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid as uuidlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.orm import Session
+
+from garrison.common.catalogue import CATALOGUE, event_time, search_terms, severity_rank, validate
+from garrison.server.errors import InvalidInputError
+from garrison.server.events.models import Event, EventTerm
+from garrison.server.store.base import utcnow
+
+APPEND_LOCK = 0x6A17750  # the advisory lock key of log appends
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    type: str
+    data: dict[str, Any]  # already validated and normalised
+    station_id: int | None
+    origin: str
+    uid: str | None = None
+    time: dt.datetime | None = None
+    severity: str | None = None
+
+
+def lock_log(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK})
+
+
+def append(session: Session, events: Sequence[NewEvent]) -> list[int | None]:
+    """Store events; returns each one's log position, or None for a duplicate uid."""
+    if not events:
+        return []
+    lock_log(session)
+    now = utcnow()
+    uids = [e.uid or uuidlib.uuid4().hex for e in events]
+    existing = set(session.scalars(select(Event.uid).where(Event.uid.in_([u for u in uids if u]))))
+    rows: list[dict[str, Any]] = []
+    positions: list[int | None] = []
+    fresh: list[int] = []
+    seen: set[str] = set()
+    for index, (event, uid) in enumerate(zip(events, uids, strict=True)):
+        positions.append(None)
+        if uid in existing or uid in seen:
+            continue
+        seen.add(uid)
+        declared = CATALOGUE[event.type]
+        rows.append(
+            {
+                "uid": uid,
+                "type": event.type,
+                "station_id": event.station_id,
+                "origin": event.origin,
+                "severity": severity_rank(event.severity or declared.severity),
+                "time": event.time or event_time(declared, event.data) or now,
+                "received_at": now,
+                "data": event.data,
+            }
+        )
+        fresh.append(index)
+    if not rows:
+        return positions
+    result = session.execute(insert(Event).returning(Event.seq, sort_by_parameter_order=True), rows)
+    seqs = list(result.scalars())
+    terms: list[dict[str, Any]] = []
+    for index, seq in zip(fresh, seqs, strict=True):
+        positions[index] = seq
+        event = events[index]
+        for role, value in set(search_terms(CATALOGUE[event.type], event.data)):
+            terms.append({"seq": seq, "role": role, "value": value})
+    if terms:
+        session.execute(insert(EventTerm), terms)
+    return positions
+
+
+def emit(
+    session: Session,
+    event_type: str,
+    station_id: int | None,
+    data: dict[str, Any],
+    *,
+    uid: str | None = None,
+    time: dt.datetime | None = None,
+) -> int | None:
+    """Record an event only the server sees; its data must match the catalogue."""
+    declared = CATALOGUE[event_type]
+    clean = validate(declared, {k: v for k, v in data.items() if v is not None})
+    return append(session, [NewEvent(event_type, clean, station_id, "server", uid, time)])[0]
+
+
+def last_position(session: Session) -> int:
+    return int(session.scalar(select(func.max(Event.seq))) or 0)
+
+
+def read_after(session: Session, position: int, limit: int) -> list[Event]:
+    return list(
+        session.scalars(select(Event).where(Event.seq > position).order_by(Event.seq).limit(limit))
+    )
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    station_id: int | None = None
+    types: tuple[str, ...] = ()
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    hash: str | None = None
+    process: str | None = None
+    path: str | None = None
+    user: str | None = None
+    host: str | None = None
+    ip: str | None = None
+
+
+def _term_filter(role: str, value: str) -> Any:
+    normalized = value.strip().lower()
+    return Event.seq.in_(
+        select(EventTerm.seq).where(EventTerm.role == role, EventTerm.value == normalized)
+    )
+
+
+def search(session: Session, q: EventQuery, limit: int, offset: int) -> tuple[list[Event], int]:
+    unknown = [t for t in q.types if t not in CATALOGUE]
+    if unknown:
+        raise InvalidInputError(f"unknown event type {unknown[0]!r}", field="type")
+    query = select(Event)
+    if q.station_id is not None:
+        query = query.where(Event.station_id == q.station_id)
+    if q.types:
+        query = query.where(Event.type.in_(q.types))
+    if q.since is not None:
+        query = query.where(Event.time >= q.since)
+    if q.until is not None:
+        query = query.where(Event.time < q.until)
+    for role in ("hash", "process", "path", "user", "host", "ip"):
+        value = getattr(q, role)
+        if value:
+            query = query.where(_term_filter(role, value))
+    total = session.scalar(query.with_only_columns(func.count(Event.seq)))
+    rows = session.scalars(
+        query.order_by(Event.time.desc(), Event.seq.desc()).limit(limit).offset(offset)
+    )
+    return list(rows), int(total or 0)
+
+
+def ioc_sweep(session: Session, hashes: Sequence[str], limit: int) -> tuple[list[Event], list[int]]:
+    """Events holding any of the hashes (MD5, SHA-1 or SHA-256), and the stations that saw
+    them."""
+    clean = sorted({h.strip().lower() for h in hashes})
+    for h in clean:
+        if len(h) not in (32, 40, 64) or any(c not in "0123456789abcdef" for c in h):
+            raise InvalidInputError(
+                f"not an MD5, SHA-1 or SHA-256 digest: {h[:80]!r}", field="hashes"
+            )
+    matching = select(EventTerm.seq).where(EventTerm.role == "hash", EventTerm.value.in_(clean))
+    events = list(
+        session.scalars(
+            select(Event).where(Event.seq.in_(matching)).order_by(Event.seq.desc()).limit(limit)
+        )
+    )
+    stations = {
+        sid
+        for sid in session.scalars(
+            select(Event.station_id).where(Event.seq.in_(matching)).distinct()
+        )
+        if sid is not None
+    }
+    return events, sorted(stations)
+
+
+def purge(session: Session, event_type: str, older_than: dt.datetime, batch: int) -> int:
+    """Delete at most ``batch`` expired events of one type (short transactions, so ingestion
+    is never blocked for long)."""
+    victims = (
+        select(Event.seq)
+        .where(Event.type == event_type, Event.time < older_than)
+        .order_by(Event.seq)
+        .limit(batch)
+    )
+    seqs = list(session.scalars(victims))
+    if not seqs:
+        return 0
+    session.execute(delete(EventTerm).where(EventTerm.seq.in_(seqs)))
+    session.execute(delete(Event).where(Event.seq.in_(seqs)))
+    return len(seqs)

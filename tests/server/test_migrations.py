@@ -1,0 +1,122 @@
+"""The Alembic migrations build exactly the schema the models declare, on every backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from garrison.server.store import migrate, models
+from garrison.server.store.engine import make_engine, normalize_url
+from tests.conftest import BACKENDS, PG_URL
+
+
+def schema_differences(url: str) -> list[Any]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            )
+            return list(compare_metadata(context, models.Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def revision(url: str) -> str | None:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def table_names(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database no migration has touched yet."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("GARRISON_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
+    admin_url = normalize_url(PG_URL)
+    name = f"garrison_migrations_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_migrated_database_matches_the_models(empty_url: str) -> None:
+    migrate.upgrade(empty_url)
+    assert schema_differences(empty_url) == []
+    assert revision(empty_url) == migrate.current_head()
+    expected = {t.name for t in models.Base.metadata.sorted_tables}
+    assert table_names(empty_url) == expected | {"alembic_version"}
+
+
+def test_test_databases_match_the_models(database_url: str) -> None:
+    """The databases every other test runs on are the migrated schema, not create_all()."""
+    assert schema_differences(database_url) == []
+    assert revision(database_url) == migrate.current_head()
+
+
+def test_upgrade_is_idempotent(empty_url: str) -> None:
+    migrate.upgrade(empty_url)
+    migrate.upgrade(empty_url)
+    assert schema_differences(empty_url) == []
+
+
+def test_downgrade_to_base_and_up_again(empty_url: str) -> None:
+    migrate.upgrade(empty_url)
+    command.downgrade(migrate.alembic_config(empty_url), "base")
+    assert table_names(empty_url) <= {"alembic_version"}
+    assert revision(empty_url) is None
+    migrate.upgrade(empty_url)
+    assert schema_differences(empty_url) == []
+
+
+def test_an_empty_database_differs_from_the_models(empty_url: str) -> None:
+    """The comparison can fail: against no schema at all it reports every table."""
+    differences = schema_differences(empty_url)
+    added = {d[1].name for d in differences if d[0] == "add_table"}
+    assert added == {t.name for t in models.Base.metadata.sorted_tables}
+
+
+def test_a_missing_index_or_column_change_is_reported(empty_url: str) -> None:
+    migrate.upgrade(empty_url)
+    engine = make_engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP INDEX ix_alerts_station_time"))
+            conn.execute(text("ALTER TABLE stations ADD COLUMN stray INTEGER"))
+    finally:
+        engine.dispose()
+    differences = schema_differences(empty_url)
+    summary = sorted(
+        (d[0], f"{d[2]}.{d[3].name}") if d[0] == "remove_column" else (d[0], d[1].name)
+        for d in differences
+    )
+    assert summary == [("add_index", "ix_alerts_station_time"), ("remove_column", "stations.stray")]
