@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from fastapi import APIRouter, FastAPI
@@ -15,14 +15,27 @@ from starlette.responses import Response
 
 from garrison import __version__
 from garrison.server import errors_http
-from garrison.server.adminapi import alerts, auth_routes, configs, jobs, keys, stations, users
+from garrison.server.adminapi import (
+    alerts,
+    auth_routes,
+    configs,
+    events,
+    jobs,
+    keys,
+    procedures,
+    stations,
+    users,
+)
 from garrison.server.adminapi.schemas import Health
 from garrison.server.agentapi.auth import AgentAuthenticator
 from garrison.server.agentapi.routes import AgentApi
 from garrison.server.context import ServerContext
+from garrison.server.events import emitters, retention
+from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.metrics import Metrics
 from garrison.server.middleware import BodyLimit, NormalizePath
 from garrison.server.options import service as options
+from garrison.server.procedures.dispatcher import ProcedureConsumer
 from garrison.server.settings import Settings
 from garrison.server.stations.models import Station
 from garrison.server.stations.presence import PresenceTracker
@@ -49,13 +62,20 @@ def _station_gauges(ctx: ServerContext) -> dict[str, tuple[str, float]]:
     }
 
 
-async def _flush_presence(ctx: ServerContext) -> None:
+async def _every(seconds: float, what: str, work: Callable[[], object]) -> None:
     while True:
-        await asyncio.sleep(ctx.settings.last_seen_flush_seconds)
+        await asyncio.sleep(seconds)
         try:
-            await run_in_threadpool(ctx.presence.flush, ctx.db)
+            await run_in_threadpool(work)
         except Exception:
-            log.exception("could not write check-in times; will retry")
+            log.exception("periodic work failed; will retry", work=what)
+
+
+def _sweep_disconnected(ctx: ServerContext) -> None:
+    # Write this node's pending check-ins first, so none of its stations looks silent.
+    ctx.presence.flush(ctx.db)
+    with ctx.db.transaction() as session:
+        emitters.sweep_disconnected(session, options.get(session, "offline_after_seconds"))
 
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
@@ -68,20 +88,44 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         presence=PresenceTracker(),
         agent_auth=AgentAuthenticator(settings, database),
         metrics=metrics,
+        consumers=ConsumerRunner(database),
     )
+    ctx.consumers.add(ProcedureConsumer(settings.procedure_limits()))
+    database.on_events_committed.append(ctx.consumers.wake)
     metrics.add_collector(lambda: _station_gauges(ctx))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        flusher = asyncio.create_task(_flush_presence(ctx))
+        s = settings
+        tasks = [
+            asyncio.create_task(
+                _every(s.last_seen_flush_seconds, "presence", lambda: ctx.presence.flush(ctx.db))
+            ),
+            asyncio.create_task(
+                _every(
+                    s.disconnect_sweep_seconds, "disconnect sweep", lambda: _sweep_disconnected(ctx)
+                )
+            ),
+            asyncio.create_task(
+                _every(
+                    s.event_retention_interval_seconds,
+                    "retention",
+                    lambda: retention.purge_expired(ctx.db),
+                )
+            ),
+        ]
+        ctx.consumers.start()
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
-            # Shutdown: the last check-ins are written before the process ends.
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            # Shutdown: the last check-ins are written, consumers finish their batch.
             await run_in_threadpool(ctx.presence.flush, ctx.db)
+            await run_in_threadpool(ctx.consumers.stop)
 
     app = FastAPI(
         title="Garrison admin API",
@@ -109,7 +153,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             session.execute(select(1))
         return Health(status="ok", version=__version__, database=ctx.db.backend)
 
-    for module in (auth_routes, keys, stations, jobs, alerts, configs, users):
+    for module in (auth_routes, keys, stations, jobs, alerts, configs, users, events, procedures):
         admin.include_router(module.router)
     app.include_router(admin)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from garrison.server.agentapi.auth import AgentAuthenticator
+from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.metrics import Metrics
 from garrison.server.settings import Settings
 from garrison.server.stations.presence import PresenceTracker
@@ -18,3 +19,4 @@ class ServerContext:
     presence: PresenceTracker
     agent_auth: AgentAuthenticator
     metrics: Metrics
+    consumers: ConsumerRunner

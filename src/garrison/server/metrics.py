@@ -40,6 +40,12 @@ class Metrics:
         self.enrollments = Counter(
             "garrison_enrollments", "Enrollments by outcome", ["outcome"], registry=self.registry
         )
+        self.events_ingested = Counter(
+            "garrison_events_ingested",
+            "Events sent by stations, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.presence_flush = Gauge(
             "garrison_presence_pending", "Check-ins waiting to be written", registry=self.registry
         )

@@ -249,3 +249,76 @@ class Health(BaseModel):
     status: Literal["ok"]
     version: str
     database: str
+
+
+class EventOut(BaseModel):
+    seq: int
+    id: str
+    type: str
+    station_id: int | None
+    origin: str
+    severity: str
+    time: dt.datetime
+    received_at: dt.datetime
+    data: dict[str, Any]
+
+
+class IocIn(Strict):
+    hashes: list[str] = Field(
+        min_length=1, max_length=10_000, description="MD5, SHA-1 or SHA-256 digests"
+    )
+    limit: int = Field(default=1000, ge=1, le=10_000)
+
+
+class IocOut(BaseModel):
+    events: list[EventOut]
+    station_ids: list[int]
+
+
+class EventTypeOut(BaseModel):
+    name: str
+    source: str
+    origin: str
+    procedure: str | None
+    severity: str
+    eset_type: str | None
+    telemetry: bool
+    fields: list[dict[str, Any]]
+
+
+class ProcedureOut(BaseModel):
+    name: str
+    enabled: bool
+    version: int
+    updated_at: dt.datetime
+    updated_by: str
+    source: str
+
+
+class ProcedureVersionOut(BaseModel):
+    version: int
+    created_at: dt.datetime
+    created_by: str
+    source: str
+
+
+class ProcedureTestIn(Strict):
+    args: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = Field(
+        default=None, description="test this source instead of the stored one"
+    )
+
+
+class ProcedureTestOut(BaseModel):
+    result: Any
+    error: str | None
+    logs: list[str]
+    elapsed_ms: float
+
+
+class ProcedureErrorOut(BaseModel):
+    id: int
+    procedure: str
+    event_seq: int | None
+    error: str
+    at: dt.datetime

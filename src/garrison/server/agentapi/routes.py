@@ -24,14 +24,16 @@ from garrison.server.agentapi.envelope import Envelope, parse_envelope
 from garrison.server.alerts import service as alerts
 from garrison.server.configs import service as configs
 from garrison.server.context import ServerContext
-from garrison.server.enrollment import service as enrollment
+from garrison.server.enrollment import flow
 from garrison.server.errors import (
+    EnrollmentRefusedError,
     ForbiddenError,
     GarrisonError,
     InvalidInputError,
     MalformedRequestError,
     UnknownStationError,
 )
+from garrison.server.events import emitters, ingest
 from garrison.server.jobs import service as jobs
 from garrison.server.options import service as options
 from garrison.server.scans import service as scans
@@ -83,6 +85,7 @@ class AgentApi:
             Route("/api/avconfigs", self.desired_avconfig, methods=["GET"]),
             Route("/api/schedulers", post("Scheduler", self._scheduler), methods=["POST"]),
             Route("/api/schedulers", self.desired_scheduler, methods=["GET"]),
+            Route("/api/events", self.events, methods=["POST"]),
         ]
 
     # -- plumbing -------------------------------------------------------------------------
@@ -139,19 +142,34 @@ class AgentApi:
     def _enroll(self, body: bytes, address: str, kind: str) -> dict[str, Any]:
         envelope = parse_envelope(body)
         key_text = parsing.enrollment_key(envelope.obj)
+        identity = envelope.identity(address, kind)
         try:
             with self.ctx.db.transaction() as session:
-                key = enrollment.consume(session, key_text)
-                station, token, created = stations.enroll(
-                    session, envelope.identity(address, kind), key.id
+                offline_after = options.get(session, "offline_after_seconds")
+                result = flow.enroll(
+                    session, key_text, identity, offline_after, self.ctx.settings.procedure_limits()
                 )
-                station_id = station.id
-        except GarrisonError:
+        except EnrollmentRefusedError as exc:
             self.ctx.metrics.enrollments.labels("refused").inc()
+            with self.ctx.db.transaction() as session:
+                emitters.authorization_failed(
+                    session,
+                    exc.message,
+                    address,
+                    stations.by_uuid(session, identity.uuid),
+                    name=identity.hostname or identity.uuid,
+                )
             raise
-        self.ctx.metrics.enrollments.labels("created" if created else "re-enrolled").inc()
-        self.ctx.agent_auth.cache.forget_station(station_id)
-        return {"agent_id": station_id, "scheduler_id": station_id, "agent_token": token}
+        if result.refused is not None or result.station_id is None:
+            self.ctx.metrics.enrollments.labels("refused").inc()
+            raise ForbiddenError(result.refused or "authorization refused", field="uuid")
+        self.ctx.metrics.enrollments.labels("created" if result.created else "re-enrolled").inc()
+        self.ctx.agent_auth.cache.forget_station(result.station_id)
+        return {
+            "agent_id": result.station_id,
+            "scheduler_id": result.station_id,
+            "agent_token": result.token,
+        }
 
     # -- Getjobs --------------------------------------------------------------------------
 
@@ -204,19 +222,61 @@ class AgentApi:
 
     # -- task handlers (run inside the request's transaction) -----------------------------
 
-    @staticmethod
-    def _runjobs(session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
-        target = jobs.report(session, station_id, parsing.job_result(env.obj))
+    def _runjobs(self, session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
+        result = parsing.job_result(env.obj)
+        target = jobs.report(session, station_id, result)
+        station = stations.get(session, station_id)
+        job = jobs.get(session, target.job_id)
+        emitters.task_executed(
+            session,
+            station,
+            job.id,
+            job.type,
+            target.status == "successful",
+            target.message or "",
+            target.end_time,
+        )
+        if target.end_time is not None:
+            # The agent reports the end time right after the job ends: its clock is visible.
+            emitters.datetime_error(
+                session,
+                station,
+                target.end_time,
+                options.get(session, "datetime_valid_delta_seconds"),
+            )
         return {"status": "ok", "job_id": target.job_id, "job_status": target.status}
 
     @staticmethod
     def _scan(session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
-        scan = scans.record(session, station_id, parsing.scan_report(env.obj))
+        report = parsing.scan_report(env.obj)
+        scan, completed = scans.record(session, station_id, report)
+        if completed:
+            emitters.scan_statistics(
+                session,
+                stations.get(session, station_id),
+                scan.scanned_count,
+                scan.malware_count,
+                scan.suspicious_count,
+                scan.duration_seconds,
+            )
         return {"status": "ok", "scan_id": scan.id}
 
     def _alerts(self, session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
         job_id, reports = parsing.alerts(env.obj)
         result = alerts.ingest(session, station_id, env.antivirus_name, reports, job_id)
+        if result.new:
+            station = stations.get(session, station_id)
+            for report, detected in result.new:
+                sha256 = report.info.get("sha256") if isinstance(report.info, dict) else None
+                emitters.threat_detected(
+                    session,
+                    station,
+                    report.threat_name,
+                    report.filepath,
+                    report.action,
+                    detected,
+                    sha256 if isinstance(sha256, str) and len(sha256) == 64 else None,
+                )
         self.ctx.metrics.alerts_stored.inc(result.stored)
         self.ctx.metrics.alerts_duplicate.inc(result.duplicates)
         return {"status": "ok", "stored": result.stored, "duplicates": result.duplicates}
@@ -226,6 +286,7 @@ class AgentApi:
         status, updated, modules, avdetails = parsing.state(env.obj)
         states.record(session, station_id, status, updated, modules, avdetails)
         station = stations.get(session, station_id)
+        emitters.state_reported(session, station, modules, avdetails)
         if env.antivirus_name:
             station.antivirus_name = env.antivirus_name
         if env.antivirus_version:
@@ -242,6 +303,65 @@ class AgentApi:
         name, pairs = parsing.scheduler(env.obj)
         count = configs.report(session, station_id, "scheduler", pairs, name=name)
         return {"status": "ok", "differences": count}
+
+    # -- telemetry and sensor events (Garrison extension) ----------------------------------
+
+    async def events(self, request: Request) -> Response:
+        async def work() -> Response:
+            body = await request.body()
+            headers = request.headers
+            result = await run_in_threadpool(
+                self._events,
+                headers.get("authorization"),
+                body,
+                headers.get("content-encoding"),
+                headers.get("content-type"),
+                client_address(request),
+            )
+            return json_response(result)
+
+        return await self._guard("Events", work)
+
+    def _events(
+        self,
+        authorization: str | None,
+        body: bytes,
+        encoding: str | None,
+        content_type: str | None,
+        address: str,
+    ) -> dict[str, Any]:
+        cred = self.ctx.agent_auth.authenticate(authorization)
+        if cred.station_id is None:
+            raise ForbiddenError(
+                "sending events needs a station's own credential (its agent token)"
+            )
+        items = ingest.split_items(
+            ingest.decompress(body, encoding, self.ctx.settings.max_body_bytes), content_type
+        )
+        with self.ctx.db.transaction() as session:
+            station = stations.get(session, cred.station_id)
+            results = ingest.ingest(session, station, address, items)
+        self.ctx.presence.seen(cred.station_id, address)
+        counts = {"stored": 0, "duplicate": 0, "refused": 0}
+        for r in results:
+            counts[r.status] += 1
+        self.ctx.metrics.events_ingested.labels("stored").inc(counts["stored"])
+        self.ctx.metrics.events_ingested.labels("duplicate").inc(counts["duplicate"])
+        self.ctx.metrics.events_ingested.labels("refused").inc(counts["refused"])
+        return {
+            "stored": counts["stored"],
+            "duplicates": counts["duplicate"],
+            "refused": counts["refused"],
+            "results": [
+                {
+                    "index": r.index,
+                    "status": r.status,
+                    **({"seq": r.seq} if r.seq else {}),
+                    **({"error": r.error} if r.error else {}),
+                }
+                for r in results
+            ],
+        }
 
     # -- configuration pushed by the server (GET) -----------------------------------------
 

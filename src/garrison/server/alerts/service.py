@@ -44,6 +44,7 @@ def checksum(
 class IngestResult:
     stored: int
     duplicates: int
+    new: list[tuple[AlertReport, dt.datetime]] = field(default_factory=list)
 
 
 def ingest(
@@ -56,11 +57,11 @@ def ingest(
     if job_id is not None:
         jobs.target_for_station(session, station_id, job_id)
     now = utcnow()
-    stored = 0
+    new: list[tuple[AlertReport, dt.datetime]] = []
     table = Alert.__table__
     for report in reports:
         detected = report.detection_time or now
-        stored += insert_ignore(
+        inserted = insert_ignore(
             session,
             table,  # type: ignore[arg-type]
             {
@@ -79,6 +80,8 @@ def ingest(
                 "info": report.info,
             },
         )
+        if inserted:
+            new.append((report, detected))
     if reports:
         # A repeated alert is not stored twice, but the station's last-alert time moves.
         session.execute(
@@ -87,7 +90,7 @@ def ingest(
             .values(last_alert_at=now)
             .execution_options(synchronize_session=False)
         )
-    return IngestResult(stored=stored, duplicates=len(reports) - stored)
+    return IngestResult(stored=len(new), duplicates=len(reports) - len(new), new=new)
 
 
 def search(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from garrison.common.catalogue import format_timestamp
 from garrison.server.audit.models import AuditEntry
+from garrison.server.events.service import emit
+from garrison.server.store.base import utcnow
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,21 @@ def record(
         actor=actor.username, action=action, target=target, details=details, address=actor.address
     )
     session.add(entry)
+    # The audit log is also an event (ESET's Audit_Event), for procedures and the SIEM.
+    emit(
+        session,
+        "audit",
+        None,
+        {
+            "time": format_timestamp(utcnow()),
+            "domain": action.split(".", 1)[0],
+            "action": action,
+            "target": target,
+            "detail": json.dumps(details, default=str, sort_keys=True)[:4000] if details else None,
+            "user": actor.username,
+            "result": "Failed" if action.endswith("_failed") else "Success",
+        },
+    )
     return entry
 
 

@@ -97,13 +97,41 @@ def revoke_key(session: Session, actor: Actor, ref: str) -> EnrollmentKey:
     return key
 
 
-def consume(session: Session, text: str) -> EnrollmentKey:
-    """Use one enrollment of a key, atomically, or say exactly why it is refused."""
+def _refusal(key: EnrollmentKey, now: dt.datetime) -> EnrollmentRefusedError:
+    status = key_status(key, now)
+    return EnrollmentRefusedError(
+        {
+            "revoked": "enrollment key has been revoked",
+            "expired": "enrollment key has expired",
+            "exhausted": "enrollment key has no uses left",
+        }.get(status, "enrollment key refused"),
+        field="key",
+    )
+
+
+def _normalized(text: str) -> str:
     candidate = text.strip().upper()
     if not KEY_RE.match(candidate):
         raise EnrollmentRefusedError(
             "invalid enrollment key format (expected XXXXX-XXXXX-XXXXX-XXXXX-XXXXX)", field="key"
         )
+    return candidate
+
+
+def check(session: Session, text: str) -> EnrollmentKey:
+    """The key, if it may be used now; says why not otherwise.  Uses nothing."""
+    candidate = _normalized(text)
+    key = session.scalar(select(EnrollmentKey).where(EnrollmentKey.key == candidate))
+    if key is None:
+        raise EnrollmentRefusedError("unknown enrollment key", field="key")
+    if key_status(key) != "active":
+        raise _refusal(key, utcnow())
+    return key
+
+
+def consume(session: Session, text: str) -> EnrollmentKey:
+    """Use one enrollment of a key, atomically, or say exactly why it is refused."""
+    candidate = _normalized(text)
     now = utcnow()
     # One conditional UPDATE: two agents racing for the last use cannot both win.
     result = session.execute(
@@ -123,12 +151,4 @@ def consume(session: Session, text: str) -> EnrollmentKey:
     if result.rowcount == 1:  # type: ignore[attr-defined]
         session.refresh(key)
         return key
-    status = key_status(key, now)
-    raise EnrollmentRefusedError(
-        {
-            "revoked": "enrollment key has been revoked",
-            "expired": "enrollment key has expired",
-            "exhausted": "enrollment key has no uses left",
-        }.get(status, "enrollment key refused"),
-        field="key",
-    )
+    raise _refusal(key, now)

@@ -21,6 +21,7 @@ from garrison.common.catalogue import CATALOGUE, event_time, search_terms, sever
 from garrison.server.errors import InvalidInputError
 from garrison.server.events.models import Event, EventTerm
 from garrison.server.store.base import utcnow
+from garrison.server.store.engine import EVENTS_APPENDED
 
 APPEND_LOCK = 0x6A17750  # the advisory lock key of log appends
 
@@ -46,6 +47,7 @@ def append(session: Session, events: Sequence[NewEvent]) -> list[int | None]:
     if not events:
         return []
     lock_log(session)
+    session.info[EVENTS_APPENDED] = True
     now = utcnow()
     uids = [e.uid or uuidlib.uuid4().hex for e in events]
     existing = set(session.scalars(select(Event.uid).where(Event.uid.in_([u for u in uids if u]))))

@@ -24,6 +24,9 @@ class IntOption:
 
 OPTIONS: dict[str, IntOption] = {
     "getjobs_limit": IntOption(10, 1, 100, "most queued jobs one Getjobs request returns"),
+    "datetime_valid_delta_seconds": IntOption(
+        300, 1, 86400, "a station clock off by more than this raises station_datetime_error"
+    ),
     "offline_after_seconds": IntOption(
         300, 30, 7 * 86400, "a station that has not checked in for this long is offline"
     ),

@@ -100,6 +100,24 @@ def _to_python(value: Any) -> Any:
     return value
 
 
+def check_syntax(source: str, name: str) -> str | None:
+    """The syntax error in ``source``, or None; compiles without running anything."""
+    runtime = lua54.LuaRuntime(
+        register_eval=False,
+        register_builtins=False,
+        attribute_filter=_deny_attributes,
+        max_memory=DEFAULT_MEMORY,
+    )
+    compile_only = runtime.eval(
+        "function(s, n) local f, e = load(s, '=' .. n, 't', {}) return e end"
+    )
+    try:
+        error = compile_only(source, name)
+    except lua54.LuaError as exc:
+        return f"syntax error: {exc}"
+    return f"syntax error: {error}" if error else None
+
+
 def run(
     source: str,
     name: str,

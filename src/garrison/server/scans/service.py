@@ -23,7 +23,8 @@ class ScanReport:
     suspicious_count: int
 
 
-def record(session: Session, station_id: int, report: ScanReport) -> Scan:
+def record(session: Session, station_id: int, report: ScanReport) -> tuple[Scan, bool]:
+    """Store progress or results; the flag says this report completed the scan."""
     if not 0 <= report.progress <= 100:
         raise InvalidInputError("progress must be between 0 and 100", field="progress")
     for name in ("duration_seconds", "scanned_count", "malware_count", "suspicious_count"):
@@ -45,10 +46,11 @@ def record(session: Session, station_id: int, report: ScanReport) -> Scan:
     scan.malware_count = report.malware_count
     scan.suspicious_count = report.suspicious_count
     scan.updated_at = now
-    if report.progress == 100 and scan.completed_at is None:
+    completed = report.progress == 100 and scan.completed_at is None
+    if completed:
         scan.completed_at = now
     session.flush()
-    return scan
+    return scan, completed
 
 
 def search(

@@ -12,6 +12,7 @@ import threading
 
 from sqlalchemy import bindparam, update
 
+from garrison.server.events.emitters import reconnected
 from garrison.server.stations.models import Station
 from garrison.server.store.base import utcnow
 from garrison.server.store.engine import Database
@@ -52,6 +53,8 @@ class PresenceTracker:
                     .values(last_seen=bindparam("seen"), address=bindparam("addr")),
                     rows,
                 )
+                # A station seen again after its DISCONNECTED is connected again.
+                reconnected(session, list(batch))
         except Exception:
             with self._lock:
                 for sid, entry in batch.items():

@@ -12,6 +12,7 @@ from garrison.common.tokens import new_token, token_hash
 from garrison.server.audit import service as audit
 from garrison.server.audit.service import Actor
 from garrison.server.errors import ConflictError, InvalidInputError, NotFoundError
+from garrison.server.events import emitters
 from garrison.server.stations.models import Group, Station, station_groups
 from garrison.server.store.base import utcnow
 
@@ -147,6 +148,7 @@ def search(
 def delete(session: Session, actor: Actor, station_id: int) -> None:
     station = get(session, station_id)
     audit.record(session, actor, "station.delete", str(station_id), uuid=station.uuid)
+    emitters.station_deleted(session, station_id, actor.username)
     session.delete(station)
 
 

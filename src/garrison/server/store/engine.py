@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 READ_ONLY = "garrison_read_only"
+EVENTS_APPENDED = "garrison_events_appended"
 
 
 class UnsupportedDatabaseError(ValueError):
@@ -82,6 +83,8 @@ class Database:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Called after a transaction that appended to the event log commits.
+        self.on_events_committed: list[Callable[[], None]] = []
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
@@ -93,8 +96,12 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """Commit on success, roll back everything on any error: no half-written request."""
-        with self.sessions() as session, session.begin():
-            yield session
+        with self.sessions() as session:
+            with session.begin():
+                yield session
+            if session.info.pop(EVENTS_APPENDED, False):
+                for listener in self.on_events_committed:
+                    listener()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

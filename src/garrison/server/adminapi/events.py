@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from garrison.common.catalogue import ALL
+from garrison.common.catalogue_types import SEVERITIES
+from garrison.server.adminapi import schemas as s
+from garrison.server.adminapi.deps import Admin, Ctx, Viewer
+from garrison.server.events import retention
+from garrison.server.events import service as events
+from garrison.server.events.models import Event
+
+router = APIRouter(prefix="/events", tags=["events"])
+
+
+def event_out(e: Event) -> s.EventOut:
+    return s.EventOut(
+        seq=e.seq,
+        id=e.uid,
+        type=e.type,
+        station_id=e.station_id,
+        origin=e.origin,
+        severity=SEVERITIES[e.severity],
+        time=e.time,
+        received_at=e.received_at,
+        data=e.data,
+    )
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+@router.get("", response_model=s.Page[s.EventOut], summary="Search events, newest first")
+def search_events(
+    actor: Viewer,
+    ctx: Ctx,
+    station_id: int | None = None,
+    type: Annotated[list[str] | None, Query(description="one or more event types")] = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    hash: Annotated[str | None, Query(max_length=64, description="MD5, SHA-1 or SHA-256")] = None,
+    process: Annotated[str | None, Query(max_length=255)] = None,
+    path: Annotated[str | None, Query(max_length=255)] = None,
+    user: Annotated[str | None, Query(max_length=255)] = None,
+    host: Annotated[str | None, Query(max_length=255)] = None,
+    ip: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> s.Page[s.EventOut]:
+    query = events.EventQuery(
+        station_id=station_id,
+        types=tuple(type or ()),
+        since=_utc(since),
+        until=_utc(until),
+        hash=hash,
+        process=process,
+        path=path,
+        user=user,
+        host=host,
+        ip=ip,
+    )
+    with ctx.db.reading() as session:
+        rows, total = events.search(session, query, limit, offset)
+        items = [event_out(e) for e in rows]
+    return s.Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.post(
+    "/ioc-sweep",
+    response_model=s.IocOut,
+    summary="Events and stations that saw any of these hashes",
+)
+def ioc_sweep(body: s.IocIn, actor: Viewer, ctx: Ctx) -> s.IocOut:
+    with ctx.db.reading() as session:
+        rows, stations = events.ioc_sweep(session, body.hashes, body.limit)
+        return s.IocOut(events=[event_out(e) for e in rows], station_ids=stations)
+
+
+@router.get("/types", response_model=list[s.EventTypeOut], summary="The event catalogue")
+def event_types(actor: Viewer) -> list[s.EventTypeOut]:
+    return [
+        s.EventTypeOut(
+            name=e.name,
+            source=e.source,
+            origin=e.origin,
+            procedure=e.procedure,
+            severity=e.severity,
+            eset_type=e.eset_type,
+            telemetry=e.telemetry,
+            fields=[
+                {"name": f.name, "type": f.type, "required": f.required, "doc": f.doc}
+                for f in e.fields
+            ]
+            + [
+                {"name": f"{m.name}_N", "type": m.type, "required": m.required, "doc": m.doc}
+                for fam in e.families
+                for m in fam.members
+            ],
+        )
+        for e in ALL
+    ]
+
+
+@router.get("/retention", response_model=dict[str, int], summary="Days each event type is kept")
+def get_retention(actor: Viewer, ctx: Ctx) -> dict[str, int]:
+    with ctx.db.reading() as session:
+        return retention.get_all(session)
+
+
+@router.patch("/retention", response_model=dict[str, int])
+def set_retention(
+    actor: Admin, ctx: Ctx, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, int]:
+    with ctx.db.transaction() as session:
+        return retention.set_many(session, actor, body)

@@ -1,0 +1,286 @@
+"""The events only the server can see, built from the agent API traffic and admin actions.
+
+Each helper writes its event in the caller's transaction, so the event exists exactly when
+the change that caused it does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from garrison.common.catalogue import format_timestamp
+from garrison.server.events.service import emit
+from garrison.server.stations.models import Station
+from garrison.server.store.base import utcnow
+
+SERVER_NAME = socket.gethostname()
+UPDATE_FAILED_STATUSES = ("critical", "update-failed", "failed", "error")
+REBOOT_ATTRS = ("reboot-required", "reboot_required", "rebootrequired")
+
+
+def station_args(station: Station, address: str | None = None) -> dict[str, Any]:
+    return {
+        "id": station.id,
+        "address": address or station.address,
+        "station": station.hostname or station.uuid,
+    }
+
+
+def station_created(session: Session, station: Station, login: str) -> None:
+    emit(
+        session,
+        "station_created",
+        station.id,
+        {"login": login, "id": station.id, "name": station.hostname or station.uuid, "state": 0},
+    )
+
+
+def station_deleted(session: Session, station_id: int, login: str) -> None:
+    emit(session, "station_deleted", station_id, {"login": login, "id": station_id})
+
+
+def station_connected(session: Session, station: Station) -> None:
+    name = station.hostname or station.uuid
+    emit(
+        session,
+        "station_connected",
+        station.id,
+        {
+            **station_args(station),
+            "name": name,
+            "os": station.os_name,
+            "platform": station.os_platform,
+            "compsid": station.uuid,
+            "compmac": station.mac or None,
+        },
+    )
+
+
+def authorization_failed(
+    session: Session, reason: str, address: str, station: Station | None = None, name: str = ""
+) -> None:
+    emit(
+        session,
+        "station_authorization_failed",
+        station.id if station else None,
+        {
+            "id": station.id if station else None,
+            "address": address,
+            "station": (station.hostname or station.uuid) if station else name,
+            "reason": reason,
+            "type": "station",
+            "compsid": station.uuid if station else (name or None),
+            "compmac": (station.mac or None) if station else None,
+        },
+    )
+
+
+def authorization_args(
+    station: Station, online: bool, new_name: str, new_address: str
+) -> dict[str, Any]:
+    return {
+        "id": station.id,
+        "connected": online,
+        "current_address": station.address if online else "",
+        "current_name": station.hostname or station.uuid,
+        "last_address": station.address,
+        "last_time": format_timestamp(station.last_seen),
+        "last_server": SERVER_NAME,
+        "new_name": new_name,
+        "new_address": new_address,
+    }
+
+
+def authorization_in_progress(session: Session, args: dict[str, Any]) -> None:
+    emit(session, "station_authorization_in_progress", args["id"], args)
+
+
+def task_executed(
+    session: Session,
+    station: Station,
+    job_id: int,
+    job_type: str,
+    done: bool,
+    message: str,
+    end: dt.datetime | None,
+) -> None:
+    emit(
+        session,
+        "task_executed",
+        station.id,
+        {
+            **station_args(station),
+            "done": done,
+            "time": format_timestamp(end or utcnow()),
+            "name": job_type,
+            "job": job_id,
+            "error": message[:4000],
+        },
+    )
+
+
+def scan_statistics(
+    session: Session, station: Station, scanned: int, infected: int, suspicious: int, seconds: int
+) -> None:
+    emit(
+        session,
+        "station_scan_statistics",
+        station.id,
+        {
+            **station_args(station),
+            "time": format_timestamp(utcnow()),
+            "scanned": scanned,
+            "infected": infected,
+            "suspicious": suspicious,
+            "elapsedtime": seconds,
+            "modifications": 0,
+            "cured": 0,
+            "deleted": 0,
+            "renamed": 0,
+            "moved": 0,
+            "locked": 0,
+            "errors": 0,
+        },
+    )
+
+
+def threat_detected(
+    session: Session,
+    station: Station,
+    virus: str,
+    path: str,
+    action: str,
+    detected: dt.datetime,
+    sha256: str | None = None,
+) -> None:
+    emit(
+        session,
+        "threat_detected",
+        station.id,
+        {
+            **station_args(station),
+            "time": format_timestamp(detected),
+            "virus": virus,
+            "object": path,
+            "action": action,
+            "objecttype": 0,
+            "compsid": station.uuid,
+            "compmac": station.mac or None,
+            "sha256": sha256,
+        },
+    )
+
+
+def state_reported(
+    session: Session, station: Station, modules: Sequence[dict[str, Any]], avdetails: Sequence[Any]
+) -> None:
+    """virus_bases_received and components_list_received from a State report, and
+    station_update_failed / station_reboot_required when it says so."""
+    base = station_args(station)
+    bases: dict[str, Any] = {**base, "count": len(modules)}
+    components: dict[str, Any] = {**base, "count": len(modules)}
+    for i, module in enumerate(modules):
+        bases[f"name_{i}"] = module["name"]
+        bases[f"type_{i}"] = module.get("mod_status") or None
+        bases[f"issued_{i}"] = module.get("mod_update_time")
+        components[f"component_{i}"] = module["name"]
+        components[f"time_{i}"] = module.get("mod_update_time")
+    emit(session, "virus_bases_received", station.id, bases)
+    emit(session, "components_list_received", station.id, components)
+    for module in modules:
+        status = str(module.get("mod_status") or "").lower()
+        if status in UPDATE_FAILED_STATUSES:
+            emit(
+                session,
+                "station_update_failed",
+                station.id,
+                {
+                    **base,
+                    "product": module["name"],
+                    "description": f"module {module['name']} reports {status}",
+                    "from_revision_date": module.get("mod_update_time"),
+                },
+            )
+    for item in avdetails:
+        if (
+            isinstance(item, dict)
+            and str(item.get("attr", "")).lower() in REBOOT_ATTRS
+            and str(item.get("value", "")).lower() in ("1", "true", "yes")
+        ):
+            emit(
+                session,
+                "station_reboot_required",
+                station.id,
+                {
+                    **base,
+                    "product": station.antivirus_name,
+                    "description": "the station reports that it must be rebooted",
+                },
+            )
+            break
+
+
+def datetime_error(
+    session: Session, station: Station, station_time: dt.datetime, valid_delta_seconds: int
+) -> bool:
+    now = utcnow()
+    if abs((station_time - now).total_seconds()) <= valid_delta_seconds:
+        return False
+    millis = int(station_time.timestamp() * 1000)
+    emit(
+        session,
+        "station_datetime_error",
+        station.id,
+        {
+            **station_args(station),
+            "now": int(now.timestamp() * 1000),
+            "time": millis,
+            "date": millis,
+            "valid_delta": valid_delta_seconds * 1000,
+        },
+    )
+    return True
+
+
+def reconnected(session: Session, station_ids: Sequence[int]) -> int:
+    """Stations seen again after being marked disconnected: station_connected for each."""
+    if not station_ids:
+        return 0
+    back = list(
+        session.scalars(
+            select(Station).where(Station.id.in_(list(station_ids)), Station.connected.is_(False))
+        )
+    )
+    for station in back:
+        station.connected = True
+        station_connected(session, station)
+    return len(back)
+
+
+def sweep_disconnected(session: Session, offline_after: int, limit: int = 1000) -> int:
+    """DISCONNECTED for stations silent past the timeout; each one once, on any node."""
+    cutoff = utcnow() - dt.timedelta(seconds=offline_after)
+    silent = list(
+        session.scalars(
+            select(Station)
+            .where(Station.connected.is_(True), Station.last_seen < cutoff)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for station in silent:
+        changed = session.execute(
+            update(Station)
+            .where(Station.id == station.id, Station.connected.is_(True))
+            .values(connected=False)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        if changed:
+            emit(session, "DISCONNECTED", station.id, {"ts": format_timestamp(station.last_seen)})
+    return len(silent)

@@ -1,0 +1,157 @@
+"""Events sent by stations: parse, check against the catalogue, store in one batch.
+
+Two shapes are accepted per event:
+- Garrison's ``{"id": "...", "type": "process_started", "time": ..., "data": {...}}``;
+- LimaCharlie's ``{"routing": {"event_type", "event_id" | "this", "event_time", ...},
+  "event": {...}}``, where the event may also be wrapped in its type name
+  (``{"STARTING_UP": {"ts": ...}}``), as in the sensor seed's samples.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from garrison.common.catalogue import (
+    CATALOGUE,
+    MAX_EVENT_BYTES,
+    EventInvalidError,
+    parse_timestamp,
+    validate,
+)
+from garrison.server.errors import MalformedRequestError
+from garrison.server.events.service import NewEvent, append
+from garrison.server.stations.models import Station
+
+MAX_EVENTS = 10_000
+MAX_UID = 64
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    index: int
+    status: str  # stored | duplicate | refused
+    seq: int | None = None
+    error: str | None = None
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """gzip bodies, inflated with a cap: a small bomb cannot exhaust memory."""
+    if not encoding or encoding.strip().lower() in ("identity", ""):
+        return body
+    if encoding.strip().lower() not in ("gzip", "x-gzip"):
+        raise MalformedRequestError(f"unsupported Content-Encoding {encoding!r}; use gzip")
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise MalformedRequestError("body is not valid gzip") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise MalformedRequestError(f"decompressed body is larger than {limit} bytes")
+    return out
+
+
+def split_items(body: bytes, content_type: str | None) -> list[Any]:
+    """A JSON array, or NDJSON (one event per line)."""
+    text = body.strip()
+    if not text:
+        raise MalformedRequestError("request body is empty; send a JSON array or NDJSON")
+    ndjson = bool(content_type and "ndjson" in content_type) or not text.startswith(b"[")
+    if not ndjson:
+        try:
+            items = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedRequestError(f"body is not valid JSON: {exc}") from None
+        if not isinstance(items, list):
+            raise MalformedRequestError("body must be a JSON array of events")
+        return items
+    items = []
+    for number, line in enumerate(text.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            raise MalformedRequestError(f"line {number} is not valid JSON: {exc}") from None
+    return items
+
+
+def _unwrap_limacharlie(item: dict[str, Any]) -> tuple[str, str | None, Any, Any]:
+    routing = item["routing"]
+    if not isinstance(routing, dict):
+        raise EventInvalidError("routing", "must be a JSON object")
+    event_type = routing.get("event_type")
+    uid = routing.get("event_id") or routing.get("this")
+    data = item.get("event")
+    if (
+        isinstance(data, dict)
+        and isinstance(event_type, str)
+        and isinstance(data.get(event_type), dict)
+    ):
+        inner = data[event_type]
+        data = {**{k: v for k, v in data.items() if k != event_type}, **inner}
+    if (
+        isinstance(data, dict)
+        and routing.get("investigation_id")
+        and "INVESTIGATION_ID" not in data
+    ):
+        data = {**data, "INVESTIGATION_ID": routing["investigation_id"]}
+    return str(event_type or ""), uid, routing.get("event_time"), data
+
+
+def parse_item(item: Any, station: Station, address: str) -> NewEvent:
+    if not isinstance(item, dict):
+        raise EventInvalidError("", "each event must be a JSON object")
+    if len(orjson.dumps(item)) > MAX_EVENT_BYTES:
+        raise EventInvalidError("", f"event is larger than {MAX_EVENT_BYTES} bytes")
+    event_type: Any
+    if "routing" in item:
+        event_type, uid, when, data = _unwrap_limacharlie(item)
+    else:
+        event_type, uid = item.get("type"), item.get("id")
+        when, data = item.get("time"), item.get("data", {})
+    if not isinstance(event_type, str) or not event_type:
+        raise EventInvalidError("type", "is required")
+    declared = CATALOGUE.get(event_type)
+    if declared is None:
+        raise EventInvalidError("type", f"unknown event type {event_type!r}")
+    if declared.origin == "server":
+        raise EventInvalidError("type", f"{event_type} is produced by the server only")
+    if uid is not None and (not isinstance(uid, str) or not 1 <= len(uid) <= MAX_UID):
+        raise EventInvalidError("id", f"must be a string of 1 to {MAX_UID} characters")
+    if not isinstance(data, dict):
+        raise EventInvalidError("data", "must be a JSON object")
+    data = dict(data)
+    # The station is who its credential says: an agent cannot speak for another.
+    for name, value in (
+        ("id", station.id),
+        ("address", address),
+        ("station", station.hostname or station.uuid),
+    ):
+        declared_field = declared.field(name)
+        if declared_field is not None and (name != "id" or declared_field.type == "integer"):
+            data[name] = value
+    clean = validate(declared, data)
+    time = parse_timestamp(when, "time") if when not in (None, "") else None
+    return NewEvent(event_type, clean, station.id, "station", uid, time)
+
+
+def ingest(session: Session, station: Station, address: str, items: list[Any]) -> list[ItemResult]:
+    if len(items) > MAX_EVENTS:
+        raise MalformedRequestError(f"at most {MAX_EVENTS} events per request")
+    results: list[ItemResult | None] = []
+    valid: list[tuple[int, NewEvent]] = []
+    for index, item in enumerate(items):
+        try:
+            valid.append((index, parse_item(item, station, address)))
+            results.append(None)
+        except EventInvalidError as exc:
+            results.append(ItemResult(index, "refused", error=str(exc)))
+    positions = append(session, [event for _, event in valid])
+    for (index, _), seq in zip(valid, positions, strict=True):
+        results[index] = ItemResult(index, "stored" if seq else "duplicate", seq)
+    return [r for r in results if r is not None]

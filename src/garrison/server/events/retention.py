@@ -1,0 +1,75 @@
+"""How long events are kept, per type, and the purge that enforces it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from garrison.common.catalogue import CATALOGUE
+from garrison.server.audit import service as audit
+from garrison.server.audit.service import Actor
+from garrison.server.errors import InvalidInputError
+from garrison.server.events.service import purge
+from garrison.server.options.models import Option
+from garrison.server.store.base import utcnow
+from garrison.server.store.engine import Database
+from garrison.server.store.upsert import upsert
+
+TELEMETRY_DAYS = 30
+OTHER_DAYS = 365
+MAX_DAYS = 36500
+PREFIX = "retention:"
+
+
+def defaults() -> dict[str, int]:
+    return {name: TELEMETRY_DAYS if e.telemetry else OTHER_DAYS for name, e in CATALOGUE.items()}
+
+
+def get_all(session: Session) -> dict[str, int]:
+    values = defaults()
+    rows = session.execute(select(Option.key, Option.value).where(Option.key.startswith(PREFIX)))
+    for key, value in rows:
+        name = key[len(PREFIX) :]
+        if name in values and isinstance(value, int):
+            values[name] = value
+    return values
+
+
+def set_many(session: Session, actor: Actor, changes: dict[str, Any]) -> dict[str, int]:
+    for name, days in changes.items():
+        if name not in CATALOGUE:
+            raise InvalidInputError(f"unknown event type {name!r}", field=name)
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+            raise InvalidInputError(
+                f"{name}: days must be an integer from 1 to {MAX_DAYS}", field=name
+            )
+    for name, days in changes.items():
+        upsert(
+            session,
+            Option.__table__,  # type: ignore[arg-type]
+            {"key": PREFIX + name, "value": days, "updated_at": utcnow()},
+            keys=["key"],
+            update=["value", "updated_at"],
+        )
+    audit.record(session, actor, "events.retention", "", **changes)
+    return get_all(session)
+
+
+def purge_expired(db: Database, batch: int = 1000, max_batches: int = 100) -> int:
+    """Remove expired events in short transactions of at most ``batch`` rows each."""
+    with db.reading() as session:
+        days = get_all(session)
+    removed = 0
+    now = utcnow()
+    for name, keep in days.items():
+        cutoff = now - dt.timedelta(days=keep)
+        for _ in range(max_batches):
+            with db.transaction() as session:
+                count = purge(session, name, cutoff, batch)
+            removed += count
+            if count < batch:
+                break
+    return removed

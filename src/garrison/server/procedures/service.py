@@ -1,0 +1,98 @@
+"""Storing procedures: set (a new version), read, enable/disable, history, delete."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from garrison.common.catalogue import PROCEDURES
+from garrison.server.audit import service as audit
+from garrison.server.audit.service import Actor
+from garrison.server.errors import InvalidInputError, NotFoundError
+from garrison.server.procedures.models import Procedure, ProcedureVersion
+from garrison.server.procedures.sandbox import check_syntax
+from garrison.server.store.base import utcnow
+
+MAX_SOURCE = 256 * 1024
+
+
+def check_name(name: str) -> str:
+    if name not in PROCEDURES:
+        raise NotFoundError(
+            f"no event procedure {name!r}; known: {', '.join(sorted(PROCEDURES))}",
+            field="event",
+        )
+    return name
+
+
+def put(session: Session, actor: Actor, name: str, source: str, enabled: bool = True) -> Procedure:
+    check_name(name)
+    if len(source.encode("utf-8")) > MAX_SOURCE:
+        raise InvalidInputError(
+            f"procedure source is larger than {MAX_SOURCE} bytes", field="source"
+        )
+    problem = check_syntax(source, name)
+    if problem:
+        raise InvalidInputError(problem, field="source")
+    current = session.get(Procedure, name, with_for_update=True)
+    version = (current.version if current else 0) + 1
+    if current is None:
+        current = Procedure(name=name, source=source, enabled=enabled, version=version)
+        session.add(current)
+    current.source = source
+    current.enabled = enabled
+    current.version = version
+    current.updated_at = utcnow()
+    current.updated_by = actor.username
+    session.add(
+        ProcedureVersion(name=name, version=version, source=source, created_by=actor.username)
+    )
+    session.flush()
+    audit.record(session, actor, "procedure.set", name, version=version, enabled=enabled)
+    return current
+
+
+def get(session: Session, name: str) -> Procedure:
+    check_name(name)
+    procedure = session.get(Procedure, name)
+    if procedure is None:
+        raise NotFoundError(f"no procedure is set for {name}")
+    return procedure
+
+
+def list_all(session: Session) -> list[Procedure]:
+    return list(session.scalars(select(Procedure).order_by(Procedure.name)))
+
+
+def set_enabled(session: Session, actor: Actor, name: str, enabled: bool) -> Procedure:
+    procedure = get(session, name)
+    procedure.enabled = enabled
+    procedure.updated_at = utcnow()
+    procedure.updated_by = actor.username
+    audit.record(session, actor, "procedure.enable" if enabled else "procedure.disable", name)
+    return procedure
+
+
+def delete(session: Session, actor: Actor, name: str) -> None:
+    session.delete(get(session, name))
+    audit.record(session, actor, "procedure.delete", name)
+
+
+def history(session: Session, name: str) -> list[ProcedureVersion]:
+    check_name(name)
+    return list(
+        session.scalars(
+            select(ProcedureVersion)
+            .where(ProcedureVersion.name == name)
+            .order_by(ProcedureVersion.version.desc())
+        )
+    )
+
+
+def enabled_sources(session: Session, names: set[str]) -> dict[str, str]:
+    rows = session.execute(
+        select(Procedure.name, Procedure.source).where(
+            Procedure.name.in_(names), Procedure.enabled.is_(True)
+        )
+    )
+    return {name: source for name, source in rows}
