@@ -10,7 +10,18 @@ from __future__ import annotations
 import typer
 
 from garrison.cli.command import command
-from garrison.cli.commands import alerts, auth, groups, jobs, keys, settings, stations, users
+from garrison.cli.commands import (
+    alerts,
+    auth,
+    events,
+    groups,
+    jobs,
+    keys,
+    procedures,
+    settings,
+    stations,
+    users,
+)
 
 ADMIN = "Administration (through the admin API)"
 
@@ -26,6 +37,8 @@ def register(app: typer.Typer) -> None:
         ("users", users.app),
         ("settings", settings.settings_app),
         ("audit", settings.audit_app),
+        ("procedures", procedures.app),
+        ("events", events.app),
     ):
         app.add_typer(group, name=name, rich_help_panel=ADMIN)
     command(app, "login")(auth.login)

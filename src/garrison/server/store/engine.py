@@ -8,11 +8,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+
+def _json_dumps(value: object) -> str:
+    return orjson.dumps(value).decode("utf-8")
+
+
+# orjson for JSON columns: event data is the bulk of what ingestion writes.
+_JSON: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 READ_ONLY = "garrison_read_only"
 EVENTS_APPENDED = "garrison_events_appended"
 
@@ -52,10 +60,12 @@ def make_engine(url: str) -> Engine:
         connect_args = {"check_same_thread": False, "timeout": 15}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args=connect_args, pool_size=8, max_overflow=8)
+            engine = create_engine(
+                url, connect_args=connect_args, pool_size=8, max_overflow=8, **_JSON
+            )
         else:
             # One in-memory database must be one connection, shared.
-            engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
+            engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool, **_JSON)
         event.listen(engine, "connect", _sqlite_pragmas)
 
         # pysqlite's own transaction handling defers BEGIN until the first write and cannot
@@ -73,7 +83,7 @@ def make_engine(url: str) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **_JSON)
 
 
 class Database:

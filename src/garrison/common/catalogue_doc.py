@@ -1,0 +1,83 @@
+"""Renders ``docs/events.md`` from the catalogue: ``python -m garrison.common.catalogue_doc``.
+
+The test suite fails when the checked-in file differs from what this renders.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from garrison.common.catalogue import ALL
+from garrison.common.catalogue_types import EventType, Field
+
+ORIGINS = {"station": "station", "server": "server only", "both": "station or server"}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _field_rows(fields: tuple[Field, ...], suffix: str = "") -> list[str]:
+    rows = []
+    for f in fields:
+        notes = [f.doc] if f.doc else []
+        if f.search:
+            notes.append(f"searchable as `{f.search}=`")
+        if f.keys:
+            notes.append("keys: " + ", ".join(f.keys))
+        rows.append(
+            f"| `{f.name}{suffix}` | {f.type} | {'yes' if f.required else ''} | "
+            f"{_cell('; '.join(notes))} |"
+        )
+    return rows
+
+
+def _section(e: EventType) -> list[str]:
+    lines = [f"### `{e.name}`", "", e.doc, ""]
+    facts = [f"origin: {ORIGINS[e.origin]}", f"severity: {e.severity}", f"seed: `{e.source}`"]
+    if e.procedure:
+        facts.append(f"Lua procedure: `{e.procedure}`")
+    if e.eset_type:
+        facts.append(f"ESET export: `{e.eset_type}`")
+    if e.telemetry:
+        facts.append("telemetry (kept 30 days by default)")
+    lines += [
+        "- " + "; ".join(facts),
+        "",
+        "| field | type | required | notes |",
+        "|---|---|---|---|",
+    ]
+    lines += _field_rows(e.fields)
+    for family in e.families:
+        lines.append(f"| `{family.count}` | integer | | number of indexed items below |")
+        lines += _field_rows(family.members, "_N")
+    lines.append("")
+    return lines
+
+
+def render() -> str:
+    lines = [
+        "# Event catalogue",
+        "",
+        "Generated from `src/garrison/common/catalogue*.py` by "
+        "`python -m garrison.common.catalogue_doc > docs/events.md`; do not edit by hand.",
+        "",
+        "Every event Garrison stores, validates, searches, hands to Lua procedures and exports "
+        "is declared here. Stations send the ones whose origin allows it to `POST /api/events`; "
+        "the server produces the others from the agent API traffic. Timestamps are stored as "
+        "ISO-8601 UTC; hashes lower-case; `_N` fields are indexed families (`component_0`, "
+        "`component_1`…) counted by their count field.",
+        "",
+    ]
+    sources: dict[str, list[EventType]] = {}
+    for e in ALL:
+        sources.setdefault(e.source, []).append(e)
+    for source, events in sources.items():
+        lines += [f"## From `{source}` ({len(events)} types)", ""]
+        for e in events:
+            lines += _section(e)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

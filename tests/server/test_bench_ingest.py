@@ -1,0 +1,47 @@
+"""The ingestion benchmark in its tiny size, so it never rots (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_ingestion_benchmark_runs_and_reports_floor_and_ratio(tmp_path: Path) -> None:
+    out = tmp_path / "ingest.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.ingest",
+            "--events",
+            "300",
+            "--batch",
+            "100",
+            "--clients",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "floor ev/s" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["events"] == 300
+    assert result["floor_events_per_second"] > 0
+    assert result["http_events_per_second"] > 0
+    assert (
+        result["ratio"]
+        == round(result["http_events_per_second"] / result["floor_events_per_second"], 3)
+        or abs(
+            result["ratio"] - result["http_events_per_second"] / result["floor_events_per_second"]
+        )
+        < 0.01
+    )
