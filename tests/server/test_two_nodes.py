@@ -1,0 +1,86 @@
+"""Two `garrison serve` processes on one PostgreSQL database: every event reaches the
+procedures exactly once, whichever node stored it."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from garrison.server.audit.models import AuditEntry
+from garrison.server.events.models import Event
+from tests.live import start_server
+from tests.support import ArmaditoAgent
+
+PROCEDURE = "local args = ... garrison.audit('seen', tostring(args.pid))"
+
+
+def test_each_event_reaches_the_procedures_once_with_two_nodes(
+    tmp_path: Path, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several nodes share a PostgreSQL database")
+    first = start_server(tmp_path / "a", database_url)
+    second = start_server(tmp_path / "b", database_url)
+    try:
+        admin = {"Authorization": f"Bearer {first.token}"}
+        key = httpx.post(
+            f"{first.url}/admin/v1/enrollment-keys",
+            headers=admin,
+            json={"uses": 5, "expires_in": 3600},
+        ).json()["key"]
+        assert (
+            httpx.put(
+                f"{second.url}/admin/v1/procedures/component_started",
+                headers=admin,
+                content=PROCEDURE,
+            ).status_code
+            == 200
+        )
+        with httpx.Client(base_url=first.url) as client:
+            agent = ArmaditoAgent(client)
+            assert agent.enroll(key).status_code == 200
+        headers = {"Authorization": f"Bearer {agent.token}"}
+        sent = 0
+        for round_ in range(20):
+            node = (first, second)[round_ % 2]
+            batch = [
+                {"id": f"n-{sent + i}", "type": "component_started", "data": {"pid": sent + i}}
+                for i in range(25)
+            ]
+            r = httpx.post(f"{node.url}/api/events", json=batch, headers=headers)
+            assert r.status_code == 200
+            assert r.json()["stored"] == 25
+            sent += 25
+        engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+        deadline = time.monotonic() + 30
+        seen: Counter[str] = Counter()
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                seen = Counter(
+                    conn.scalars(
+                        select(AuditEntry.target).where(AuditEntry.action == "procedure.seen")
+                    )
+                )
+            if sum(seen.values()) >= sent:
+                break
+            time.sleep(0.2)
+        time.sleep(1.5)  # both nodes poll: give a duplicate the chance to appear
+        with engine.connect() as conn:
+            seen = Counter(
+                conn.scalars(select(AuditEntry.target).where(AuditEntry.action == "procedure.seen"))
+            )
+            stored = conn.scalar(
+                select(func.count()).select_from(Event).where(Event.type == "component_started")
+            )
+        engine.dispose()
+        assert stored == sent
+        assert {int(p) for p in seen} == set(range(sent))
+        assert max(seen.values()) == 1
+    finally:
+        first.stop()
+        second.stop()
