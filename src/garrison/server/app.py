@@ -32,6 +32,7 @@ from garrison.server.agentapi.routes import AgentApi
 from garrison.server.context import ServerContext
 from garrison.server.events import emitters, retention
 from garrison.server.events.consumers import ConsumerRunner
+from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
 from garrison.server.middleware import BodyLimit, NormalizePath
 from garrison.server.options import service as options
@@ -89,6 +90,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         agent_auth=AgentAuthenticator(settings, database),
         metrics=metrics,
         consumers=ConsumerRunner(database),
+        job_waiters=JobWaiters(database),
     )
     ctx.consumers.add(ProcedureConsumer(settings.procedure_limits()))
     database.on_events_committed.append(ctx.consumers.wake)
@@ -106,6 +108,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
                     s.disconnect_sweep_seconds, "disconnect sweep", lambda: _sweep_disconnected(ctx)
                 )
             ),
+            asyncio.create_task(ctx.job_waiters.run()),
             asyncio.create_task(
                 _every(
                     s.event_retention_interval_seconds,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from garrison.server.agentapi.auth import AgentAuthenticator
 from garrison.server.events.consumers import ConsumerRunner
+from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
 from garrison.server.settings import Settings
 from garrison.server.stations.presence import PresenceTracker
@@ -20,3 +21,4 @@ class ServerContext:
     agent_auth: AgentAuthenticator
     metrics: Metrics
     consumers: ConsumerRunner
+    job_waiters: JobWaiters

@@ -158,17 +158,20 @@ def dry_run(
     result: dict[str, Any] = call.api.post(f"/procedures/{segment(event)}/test", body)
 
     def render(data: dict[str, Any]) -> None:
+        logs = [[entry] for entry in data.get("logs") or []]
         summary = output.details(
             [
                 ("result", json.dumps(data.get("result"), ensure_ascii=False)),
                 ("error", data.get("error")),
                 ("elapsed", f"{data.get('elapsed_ms', 0)} ms"),
+                ("logs", len(logs) or "none"),
             ],
             title=f"Test of {event}",
         )
-        logs = [[entry] for entry in data.get("logs") or []]
-        caption = None if logs else "no logs"
-        output.show(summary, output.table(("log",), logs, caption=caption))
+        if logs:
+            output.show(summary, output.table(("log",), logs))
+        else:
+            output.show(summary)
 
     call.emit(result, render)
     if result.get("error"):

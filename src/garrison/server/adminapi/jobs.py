@@ -29,7 +29,9 @@ def create_job(body: s.JobIn, actor: Operator, ctx: Ctx) -> s.JobOut:
             group=body.group,
         )
         counts = jobs.status_counts(session, [job.id])[job.id]
-        return convert.job(job, counts, jobs.targets(session, job.id)[:LIST_TARGETS])
+        out = convert.job(job, counts, jobs.targets(session, job.id)[:LIST_TARGETS])
+    ctx.job_waiters.poke()  # long-polling agents on this node hear of it at once
+    return out
 
 
 @router.get("", response_model=s.Page[s.JobOut], summary="Jobs with per-station status")

@@ -52,6 +52,21 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
+MAX_WAIT_SECONDS = 60
+
+
+def _wait_seconds(raw: str | None) -> float:
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise InvalidInputError("wait must be a number of seconds", field="wait") from None
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:
+        raise InvalidInputError(f"wait must be between 0 and {MAX_WAIT_SECONDS}", field="wait")
+    return seconds
+
+
 def check_station(session: Session, cred: AgentCredential, uuid: str, agent_id: int) -> int:
     """The station a request acts for; refuses a request that names another agent."""
     if cred.station_id is not None:
@@ -177,16 +192,24 @@ class AgentApi:
         async def work() -> Response:
             ids = request.query_params.getlist("agent_id")
             authorization = request.headers.get("authorization")
-            jobs_ = await run_in_threadpool(
-                self._getjobs, authorization, ids, client_address(request)
-            )
+            wait = _wait_seconds(request.query_params.get("wait"))
+            address = client_address(request)
+            station_id, jobs_ = await run_in_threadpool(self._getjobs, authorization, ids, address)
+            # Garrison extension: long-poll.  Armadito agents send no `wait` and keep polling.
+            deadline = time.monotonic() + wait
+            while not jobs_ and (remaining := deadline - time.monotonic()) > 0:
+                if not await self.ctx.job_waiters.wait(station_id, remaining):
+                    break
+                station_id, jobs_ = await run_in_threadpool(
+                    self._getjobs, authorization, ids, address
+                )
             return json_response({"jobs": jobs_})
 
         return await self._guard("Getjobs", work)
 
     def _getjobs(
         self, authorization: str | None, ids: list[str], address: str
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[int, list[dict[str, Any]]]:
         cred = self.ctx.agent_auth.authenticate(authorization)
         try:
             # The Armadito agent really sends agent_id twice.
@@ -215,10 +238,10 @@ class AgentApi:
         # Most check-ins find nothing: answer those from a read-only transaction.
         with self.ctx.db.reading() as session:
             if not jobs.has_queued(session, station_id):
-                return []
+                return station_id, []
         with self.ctx.db.transaction() as session:
             limit = options.get(session, "getjobs_limit")
-            return jobs.fetch_for_agent(session, station_id, limit)
+            return station_id, jobs.fetch_for_agent(session, station_id, limit)
 
     # -- task handlers (run inside the request's transaction) -----------------------------
 

@@ -1,0 +1,51 @@
+"""Garrison extension: Getjobs with ?wait=N holds the request until a job is queued."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tests.conftest import Server
+
+
+def test_a_waiting_agent_gets_a_new_job_within_a_second(server: Server) -> None:
+    agent = server.enrolled_agent()
+    got: list[tuple[float, dict[str, object]]] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        response = server.client.get(
+            agent.url(f"jobs?agent_id={agent.agent_id}&wait=20"), headers=agent.headers()
+        )
+        got.append((time.monotonic() - started, response.json()))
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.5)
+    created = time.monotonic()
+    job = server.admin.post(
+        "/jobs", {"type": "Scan", "station_ids": [agent.agent_id], "params": {"path": "/tmp"}}
+    )
+    assert job.status_code == 201
+    thread.join(10)
+    assert got, "the long-poll did not return"
+    elapsed, body = got[0]
+    assert [j["job_id"] for j in body["jobs"]] == [job.json()["id"]]  # type: ignore[index, union-attr]
+    assert time.monotonic() - created < 1.0 + 0.5
+    assert elapsed >= 0.5
+
+
+def test_wait_times_out_with_no_jobs_and_rejects_bad_values(server: Server) -> None:
+    agent = server.enrolled_agent()
+    started = time.monotonic()
+    response = server.client.get(
+        agent.url(f"jobs?agent_id={agent.agent_id}&wait=1"), headers=agent.headers()
+    )
+    assert response.json() == {"jobs": []}
+    assert 0.9 <= time.monotonic() - started < 5
+    for bad in ("-1", "61", "soon"):
+        r = server.client.get(
+            agent.url(f"jobs?agent_id={agent.agent_id}&wait={bad}"), headers=agent.headers()
+        )
+        assert r.status_code == 422
+        assert r.json()["field"] == "wait"
