@@ -20,6 +20,7 @@ from garrison.server.adminapi import (
     auth_routes,
     configs,
     events,
+    export_targets,
     jobs,
     keys,
     procedures,
@@ -32,6 +33,7 @@ from garrison.server.agentapi.routes import AgentApi
 from garrison.server.context import ServerContext
 from garrison.server.events import emitters, retention
 from garrison.server.events.consumers import ConsumerRunner
+from garrison.server.export.exporter import ExportManager
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
 from garrison.server.middleware import BodyLimit, NormalizePath
@@ -91,9 +93,11 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         metrics=metrics,
         consumers=ConsumerRunner(database),
         job_waiters=JobWaiters(database),
+        exports=ExportManager(database, metrics),
     )
     ctx.consumers.add(ProcedureConsumer(settings.procedure_limits()))
     database.on_events_committed.append(ctx.consumers.wake)
+    database.on_events_committed.append(ctx.exports.wake)
     metrics.add_collector(lambda: _station_gauges(ctx))
 
     @contextlib.asynccontextmanager
@@ -118,6 +122,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             ),
         ]
         ctx.consumers.start()
+        ctx.exports.start()
         try:
             yield
         finally:
@@ -129,6 +134,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             # Shutdown: the last check-ins are written, consumers finish their batch.
             await run_in_threadpool(ctx.presence.flush, ctx.db)
             await run_in_threadpool(ctx.consumers.stop)
+            await run_in_threadpool(ctx.exports.stop)
 
     app = FastAPI(
         title="Garrison admin API",
@@ -156,7 +162,18 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             session.execute(select(1))
         return Health(status="ok", version=__version__, database=ctx.db.backend)
 
-    for module in (auth_routes, keys, stations, jobs, alerts, configs, users, events, procedures):
+    for module in (
+        auth_routes,
+        keys,
+        stations,
+        jobs,
+        alerts,
+        configs,
+        users,
+        events,
+        procedures,
+        export_targets,
+    ):
         admin.include_router(module.router)
     app.include_router(admin)
 

@@ -46,6 +46,30 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.export_sent = Counter(
+            "garrison_export_sent",
+            "Messages delivered to an export target",
+            ["target"],
+            registry=self.registry,
+        )
+        self.export_failed = Counter(
+            "garrison_export_failed",
+            "Failed deliveries (retried)",
+            ["target"],
+            registry=self.registry,
+        )
+        self.export_dropped = Counter(
+            "garrison_export_dropped",
+            "Events dropped past the backlog bound",
+            ["target"],
+            registry=self.registry,
+        )
+        self.export_lag = Gauge(
+            "garrison_export_lag",
+            "Events stored but not yet exported",
+            ["target"],
+            registry=self.registry,
+        )
         self.presence_flush = Gauge(
             "garrison_presence_pending", "Check-ins waiting to be written", registry=self.registry
         )

@@ -322,3 +322,58 @@ class ProcedureErrorOut(BaseModel):
     event_seq: int | None
     error: str
     at: dt.datetime
+
+
+class ExportTargetIn(Strict):
+    name: str = Field(min_length=1, max_length=128)
+    format: Literal["eset-json", "leef", "leef2", "cef"]
+    transport: Literal["udp", "tcp", "tls", "file", "http"]
+    host: str = Field(default="", max_length=255)
+    port: int = Field(default=0, ge=0, le=65535)
+    path: str = Field(default="", max_length=4096, description="file transport: NDJSON file")
+    url: str = Field(default="", max_length=4096, description="http transport: webhook URL")
+    enabled: bool = True
+    start_at: Literal["now", "beginning"] = Field(
+        default="now", description="export events from now on, or the whole stored log"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="envelope (rfc5424|rfc3164), framing (newline|octet), bom, "
+        "max_message_bytes, leef_delimiter, tls_ca, tls_cert, tls_key, tls_verify, "
+        "event_types, min_severity, groups, hips_min_severity, aggregation_window_seconds, "
+        "heartbeat_seconds, max_backlog, batch_size, file_max_bytes, file_keep, http_headers",
+    )
+
+
+class ExportTargetPatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    format: Literal["eset-json", "leef", "leef2", "cef"] | None = None
+    transport: Literal["udp", "tcp", "tls", "file", "http"] | None = None
+    host: str | None = Field(default=None, max_length=255)
+    port: int | None = Field(default=None, ge=0, le=65535)
+    path: str | None = Field(default=None, max_length=4096)
+    url: str | None = Field(default=None, max_length=4096)
+    enabled: bool | None = None
+    options: dict[str, Any] | None = None
+
+
+class ExportTargetOut(BaseModel):
+    id: int
+    name: str
+    format: str
+    transport: str
+    host: str
+    port: int
+    path: str
+    url: str
+    enabled: bool
+    options: dict[str, Any]
+    position: int
+    lag: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ExportTestOut(BaseModel):
+    sent: bool
+    message: str

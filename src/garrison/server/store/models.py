@@ -10,6 +10,7 @@ from garrison.server.configs.models import (
 )
 from garrison.server.enrollment.models import EnrollmentKey
 from garrison.server.events.models import ConsumerCursor, Event, EventTerm, ProcedureError
+from garrison.server.export.models import ExportTarget
 from garrison.server.jobs.models import Job, JobTarget
 from garrison.server.options.models import Option
 from garrison.server.procedures.models import Procedure, ProcedureVersion
@@ -32,6 +33,7 @@ __all__ = [
     "EnrollmentKey",
     "Event",
     "EventTerm",
+    "ExportTarget",
     "Group",
     "Job",
     "JobTarget",

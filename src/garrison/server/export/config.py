@@ -1,0 +1,63 @@
+"""An export target's settings, checked: what the admin API accepts and the exporter uses."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from garrison.common.catalogue_types import SEVERITIES
+
+Severity = Literal["Information", "Notice", "Warning", "Error", "Critical", "Fatal"]
+FORMAT_NAMES = ("eset-json", "leef", "leef2", "cef")
+TRANSPORT_NAMES = ("udp", "tcp", "tls", "file", "http")
+
+
+class TargetOptions(BaseModel):
+    """Everything but name, format, transport and address."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    envelope: Literal["rfc5424", "rfc3164"] = "rfc5424"
+    framing: Literal["newline", "octet"] = "newline"
+    bom: bool = False
+    max_message_bytes: int = Field(default=8192, ge=256, le=1024 * 1024)
+    leef_delimiter: str = Field(default="^", min_length=1, max_length=1)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_verify: bool = True
+    event_types: list[str] = Field(default_factory=list, max_length=200)
+    min_severity: Severity = "Information"
+    groups: list[str] = Field(default_factory=list, max_length=200)
+    hips_min_severity: Severity = Field(
+        default="Error", description="HIPS events below this are not forwarded (ESET: Error)"
+    )
+    aggregation_window_seconds: float = Field(default=5.0, ge=0, le=3600)
+    heartbeat_seconds: float = Field(default=60.0, ge=0, le=86400)
+    max_backlog: int = Field(
+        default=1_000_000,
+        ge=0,
+        description="events; older ones are dropped (counted) past it; 0 means unbounded",
+    )
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    file_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    file_keep: int = Field(default=5, ge=1, le=100)
+    http_headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> TargetOptions:
+        from garrison.common.catalogue import CATALOGUE
+
+        unknown = [t for t in self.event_types if t not in CATALOGUE]
+        if unknown:
+            raise ValueError(f"unknown event type {unknown[0]!r}")
+        if self.leef_delimiter in "|=\\" or self.leef_delimiter.isalnum():
+            raise ValueError("leef_delimiter cannot be |, =, \\ or a letter or digit")
+        if self.tls_key and not self.tls_cert:
+            raise ValueError("tls_key needs tls_cert")
+        return self
+
+
+def severity_rank(name: str) -> int:
+    return SEVERITIES.index(name)

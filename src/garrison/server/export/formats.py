@@ -1,0 +1,211 @@
+"""The three export formats, written by hand: ESET JSON, LEEF (1.0 and 2.0) and CEF.
+
+Each turns a :class:`~garrison.server.export.mapping.Record` into one line of text that
+cannot be split or misread by its parser, whatever the field values hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from garrison import __version__
+from garrison.server.export.mapping import TIME_KEY, Record
+
+VENDOR = "Garrison"
+PRODUCT = "Garrison Server"
+Formatter = Callable[[Record], str]
+
+
+def eset_json(record: Record) -> str:
+    """One JSON object, keys and types as ESET PROTECT exports them."""
+    return orjson.dumps(record.fields).decode("utf-8")
+
+
+# LEEF -----------------------------------------------------------------------------------
+LEEF_TIME_FORMAT = "MMM dd yyyy HH:mm:ss"
+LEEF_TIME = "%b %d %Y %H:%M:%S"  # ESET's LEEF date format
+LEEF_SEVERITY = {
+    "Information": 1,
+    "Notice": 3,
+    "Warning": 5,
+    "Error": 7,
+    "Critical": 9,
+    "Fatal": 10,
+}
+# Standard LEEF attribute names for common ESET keys.
+LEEF_KEYS = {
+    "ipv4": "src",
+    "ipv6": "srcv6",
+    "username": "usrName",
+    "user": "usrName",
+    "account": "usrName",
+    "source_address": "src",
+    "target_address": "dst",
+    "source_port": "srcPort",
+    "target_port": "dstPort",
+    "protocol": "proto",
+    "hostname": "identHostName",
+}
+
+
+def _leef_header(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _leef_value(value: Any, delimiter: str) -> str:
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    # A value may never hold the delimiter (nor a line break): the record must stay whole.
+    for bad in {delimiter, "\t", "\r", "\n"}:
+        text = text.replace(bad, " ")
+    return text
+
+
+def _leef_attributes(record: Record, delimiter: str) -> str:
+    attrs: dict[str, Any] = {
+        "cat": record.event_type,
+        "devTime": record.time.strftime(LEEF_TIME),
+        "devTimeFormat": LEEF_TIME_FORMAT,
+        "sev": LEEF_SEVERITY[record.severity],
+    }
+    for key, value in record.fields.items():
+        if key in ("event_type", TIME_KEY):
+            continue
+        name = LEEF_KEYS.get(key, key)
+        if name in attrs:
+            name = key
+        attrs[name] = value
+    return delimiter.join(f"{key}={_leef_value(value, delimiter)}" for key, value in attrs.items())
+
+
+def _leef_event_id(record: Record) -> str:
+    return _leef_header(record.event_type)
+
+
+def leef1(record: Record) -> str:
+    header = "|".join(
+        [
+            "LEEF:1.0",
+            _leef_header(VENDOR),
+            _leef_header(PRODUCT),
+            _leef_header(__version__),
+            _leef_event_id(record),
+        ]
+    )
+    return f"{header}|{_leef_attributes(record, chr(9))}"
+
+
+def leef2(record: Record, delimiter: str = "^") -> str:
+    if len(delimiter) != 1 or delimiter in "|=\\" or delimiter.isalnum():
+        raise ValueError(f"unusable LEEF 2.0 delimiter {delimiter!r}")
+    declared = f"x{ord(delimiter):02x}" if not delimiter.isprintable() else delimiter
+    header = "|".join(
+        [
+            "LEEF:2.0",
+            _leef_header(VENDOR),
+            _leef_header(PRODUCT),
+            _leef_header(__version__),
+            _leef_event_id(record),
+            declared,
+        ]
+    )
+    return f"{header}|{_leef_attributes(record, delimiter)}"
+
+
+# CEF ------------------------------------------------------------------------------------
+CEF_SEVERITY = {"Information": 1, "Notice": 3, "Warning": 5, "Error": 7, "Critical": 9, "Fatal": 10}
+# Standard CEF extension keys for the ESET keys and catalogue fields that have one.
+CEF_KEYS = {
+    "ipv4": "src",
+    "ipv6": "c6a2",
+    "hostname": "dvchost",
+    "source_uuid": "deviceExternalId",
+    "source_address": "src",
+    "target_address": "dst",
+    "source_port": "spt",
+    "target_port": "dpt",
+    "protocol": "proto",
+    "username": "suser",
+    "user": "suser",
+    "account": "suser",
+    "processname": "sproc",
+    "process_name": "sproc",
+    "application": "sproc",
+    "object_uri": "filePath",
+    "hash": "fileHash",
+    "action_taken": "act",
+    "action": "act",
+    "threat_name": "cs1",
+    "rule_name": "cs2",
+    "rule_id": "cs3",
+    "aggregate_count": "cnt",
+    "file_name": "fname",
+    "file_path": "filePath",
+    "sha256": "fileHash",
+    "md5": "oldFileHash",
+    "port": "dpt",
+    "inbound": "cs4",
+}
+CEF_LABELS = {
+    "cs1": "threatName",
+    "cs2": "ruleName",
+    "cs3": "ruleId",
+    "cs4": "inbound",
+    "c6a2": "sourceIPv6",
+}
+
+
+def _cef_header(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _cef_value(value: Any) -> str:
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return (
+        text.replace("\\", "\\\\")
+        .replace("=", "\\=")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+    )
+
+
+def _cef_custom_key(key: str) -> str:
+    parts = [p for p in key.replace("-", "_").split("_") if p]
+    name = "garrison" + "".join(p[:1].upper() + p[1:] for p in parts)
+    return "".join(c for c in name if c.isalnum())
+
+
+def cef(record: Record) -> str:
+    header = "|".join(
+        [
+            "CEF:0",
+            _cef_header(VENDOR),
+            _cef_header(PRODUCT),
+            _cef_header(__version__),
+            _cef_header(record.event_type),
+            _cef_header(record.garrison_type),
+            str(CEF_SEVERITY[record.severity]),
+        ]
+    )
+    ext: dict[str, Any] = {"rt": int(record.time.timestamp() * 1000)}
+    for key, value in record.fields.items():
+        if key in ("event_type", TIME_KEY, "severity"):
+            continue
+        name = CEF_KEYS.get(key) or _cef_custom_key(key)
+        if name in ext:
+            name = _cef_custom_key(key)
+        ext[name] = value
+        if name in CEF_LABELS:
+            ext[name + "Label"] = CEF_LABELS[name]
+    return header + "|" + " ".join(f"{k}={_cef_value(v)}" for k, v in ext.items())
+
+
+FORMATS: dict[str, Formatter] = {
+    "eset-json": eset_json,
+    "leef": leef1,
+    "leef2": leef2,
+    "cef": cef,
+}

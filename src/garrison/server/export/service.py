@@ -1,0 +1,135 @@
+"""Export targets: create, list, change, delete (each with its own event-log cursor)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from garrison.server.audit import service as audit
+from garrison.server.audit.service import Actor
+from garrison.server.errors import ConflictError, InvalidInputError, NotFoundError
+from garrison.server.events import consumers
+from garrison.server.events.models import ConsumerCursor
+from garrison.server.export.config import FORMAT_NAMES, TRANSPORT_NAMES, TargetOptions
+from garrison.server.export.models import ExportTarget
+from garrison.server.store.base import utcnow
+
+
+def cursor_name(target_id: int) -> str:
+    return f"export:{target_id}"
+
+
+def parse_options(raw: dict[str, Any]) -> TargetOptions:
+    try:
+        return TargetOptions.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "options"
+        raise InvalidInputError(f"{field}: {first['msg']}", field=field) from None
+
+
+def _check(format_: str, transport: str, host: str, port: int, path: str, url: str) -> None:
+    if format_ not in FORMAT_NAMES:
+        raise InvalidInputError(f"format must be one of {', '.join(FORMAT_NAMES)}", field="format")
+    if transport not in TRANSPORT_NAMES:
+        raise InvalidInputError(
+            f"transport must be one of {', '.join(TRANSPORT_NAMES)}", field="transport"
+        )
+    if transport in ("udp", "tcp", "tls"):
+        if not host:
+            raise InvalidInputError(f"a {transport} target needs a host", field="host")
+        if not 1 <= port <= 65535:
+            raise InvalidInputError("port must be 1-65535", field="port")
+    if transport == "file" and not path:
+        raise InvalidInputError("a file target needs a path", field="path")
+    if transport == "http" and not url.startswith(("http://", "https://")):
+        raise InvalidInputError("an http target needs an http(s):// url", field="url")
+
+
+def create(
+    session: Session,
+    actor: Actor,
+    name: str,
+    format_: str,
+    transport: str,
+    host: str = "",
+    port: int = 0,
+    path: str = "",
+    url: str = "",
+    options: dict[str, Any] | None = None,
+    enabled: bool = True,
+    start_at: str = "now",
+) -> ExportTarget:
+    _check(format_, transport, host, port, path, url)
+    checked = parse_options(options or {})
+    if session.scalar(select(ExportTarget.id).where(ExportTarget.name == name)) is not None:
+        raise ConflictError(f"export target {name!r} already exists", field="name")
+    if start_at not in ("now", "beginning"):
+        raise InvalidInputError("start_at must be now or beginning", field="start_at")
+    target = ExportTarget(
+        name=name,
+        format=format_,
+        transport=transport,
+        host=host,
+        port=port,
+        path=path,
+        url=url,
+        options=checked.model_dump(exclude_defaults=True),
+        enabled=enabled,
+    )
+    session.add(target)
+    session.flush()
+    # "now": a new SIEM gets events from now on, not the whole history.
+    consumers.ensure_cursor(session, cursor_name(target.id), start_at_end=start_at == "now")
+    audit.record(session, actor, "export_target.create", name, format=format_, transport=transport)
+    return target
+
+
+def get(session: Session, target_id: int) -> ExportTarget:
+    target = session.get(ExportTarget, target_id)
+    if target is None:
+        raise NotFoundError(f"no export target {target_id}")
+    return target
+
+
+def list_all(session: Session) -> list[ExportTarget]:
+    return list(session.scalars(select(ExportTarget).order_by(ExportTarget.id)))
+
+
+def update(session: Session, actor: Actor, target_id: int, changes: dict[str, Any]) -> ExportTarget:
+    target = get(session, target_id)
+    merged = {
+        "format_": changes.get("format", target.format),
+        "transport": changes.get("transport", target.transport),
+        "host": changes.get("host", target.host),
+        "port": changes.get("port", target.port),
+        "path": changes.get("path", target.path),
+        "url": changes.get("url", target.url),
+    }
+    _check(**merged)
+    options = dict(target.options)
+    options.update(changes.get("options") or {})
+    checked = parse_options(options)
+    target.format = merged["format_"]
+    target.transport = merged["transport"]
+    target.host, target.port = merged["host"], merged["port"]
+    target.path, target.url = merged["path"], merged["url"]
+    target.options = checked.model_dump(exclude_defaults=True)
+    if "enabled" in changes:
+        target.enabled = bool(changes["enabled"])
+    if "name" in changes:
+        target.name = str(changes["name"])
+    target.updated_at = utcnow()
+    audit.record(session, actor, "export_target.update", target.name, changed=sorted(changes))
+    return target
+
+
+def delete(session: Session, actor: Actor, target_id: int) -> None:
+    target = get(session, target_id)
+    session.execute(sql_delete(ConsumerCursor).where(ConsumerCursor.name == cursor_name(target_id)))
+    audit.record(session, actor, "export_target.delete", target.name)
+    session.delete(target)

@@ -1,0 +1,67 @@
+"""Syslog envelopes (RFC 5424, RFC 3164) and framing (newline, RFC 6587 octet counting)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+
+BOM = "\ufeff"
+FACILITY_USER = 1
+# Severity of the syslog header, from the event's severity.
+SYSLOG_SEVERITY = {
+    "Information": 6,
+    "Notice": 5,
+    "Warning": 4,
+    "Error": 3,
+    "Critical": 2,
+    "Fatal": 1,
+}
+HOSTNAME = socket.gethostname() or "garrison"
+APP_NAME = "garrison"
+
+
+def _truncate_utf8(text: str, limit: int) -> str:
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    return raw[:limit].decode("utf-8", errors="ignore")
+
+
+def envelope(
+    payload: str,
+    *,
+    severity: str,
+    time: dt.datetime,
+    kind: str = "rfc5424",
+    msgid: str = "-",
+    bom: bool = False,
+    max_bytes: int = 8192,
+    facility: int = FACILITY_USER,
+) -> bytes:
+    """The whole syslog message, truncated to ``max_bytes`` (ESET cuts at 8 KB)."""
+    pri = facility * 8 + SYSLOG_SEVERITY.get(severity, 6)
+    payload = payload.replace("\r", " ").replace("\n", " ")  # one message, one line
+    if kind == "rfc5424":
+        stamp = time.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        msgid = (msgid or "-")[:32].replace(" ", "_")
+        head = f"<{pri}>1 {stamp} {HOSTNAME} {APP_NAME} - {msgid} - "
+        body = (BOM if bom else "") + payload
+    elif kind == "rfc3164":
+        local = time.astimezone(dt.UTC)
+        stamp = f"{local.strftime('%b')} {local.day:>2} {local.strftime('%H:%M:%S')}"
+        head = f"<{pri}>{stamp} {HOSTNAME} {APP_NAME}: "
+        body = (BOM if bom else "") + payload
+    else:
+        raise ValueError(f"unknown syslog envelope {kind!r}")
+    room = max_bytes - len(head.encode("utf-8"))
+    return (head + _truncate_utf8(body, max(room, 0))).encode("utf-8")
+
+
+def frame(message: bytes, framing: str) -> bytes:
+    if framing == "octet":
+        return str(len(message)).encode() + b" " + message
+    if framing == "newline":
+        return message + b"\n"
+    if framing == "none":  # UDP: one datagram, one message
+        return message
+    raise ValueError(f"unknown framing {framing!r}")

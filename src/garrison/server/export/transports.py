@@ -1,0 +1,181 @@
+"""Where exported messages go: syslog over UDP, TCP and TLS, a rotated NDJSON file, or an
+HTTP POST webhook.  Every transport raises :class:`TransportError` when a message may not
+have arrived, so the exporter retries it."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import ssl
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+
+class TransportError(Exception):
+    """``sent``: how many messages of the call were delivered before the failure."""
+
+    def __init__(self, message: str, sent: int = 0) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class Transport(Protocol):
+    def send(self, messages: list[bytes]) -> int:
+        """Send in order; returns how many were sent before any failure (then raises)."""
+
+    def close(self) -> None: ...
+
+
+class UdpTransport:
+    def __init__(self, host: str, port: int) -> None:
+        self.address = (host, port)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+
+    def send(self, messages: list[bytes]) -> int:
+        for count, message in enumerate(messages):
+            try:
+                self.sock.sendto(message, self.address)
+            except OSError as exc:
+                raise TransportError(f"UDP send failed: {exc}", count) from exc
+        return len(messages)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class StreamTransport:
+    """TCP, optionally TLS.  Before each write it checks that the receiver has not closed
+    the connection, so a restarted SIEM is noticed before a message is written into the
+    void."""
+
+    def __init__(
+        self, host: str, port: int, tls: ssl.SSLContext | None = None, timeout: float = 10.0
+    ) -> None:
+        self.host, self.port, self.tls, self.timeout = host, port, tls, timeout
+        self.sock: socket.socket | None = None
+
+    def _connect(self) -> socket.socket:
+        try:
+            raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as exc:
+            raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        if self.tls is None:
+            return raw
+        try:
+            return self.tls.wrap_socket(raw, server_hostname=self.host)
+        except (ssl.SSLError, OSError) as exc:
+            raw.close()
+            raise TransportError(
+                f"TLS handshake with {self.host}:{self.port} failed: {exc}"
+            ) from exc
+
+    def _alive(self, sock: socket.socket) -> bool:
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return True
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                return True
+            return sock.recv(1, socket.MSG_PEEK) != b""
+        except (OSError, ssl.SSLError, ValueError):
+            return False
+
+    def send(self, messages: list[bytes]) -> int:
+        for count, message in enumerate(messages):
+            if self.sock is not None and not self._alive(self.sock):
+                self.close()
+            if self.sock is None:
+                self.sock = self._connect()
+            try:
+                self.sock.sendall(message)
+            except (OSError, ssl.SSLError) as exc:
+                self.close()
+                raise TransportError(
+                    f"send to {self.host}:{self.port} failed: {exc}", count
+                ) from exc
+        return len(messages)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+
+
+def tls_context(options: dict[str, Any]) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=options.get("tls_ca") or None)
+    if options.get("tls_verify", True) is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if options.get("tls_cert"):
+        context.load_cert_chain(options["tls_cert"], options.get("tls_key") or None)
+    return context
+
+
+class FileTransport:
+    """NDJSON lines appended to a file, rotated at ``max_bytes`` keeping ``keep`` old files."""
+
+    def __init__(self, path: str, max_bytes: int = 100 * 1024 * 1024, keep: int = 5) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.keep = keep
+
+    def _rotate(self) -> None:
+        for index in range(self.keep - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+
+    def send(self, messages: list[bytes]) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and self.path.stat().st_size >= self.max_bytes:
+                self._rotate()
+            with open(self.path, "ab") as handle:
+                for message in messages:
+                    handle.write(message.rstrip(b"\n") + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise TransportError(f"cannot write {self.path}: {exc}", 0) from exc
+        return len(messages)
+
+    def close(self) -> None:
+        return None
+
+
+class HttpTransport:
+    """One POST per batch: an NDJSON body; any 2xx is delivery."""
+
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        verify: bool | str = True,
+        timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.client = httpx.Client(
+            timeout=timeout,
+            verify=verify,
+            headers={"Content-Type": "application/x-ndjson", **(headers or {})},
+        )
+
+    def send(self, messages: list[bytes]) -> int:
+        body = b"".join(m.rstrip(b"\n") + b"\n" for m in messages)
+        try:
+            response = self.client.post(self.url, content=body)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"POST {self.url} failed: {exc}", 0) from exc
+        if not 200 <= response.status_code < 300:
+            raise TransportError(f"POST {self.url} answered {response.status_code}", 0)
+        return len(messages)
+
+    def close(self) -> None:
+        self.client.close()
