@@ -161,7 +161,7 @@ def dry_run(
         logs = [[entry] for entry in data.get("logs") or []]
         summary = output.details(
             [
-                ("result", json.dumps(data.get("result"), ensure_ascii=False)),
+                ("result", json.dumps(data.get("result"), ensure_ascii=False, sort_keys=True)),
                 ("error", data.get("error")),
                 ("elapsed", f"{data.get('elapsed_ms', 0)} ms"),
                 ("logs", len(logs) or "none"),

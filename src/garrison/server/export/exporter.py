@@ -97,19 +97,42 @@ def encoder(target: Target) -> Any:
     if target.format == "leef2":
         formatter = functools.partial(formats.leef2, delimiter=o.leef_delimiter)
 
-    def encode(record: Record) -> bytes:
+    def wrap(record: Record) -> bytes:
         payload = formatter(record)
         if target.transport not in SYSLOG_TRANSPORTS:
             return payload.encode("utf-8")
-        message = syslog.envelope(
+        return syslog.envelope(
             payload,
             severity=record.severity,
             time=record.time,
             kind=o.envelope,
             msgid=record.event_type,
             bom=o.bom,
-            max_bytes=o.max_message_bytes,
+            max_bytes=1 << 30,
         )
+
+    def encode(record: Record) -> bytes:
+        message = wrap(record)
+        # Too long: shorten the longest text fields rather than cut the record, so the
+        # message stays one parseable record of at most max_message_bytes.
+        for _ in range(12):
+            if len(message) <= o.max_message_bytes:
+                break
+            texts = [(len(v), k) for k, v in record.fields.items() if isinstance(v, str)]
+            if not texts:
+                break
+            size, longest = max(texts)
+            excess = len(message) - o.max_message_bytes
+            keep = max(min(size - excess - 16, size // 2), 0)
+            fields = {**record.fields, longest: record.fields[longest][:keep] + "…"}
+            record = Record(
+                record.event_type, record.garrison_type, record.severity, record.time, fields
+            )
+            message = wrap(record)
+        if target.transport not in SYSLOG_TRANSPORTS:
+            return message
+        if len(message) > o.max_message_bytes:
+            message = message[: o.max_message_bytes]
         return syslog.frame(message, "none" if target.transport == "udp" else o.framing)
 
     return encode
@@ -203,18 +226,27 @@ class TargetWorker:
                 continue
             record = build(event.type, event.severity, event.time, event.data, station)
             keys = AGGREGATE_KEYS.get(record.event_type)
-            if keys is not None and window > 0:
+            if keys is not None:
+                count = int(record.fields.get("aggregate_count") or 1)
+                record = Record(
+                    record.event_type,
+                    record.garrison_type,
+                    record.severity,
+                    record.time,
+                    {**record.fields, "aggregate_count": count},
+                )
                 signature = (
                     event.station_id,
                     record.event_type,
                     *(repr(record.fields.get(k)) for k in keys),
                 )
-                count = int(record.fields.get("aggregate_count") or 1)
-                if signature in folded:
+                if window > 0 and signature in folded:
                     slot = folded[signature]
                     first_index, first = out[slot]
-                    fields = dict(first.fields)
-                    fields["aggregate_count"] = int(fields.get("aggregate_count") or 1) + count
+                    fields = {
+                        **first.fields,
+                        "aggregate_count": int(first.fields["aggregate_count"]) + count,
+                    }
                     out[slot] = (
                         first_index,
                         Record(
@@ -227,13 +259,6 @@ class TargetWorker:
                     )
                     continue
                 folded[signature] = len(out)
-                record = Record(
-                    record.event_type,
-                    record.garrison_type,
-                    record.severity,
-                    record.time,
-                    {**record.fields, "aggregate_count": count},
-                )
             out.append((index, record))
         return out
 

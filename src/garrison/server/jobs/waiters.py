@@ -13,7 +13,6 @@ from collections import defaultdict
 
 import structlog
 from sqlalchemy import func, select
-from starlette.concurrency import run_in_threadpool
 
 from garrison.server.jobs.models import JobTarget
 from garrison.server.store.engine import Database
@@ -76,7 +75,7 @@ class JobWaiters:
                 await asyncio.wait_for(self._poke.wait(), self.interval)
             self._poke.clear()
             try:
-                stations = await run_in_threadpool(self._new_targets)
+                stations = await asyncio.to_thread(self._new_targets)
             except Exception:
                 log.exception("could not read new jobs; will retry")
                 continue

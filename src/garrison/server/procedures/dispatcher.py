@@ -52,7 +52,7 @@ def run_procedure(
         savepoint.rollback()
         message = str(exc) if isinstance(exc, ProcedureFailedError) else f"host error: {exc}"
         session.add(ProcedureError(procedure=name, event_seq=event_seq, error=message[:4000]))
-        log.warning("procedure failed", procedure=name, event=event_seq, error=message)
+        log.warning("procedure failed", procedure=name, event_seq=event_seq, error=message)
         return RunResult(None, host.logs, message, 0.0)
 
 

@@ -138,11 +138,11 @@ class ProcedureHost:
             f"procedure.{str(action)[:40]}",
             str(target)[:255],
             detail=str(detail)[:1000],
-            event=self.event_seq,
+            event_seq=self.event_seq,
         )
 
     def log(self, message: Any) -> None:
         text = str(message)[:2000]
         if len(self.logs) < MAX_LOGS:
             self.logs.append(text)
-        log.info("procedure log", procedure=self.procedure, event=self.event_seq, message=text)
+        log.info("procedure log", procedure=self.procedure, event_seq=self.event_seq, message=text)

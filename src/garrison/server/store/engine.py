@@ -19,8 +19,15 @@ def _json_dumps(value: object) -> str:
     return orjson.dumps(value).decode("utf-8")
 
 
+def _json_loads(value: object) -> object:
+    # SQLite hands back a JSON scalar (a number) already decoded.
+    if isinstance(value, str | bytes | bytearray | memoryview):
+        return orjson.loads(value)
+    return value
+
+
 # orjson for JSON columns: event data is the bulk of what ingestion writes.
-_JSON: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+_JSON: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
 READ_ONLY = "garrison_read_only"
 EVENTS_APPENDED = "garrison_events_appended"
 

@@ -1,0 +1,168 @@
+"""A real rsyslog, started by the tests on loopback, with one TCP or TLS input per name,
+each writing the raw messages it receives to its own file."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.live import free_port
+
+RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+
+
+@dataclass
+class Certs:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_certs(directory: Path) -> Certs:
+    """A CA and a server certificate for 127.0.0.1 / localhost (openssl)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca = directory / "ca.key", directory / "ca.pem"
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
+    ext = directory / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Garrison Test CA",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        "/CN=localhost",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(cert),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
+    return Certs(ca, cert, key)
+
+
+@dataclass
+class Rsyslog:
+    directory: Path
+    inputs: dict[str, tuple[int, bool]]  # name -> (port, tls)
+    certs: Certs | None
+    process: subprocess.Popen[bytes] | None = None
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    def config(self) -> str:
+        lines = [f'global(workDirectory="{self.directory / "work"}"']
+        if self.certs:
+            lines[0] += (
+                f' DefaultNetstreamDriverCAFile="{self.certs.ca}"'
+                f' DefaultNetstreamDriverCertFile="{self.certs.cert}"'
+                f' DefaultNetstreamDriverKeyFile="{self.certs.key}"'
+            )
+        # LEEF 1.0 separates attributes with tabs: a SIEM relay must keep them (rsyslog
+        # otherwise writes control characters as #011).
+        lines[0] += ' parser.escapeControlCharactersOnReceive="off")'
+        lines.append('template(name="raw" type="string" string="%rawmsg%\\n")')
+        lines.append('module(load="imtcp" MaxSessions="200")')
+        for name, (port, is_tls) in self.inputs.items():
+            out = self.directory / f"{name}.log"
+            self.outputs[name] = out
+            driver = (
+                (' streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon"')
+                if is_tls
+                else ""
+            )
+            lines.append(
+                f'input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="rs_{name}"{driver})'
+            )
+            lines.append(
+                f'ruleset(name="rs_{name}") {{ action(type="omfile" file="{out}" '
+                f'template="raw" flushOnTXEnd="on" asyncWriting="off") }}'
+            )
+        return "\n".join(line for line in lines if line) + "\n"
+
+    def start(self, timeout: float = 20) -> None:
+        (self.directory / "work").mkdir(parents=True, exist_ok=True)
+        conf = self.directory / "rsyslog.conf"
+        conf.write_text(self.config())
+        self.process = subprocess.Popen(
+            [RSYSLOGD, "-n", "-f", str(conf), "-i", str(self.directory / "rsyslog.pid")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        for port, _ in self.inputs.values():
+            while True:
+                if self.process.poll() is not None:
+                    out = self.process.stdout.read().decode() if self.process.stdout else ""
+                    raise RuntimeError(f"rsyslogd exited: {out}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"rsyslogd is not listening on {port}") from None
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def lines(self, name: str) -> list[str]:
+        path = self.outputs[name]
+        if not path.exists():
+            return []
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+    def wait_lines(self, name: str, predicate, timeout: float = 20) -> list[str]:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.lines(name)
+            if predicate(lines) or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.1)
+
+
+def rsyslog_for(directory: Path, names: dict[str, bool], certs: Certs | None) -> Rsyslog:
+    return Rsyslog(directory, {n: (free_port(), tls) for n, tls in names.items()}, certs)

@@ -1,0 +1,185 @@
+"""A SIEM that goes away: the backlog waits, drains in order, nothing lost or repeated;
+plus aggregation, the HIPS filter, the backlog bound and the metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Server
+from tests.export import checks
+from tests.export.rsyslog import rsyslog_for
+from tests.live import free_port
+
+
+def target(server: Server, name: str, port: int, **options: Any) -> int:
+    options.setdefault("aggregation_window_seconds", 0)
+    options.setdefault("heartbeat_seconds", 0)
+    created = server.admin.post(
+        "/export-targets",
+        {
+            "name": name,
+            "format": "eset-json",
+            "transport": "tcp",
+            "host": "127.0.0.1",
+            "port": port,
+            "options": options,
+        },
+    )
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"])
+
+
+def send(
+    server: Server,
+    headers: dict[str, str],
+    first: int,
+    count: int,
+    event_type: str = "component_started",
+    **data: Any,
+) -> None:
+    batch = [
+        {"id": f"{event_type}-{first + i}", "type": event_type, "data": {"pid": first + i, **data}}
+        for i in range(count)
+    ]
+    response = server.client.post("/api/events", json=batch, headers=headers)
+    assert response.json()["stored"] == count, response.text
+
+
+def pids(lines: list[str]) -> list[int]:
+    out = []
+    for line in lines:
+        record = json.loads(checks.envelope(line).msg)
+        if record["event_type"] == "component_started":
+            out.append(record["pid"])
+    return out
+
+
+def test_receiver_restart_mid_stream_delivers_each_event_once_in_order(
+    server: Server, tmp_path: Path
+) -> None:
+    rsyslog = rsyslog_for(tmp_path, {"siem": False}, None)
+    rsyslog.start()
+    target(server, "siem", rsyslog.inputs["siem"][0], batch_size=20)
+    headers = server.enrolled_agent().headers()
+    total, sent = 600, 0
+    while sent < 200:
+        send(server, headers, sent, 20)
+        sent += 20
+    rsyslog.wait_lines("siem", lambda lines: len(pids(lines)) >= 100, timeout=20)
+    rsyslog.stop()  # the SIEM goes away in the middle of the stream
+    while sent < 400:
+        send(server, headers, sent, 20)
+        sent += 20
+    time.sleep(1.5)  # the exporter meets the closed port and backs off
+    lag = server.admin.get("/export-targets").json()[0]["lag"]
+    assert lag > 0
+    rsyslog.start()  # it comes back; the backlog drains
+    while sent < total:
+        send(server, headers, sent, 20)
+        sent += 20
+    lines = rsyslog.wait_lines("siem", lambda ls: len(pids(ls)) >= total, timeout=60)
+    received = pids(lines)
+    assert received == list(range(total)), (
+        f"missing {sorted(set(range(total)) - set(received))[:10]}, "
+        f"repeated {[p for p in set(received) if received.count(p) > 1][:10]}"
+    )
+    rsyslog.stop()
+
+
+def test_refused_connections_are_retried_and_do_not_slow_ingestion(
+    server: Server, tmp_path: Path
+) -> None:
+    port = free_port()  # nobody listens here yet
+    target(server, "down", port)
+    headers = server.enrolled_agent().headers()
+    started = time.monotonic()
+    for first in range(0, 200, 50):
+        send(server, headers, first, 50)
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 15
+    metrics, failed = "", None
+    while time.monotonic() < deadline and not failed:
+        metrics = server.client.get("/metrics").text
+        failed = re.search(r'garrison_export_failed_total\{target="down"\} ([1-9])', metrics)
+        time.sleep(0.2)
+    assert failed, "the refused connection was not counted"
+    assert re.search(r'garrison_export_lag\{target="down"\} [1-9]', metrics)
+    rsyslog = rsyslog_for(tmp_path, {"late": False}, None)
+    rsyslog.inputs["late"] = (port, False)
+    rsyslog.start()
+    try:
+        lines = rsyslog.wait_lines("late", lambda ls: len(pids(ls)) >= 200, timeout=60)
+        assert pids(lines) == list(range(200))
+    finally:
+        rsyslog.stop()
+
+
+def test_identical_firewall_events_are_aggregated_and_low_hips_filtered(
+    server: Server, tmp_path: Path
+) -> None:
+    rsyslog = rsyslog_for(tmp_path, {"agg": False}, None)
+    rsyslog.start()
+    try:
+        target(server, "agg", rsyslog.inputs["agg"][0], aggregation_window_seconds=1.0)
+        agent = server.enrolled_agent()
+        now = int(time.time())
+        fw = {
+            "time": now,
+            "event": "blocked",
+            "protocol": "TCP",
+            "source_address": "10.0.0.5",
+            "target_address": "10.0.0.9",
+            "target_port": 445,
+            "rule_name": "deny smb",
+        }
+        events = [{"type": "firewall_event", "data": fw} for _ in range(5)]
+        events.append({"type": "firewall_event", "data": {**fw, "target_port": 139}})
+        events.append(
+            {"type": "hips_event", "data": {"time": now, "application": "a", "severity": "Warning"}}
+        )
+        events.append(
+            {
+                "type": "hips_event",
+                "data": {"time": now, "application": "b", "severity": "Critical"},
+            }
+        )
+        response = server.client.post("/api/events", json=events, headers=agent.headers())
+        assert response.json()["stored"] == 8
+        lines = rsyslog.wait_lines(
+            "agg", lambda ls: sum('"HipsAggregated_Event"' in line for line in ls) >= 1, timeout=30
+        )
+        time.sleep(1.5)
+        records = [json.loads(checks.envelope(line).msg) for line in rsyslog.lines("agg")]
+    finally:
+        rsyslog.stop()
+    firewall = [r for r in records if r["event_type"] == "FirewallAggregated_Event"]
+    assert sorted((r["target_port"], r["aggregate_count"]) for r in firewall) == [
+        (139, 1),
+        (445, 5),
+    ]
+    hips = [r for r in records if r["event_type"] == "HipsAggregated_Event"]
+    assert [h["application"] for h in hips] == ["b"]  # Warning is below Error: not sent
+    assert lines
+
+
+def test_a_bounded_backlog_drops_the_oldest_and_counts_them(server: Server) -> None:
+    target(server, "bounded", free_port(), max_backlog=50)
+    headers = server.enrolled_agent().headers()
+    send(server, headers, 0, 200)
+    deadline = time.monotonic() + 20
+    dropped = 0
+    while time.monotonic() < deadline:
+        found = re.search(
+            r'garrison_export_dropped_total\{target="bounded"\} (\d+)',
+            server.client.get("/metrics").text,
+        )
+        dropped = int(found.group(1)) if found else 0
+        if dropped:
+            break
+        time.sleep(0.2)
+    assert dropped >= 150
+    assert server.admin.get("/export-targets").json()[0]["lag"] <= 50
