@@ -103,6 +103,18 @@ def _graceful_server(config: Any) -> Any:
     return GracefulServer(config)
 
 
+def _on_exit(server: Any, app: Any) -> None:
+    """Long-polling agents are answered at once when the server is asked to stop, so the
+    graceful shutdown does not wait for their timeouts."""
+    original = server.handle_exit
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        app.state.ctx.job_waiters.close()
+        original(sig, frame)
+
+    server.handle_exit = handle_exit
+
+
 def serve(
     host: Annotated[
         str | None, typer.Option(help="address to listen on (env GARRISON_HOST)")
@@ -154,6 +166,7 @@ def serve(
         server_header=False,
     )
     server = _graceful_server(config)
+    _on_exit(server, app)
     try:
         server.run()
     except OSError as exc:

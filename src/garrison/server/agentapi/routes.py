@@ -197,9 +197,14 @@ class AgentApi:
             station_id, jobs_ = await run_in_threadpool(self._getjobs, authorization, ids, address)
             # Garrison extension: long-poll.  Armadito agents send no `wait` and keep polling.
             deadline = time.monotonic() + wait
-            while not jobs_ and (remaining := deadline - time.monotonic()) > 0:
-                if not await self.ctx.job_waiters.wait(station_id, remaining):
+            waiters = self.ctx.job_waiters
+            while not jobs_ and not waiters.closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or await request.is_disconnected():
                     break
+                # Short waits: a gone client or a shutting-down server is noticed quickly.
+                if not await waiters.wait(station_id, min(remaining, 2.0)):
+                    continue
                 station_id, jobs_ = await run_in_threadpool(
                     self._getjobs, authorization, ids, address
                 )

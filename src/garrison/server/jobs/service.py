@@ -64,7 +64,21 @@ def _check_params(job_type: str, params: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInputError(
             "params.scanconfig_id must be an integer", field="params.scanconfig_id"
         )
-    return {"path": path, "options": options, "name": name, "scanconfig_id": scanconfig_id}
+    clean: dict[str, Any] = {
+        "path": path,
+        "options": options,
+        "name": name,
+        "scanconfig_id": scanconfig_id,
+    }
+    investigation = params.get("investigation_id")
+    if investigation is not None:
+        if not isinstance(investigation, str) or not 1 <= len(investigation) <= 128:
+            raise InvalidInputError(
+                "params.investigation_id must be a string of 1-128 characters",
+                field="params.investigation_id",
+            )
+        clean["investigation_id"] = investigation
+    return clean
 
 
 def create(
@@ -154,6 +168,9 @@ def wire_job(job_id: int, job_type: str, priority: int, params: dict[str, Any]) 
             "scan_path": b64(params["path"]),
             "scan_options": b64(options) if options else "",
         }
+        if params.get("investigation_id"):
+            # Extra keys are ignored by the Armadito agent; Garrison's echoes it in a RECEIPT.
+            obj["investigation_id"] = params["investigation_id"]
     else:
         obj = dict(params)
     return {"job_id": job_id, "job_type": job_type, "job_priority": str(priority), "obj": obj}

@@ -29,6 +29,19 @@ class JobWaiters:
         self._poke: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    closing = False
+
+    def close(self) -> None:
+        """Shutting down: every waiting agent gets its (empty) answer now."""
+        self.closing = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake_all)
+
+    def _wake_all(self) -> None:
+        for flags in self._waiting.values():
+            for flag in flags:
+                flag.set()
+
     def waiting_count(self) -> int:
         return sum(len(v) for v in self._waiting.values())
 

@@ -1,0 +1,149 @@
+"""One agent's working set: its state dir, configuration, credentials, spool and engine.
+
+Tasks and jobs receive an :class:`Agent`; nothing here is global, so tests run several agents
+in one process and the daemon shares one with its threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from garrison.agent import config as configmod
+from garrison.agent.config import AgentConfig
+from garrison.agent.errors import NotEnrolledError, UnreachableError
+from garrison.agent.quarantine import Quarantine
+from garrison.agent.scan.engine import Engine
+from garrison.agent.scan.signatures import PACKAGED_DB, SignatureDB, load_database
+from garrison.agent.spool import FlushResult, Spool
+from garrison.agent.state import Credentials, StateDir
+from garrison.agent.transport import Identity, Transport
+
+log = logging.getLogger("garrison.agent")
+
+
+def mime_base64(text: str) -> str:
+    """As Perl's MIME::Base64: lines of 76 characters, each ending in a newline."""
+    return base64.encodebytes(text.encode("utf-8")).decode("ascii")
+
+
+class Agent:
+    def __init__(
+        self,
+        state: StateDir,
+        server_url: str | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.state = state.ensure()
+        self.say = say or (lambda text: log.info("%s", text))
+        self.config: AgentConfig = configmod.load(state.config_file)
+        if not state.config_file.exists():
+            configmod.save(state.config_file, self.config)
+        self._server_url = server_url
+        self._spool: Spool | None = None
+        self._db: SignatureDB | None = None
+        self.lock = threading.RLock()
+        self.stop_requested = threading.Event()
+        self.uninstall_requested = False
+        if server_url:
+            creds = state.credentials()
+            if creds is not None and creds.server_url != server_url:
+                creds.server_url = server_url
+                state.save_credentials(creds)
+
+    # -- identity and server -------------------------------------------------------------------
+
+    @property
+    def uuid(self) -> str:
+        return self.state.station_uuid()
+
+    @property
+    def server_url(self) -> str:
+        creds = self.state.credentials()
+        return self._server_url or (creds.server_url if creds else "") or self.config.server_url
+
+    def credentials(self) -> Credentials:
+        creds = self.state.credentials()
+        if creds is None or creds.agent_id <= 0:
+            raise NotEnrolledError(
+                f"this agent is not enrolled (state dir {self.state.path}): "
+                "run garrison-agent -s URL -t Enrollment -k KEY first"
+            )
+        return creds
+
+    def transport(self, timeout: float | None = None) -> Transport:
+        creds = self.credentials()
+        url = self.server_url
+        if not url:
+            raise UnreachableError("no server URL: give -s URL")
+        return Transport(url, Identity(self.uuid, creds.agent_id, creds.token), timeout)
+
+    # -- spool -------------------------------------------------------------------------------
+
+    @property
+    def spool(self) -> Spool:
+        if self._spool is None:
+            self._spool = Spool(
+                self.state.spool_file, self.config.spool.max_age_days, self.config.spool.max_bytes
+            )
+        return self._spool
+
+    def send(self, path: str, task: str, obj: Any) -> str:
+        return self.spool.enqueue(path, task, obj)
+
+    def event(self, event_type: str, data: dict[str, Any]) -> str:
+        return self.spool.enqueue_event(event_type, data)
+
+    def flush(self, force: bool = True, transport: Transport | None = None) -> FlushResult:
+        """Send what is queued; one flusher at a time across processes."""
+        own = transport is None
+        client = transport or self.transport()
+        try:
+            with self.state.lock("flush"):
+                return self.spool.flush(client, force=force)
+        finally:
+            if own:
+                client.close()
+
+    def flush_or_raise(self) -> FlushResult:
+        result = self.flush()
+        if result.error is not None:
+            result.error.message += f"; {result.remaining} message(s) queued in the spool"
+            raise result.error
+        return result
+
+    # -- engine ------------------------------------------------------------------------------
+
+    def reload_signatures(self) -> SignatureDB:
+        self._db = load_database([PACKAGED_DB, self.state.signatures_dir], self.config.scan.yara)
+        return self._db
+
+    @property
+    def signatures(self) -> SignatureDB:
+        return self._db or self.reload_signatures()
+
+    def engine(self) -> Engine:
+        return Engine(self.signatures, self.config.scan)
+
+    @property
+    def quarantine(self) -> Quarantine:
+        return Quarantine(self.state.quarantine_dir)
+
+    def save_config(self) -> None:
+        configmod.save(self.state.config_file, self.config)
+        if self._spool is not None:
+            self._spool.max_age = self.config.spool.max_age_days * 86400
+            self._spool.max_bytes = self.config.spool.max_bytes
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+
+def state_dir_of(path: Path | None) -> StateDir:
+    return StateDir.resolve(path)

@@ -1,0 +1,202 @@
+"""``garrison-agent run``: the daemon.
+
+- runs the tasks on the Scheduler configuration's cron expressions, and picks up a schedule
+  pushed by the server (the Scheduler task fetches it);
+- long-polls Getjobs (``wait=30``) in a thread, so an urgent job starts within seconds;
+- flushes the spool in a thread, with backoff while the server is away;
+- sends STARTING_UP, SHUTTING_DOWN (with ``ts``) and CONNECTED (HOST_NAME, MAC_ADDRESS,
+  IS_SEGREGATED) after every (re)connection;
+- re-applies saved network isolation at start; stops cleanly on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from garrison.agent import host, isolation
+from garrison.agent.context import Agent
+from garrison.agent.errors import AgentError, RefusedError
+from garrison.agent.schedule import CronSchedule
+from garrison.agent.spool import backoff_delay
+from garrison.agent.tasks import avconfig, getjobs, runjobs, scheduler, state
+
+log = logging.getLogger("garrison.agent.daemon")
+
+
+class Daemon:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.stop = agent.stop_requested
+        self.run_jobs_now = threading.Event()
+        self.flush_now = threading.Event()
+        self.connected = False
+        self._connected_lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+
+    # -- connection state ------------------------------------------------------------------
+
+    def _mark(self, ok: bool) -> None:
+        with self._connected_lock:
+            was, self.connected = self.connected, ok
+        if ok and not was:
+            data: dict[str, object] = {
+                "HOST_NAME": host.hostname(),
+                "IS_SEGREGATED": 1 if isolation.is_isolated(self.agent.state) else 0,
+                "KERNEL_ACQ_AVAILABLE": 0,
+            }
+            mac = host.mac_address()
+            if mac:
+                data["MAC_ADDRESS"] = mac
+            self.agent.event("CONNECTED", data)
+            self.flush_now.set()
+            log.info("connected to %s", self.agent.server_url)
+        elif was and not ok:
+            log.warning("lost the server %s; sending is queued", self.agent.server_url)
+
+    # -- threads -----------------------------------------------------------------------------
+
+    def _flusher(self) -> None:
+        while not self.stop.is_set():
+            try:
+                result = self.agent.flush(force=False)
+                if result.error is None:
+                    self._mark(True)
+                elif not isinstance(result.error, RefusedError):
+                    self._mark(False)
+                for problem in result.problems:
+                    log.warning("dropped a message the server refused: %s", problem)
+            except AgentError as exc:
+                log.warning("spool flush: %s", exc.message)
+            except Exception:
+                log.exception("spool flush crashed; retrying")
+            self.flush_now.wait(5)
+            self.flush_now.clear()
+
+    def _poller(self) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            wait = self.agent.config.daemon.long_poll
+            try:
+                added = getjobs.run(self.agent, wait=wait)
+                failures = 0
+                self._mark(True)
+                if added:
+                    self.run_jobs_now.set()
+            except AgentError as exc:
+                failures += 1
+                if not isinstance(exc, RefusedError):
+                    self._mark(False)
+                log.warning("Getjobs: %s", exc.message)
+                self.stop.wait(backoff_delay(failures))
+            except Exception:
+                failures += 1
+                log.exception("Getjobs crashed; retrying")
+                self.stop.wait(backoff_delay(failures))
+            if not wait:
+                self.stop.wait(5)
+
+    def _start(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def _task(self, name: str) -> None:
+        try:
+            if name == "Getjobs":
+                if getjobs.run(self.agent):
+                    self.run_jobs_now.set()
+            elif name == "Runjobs":
+                self._runjobs()
+            elif name == "State":
+                state.run(self.agent)
+            elif name == "Alerts":
+                self.flush_now.set()
+            elif name == "AVConfig":
+                for problem in avconfig.run(self.agent):
+                    log.warning("AVConfig: %s", problem)
+            elif name == "Scheduler":
+                for problem in scheduler.run(self.agent):
+                    log.warning("Scheduler: %s", problem)
+        except AgentError as exc:
+            log.warning("%s: %s", name, exc.message)
+        except Exception:
+            log.exception("%s crashed", name)
+        self.flush_now.set()
+
+    def _runjobs(self) -> None:
+        self.run_jobs_now.clear()
+        summary = runjobs.run(self.agent)
+        for outcome in summary.outcomes:
+            log.info(
+                "job %d (%s): code %d, %s",
+                outcome.job.id,
+                outcome.job.type,
+                outcome.code,
+                outcome.message,
+            )
+        if self.agent.uninstall_requested:
+            runjobs.finish_uninstall(self.agent)
+
+    # -- main ---------------------------------------------------------------------------------
+
+    def _signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: shutting down", signum)
+        self.stop.set()
+        self.run_jobs_now.set()
+
+    def run(self) -> int:
+        agent = self.agent
+        agent.credentials()  # not enrolled: fail now, with the clear message
+        signal.signal(signal.SIGTERM, self._signal)
+        signal.signal(signal.SIGINT, self._signal)
+        agent.state.write_json(agent.state.pid_file, os.getpid())
+        try:
+            if isolation.reapply(agent.state):
+                log.info("network isolation re-applied")
+        except isolation.IsolationError as exc:
+            log.error("could not re-apply network isolation: %s", exc)
+        agent.event("STARTING_UP", {"ts": int(time.time())})
+        self._start("flusher", self._flusher)
+        self._start("poller", self._poller)
+        for name in ("Scheduler", "AVConfig", "State"):
+            if self.stop.is_set():
+                break
+            self._task(name)
+        schedule = CronSchedule(agent.config.scheduler, time.time())
+        while not self.stop.is_set():
+            if self.run_jobs_now.is_set():
+                self._task("Runjobs")
+                continue
+            for name in schedule.due(time.time()):
+                self._task(name)
+                if self.stop.is_set():
+                    break
+            if agent.config.scheduler != schedule.entries:
+                log.info("schedule changed: %s", agent.config.scheduler)
+                schedule = CronSchedule(agent.config.scheduler, time.time())
+            self.run_jobs_now.wait(1.0)
+        return self._shutdown()
+
+    def _shutdown(self) -> int:
+        agent = self.agent
+        if agent.state.path.exists():  # gone after Uninstall
+            agent.event("SHUTTING_DOWN", {"ts": int(time.time())})
+            try:
+                with agent.transport(timeout=5) as transport:
+                    agent.flush(force=True, transport=transport)
+            except AgentError as exc:
+                log.info("shutting down with messages queued: %s", exc.message)
+            with contextlib.suppress(OSError):
+                agent.state.pid_file.unlink()
+        agent.close()
+        log.info("stopped")
+        return 0

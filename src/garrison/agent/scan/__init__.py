@@ -1,0 +1,1 @@
+"""The scan engines: hash signatures (ClamAV .hdb/.hsb), YARA rules, optional ClamAV."""

@@ -1,0 +1,85 @@
+"""State: ``POST /api/states`` with the Armadito shape (dbinfo with modules, avdetails)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import time
+from typing import Any
+
+from garrison.agent import AGENT_VERSION, isolation
+from garrison.agent.context import Agent
+from garrison.agent.scan import clamav
+
+
+def _status(updated: int, max_age_days: int) -> str:
+    return "up-to-date" if time.time() - updated <= max_age_days * 86400 else "late"
+
+
+def _yara_version() -> str:
+    try:
+        return importlib.metadata.version("yara-python")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def build(agent: Agent) -> dict[str, Any]:
+    db = agent.signatures
+    max_age = agent.config.daemon.max_db_age_days
+    status = _status(db.date, max_age)
+    modules = [
+        {"name": "garrison-hash", "mod_status": status, "mod_update_timestamp": db.date},
+    ]
+    yara_version = _yara_version()
+    if agent.config.scan.yara:
+        modules.append(
+            {
+                "name": "yara",
+                "mod_status": status if db.yara_count else "disabled",
+                "mod_update_timestamp": db.date,
+            }
+        )
+    clam = clamav.version() if agent.config.scan.clamav else ""
+    if agent.config.scan.clamav:
+        modules.append(
+            {
+                "name": "clamav",
+                "mod_status": "up-to-date" if clam else "not-installed",
+                "mod_update_timestamp": 0,
+            }
+        )
+    global_status = (
+        "up-to-date" if all(m["mod_status"] == "up-to-date" for m in modules) else "late"
+    )
+    spool = agent.spool.stats()
+    details = {
+        "engine_version": AGENT_VERSION,
+        "signature_version": db.version,
+        "signature_date": dt.datetime.fromtimestamp(db.date, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "signature_records": str(db.records),
+        "hash_records": str(db.hash_count),
+        "yara_records": str(db.yara_count),
+        "yara_version": yara_version or "not installed",
+        "clamav_version": clam or ("not installed" if agent.config.scan.clamav else "disabled"),
+        "scan_action": agent.config.scan.action,
+        "isolated": "1" if isolation.is_isolated(agent.state) else "0",
+        "quarantined_files": str(len(agent.quarantine.entries())),
+        "spool_messages": str(spool["messages"]),
+        "spool_dropped": str(
+            spool["dropped_expired"] + spool["dropped_cap"] + spool["dropped_refused"]
+        ),
+    }
+    return {
+        "dbinfo": {
+            "global_status": global_status,
+            "global_update_timestamp": db.date,
+            "modules": modules,
+        },
+        "avdetails": [{"attr": k, "value": v} for k, v in details.items()],
+    }
+
+
+def run(agent: Agent) -> dict[str, Any]:
+    body = build(agent)
+    agent.send("states", "State", body)
+    return body

@@ -1,0 +1,141 @@
+"""HTTP to the Garrison server (httpx): the Armadito envelope, the bearer token, and errors
+turned into the agent's typed errors (unreachable / refused / server error)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from garrison.agent import AGENT_VERSION, ENGINE_NAME, host
+from garrison.agent.errors import RefusedError, ServerError, UnreachableError
+
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+@dataclass
+class Identity:
+    uuid: str
+    agent_id: int = 0
+    token: str = ""
+
+
+def api_url(base: str, path: str) -> str:
+    return f"{base.rstrip('/')}/api/{path.strip('/')}"
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        text = response.text.strip().splitlines()
+        return text[0][:200] if text else response.reason_phrase
+    if isinstance(data, dict):
+        for key in ("message", "error", "detail"):
+            if isinstance(data.get(key), str) and data[key]:
+                return str(data[key])
+    return response.reason_phrase
+
+
+class Transport:
+    def __init__(self, base_url: str, identity: Identity, timeout: float | None = None) -> None:
+        if not base_url:
+            raise UnreachableError("no server URL: give -s URL (or enroll first)")
+        if not base_url.startswith(("http://", "https://")):
+            raise UnreachableError(f"server URL must start with http:// or https://: {base_url}")
+        self.base_url = base_url
+        self.identity = identity
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)) if timeout else TIMEOUT,
+            headers={
+                "X-Garrison-Agent": AGENT_VERSION,
+                "User-Agent": f"garrison-agent/{AGENT_VERSION}",
+            },
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def envelope(self, task: str, obj: Any) -> dict[str, Any]:
+        return {
+            "agent_id": self.identity.agent_id,
+            "agent_version": AGENT_VERSION,
+            "uuid": self.identity.uuid,
+            "hostname": host.hostname(),
+            "mac": host.mac_address(),
+            "platform": host.platform_name(),
+            "task": {
+                "name": task,
+                "antivirus": {
+                    "name": ENGINE_NAME,
+                    "version": AGENT_VERSION,
+                    "program_path": "",
+                    "os_info": host.os_info(),
+                },
+                "obj": obj,
+            },
+        }
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.identity.token:
+            headers["Authorization"] = f"Bearer {self.identity.token}"
+        return headers
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        url = api_url(self.base_url, path)
+        try:
+            response = self.client.request(
+                method,
+                url,
+                json=json_body,
+                params=params,
+                headers=self._headers(),
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TimeoutException:
+            raise UnreachableError(f"server {self.base_url} did not answer in time") from None
+        except httpx.HTTPError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise UnreachableError(f"server {self.base_url} unreachable: {reason}") from None
+        if 400 <= response.status_code < 500:
+            raise RefusedError(
+                f"server refused {method} /api/{path.strip('/')} "
+                f"({response.status_code}): {_error_text(response)}",
+                response.status_code,
+            )
+        if response.status_code >= 500 or response.status_code < 200:
+            raise ServerError(
+                f"server error on {method} /api/{path.strip('/')} "
+                f"({response.status_code}): {_error_text(response)}",
+                response.status_code,
+            )
+        try:
+            return response.json() if response.content.strip() else {}
+        except ValueError:
+            raise ServerError(
+                f"server answered {method} /api/{path.strip('/')} with something that is not "
+                f"JSON ({response.headers.get('content-type', 'no content type')})",
+                response.status_code,
+            ) from None
+
+    def post_task(self, path: str, task: str, obj: Any) -> Any:
+        return self.request("POST", path, json_body=self.envelope(task, obj))
+
+    def get(self, path: str, params: Any = None, timeout: float | None = None) -> Any:
+        return self.request("GET", path, params=params, timeout=timeout)
