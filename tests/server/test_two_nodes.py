@@ -3,6 +3,7 @@ procedures exactly once, whichever node stored it."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -81,6 +82,97 @@ def test_each_event_reaches_the_procedures_once_with_two_nodes(
         assert stored == sent
         assert {int(p) for p in seen} == set(range(sent))
         assert max(seen.values()) == 1
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_job_created_on_one_node_reaches_an_agent_long_polling_the_other(
+    tmp_path: Path, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several nodes share a PostgreSQL database")
+    first = start_server(tmp_path / "a", database_url)
+    second = start_server(tmp_path / "b", database_url)
+    try:
+        admin = {"Authorization": f"Bearer {first.token}"}
+        key = httpx.post(
+            f"{first.url}/admin/v1/enrollment-keys",
+            headers=admin,
+            json={"uses": 5, "expires_in": 3600},
+        ).json()["key"]
+        with httpx.Client(base_url=second.url) as client:
+            agent = ArmaditoAgent(client)
+            assert agent.enroll(key).status_code == 200
+        latencies = []
+        for _ in range(5):
+            result: dict[str, float] = {}
+
+            def poll(result: dict[str, float] = result) -> None:
+                response = httpx.get(
+                    f"{second.url}/api/jobs?agent_id={agent.agent_id}&wait=20",
+                    headers={"Authorization": f"Bearer {agent.token}"},
+                    timeout=30,
+                )
+                assert response.json()["jobs"], response.text
+                result["received"] = time.monotonic()
+
+            waiter = threading.Thread(target=poll)
+            waiter.start()
+            time.sleep(0.5)
+            created = time.monotonic()
+            job = httpx.post(
+                f"{first.url}/admin/v1/jobs",
+                headers=admin,
+                json={"type": "Scan", "station_ids": [agent.agent_id], "params": {"path": "/tmp"}},
+            )
+            assert job.status_code == 201
+            waiter.join(20)
+            latencies.append(result["received"] - created)
+        assert max(latencies) < 1.0, latencies
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_stopping_one_node_loses_nothing_it_acknowledged(tmp_path: Path, database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several nodes share a PostgreSQL database")
+    first = start_server(tmp_path / "a", database_url)
+    second = start_server(tmp_path / "b", database_url)
+    try:
+        admin = {"Authorization": f"Bearer {first.token}"}
+        key = httpx.post(
+            f"{first.url}/admin/v1/enrollment-keys",
+            headers=admin,
+            json={"uses": 5, "expires_in": 3600},
+        ).json()["key"]
+        with httpx.Client(base_url=first.url) as client:
+            agent = ArmaditoAgent(client)
+            assert agent.enroll(key).status_code == 200
+        headers = {"Authorization": f"Bearer {agent.token}"}
+        acknowledged = []
+        for i in range(10):
+            batch = [
+                {"id": f"s-{i}-{j}", "type": "component_started", "data": {"pid": j}}
+                for j in range(20)
+            ]
+            r = httpx.post(f"{first.url}/api/events", json=batch, headers=headers)
+            assert r.status_code == 200
+            acknowledged += [f"s-{i}-{j}" for j in range(20)]
+        first.stop()  # the node goes away; the other serves the same fleet
+        search = httpx.get(
+            f"{second.url}/admin/v1/events",
+            headers=admin,
+            params={"type": "component_started", "limit": 1000},
+        ).json()
+        assert sorted(e["id"] for e in search["items"]) == sorted(acknowledged)
+        assert (
+            httpx.get(
+                f"{second.url}/api/jobs?agent_id={agent.agent_id}", headers=headers
+            ).status_code
+            == 200
+        )
     finally:
         first.stop()
         second.stop()
