@@ -105,10 +105,10 @@ class Server:
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
+    overrides.setdefault("token_cache_seconds", 0)
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,  # type: ignore[arg-type]
-        token_cache_seconds=0,
         **overrides,
     )
 

@@ -83,6 +83,16 @@ def _sweep_disconnected(ctx: ServerContext) -> None:
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the ASGI app.  The database must already be migrated (see ``garrison serve``)."""
+    if not structlog.is_configured():
+        # JSON lines, as `garrison serve` sets up (the default pretty renderer is slow).
+        structlog.configure(
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ]
+        )
     database = db or Database(settings.resolved_database_url())
     metrics = Metrics()
     ctx = ServerContext(

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _SLASHES = re.compile(r"/{2,}")
@@ -30,8 +31,13 @@ class NormalizePath:
         await self.app(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised while a handler reads the body: an HTTPException, so that FastAPI passes it on
+    (it turns other exceptions during body parsing into a 400) and the JSON handler answers
+    413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
 
 
 async def send_json_error(
@@ -83,7 +89,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _TooLarge
+                    raise _TooLarge(self.limit)
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -26,6 +27,7 @@ from garrison.server.configs import service as configs
 from garrison.server.context import ServerContext
 from garrison.server.enrollment import flow
 from garrison.server.errors import (
+    ConflictError,
     EnrollmentRefusedError,
     ForbiddenError,
     GarrisonError,
@@ -159,11 +161,16 @@ class AgentApi:
         key_text = parsing.enrollment_key(envelope.obj)
         identity = envelope.identity(address, kind)
         try:
-            with self.ctx.db.transaction() as session:
-                offline_after = options.get(session, "offline_after_seconds")
-                result = flow.enroll(
-                    session, key_text, identity, offline_after, self.ctx.settings.procedure_limits()
-                )
+            result = self._enroll_once(key_text, identity)
+        except IntegrityError:
+            # The same new uuid enrolling twice at once: the loser retries and finds the
+            # station the winner created (a re-enrollment).
+            try:
+                result = self._enroll_once(key_text, identity)
+            except IntegrityError:
+                raise ConflictError(
+                    "this station is enrolling from elsewhere at the same time; retry", field="uuid"
+                ) from None
         except EnrollmentRefusedError as exc:
             self.ctx.metrics.enrollments.labels("refused").inc()
             with self.ctx.db.transaction() as session:
@@ -185,6 +192,13 @@ class AgentApi:
             "scheduler_id": result.station_id,
             "agent_token": result.token,
         }
+
+    def _enroll_once(self, key_text: str, identity: stations.Identity) -> flow.Enrolled:
+        with self.ctx.db.transaction() as session:
+            offline_after = options.get(session, "offline_after_seconds")
+            return flow.enroll(
+                session, key_text, identity, offline_after, self.ctx.settings.procedure_limits()
+            )
 
     # -- Getjobs --------------------------------------------------------------------------
 

@@ -148,7 +148,8 @@ def consume(session: Session, text: str) -> EnrollmentKey:
     key = session.scalar(select(EnrollmentKey).where(EnrollmentKey.key == candidate))
     if key is None:
         raise EnrollmentRefusedError("unknown enrollment key", field="key")
+    # The key may already be in this session (check() loaded it): read its counters afresh.
+    session.refresh(key)
     if result.rowcount == 1:  # type: ignore[attr-defined]
-        session.refresh(key)
         return key
     raise _refusal(key, now)
