@@ -83,6 +83,7 @@ class Rsyslog:
     directory: Path
     inputs: dict[str, tuple[int, bool]]  # name -> (port, tls)
     certs: Certs | None
+    relp: frozenset[str] = frozenset()  # names of inputs that speak RELP (imrelp)
     process: subprocess.Popen[bytes] | None = None
     outputs: dict[str, Path] = field(default_factory=dict)
 
@@ -99,6 +100,8 @@ class Rsyslog:
         lines[0] += ' parser.escapeControlCharactersOnReceive="off")'
         lines.append('template(name="raw" type="string" string="%rawmsg%\\n")')
         lines.append('module(load="imtcp" MaxSessions="200")')
+        if self.relp:
+            lines.append('module(load="imrelp")')
         for name, (port, is_tls) in self.inputs.items():
             out = self.directory / f"{name}.log"
             self.outputs[name] = out
@@ -107,8 +110,11 @@ class Rsyslog:
                 if is_tls
                 else ""
             )
+            kind = "imrelp" if name in self.relp else "imtcp"
             lines.append(
-                f'input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="rs_{name}"{driver})'
+                f'input(type="{kind}" port="{port}" address="127.0.0.1" ruleset="rs_{name}"'
+                + ("" if name in self.relp else driver)
+                + ")"
             )
             lines.append(
                 f'ruleset(name="rs_{name}") {{ action(type="omfile" file="{out}" '
@@ -164,5 +170,7 @@ class Rsyslog:
             time.sleep(0.1)
 
 
-def rsyslog_for(directory: Path, names: dict[str, bool], certs: Certs | None) -> Rsyslog:
-    return Rsyslog(directory, {n: (free_port(), tls) for n, tls in names.items()}, certs)
+def rsyslog_for(
+    directory: Path, names: dict[str, bool], certs: Certs | None, relp: frozenset[str] = frozenset()
+) -> Rsyslog:
+    return Rsyslog(directory, {n: (free_port(), tls) for n, tls in names.items()}, certs, relp)

@@ -1,6 +1,6 @@
 """The admin commands of ``garrison``: they drive a server's admin API over HTTP.
 
-``garrison keys|stations|groups|jobs|alerts|users|settings|audit …``, ``garrison login`` and
+``garrison keys|stations|groups|jobs|alerts|users|settings|audit|export …``, ``garrison login`` and
 ``garrison whoami``.  Each command takes ``--server``, ``--token``, ``--data-dir`` and
 ``--json`` (see :mod:`garrison.cli.command`).
 """
@@ -14,6 +14,7 @@ from garrison.cli.commands import (
     alerts,
     auth,
     events,
+    export,
     groups,
     jobs,
     keys,
@@ -39,6 +40,7 @@ def register(app: typer.Typer) -> None:
         ("audit", settings.audit_app),
         ("procedures", procedures.app),
         ("events", events.app),
+        ("export", export.app),
     ):
         app.add_typer(group, name=name, rich_help_panel=ADMIN)
     command(app, "login")(auth.login)

@@ -44,6 +44,18 @@ def severity_rank(name: str) -> int:
     return SEVERITIES.index(name)
 
 
+def _in_range(value: dt.datetime, field: str) -> dt.datetime:
+    """In UTC, and within years 1-9999 once there (or it cannot be stored or formatted)."""
+    try:
+        utc = value.astimezone(dt.UTC)
+        utc.isoformat()
+        if not 1 < utc.year < 9999:
+            raise OverflowError
+    except (OverflowError, ValueError):
+        raise EventInvalidError(field, "timestamp out of range") from None
+    return utc
+
+
 def parse_timestamp(value: Any, field: str = "time") -> dt.datetime:
     """Epoch seconds, epoch milliseconds (LimaCharlie) or ISO-8601; naive means UTC."""
     if isinstance(value, bool):
@@ -51,7 +63,7 @@ def parse_timestamp(value: Any, field: str = "time") -> dt.datetime:
     if isinstance(value, int | float):
         seconds = value / 1000 if abs(value) >= 1e11 else value
         try:
-            return dt.datetime.fromtimestamp(seconds, dt.UTC)
+            return _in_range(dt.datetime.fromtimestamp(seconds, dt.UTC), field)
         except (OverflowError, OSError, ValueError):
             raise EventInvalidError(field, f"timestamp out of range: {value!r}") from None
     if isinstance(value, str):
@@ -62,7 +74,7 @@ def parse_timestamp(value: Any, field: str = "time") -> dt.datetime:
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise EventInvalidError(field, f"cannot parse timestamp {text[:64]!r}") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        return _in_range(parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC), field)
     raise EventInvalidError(field, f"must be a timestamp, got {type(value).__name__}")
 
 
@@ -80,6 +92,8 @@ def _coerce(f: Field, value: Any, name: str) -> Any:
         text = str(value)
         if len(text) > MAX_STRING:
             raise EventInvalidError(name, f"longer than {MAX_STRING} characters")
+        if "\x00" in text:
+            raise EventInvalidError(name, "must not contain NUL characters")
         return text
     if kind == "integer":
         if isinstance(value, bool):

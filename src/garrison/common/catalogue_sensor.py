@@ -53,6 +53,24 @@ SENSOR_EVENTS: tuple[EventType, ...] = (
         "Receipt from the agent that it received a task, with high-level errors if any.",
         (
             Field("NOTIFICATION_ID", required=True),
+            Field(
+                "NOTIFICATION",
+                "object",
+                doc="the notification's content",
+                keys=("INVESTIGATION_ID",),
+            ),
+            Field(
+                "HCP_IDENT",
+                "object",
+                doc="the sensor's identity",
+                keys=(
+                    "HCP_ORG_ID",
+                    "HCP_SENSOR_ID",
+                    "HCP_INSTALLER_ID",
+                    "HCP_ARCHITECTURE",
+                    "HCP_PLATFORM",
+                ),
+            ),
             INVESTIGATION,
             Field("EXPIRY", "integer"),
             Field("ERROR", "integer"),

@@ -26,12 +26,15 @@ COMMON = (
 )
 
 
-def _file(prefix: str = "", what: str = "the file", search: bool = True) -> tuple[Field, ...]:
+def _file(
+    prefix: str = "", what: str = "the file", search: bool = True, process: bool = False
+) -> tuple[Field, ...]:
+    """``process``: the file is a process's image, so its name is searchable as process=."""
     return (
         Field(
             f"{prefix}file_name",
             doc=f"name of {what}",
-            search="process" if prefix in ("process_", "parent_") else None,
+            search="process" if process or prefix in ("process_", "parent_") else None,
         ),
         Field(f"{prefix}file_path", doc=f"path of {what}", search="path" if search else None),
         Field(f"{prefix}full_name", doc=f"full name of {what}", search="path" if search else None),
@@ -234,7 +237,7 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
     _telemetry(
         "process_started",
         "A process started.",
-        *_file(what="the process file"),
+        *_file(what="the process file", process=True),
         Field("signer", doc="organization that issued the file's certificate"),
         Field("signature_valid", "boolean", doc="digital signature verification result"),
         Field("unique_pid", required=True, doc="UniquePID"),
@@ -248,7 +251,7 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
     _telemetry(
         "process_stopped",
         "A process stopped.",
-        *_file(what="the process file"),
+        *_file(what="the process file", process=True),
         Field("unique_pid", required=True, doc="UniquePID"),
         Field("pid", "integer"),
         Field("command_line", doc="process start options"),

@@ -9,6 +9,7 @@ from garrison.common.catalogue import ALL
 from garrison.common.catalogue_types import SEVERITIES
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Viewer
+from garrison.server.errors import InvalidInputError
 from garrison.server.events import retention
 from garrison.server.events import service as events
 from garrison.server.events.models import Event
@@ -16,10 +17,16 @@ from garrison.server.events.models import Event
 router = APIRouter(prefix="/events", tags=["events"])
 
 
+def public_id(e: Event) -> str:
+    """A station's event ids are stored scoped to it (``s<station>:<id>``); show its own."""
+    scope = f"s{e.station_id}:"
+    return e.uid[len(scope) :] if e.origin == "station" and e.uid.startswith(scope) else e.uid
+
+
 def event_out(e: Event) -> s.EventOut:
     return s.EventOut(
         seq=e.seq,
-        id=e.uid,
+        id=public_id(e),
         type=e.type,
         station_id=e.station_id,
         origin=e.origin,
@@ -30,10 +37,15 @@ def event_out(e: Event) -> s.EventOut:
     )
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
+def _utc(value: dt.datetime | None, field: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise InvalidInputError(f"{field} is out of range", field=field) from None
 
 
 @router.get("", response_model=s.Page[s.EventOut], summary="Search events, newest first")
@@ -56,8 +68,8 @@ def search_events(
     query = events.EventQuery(
         station_id=station_id,
         types=tuple(type or ()),
-        since=_utc(since),
-        until=_utc(until),
+        since=_utc(since, "since"),
+        until=_utc(until, "until"),
         hash=hash,
         process=process,
         path=path,

@@ -327,7 +327,7 @@ class ProcedureErrorOut(BaseModel):
 class ExportTargetIn(Strict):
     name: str = Field(min_length=1, max_length=128)
     format: Literal["eset-json", "leef", "leef2", "cef"]
-    transport: Literal["udp", "tcp", "tls", "file", "http"]
+    transport: Literal["udp", "tcp", "tls", "relp", "file", "http"]
     host: str = Field(default="", max_length=255)
     port: int = Field(default=0, ge=0, le=65535)
     path: str = Field(default="", max_length=4096, description="file transport: NDJSON file")
@@ -348,7 +348,7 @@ class ExportTargetIn(Strict):
 class ExportTargetPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=128)
     format: Literal["eset-json", "leef", "leef2", "cef"] | None = None
-    transport: Literal["udp", "tcp", "tls", "file", "http"] | None = None
+    transport: Literal["udp", "tcp", "tls", "relp", "file", "http"] | None = None
     host: str | None = Field(default=None, max_length=255)
     port: int | None = Field(default=None, ge=0, le=65535)
     path: str | None = Field(default=None, max_length=4096)

@@ -309,7 +309,8 @@ class AgentApi:
         if result.new:
             station = stations.get(session, station_id)
             for report, detected in result.new:
-                sha256 = report.info.get("sha256") if isinstance(report.info, dict) else None
+                info = report.info.get("info")
+                sha256 = info.get("sha256") if isinstance(info, dict) else None
                 emitters.threat_detected(
                     session,
                     station,

@@ -28,7 +28,7 @@ from garrison.server.events.service import NewEvent, append
 from garrison.server.stations.models import Station
 
 MAX_EVENTS = 10_000
-MAX_UID = 64
+MAX_UID = 48
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,14 @@ def parse_item(item: Any, station: Station, address: str) -> NewEvent:
     if not isinstance(data, dict):
         raise EventInvalidError("data", "must be a JSON object")
     data = dict(data)
+    notification = data.get("NOTIFICATION")
+    if (
+        isinstance(notification, dict)
+        and notification.get("INVESTIGATION_ID")
+        and declared.field("INVESTIGATION_ID")
+        and "INVESTIGATION_ID" not in data
+    ):
+        data["INVESTIGATION_ID"] = notification["INVESTIGATION_ID"]
     # The station is who its credential says: an agent cannot speak for another.
     for name, value in (
         ("id", station.id),
@@ -137,7 +145,9 @@ def parse_item(item: Any, station: Station, address: str) -> NewEvent:
             data[name] = value
     clean = validate(declared, data)
     time = parse_timestamp(when, "time") if when not in (None, "") else None
-    return NewEvent(event_type, clean, station.id, "station", uid, time)
+    # Event ids are a station's own: another station cannot shadow them.
+    scoped = f"s{station.id}:{uid}" if uid is not None else None
+    return NewEvent(event_type, clean, station.id, "station", scoped, time)
 
 
 def ingest(session: Session, station: Station, address: str, items: list[Any]) -> list[ItemResult]:

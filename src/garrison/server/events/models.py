@@ -19,6 +19,8 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_type_time", "type", "time"),
         Index("ix_events_station_time", "station_id", "time"),
+        # Log positions must never be reused, even after retention empties the table.
+        {"sqlite_autoincrement": True},
     )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

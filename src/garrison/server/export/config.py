@@ -10,7 +10,7 @@ from garrison.common.catalogue_types import SEVERITIES
 
 Severity = Literal["Information", "Notice", "Warning", "Error", "Critical", "Fatal"]
 FORMAT_NAMES = ("eset-json", "leef", "leef2", "cef")
-TRANSPORT_NAMES = ("udp", "tcp", "tls", "file", "http")
+TRANSPORT_NAMES = ("udp", "tcp", "tls", "relp", "file", "http")
 
 
 class TargetOptions(BaseModel):
@@ -27,6 +27,7 @@ class TargetOptions(BaseModel):
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_verify: bool = True
+    relp_tls: bool = False
     event_types: list[str] = Field(default_factory=list, max_length=200)
     min_severity: Severity = "Information"
     groups: list[str] = Field(default_factory=list, max_length=200)

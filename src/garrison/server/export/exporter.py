@@ -33,6 +33,7 @@ from garrison.server.export.service import cursor_name
 from garrison.server.export.transports import (
     FileTransport,
     HttpTransport,
+    RelpTransport,
     StreamTransport,
     Transport,
     TransportError,
@@ -46,7 +47,9 @@ from garrison.server.store.engine import Database
 
 log = structlog.get_logger("garrison.export")
 HIPS_TYPES = ("hips_event", "preventive_protection_report")
-SYSLOG_TRANSPORTS = ("udp", "tcp", "tls")
+SYSLOG_TRANSPORTS = ("udp", "tcp", "tls", "relp")
+# Transports that carry one message per unit (no newline or octet framing of their own).
+UNFRAMED = ("udp", "relp")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ def make_transport(target: Target) -> Transport:
         return StreamTransport(target.host, target.port)
     if target.transport == "tls":
         return StreamTransport(target.host, target.port, tls_context(o.model_dump()))
+    if target.transport == "relp":
+        tls = tls_context(o.model_dump()) if o.relp_tls else None
+        return RelpTransport(target.host, target.port, tls)
     if target.transport == "file":
         return FileTransport(target.path, o.file_max_bytes, o.file_keep)
     return HttpTransport(target.url, o.http_headers, verify=o.tls_ca or o.tls_verify)
@@ -133,7 +139,7 @@ def encoder(target: Target) -> Any:
             return message
         if len(message) > o.max_message_bytes:
             message = message[: o.max_message_bytes]
-        return syslog.frame(message, "none" if target.transport == "udp" else o.framing)
+        return syslog.frame(message, "none" if target.transport in UNFRAMED else o.framing)
 
     return encode
 

@@ -39,7 +39,7 @@ def _check(format_: str, transport: str, host: str, port: int, path: str, url: s
         raise InvalidInputError(
             f"transport must be one of {', '.join(TRANSPORT_NAMES)}", field="transport"
         )
-    if transport in ("udp", "tcp", "tls"):
+    if transport in ("udp", "tcp", "tls", "relp"):
         if not host:
             raise InvalidInputError(f"a {transport} target needs a host", field="host")
         if not 1 <= port <= 65535:

@@ -4,6 +4,7 @@ have arrived, so the exporter retries it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -179,3 +180,105 @@ class HttpTransport:
 
     def close(self) -> None:
         self.client.close()
+
+
+class RelpTransport:
+    """RELP, rsyslog's Reliable Event Logging Protocol: the receiver acknowledges each
+    message once it has taken it, so a receiver that stops mid-stream loses nothing (plain
+    TCP only tells that the peer's kernel got the bytes, not that the receiver read them)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
+        window: int = 256,
+    ) -> None:
+        self.stream = StreamTransport(host, port, tls, timeout)
+        self.window = window
+        self.txnr = 0
+        self.buffer = b""
+
+    def _next(self) -> int:
+        self.txnr = self.txnr + 1 if self.txnr < 999_999_999 else 1
+        return self.txnr
+
+    @staticmethod
+    def _frame(txnr: int, command: str, data: bytes) -> bytes:
+        head = f"{txnr} {command} {len(data)}".encode()
+        return head + (b" " + data if data else b"") + b"\n"
+
+    def _read_frame(self, sock: socket.socket) -> tuple[int, str, bytes]:
+        while True:
+            parts = self.buffer.split(b" ", 3)
+            if len(parts) >= 3 and parts[2].split(b"\n", 1)[0].isdigit():
+                length = int(parts[2].split(b"\n", 1)[0])
+                header = b" ".join(parts[:3])
+                start = len(header) + (1 if length else 0)
+                end = start + length
+                if len(self.buffer) >= end + 1:
+                    frame = self.buffer[:end]
+                    self.buffer = self.buffer[end + 1 :]
+                    return int(parts[0]), parts[1].decode("ascii", "replace"), frame[start:end]
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise OSError("the RELP receiver closed the connection")
+            self.buffer += chunk
+
+    def _open(self) -> socket.socket:
+        sock = self.stream._connect()
+        self.buffer = b""
+        self.txnr = 0
+        offers = b"relp_version=0\nrelp_software=garrison\ncommands=syslog"
+        txnr = self._next()
+        try:
+            sock.sendall(self._frame(txnr, "open", offers))
+            _, command, data = self._read_frame(sock)
+        except OSError as exc:
+            sock.close()
+            raise TransportError(f"RELP open failed: {exc}") from exc
+        if command != "rsp" or not data.startswith(b"200"):
+            sock.close()
+            raise TransportError(f"RELP open refused: {data[:200]!r}")
+        return sock
+
+    def send(self, messages: list[bytes]) -> int:
+        acked = 0  # messages the receiver confirmed, in order
+        while acked < len(messages):
+            if self.stream.sock is None:
+                self.stream.sock = self._open()
+            sock = self.stream.sock
+            chunk = messages[acked : acked + self.window]
+            offsets: dict[int, int] = {}
+            confirmed: set[int] = set()
+            try:
+                frames = []
+                for offset, message in enumerate(chunk):
+                    txnr = self._next()
+                    offsets[txnr] = offset
+                    frames.append(self._frame(txnr, "syslog", message.rstrip(b"\n")))
+                sock.sendall(b"".join(frames))
+                while len(confirmed) < len(chunk):
+                    txnr, command, data = self._read_frame(sock)
+                    if command == "serverclose":
+                        raise OSError("the RELP receiver is closing")
+                    if command != "rsp" or txnr not in offsets:
+                        continue
+                    if not data.startswith(b"200"):
+                        raise OSError(f"the RELP receiver refused a message: {data[:200]!r}")
+                    confirmed.add(offsets[txnr])
+            except (OSError, ssl.SSLError) as exc:
+                self.stream.close()
+                prefix = 0
+                while prefix in confirmed:
+                    prefix += 1
+                raise TransportError(f"RELP send failed: {exc}", acked + prefix) from exc
+            acked += len(chunk)
+        return acked
+
+    def close(self) -> None:
+        if self.stream.sock is not None:
+            with contextlib.suppress(OSError):
+                self.stream.sock.sendall(self._frame(self._next(), "close", b""))
+        self.stream.close()

@@ -28,10 +28,50 @@ local raw_pcall, raw_xpcall, raw_error = pcall, xpcall, error
 local sethook, clock, load = debug.sethook, os.clock, load
 string.dump = nil
 
+-- Once the budget is spent it stays spent: no pcall, xpcall handler or __close can
+-- swallow it.
+local exhausted = false
 local function rethrow_budget(ok, ...)
-  if not ok and select(1, ...) == budget_error then raw_error(budget_error, 0) end
+  if exhausted or (not ok and select(1, ...) == budget_error) then
+    exhausted = true
+    raw_error(budget_error, 0)
+  end
   return ok, ...
 end
+local function guarded_handler(h)
+  return function(e)
+    if exhausted or e == budget_error then return budget_error end
+    return h(e)
+  end
+end
+
+-- Lua patterns run inside C, where no budget can stop them: refuse the backtracking-heavy
+-- ones on long subjects.
+local MAX_QUANTIFIERS = 3
+local function quantifiers(p)
+  local n, i = 0, 1
+  while i <= #p do
+    local c = p:sub(i, i)
+    if c == "%" then i = i + 1
+    elseif c == "*" or c == "-" or c == "+" then n = n + 1 end
+    i = i + 1
+  end
+  return n
+end
+local function checked(fn)
+  return function(s, p, ...)
+    if type(s) == "string" and type(p) == "string" and #s > 64
+        and quantifiers(p) > MAX_QUANTIFIERS then
+      raw_error("pattern too complex for a procedure (more than 3 repetitions on a long "
+                .. "string)", 2)
+    end
+    return fn(s, p, ...)
+  end
+end
+string.find = checked(string.find)
+string.match = checked(string.match)
+string.gmatch = checked(string.gmatch)
+string.gsub = checked(string.gsub)
 
 local env = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
@@ -39,7 +79,7 @@ local env = {
   rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = rawset,
   setmetatable = setmetatable, getmetatable = getmetatable,
   pcall = function(f, ...) return rethrow_budget(raw_pcall(f, ...)) end,
-  xpcall = function(f, h, ...) return rethrow_budget(raw_xpcall(f, h, ...)) end,
+  xpcall = function(f, h, ...) return rethrow_budget(raw_xpcall(f, guarded_handler(h), ...)) end,
   string = string, table = table, math = math, utf8 = utf8,
   os = {time = os.time, date = os.date, clock = os.clock, difftime = os.difftime},
 }
@@ -52,15 +92,19 @@ return function(source, name, args, host, instructions, seconds)
   local used, deadline = 0, clock() + seconds
   sethook(function()
     used = used + HOOK_EVERY
-    if used > instructions or clock() > deadline then raw_error(budget_error, 0) end
+    if exhausted or used > instructions or clock() > deadline then
+      exhausted = true
+      raw_error(budget_error, 0)
+    end
   end, "", HOOK_EVERY)
   local result = table.pack(raw_pcall(chunk, args))
   sethook()
   if not result[1] then
     local e = result[2]
-    if e == budget_error then return false, "cpu budget exceeded" end
+    if exhausted or e == budget_error then return false, "cpu budget exceeded" end
     return false, "runtime error: " .. tostring(e)
   end
+  if exhausted then return false, "cpu budget exceeded" end
   return true, result[2]
 end
 """.replace("HOOK_EVERY", str(HOOK_EVERY))

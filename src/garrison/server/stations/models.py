@@ -19,6 +19,8 @@ class Station(Base):
     """An enrolled agent.  ``id`` is the Armadito ``agent_id``."""
 
     __tablename__ = "stations"
+    # SQLite would otherwise reuse a deleted newest station's id (and attach its history).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True)

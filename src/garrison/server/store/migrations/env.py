@@ -16,6 +16,12 @@ def run_migrations() -> None:
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                # Rebuilding a table (batch mode) drops the old one: with foreign keys on,
+                # that would cascade into the rows that refer to it.
+                connection.connection.driver_connection.execute(  # type: ignore[union-attr]
+                    "PRAGMA foreign_keys=OFF"
+                )
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,

@@ -1,0 +1,177 @@
+"""The Lua sandbox: no io, os.execute, require, load, debug, string.dump, Python attribute
+access; and a CPU budget that a procedure cannot get around."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from garrison.server.procedures.host import _int
+from garrison.server.procedures.sandbox import Limits, ProcedureFailedError, run
+from tests.conftest import Server
+from tests.events.helpers import sqlite_only
+
+LIMITS = Limits(instructions=5_000_000, memory_bytes=16 * 1024 * 1024, seconds=0.5)
+HOST: dict[str, Callable[..., Any]] = {
+    "log": lambda message: None,
+    "station": lambda station_id: {"id": _int(station_id, "station id"), "groups": ["a"]},
+}
+
+
+def outcome(source: str, args: dict[str, Any] | None = None) -> tuple[str, Any]:
+    """("ok", value) or ("error", message) of one sandboxed run."""
+    try:
+        return "ok", run(source, "threat_detected", args or {}, HOST, LIMITS).value
+    except ProcedureFailedError as exc:
+        return "error", str(exc)
+
+
+def nil_global(name: str, kind: str = "call") -> tuple[str, str]:
+    verb = "call" if kind == "call" else "index"
+    return (
+        "error",
+        f"runtime error: threat_detected:1: attempt to {verb} a nil value (global '{name}')",
+    )
+
+
+def nil_field(name: str) -> tuple[str, str]:
+    return (
+        "error",
+        f"runtime error: threat_detected:1: attempt to call a nil value (field '{name}')",
+    )
+
+
+ATTRIBUTES = ("error", "runtime error: attribute access is not allowed in procedures")
+
+ESCAPES: list[tuple[str, tuple[str, Any]]] = [
+    ("return io.open('/etc/passwd')", nil_global("io", "index")),
+    ("return io", ("ok", None)),
+    ("return os.execute('id')", nil_field("execute")),
+    ("return os.exit(1)", nil_field("exit")),
+    ("return os.remove('/tmp/garrison-sandbox')", nil_field("remove")),
+    ("return os.getenv('HOME')", nil_field("getenv")),
+    ("return require('os')", nil_global("require")),
+    ("return package.loadlib('libc.so.6', 'system')", nil_global("package", "index")),
+    ("return load('return 1')", nil_global("load")),
+    ("return loadstring('return 1')", nil_global("loadstring")),
+    ("return dofile('/etc/passwd')", nil_global("dofile")),
+    ("return loadfile('/etc/passwd')", nil_global("loadfile")),
+    ("return debug.getinfo(1)", nil_global("debug", "index")),
+    ("return debug", ("ok", None)),
+    ("return string.dump(function() end)", nil_field("dump")),
+    ("return getmetatable('').__index.dump", ("ok", None)),
+    ("return collectgarbage('count')", nil_global("collectgarbage")),
+    ("return python.eval('1')", nil_global("python", "index")),
+    ("return coroutine.wrap(function() end)", nil_global("coroutine", "index")),
+    ("return rawget(_G, 'io')", ("ok", None)),
+    ("return _G.os.execute", ("ok", None)),
+    ("return garrison.log.__globals__", ATTRIBUTES),
+    ("return garrison.log.__code__", ATTRIBUTES),
+    ("return garrison.log.__class__", ATTRIBUTES),
+    ("return garrison.station.__closure__", ATTRIBUTES),
+    ("local ok, e = pcall(garrison.station, 'x') return e.__traceback__", ATTRIBUTES),
+    (
+        "local ok, e = pcall(garrison.station, 'x') return tostring(e)",
+        ("ok", "station id must be an integer"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("source", "expected"), ESCAPES, ids=[s for s, _ in ESCAPES])
+def test_sandbox_escapes_fail(source: str, expected: tuple[str, Any]) -> None:
+    assert outcome(source) == expected
+
+
+def test_what_a_procedure_may_use_works() -> None:
+    source = """local args = ...
+local t = {}
+for w in string.gmatch(args.path, "[^/]+") do t[#t + 1] = w:upper() end
+table.sort(t)
+return {table.concat(t, ","), math.max(3, 9), os.time{year=2020, month=1, day=1, hour=0} > 0,
+        utf8.char(72, 105), select("#", 1, 2, 3), tostring(nil), type(os.date("*t")),
+        garrison.station(5).groups[1]}
+"""
+    assert outcome(source, {"path": "/tmp/scan/me"}) == (
+        "ok",
+        ["ME,SCAN,TMP", 9, True, "Hi", 3, "nil", "table", "a"],
+    )
+
+
+def test_state_does_not_leak_from_one_call_to_the_next() -> None:
+    assert outcome("leaked = 'yes'; string.secret = 1; return leaked") == ("ok", "yes")
+    assert outcome("return {leaked == nil, string.secret == nil}") == ("ok", [True, True])
+
+
+def test_each_kind_of_runaway_is_stopped() -> None:
+    for source, expected in (
+        ("while true do end", "cpu budget exceeded"),
+        ("local function f() return f() end return f()", "cpu budget exceeded"),
+        (
+            "repeat local ok = pcall(function() while true do end end) until false",
+            "cpu budget exceeded",
+        ),
+        (
+            "local t = {} while true do t[#t + 1] = {} end",
+            "memory limit of 16777216 bytes exceeded",
+        ),
+        ("return string.rep('x', 1024 * 1024 * 1024)", "memory limit of 16777216 bytes exceeded"),
+        ("error('boom')", "runtime error: threat_detected:1: boom"),
+        ("error({})", "runtime error: table: "),
+    ):
+        started = time.monotonic()
+        kind, message = outcome(source)
+        assert kind == "error", source
+        assert message.startswith(expected), (source, message)
+        assert time.monotonic() - started < 2, source
+
+
+def test_xpcall_with_a_handler_cannot_swallow_the_cpu_budget() -> None:
+    source = (
+        "xpcall(function() while true do end end, function(e) return 'swallowed' end)\n"
+        "return 'ran past its budget'"
+    )
+    assert outcome(source) == ("error", "cpu budget exceeded")
+
+
+def test_a_close_handler_cannot_swallow_the_cpu_budget() -> None:
+    source = (
+        "pcall(function()\n"
+        "  local guard <close> = setmetatable({}, {__close = function() error('other') end})\n"
+        "  while true do end\n"
+        "end)\n"
+        "return 'ran past its budget'"
+    )
+    assert outcome(source) == ("error", "cpu budget exceeded")
+
+
+def test_a_pathological_pattern_is_stopped_within_the_budget() -> None:
+    started = time.monotonic()
+    kind, message = outcome("return string.find(string.rep('a', 120), '.-.-.-.-b')")
+    elapsed = time.monotonic() - started
+    # No budget can stop a pattern inside C: such patterns are refused up front.
+    assert (kind, message) == (
+        "error",
+        "runtime error: pattern too complex for a procedure "
+        "(more than 3 repetitions on a long string)",
+    )
+    assert elapsed < LIMITS.seconds + 1
+
+
+@sqlite_only
+def test_sandbox_escapes_fail_through_the_dry_run_endpoint(server: Server) -> None:
+    for source, error in (
+        ("return os.execute('touch /tmp/garrison-owned')", nil_field("execute")[1]),
+        ("return io.open('/etc/passwd'):read('a')", nil_global("io", "index")[1]),
+        ("return require('io')", nil_global("require")[1]),
+        ("return load(string.dump(print))", nil_field("dump")[1]),
+        ("return garrison.log.__globals__", ATTRIBUTES[1]),
+        ("return garrison.create_job.__self__", ATTRIBUTES[1]),
+    ):
+        response = server.admin.post(
+            "/procedures/threat_detected/test", {"args": {}, "source": source}
+        )
+        assert response.status_code == 200, response.text
+        assert (response.json()["error"], response.json()["result"]) == (error, None), source
