@@ -468,12 +468,6 @@ def test_test_send_to_a_listening_target_and_to_a_closed_port(
     assert server.admin.post("/export-targets/999999/test").status_code == 404
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: adminapi/export_targets.py test_target builds the transport outside its "
-    "try: a tls_ca file that cannot be read raises FileNotFoundError from tls_context -> "
-    "500 internal error instead of 502 naming the reason",
-)
 @pytest.mark.usefixtures("json_logs")
 def test_test_send_with_an_unreadable_ca_file_names_the_reason(server: Server) -> None:
     sqlite_only(server)
@@ -538,21 +532,10 @@ def test_invalid_targets_are_refused_naming_the_field(server: Server) -> None:
         pytest.param(
             {"event_types": ["no_such_event"]},
             "event_types",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: export/config.py TargetOptions._check (a model validator) reports "
-                "an unknown event type with loc (): field 'options', message 'unknown event "
-                "type' that never names event_types",
-            ),
         ),
         pytest.param(
             {"leef_delimiter": "|"},
             "leef_delimiter",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: export/config.py TargetOptions._check reports a forbidden "
-                "leef_delimiter with field 'options' (a too-long one says leef_delimiter)",
-            ),
         ),
     ],
 )
@@ -565,11 +548,6 @@ def test_option_errors_from_cross_checks_name_the_option(
     assert response.json()["field"].split(".")[-1] == name, response.json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: export/service.py update() renames without checking the name is free: the "
-    "UNIQUE constraint fails at flush -> 500 internal error instead of 409 conflict",
-)
 @pytest.mark.usefixtures("json_logs")
 def test_renaming_onto_another_targets_name_is_a_conflict(server: Server) -> None:
     sqlite_only(server)

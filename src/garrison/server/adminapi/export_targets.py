@@ -119,7 +119,10 @@ def test_target(target_id: int, actor: Admin, ctx: Ctx) -> s.ExportTestOut:
         StationInfo(uuid="00000000-0000-0000-0000-000000000000", hostname="garrison-test"),
     )
     message = encoder(target)(record)
-    transport = make_transport(target)
+    try:
+        transport = make_transport(target)
+    except TransportError as exc:
+        raise ExportTestFailedError(f"test event not delivered: {exc}") from None
     try:
         transport.send([message])
     except TransportError as exc:

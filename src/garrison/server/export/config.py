@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from garrison.common.catalogue_types import SEVERITIES
 
@@ -46,15 +46,25 @@ class TargetOptions(BaseModel):
     file_keep: int = Field(default=5, ge=1, le=100)
     http_headers: dict[str, str] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _check(self) -> TargetOptions:
+    @field_validator("event_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
         from garrison.common.catalogue import CATALOGUE
 
-        unknown = [t for t in self.event_types if t not in CATALOGUE]
+        unknown = [t for t in value if t not in CATALOGUE]
         if unknown:
             raise ValueError(f"unknown event type {unknown[0]!r}")
-        if self.leef_delimiter in "|=\\" or self.leef_delimiter.isalnum():
+        return value
+
+    @field_validator("leef_delimiter")
+    @classmethod
+    def _usable_delimiter(cls, value: str) -> str:
+        if value in "|=\\" or value.isalnum():
             raise ValueError("leef_delimiter cannot be |, =, \\ or a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> TargetOptions:
         if self.tls_key and not self.tls_cert:
             raise ValueError("tls_key needs tls_cert")
         return self

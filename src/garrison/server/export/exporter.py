@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -82,6 +83,15 @@ class Target:
 
 
 def make_transport(target: Target) -> Transport:
+    """The target's transport; a TLS file that cannot be read is a TransportError (retried,
+    and named in the test-send answer)."""
+    try:
+        return _make_transport(target)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise TransportError(f"cannot set up the {target.transport} transport: {exc}") from exc
+
+
+def _make_transport(target: Target) -> Transport:
     o = target.options
     if target.transport == "udp":
         return UdpTransport(target.host, target.port)
@@ -285,9 +295,9 @@ class TargetWorker:
         if not records:
             return len(batch), None
         messages = [self.encode(record) for _, record in records]
-        if self.transport is None:
-            self.transport = make_transport(self.target)
         try:
+            if self.transport is None:
+                self.transport = make_transport(self.target)
             sent = self.transport.send(messages)
         except TransportError as exc:
             self.sent.inc(exc.sent)
@@ -381,9 +391,9 @@ class TargetWorker:
         every = self.target.options.heartbeat_seconds
         if every <= 0 or time.monotonic() - self.last_send < every:
             return
-        if self.transport is None:
-            self.transport = make_transport(self.target)
         try:
+            if self.transport is None:
+                self.transport = make_transport(self.target)
             self.transport.send([self.encode(heartbeat_record())])
             self.last_send = time.monotonic()
         except TransportError as exc:

@@ -28,7 +28,8 @@ def parse_options(raw: dict[str, Any]) -> TargetOptions:
         return TargetOptions.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "options"
+        where = ".".join(str(p) for p in first["loc"])
+        field = f"options.{where}" if where else "options"
         raise InvalidInputError(f"{field}: {first['msg']}", field=field) from None
 
 
@@ -121,7 +122,14 @@ def update(session: Session, actor: Actor, target_id: int, changes: dict[str, An
     target.options = checked.model_dump(exclude_defaults=True)
     if "enabled" in changes:
         target.enabled = bool(changes["enabled"])
-    if "name" in changes:
+    if "name" in changes and changes["name"] != target.name:
+        taken = session.scalar(
+            select(ExportTarget.id).where(
+                ExportTarget.name == changes["name"], ExportTarget.id != target_id
+            )
+        )
+        if taken is not None:
+            raise ConflictError(f"export target {changes['name']!r} already exists", field="name")
         target.name = str(changes["name"])
     target.updated_at = utcnow()
     audit.record(session, actor, "export_target.update", target.name, changed=sorted(changes))

@@ -109,6 +109,10 @@ class StreamTransport:
 
 
 def tls_context(options: dict[str, Any]) -> ssl.SSLContext:
+    for name in ("tls_ca", "tls_cert", "tls_key"):
+        path = options.get(name)
+        if path and not os.access(path, os.R_OK):
+            raise TransportError(f"cannot read {name} {path}")
     context = ssl.create_default_context(cafile=options.get("tls_ca") or None)
     if options.get("tls_verify", True) is False:
         context.check_hostname = False
