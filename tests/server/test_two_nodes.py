@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,15 +15,16 @@ from sqlalchemy import create_engine, func, select
 
 from garrison.server.audit.models import AuditEntry
 from garrison.server.events.models import Event
-from tests.live import start_server
+from tests.live import LiveServer, start_server
 from tests.support import ArmaditoAgent
 
 PROCEDURE = "local args = ... garrison.audit('seen', tostring(args.pid))"
+Nodes = tuple[LiveServer, LiveServer, dict[str, str], str]
 
 
-def test_each_event_reaches_the_procedures_once_with_two_nodes(
-    tmp_path: Path, database_url: str
-) -> None:
+@pytest.fixture
+def nodes(tmp_path: Path, database_url: str) -> Iterator[Nodes]:
+    """Two `garrison serve` processes on one PostgreSQL database, and an enrollment key."""
     if not database_url.startswith("postgresql"):
         pytest.skip("several nodes share a PostgreSQL database")
     first = start_server(tmp_path / "a", database_url)
@@ -34,6 +36,17 @@ def test_each_event_reaches_the_procedures_once_with_two_nodes(
             headers=admin,
             json={"uses": 5, "expires_in": 3600},
         ).json()["key"]
+        yield first, second, admin, key
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_each_event_reaches_the_procedures_once_with_two_nodes(
+    nodes: Nodes, database_url: str
+) -> None:
+    first, second, admin, key = nodes
+    try:
         assert (
             httpx.put(
                 f"{second.url}/admin/v1/procedures/component_started",
@@ -87,20 +100,9 @@ def test_each_event_reaches_the_procedures_once_with_two_nodes(
         second.stop()
 
 
-def test_a_job_created_on_one_node_reaches_an_agent_long_polling_the_other(
-    tmp_path: Path, database_url: str
-) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("several nodes share a PostgreSQL database")
-    first = start_server(tmp_path / "a", database_url)
-    second = start_server(tmp_path / "b", database_url)
+def test_a_job_created_on_one_node_reaches_an_agent_long_polling_the_other(nodes: Nodes) -> None:
+    first, second, admin, key = nodes
     try:
-        admin = {"Authorization": f"Bearer {first.token}"}
-        key = httpx.post(
-            f"{first.url}/admin/v1/enrollment-keys",
-            headers=admin,
-            json={"uses": 5, "expires_in": 3600},
-        ).json()["key"]
         with httpx.Client(base_url=second.url) as client:
             agent = ArmaditoAgent(client)
             assert agent.enroll(key).status_code == 200
@@ -135,18 +137,9 @@ def test_a_job_created_on_one_node_reaches_an_agent_long_polling_the_other(
         second.stop()
 
 
-def test_stopping_one_node_loses_nothing_it_acknowledged(tmp_path: Path, database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("several nodes share a PostgreSQL database")
-    first = start_server(tmp_path / "a", database_url)
-    second = start_server(tmp_path / "b", database_url)
+def test_stopping_one_node_loses_nothing_it_acknowledged(nodes: Nodes) -> None:
+    first, second, admin, key = nodes
     try:
-        admin = {"Authorization": f"Bearer {first.token}"}
-        key = httpx.post(
-            f"{first.url}/admin/v1/enrollment-keys",
-            headers=admin,
-            json={"uses": 5, "expires_in": 3600},
-        ).json()["key"]
         with httpx.Client(base_url=first.url) as client:
             agent = ArmaditoAgent(client)
             assert agent.enroll(key).status_code == 200
