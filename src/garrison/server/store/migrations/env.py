@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 
 from garrison.server.store import models
 from garrison.server.store.engine import make_engine
 
+MIGRATION_LOCK = 0x6A17751
 config = context.config
 target_metadata = models.Base.metadata
 
@@ -22,6 +24,11 @@ def run_migrations() -> None:
                 connection.connection.driver_connection.execute(  # type: ignore[union-attr]
                     "PRAGMA foreign_keys=OFF"
                 )
+            if connection.dialect.name == "postgresql":
+                # Several nodes starting at once: one migrates, the others wait, then find
+                # nothing left to do.
+                connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+                connection.commit()
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,
