@@ -49,3 +49,24 @@ def test_wait_times_out_with_no_jobs_and_rejects_bad_values(server: Server) -> N
         )
         assert r.status_code == 422
         assert r.json()["field"] == "wait"
+
+
+def test_the_cached_check_in_path_never_hides_a_new_job(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """With agent tokens cached, check-ins that find nothing skip the database; a job
+    created for the station must still be handed out on its very next check-in."""
+    server = server_factory(token_cache_seconds=60)
+    agent = server.enrolled_agent()
+    assert agent.getjobs().json() == {"jobs": []}  # caches the token, learns "nothing queued"
+    deadline = time.monotonic() + 5
+    while server.client.app.state.ctx.job_waiters.may_have_jobs(agent.agent_id):
+        assert time.monotonic() < deadline, "the station never left the queued set"
+        agent.getjobs()
+        time.sleep(0.1)
+    for _ in range(3):
+        job = server.admin.post(
+            "/jobs", {"type": "Scan", "station_ids": [agent.agent_id], "params": {"path": "/tmp"}}
+        )
+        assert job.status_code == 201
+        got = agent.getjobs().json()["jobs"]
+        assert [j["job_id"] for j in got] == [job.json()["id"]]
+        assert agent.getjobs().json() == {"jobs": []}

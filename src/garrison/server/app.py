@@ -193,8 +193,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         return Response(body, media_type="text/plain; version=0.0.4")
 
     app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
-    for route in AgentApi(ctx).routes():
-        app.router.routes.append(route)
+    # The agent API is the hot path: match it before every admin route.
+    app.router.routes[0:0] = AgentApi(ctx).routes()
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(NormalizePath)

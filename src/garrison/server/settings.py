@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     allow_unauthenticated_agents: bool = False
 
     last_seen_flush_seconds: float = Field(default=5.0, gt=0)
-    token_cache_seconds: float = Field(default=10.0, ge=0)
+    # Longer than a check-in interval, or most check-ins would read the database.
+    token_cache_seconds: float = Field(default=120.0, ge=0)
     admin_token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
     log_level: str = "info"

@@ -19,7 +19,7 @@ LIST_TARGETS = 100
 )
 def create_job(body: s.JobIn, actor: Operator, ctx: Ctx) -> s.JobOut:
     with ctx.db.transaction() as session:
-        job, _ = jobs.create(
+        job, targeted = jobs.create(
             session,
             actor,
             body.type,
@@ -30,6 +30,7 @@ def create_job(body: s.JobIn, actor: Operator, ctx: Ctx) -> s.JobOut:
         )
         counts = jobs.status_counts(session, [job.id])[job.id]
         out = convert.job(job, counts, jobs.targets(session, job.id)[:LIST_TARGETS])
+    ctx.job_waiters.mark_queued(targeted)
     ctx.job_waiters.poke()  # long-polling agents on this node hear of it at once
     return out
 

@@ -1,15 +1,22 @@
-"""Long-poll support: agents waiting for a job are woken when one is queued for them.
+"""Which stations have jobs waiting, and agents waiting for one (long-poll).
 
 One watcher per node reads the job targets created since it last looked (a cheap indexed
-query, every ``interval`` seconds, or at once when this node creates a job) and wakes only
-the stations concerned.  Jobs created on another node are seen within one interval.
+query, every ``interval`` seconds, or at once when this node creates a job), wakes the
+long-polls of the stations concerned, and keeps the set of stations with queued jobs.  That
+set lets a check-in that finds nothing be answered without touching the database: a station
+is only left out of it after a database read found it had nothing queued, and a job created
+anywhere puts it back (at once on this node, within one interval from another node; the set
+is also reloaded every ``reload_seconds`` as a safety net).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import time
 from collections import defaultdict
+from collections.abc import Iterable
 
 import structlog
 from sqlalchemy import func, select
@@ -20,16 +27,62 @@ from garrison.server.store.engine import Database
 log = structlog.get_logger("garrison.jobs")
 
 
+def _settle(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
 class JobWaiters:
-    def __init__(self, db: Database, interval: float = 0.5) -> None:
+    def __init__(self, db: Database, interval: float = 0.5, reload_seconds: float = 30.0) -> None:
         self.db = db
         self.interval = interval
-        self._waiting: dict[int, set[asyncio.Event]] = defaultdict(set)
+        self.reload_seconds = reload_seconds
+        self._waiting: dict[int, set[asyncio.Future[bool]]] = defaultdict(set)
         self._last_job_id: int | None = None
         self._poke: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._queued: set[int] | None = None  # None until loaded: everyone takes the slow path
+        self._versions: dict[int, int] = defaultdict(int)
+        self._loaded_at = 0.0
+        self.closing = False
 
-    closing = False
+    # -- the queued-stations set (any thread) ----------------------------------------------
+
+    def may_have_jobs(self, station_id: int) -> bool:
+        with self._lock:
+            return self._queued is None or station_id in self._queued
+
+    def version(self, station_id: int) -> int:
+        with self._lock:
+            return self._versions[station_id]
+
+    def mark_queued(self, station_ids: Iterable[int]) -> None:
+        with self._lock:
+            for sid in station_ids:
+                self._versions[sid] += 1
+                if self._queued is not None:
+                    self._queued.add(sid)
+
+    def nothing_queued(self, station_id: int, seen_version: int) -> None:
+        """A read found nothing queued; unless a job came since that read began."""
+        with self._lock:
+            if self._queued is not None and self._versions[station_id] == seen_version:
+                self._queued.discard(station_id)
+
+    def _reload(self) -> None:
+        with self.db.reading() as session:
+            stations = set(
+                session.scalars(
+                    select(JobTarget.station_id).where(JobTarget.status == "queued").distinct()
+                )
+            )
+        with self._lock:
+            # Stations marked while we read stay marked.
+            self._queued = stations | (self._queued or set())
+        self._loaded_at = time.monotonic()
+
+    # -- long-poll (event loop) ----------------------------------------------------------
 
     def close(self) -> None:
         """Shutting down: every waiting agent gets its (empty) answer now."""
@@ -38,27 +91,28 @@ class JobWaiters:
             self._loop.call_soon_threadsafe(self._wake_all)
 
     def _wake_all(self) -> None:
-        for flags in self._waiting.values():
-            for flag in flags:
-                flag.set()
+        for futures in list(self._waiting.values()):
+            for future in list(futures):
+                _settle(future, False)
 
     def waiting_count(self) -> int:
         return sum(len(v) for v in self._waiting.values())
 
     async def wait(self, station_id: int, timeout: float) -> bool:
-        """True when woken for a new job, False on timeout."""
-        flag = asyncio.Event()
-        self._waiting[station_id].add(flag)
+        """True when woken for a new job, False on timeout.  A bare future and one timer per
+        poll: cheap enough for tens of thousands of held polls."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        timer = loop.call_later(timeout, _settle, future, False)
+        self._waiting[station_id].add(future)
         try:
-            await asyncio.wait_for(flag.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+            return await future
         finally:
-            waiters = self._waiting.get(station_id)
-            if waiters is not None:
-                waiters.discard(flag)
-                if not waiters:
+            timer.cancel()
+            futures = self._waiting.get(station_id)
+            if futures is not None:
+                futures.discard(future)
+                if not futures:
                     self._waiting.pop(station_id, None)
 
     def poke(self) -> None:
@@ -67,6 +121,8 @@ class JobWaiters:
             self._loop.call_soon_threadsafe(self._poke.set)
 
     def _new_targets(self) -> list[int]:
+        if self._queued is None or time.monotonic() - self._loaded_at > self.reload_seconds:
+            self._reload()
         with self.db.reading() as session:
             if self._last_job_id is None:
                 self._last_job_id = int(session.scalar(select(func.max(JobTarget.job_id))) or 0)
@@ -78,7 +134,9 @@ class JobWaiters:
             ).all()
         if rows:
             self._last_job_id = max(job_id for job_id, _ in rows)
-        return [station_id for _, station_id in rows]
+        stations = [station_id for _, station_id in rows]
+        self.mark_queued(stations)
+        return stations
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -93,5 +151,5 @@ class JobWaiters:
                 log.exception("could not read new jobs; will retry")
                 continue
             for station_id in stations:
-                for flag in self._waiting.get(station_id, ()):
-                    flag.set()
+                for future in list(self._waiting.get(station_id, ())):
+                    _settle(future, True)
