@@ -4,7 +4,8 @@
 
 Both figures are measured in the same run on the same database kind: the floor inserts the
 very rows (events + search terms) with plain SQLAlchemy Core in one transaction; the HTTP
-figure starts `garrison serve` in a subprocess and posts the events in batches from
+figure starts `garrison serve` in a subprocess (pinned to the server core, see
+bench/common.py) and posts the events in batches from
 `--clients` concurrent connections.  Prints a table and writes bench/results/ingest.json.
 """
 
@@ -14,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import threading
 import time
@@ -89,50 +89,41 @@ def floor_insert(url: str, events: list[dict[str, Any]]) -> float:
         db.dispose()
 
 
+def post_events(
+    server: Any, agent: Any, events: list[dict[str, Any]], batch: int, clients: int
+) -> float:
+    """Seconds for ``clients`` threads to post ``events`` in batches as ``agent``."""
+    headers = {**agent.headers, "Content-Type": "application/json"}
+    bodies = [json.dumps(events[i : i + batch]).encode() for i in range(0, len(events), batch)]
+    errors: list[str] = []
+
+    def worker(part: list[bytes]) -> None:
+        with httpx.Client(base_url=server.url, timeout=120) as client:
+            for body in part:
+                r = client.post("/api/events", content=body, headers=headers)
+                if r.status_code != 200 or r.json()["stored"] == 0:
+                    errors.append(r.text[:200])
+
+    threads = [threading.Thread(target=worker, args=(bodies[i::clients],)) for i in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"ingestion failed: {errors[0]}")
+    return elapsed
+
+
 def http_ingest(url: str | None, events: list[dict[str, Any]], batch: int, clients: int) -> float:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.live import start_server
-    from tests.support import ArmaditoAgent
+    """``garrison serve`` on the server core, the posting threads on the load core."""
+    from bench.common import enroll_api, on_load_core, start_server
 
-    with tempfile.TemporaryDirectory() as tmp:
-        live = start_server(Path(tmp) / "data", url)
-        try:
-            admin = {"Authorization": f"Bearer {live.token}"}
-            key = httpx.post(
-                f"{live.url}/admin/v1/enrollment-keys",
-                headers=admin,
-                json={"uses": 1, "expires_in": 600},
-            ).json()["key"]
-            with httpx.Client(base_url=live.url) as client:
-                agent = ArmaditoAgent(client)
-                agent.enroll(key)
-            headers = {"Authorization": f"Bearer {agent.token}", "Content-Type": "application/json"}
-            bodies = [
-                json.dumps(events[i : i + batch]).encode() for i in range(0, len(events), batch)
-            ]
-            errors: list[str] = []
-
-            def worker(part: list[bytes]) -> None:
-                with httpx.Client(base_url=live.url, timeout=60) as client:
-                    for body in part:
-                        r = client.post("/api/events", content=body, headers=headers)
-                        if r.status_code != 200 or r.json()["stored"] == 0:
-                            errors.append(r.text[:200])
-
-            threads = [
-                threading.Thread(target=worker, args=(bodies[i::clients],)) for i in range(clients)
-            ]
-            started = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - started
-            if errors:
-                raise RuntimeError(f"ingestion failed: {errors[0]}")
-            return elapsed
-        finally:
-            live.stop()
+    with tempfile.TemporaryDirectory() as tmp, start_server(Path(tmp) / "data", url) as server:
+        agents, _ = enroll_api(server, 1, concurrency=1)
+        with on_load_core():
+            return post_events(server, agents[0], events, batch, clients)
 
 
 def run(events_count: int, batch: int, clients: int, database_url: str | None) -> dict[str, Any]:

@@ -1,0 +1,220 @@
+"""Garrison's benchmark suite: every scenario, each figure beside its floor.
+
+    python -m bench [--size tiny|full] [--database-url URL] [--server-db sqlite|postgresql]
+                    [--only checkin,fleet,...] [--out PATH] [--docs PATH] [--render-only]
+
+Prints a table, writes the figures as JSON and renders docs/BENCHMARKS.md.  The full size
+writes bench/results/latest.json and docs/BENCHMARKS.md; the tiny size (seconds; what the
+test suite runs) writes bench/results/tiny.json and bench/results/BENCHMARKS-tiny.md, so a
+smoke run never overwrites the published figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import alerts, checkin, dispatch, fleet, growth, lua, report
+from bench import export as export_bench
+from bench import ingest as ingest_bench
+from bench.common import RESULTS, ROOT, fig, machine, raise_fd_limit, scratch_url, target
+
+INGEST_SIZES = {
+    "tiny": {"events": 1_000, "batch": 250, "clients": 1},
+    "full": {"events": 20_000, "batch": 500, "clients": 2},
+}
+EXPORT_SIZES = {"tiny": {"count": 400, "batch": 100}, "full": {"count": 20_000, "batch": 500}}
+
+
+def ingestion(size: str, workdir: Path, pg_base: str | None) -> dict[str, Any]:
+    """bench/ingest.py, on SQLite, and on PostgreSQL when a database URL is given."""
+    p = INGEST_SIZES[size]
+    runs = [ingest_bench.run(p["events"], p["batch"], p["clients"], None)]
+    if pg_base:
+        runs.append(
+            ingest_bench.run(p["events"], p["batch"], p["clients"], scratch_url(pg_base, "ingest"))
+        )
+    figures, targets = [], []
+    for r in runs:
+        figures.append(
+            fig(
+                f"events/s over HTTP ({r['database']})",
+                r["http_events_per_second"],
+                "events/s",
+                floor=r["floor_events_per_second"],
+                floor_name="raw insert",
+            )
+        )
+        targets.append(
+            target(
+                f"ingestion ≥ 40% of the raw insert floor ({r['database']})",
+                r["ratio"],
+                0.4,
+                unit="x floor",
+            )
+        )
+    return {
+        "scenario": "ingestion",
+        "title": "Telemetry ingestion over HTTP in batches (POST /api/events)",
+        "figures": figures,
+        "targets": targets,
+        "details": {**p, "databases": [r["database"] for r in runs]},
+        "notes": [
+            "The floor inserts the same rows (events and their search terms), already "
+            "validated, with SQLAlchemy Core in one transaction (bench/ingest.py)."
+        ],
+    }
+
+
+def export(size: str, workdir: Path, pg_base: str | None) -> dict[str, Any]:
+    """bench/export.py: each format over TCP beside the raw socket send of the same bytes."""
+    p = EXPORT_SIZES[size]
+    r = export_bench.run(p["count"], p["batch"])
+    return {
+        "scenario": "export",
+        "title": "Export: events/s per format over TCP syslog",
+        "figures": [
+            fig(
+                f"{row['format']} over {r['transport']}",
+                row["garrison_events_per_second"],
+                "events/s",
+                floor=row["floor_events_per_second"],
+                floor_name="socket send",
+            )
+            for row in r["formats"]
+        ],
+        "targets": [],
+        "details": {"events": p["count"], "batch": p["batch"], "transport": r["transport"]},
+        "notes": [
+            "Garrison's figure includes mapping, formatting, the RFC 5424 envelope and "
+            "framing; the floor sends the very bytes already made (bench/export.py)."
+        ],
+    }
+
+
+def _server_scenario(module: Any) -> Callable[[str, Path, str | None], dict[str, Any]]:
+    def go(size: str, workdir: Path, pg_base: str | None) -> dict[str, Any]:
+        url = scratch_url(pg_base, module.__name__.rsplit(".", 1)[1]) if pg_base else None
+        result: dict[str, Any] = module.run(size, workdir, url)
+        return result
+
+    return go
+
+
+def _alerts(size: str, workdir: Path, pg_base: str | None) -> dict[str, Any]:
+    if pg_base:
+        return alerts.run(
+            size, workdir, scratch_url(pg_base, "alerts"), scratch_url(pg_base, "alerts_floor")
+        )
+    return alerts.run(size, workdir)
+
+
+SCENARIOS: dict[str, Callable[[str, Path, str | None], dict[str, Any]]] = {
+    "checkin": _server_scenario(checkin),
+    "fleet": _server_scenario(fleet),
+    "dispatch": _server_scenario(dispatch),
+    "ingestion": ingestion,
+    "alerts": _alerts,
+    "export": export,
+    "lua": lambda size, workdir, pg: lua.run(size),
+    "growth": _server_scenario(growth),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL database the suite may empty; scratch databases "
+        "are created beside it. Ingestion then runs on SQLite and on it.",
+    )
+    parser.add_argument(
+        "--server-db",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="the database of the server scenarios (postgresql needs --database-url)",
+    )
+    parser.add_argument("--only", default=None, help="comma-separated scenarios to run")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON")
+    parser.add_argument("--docs", type=Path, default=None, help="rendered Markdown")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep databases and logs here (default: a temporary directory)",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="render --docs from the --out JSON without running anything",
+    )
+    args = parser.parse_args(argv)
+    out = args.out or RESULTS / ("latest.json" if args.size == "full" else "tiny.json")
+    docs = args.docs or (
+        ROOT / "docs" / "BENCHMARKS.md" if args.size == "full" else RESULTS / "BENCHMARKS-tiny.md"
+    )
+    if args.render_only:
+        results = json.loads(out.read_text())
+        docs.write_text(report.markdown(results))
+        print(f"rendered {docs} from {out}")
+        return 0
+    if args.server_db == "postgresql" and not args.database_url:
+        parser.error("--server-db postgresql needs --database-url")
+    names = args.only.split(",") if args.only else list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
+    raise_fd_limit()
+    server_pg = args.database_url if args.server_db == "postgresql" else None
+    results: dict[str, Any] = {
+        "size": args.size,
+        "database": ("SQLite (WAL)" if server_pg is None else "PostgreSQL")
+        + (" ; ingestion also on PostgreSQL" if args.database_url and server_pg is None else ""),
+        "machine": machine(),
+        "scenarios": {},
+    }
+    started = time.perf_counter()
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="garrison-bench-") as tmp:
+        base = args.workdir or Path(tmp)
+        for name in names:
+            print(f"== {name} ({args.size})", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            pg = args.database_url if name == "ingestion" else server_pg
+            try:
+                result = SCENARIOS[name](args.size, base / name, pg)
+            except Exception:
+                failed = True
+                result = {"scenario": name, "error": traceback.format_exc()}
+                print(result["error"], file=sys.stderr)
+            result["seconds"] = round(time.perf_counter() - t0, 1)
+            results["scenarios"][name] = result
+            print(f"   {name}: {result['seconds']} s", file=sys.stderr, flush=True)
+            # What is done so far survives a long run that dies later.
+            partial = out.with_name(out.name + ".partial")
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(results, indent=2) + "\n")
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    out = out.resolve()
+    results["out"] = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.with_name(out.name + ".partial").unlink(missing_ok=True)
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text(report.markdown(results))
+    print(report.table(results))
+    print(f"\nwrote {out} and {docs} ({results['seconds']:.0f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

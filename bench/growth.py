@@ -1,0 +1,326 @@
+"""How cost grows with size: check-in rate and latency, and ingestion rate, with 1k, 10k and
+100k enrolled stations, then with 1M and 10M stored events (tiny: 1k stations, 10k events).
+
+    python -m bench.growth [--size tiny|full] [--database-url URL]
+
+One database grows level by level.  Between levels the server is stopped and rows are
+seeded fast with SQLAlchemy Core executemany of the real tables (stations with token
+hashes; events with their search terms, a fleet's mix of repeated and unique values) in big
+transactions; the procedure consumer's cursor is moved past the seeded events (they count as
+already processed), and every station is marked seen just now (a restarted server must not
+sweep 100k stations as silent).  Then the server starts and is measured:
+- check-in: wrk cycling through every station's token (with 100k stations the token cache
+  hardly ever hits, as in a real fleet checking in once a minute);
+- ingestion: process_started batches over HTTP, as bench/ingest.py sends them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import random
+import tempfile
+import time
+import uuid as uuidlib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+
+from bench import ingest
+from bench.common import (
+    Agent,
+    Sampler,
+    fig,
+    migrate_to_head,
+    on_load_core,
+    seed_stations_bulk,
+    sqlite_url,
+    start_server,
+    target,
+    touch_stations,
+)
+from bench.loadtool import measure
+
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "station_levels": [1_000],
+        "event_levels": [10_000],
+        "checkin_seconds": 1,
+        "warmup": 0,
+        "connections": 50,
+        "ingest_events": 1_000,
+        "batch": 250,
+        "clients": 1,
+    },
+    "full": {
+        "station_levels": [1_000, 10_000, 100_000],
+        "event_levels": [1_000_000, 10_000_000],
+        "checkin_seconds": 15,
+        "warmup": 3,
+        "connections": 50,
+        "ingest_events": 20_000,
+        "batch": 500,
+        "clients": 2,
+    },
+}
+CHUNK = 100_000
+
+
+def _pools(rng: random.Random) -> dict[str, list[str]]:
+    """A fleet's values: the same binaries run everywhere, a few users per station."""
+    digest = hashlib.sha256
+    return {
+        "sha256": [digest(f"bin{i}".encode()).hexdigest() for i in range(50_000)],
+        "md5": [hashlib.md5(f"bin{i}".encode()).hexdigest() for i in range(50_000)],
+        "tool": [f"tool{i}" for i in range(5_000)],
+        "user": [f"user{i}" for i in range(1_000)],
+    }
+
+
+def seed_events(url: str, count: int, stations: list[Agent], seed: int) -> float:
+    """``count`` process_started events with their search terms, appended after the log's
+    last position, in transactions of 100,000 events; returns seconds."""
+    from garrison.common.catalogue import CATALOGUE, search_terms
+    from garrison.server.events.models import Event, EventTerm
+    from garrison.server.store.engine import Database
+
+    declared = CATALOGUE["process_started"]
+    rng = random.Random(seed)
+    pools = _pools(rng)
+    db = Database(url)
+    started = time.perf_counter()
+    try:
+        with db.engine.begin() as conn:
+            last = int(conn.scalar(select(func.max(Event.seq))) or 0)
+        now = dt.datetime.now(dt.UTC)
+        span = dt.timedelta(days=20).total_seconds()  # inside the 30-day telemetry retention
+        for chunk_start in range(0, count, CHUNK):
+            n = min(CHUNK, count - chunk_start)
+            events, terms = [], []
+            for i in range(n):
+                seq = last + chunk_start + i + 1
+                when = now - dt.timedelta(seconds=span * (1 - (chunk_start + i) / count))
+                station = stations[rng.randrange(len(stations))]
+                b = rng.randrange(50_000)
+                tool = pools["tool"][b % 5_000]
+                data = {
+                    "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "unique_pid": str(seq),
+                    "pid": seq % 65536,
+                    "file_path": f"/usr/bin/{tool}",
+                    "file_name": tool,
+                    "sha256": pools["sha256"][b],
+                    "md5": pools["md5"][b],
+                    "user": pools["user"][rng.randrange(1_000)],
+                    "host": f"ws-{station.id:07d}",
+                    "ip": f"10.{station.id >> 16 & 255}.{station.id >> 8 & 255}.{station.id & 255}",
+                    "command_line": f"{tool} --run {seq}",
+                }
+                events.append(
+                    {
+                        "seq": seq,
+                        "uid": uuidlib.uuid4().hex,
+                        "type": "process_started",
+                        "station_id": station.id,
+                        "origin": "station",
+                        "severity": 0,
+                        "time": when,
+                        "received_at": when,
+                        "data": data,
+                    }
+                )
+                terms += [
+                    {"seq": seq, "role": r, "value": v}
+                    for r, v in set(search_terms(declared, data))
+                ]
+            with db.engine.begin() as conn:
+                if db.backend == "sqlite":
+                    conn.exec_driver_sql("PRAGMA cache_size=-524288")  # this connection only
+                conn.execute(insert(Event), events)
+                conn.execute(insert(EventTerm), terms)
+        with db.engine.begin() as conn:
+            top = int(conn.scalar(select(func.max(Event.seq))) or 0)
+            if db.backend == "postgresql":
+                conn.execute(
+                    text("SELECT setval(pg_get_serial_sequence('events', 'seq'), :n)"), {"n": top}
+                )
+            _cursors_to(conn, top)
+    finally:
+        db.dispose()
+    return time.perf_counter() - started
+
+
+def _cursors_to(conn: Any, position: int) -> None:
+    """The seeded events count as processed by the procedure consumer."""
+    from garrison.server.events.models import ConsumerCursor
+    from garrison.server.store.base import utcnow
+
+    conn.execute(ConsumerCursor.__table__.delete().where(ConsumerCursor.name == "procedures"))
+    conn.execute(
+        insert(ConsumerCursor),
+        [{"name": "procedures", "position": position, "updated_at": utcnow()}],
+    )
+
+
+def stored_events(url: str) -> int:
+    from garrison.server.events.models import Event
+    from garrison.server.store.engine import Database
+
+    db = Database(url)
+    try:
+        with db.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(Event)) or 0)
+    finally:
+        db.dispose()
+
+
+def measure_level(
+    url: str, workdir: Path, agents: list[Agent], p: dict[str, Any], label: str
+) -> dict[str, Any]:
+    touch_stations(url)
+    with start_server(workdir / "growth", url) as server:
+        sampler = Sampler(server.pid).start()
+        checkin = measure(
+            server.url,
+            workdir / f"wrk-{label}",
+            p["checkin_seconds"],
+            p["connections"],
+            agents=agents,
+            warmup=p["warmup"],
+        )
+        usage = sampler.stop()
+        events = ingest.sample_events(p["ingest_events"])
+        with on_load_core():
+            seconds = ingest.post_events(server, agents[0], events, p["batch"], p["clients"])
+    return {
+        "checkin_requests_per_second": checkin["requests_per_second"],
+        "checkin_p50_ms": checkin["p50_ms"],
+        "checkin_p99_ms": checkin["p99_ms"],
+        "checkin_errors": checkin["non_2xx"] + checkin["socket_errors"],
+        "checkin_tool": checkin["tool"],
+        "ingest_events_per_second": round(len(events) / seconds, 1),
+        **usage,
+    }
+
+
+def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, Any]:
+    p = SIZES[size]
+    (workdir / "growth").mkdir(parents=True, exist_ok=True)
+    url = database_url or sqlite_url(workdir / "growth")
+    if database_url is None:
+        migrate_to_head(url)
+    agents: list[Agent] = []
+    levels: list[dict[str, Any]] = []
+    for n in p["station_levels"]:
+        more, seconds = seed_stations_bulk(url, n - len(agents), first=len(agents))
+        agents += more
+        stored = stored_events(url)
+        row = measure_level(url, workdir, agents, p, f"s{n}")
+        levels.append(
+            {
+                "level": f"{n:,} stations",
+                "stations": len(agents),
+                "events": stored,
+                "seed_seconds": round(seconds, 1),
+                **row,
+            }
+        )
+    for n in p["event_levels"]:
+        seconds = seed_events(url, n - stored_events(url), agents, seed=n)
+        stored = stored_events(url)
+        row = measure_level(url, workdir, agents, p, f"e{n}")
+        levels.append(
+            {
+                "level": f"{n:,} events",
+                "stations": len(agents),
+                "events": stored,
+                "seed_seconds": round(seconds, 1),
+                **row,
+            }
+        )
+    first, last = levels[0], levels[-1]
+    station_rows = [r for r in levels if r["level"].endswith("stations")]
+    event_rows = [r for r in levels if r["level"].endswith("events")]
+    figures = []
+    for r in levels:
+        figures.append(
+            fig(
+                f"check-in at {r['level']}",
+                r["checkin_requests_per_second"],
+                "req/s",
+                floor=first["checkin_requests_per_second"],
+                floor_name=f"at {first['level']}",
+            )
+        )
+        figures.append(
+            fig(
+                f"check-in p99 at {r['level']}",
+                r["checkin_p99_ms"],
+                "ms",
+                floor=first["checkin_p99_ms"],
+                floor_name=f"at {first['level']}",
+                higher_is_better=False,
+            )
+        )
+        figures.append(
+            fig(
+                f"ingestion at {r['level']}",
+                r["ingest_events_per_second"],
+                "events/s",
+                floor=first["ingest_events_per_second"],
+                floor_name=f"at {first['level']}",
+            )
+        )
+    targets = []
+    if len(event_rows) >= 2:
+        a, b = event_rows[0], event_rows[-1]
+        ratio = b["ingest_events_per_second"] / a["ingest_events_per_second"]
+        targets.append(
+            target(
+                f"ingestion at {b['level']} within 20% of {a['level']}",
+                round(ratio, 3),
+                0.8,
+                unit="x rate",
+            )
+        )
+    return {
+        "scenario": "growth",
+        "title": "Growth: check-in and ingestion as stations and stored events grow",
+        "figures": figures,
+        "targets": targets,
+        "details": {
+            **p,
+            "database": "postgresql" if database_url else "sqlite",
+            "levels": levels,
+            "checkin_growth": round(
+                last["checkin_requests_per_second"] / first["checkin_requests_per_second"], 3
+            ),
+            "ingest_growth": round(
+                last["ingest_events_per_second"] / first["ingest_events_per_second"], 3
+            ),
+            "station_levels_measured": len(station_rows),
+            "event_levels_measured": len(event_rows),
+        },
+        "notes": [
+            "Ratios here are against the first level (the smallest database), not a floor: "
+            "1.0 means no slowdown with size.",
+            "Check-ins cycle through every station's token, so with many stations most token "
+            "checks miss the 10 s token cache and read the database.",
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="cost growth with stations and stored events")
+    parser.add_argument("--size", choices=list(SIZES), default="tiny")
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        print(json.dumps(run(args.size, Path(tmp), args.database_url), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The whole benchmark suite in its tiny size, so it never rots.  No timing is asserted:
+only that every scenario ran and reported positive figures, and that the results render."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ["checkin", "fleet", "dispatch", "ingestion", "alerts", "export", "lua", "growth"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.timeout(100)
+def test_every_scenario_reports_positive_figures_and_renders(tmp_path: Path) -> None:
+    out, docs = tmp_path / "latest.json", tmp_path / "BENCHMARKS.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--size", "tiny", "--out", str(out), "--docs", str(docs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert results["size"] == "tiny"
+    assert results["machine"]["cores"] >= 1
+    assert results["machine"]["python"]
+    assert list(results["scenarios"]) == SCENARIOS
+    for name, scenario in results["scenarios"].items():
+        assert "error" not in scenario, scenario.get("error")
+        assert scenario["figures"], name
+        for figure in scenario["figures"]:
+            # An error rate may be zero; every other figure is a measured quantity.
+            if figure["name"] != "error rate":
+                assert figure["value"] > 0, (name, figure)
+            if "floor" in figure:
+                assert figure["floor"] > 0, (name, figure)
+                assert figure["ratio"] > 0, (name, figure)
+        for target in scenario["targets"]:
+            assert target["met"] in (True, False), (name, target)
+    # The floors the issue names are all there.
+    floors = {f.get("floor_name") for s in results["scenarios"].values() for f in s["figures"]}
+    assert {"HTTP floor", "raw insert", "socket send", "empty sandboxed call"} <= floors
+    fleet = results["scenarios"]["fleet"]
+    assert fleet["details"]["counts"]["checkins"] > 0
+    assert fleet["details"]["errors"] == {}
+    dispatch = results["scenarios"]["dispatch"]
+    assert dispatch["details"]["jobs_measured"] > 0
+    assert "check-ins/s" in done.stdout  # the printed table
+
+    text = docs.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "## Machine" in text
+    assert "## Targets" in text
+    for name in SCENARIOS:
+        assert f"Scenario `{name}`" in text
+    assert results["machine"]["cpu_model"] in text
+
+    # Re-rendering from the JSON alone works too (and writes only where it is told).
+    again = tmp_path / "again.md"
+    rendered = subprocess.run(
+        [sys.executable, "-m", "bench", "--render-only", "--out", str(out), "--docs", str(again)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert again.read_text() == text
