@@ -76,7 +76,12 @@ def append(session: Session, events: Sequence[NewEvent]) -> list[int | None]:
         fresh.append(index)
     if not rows:
         return positions
-    result = session.execute(insert(Event).returning(Event.seq, sort_by_parameter_order=True), rows)
+    # Core, not the ORM's bulk path: ingestion is dominated by this insert.
+    events_table = Event.__table__
+    result = session.connection().execute(
+        insert(events_table).returning(events_table.c.seq, sort_by_parameter_order=True),  # type: ignore[arg-type]
+        rows,
+    )
     seqs = list(result.scalars())
     terms: list[dict[str, Any]] = []
     for index, seq in zip(fresh, seqs, strict=True):
@@ -85,7 +90,7 @@ def append(session: Session, events: Sequence[NewEvent]) -> list[int | None]:
         for role, value in set(search_terms(CATALOGUE[event.type], event.data)):
             terms.append({"seq": seq, "role": role, "value": value})
     if terms:
-        session.execute(insert(EventTerm), terms)
+        session.connection().execute(insert(EventTerm.__table__), terms)  # type: ignore[arg-type]
     return positions
 
 

@@ -31,8 +31,15 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 10
 # A role may do what the roles after it may do.
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
-# Verifying against a real hash when the user does not exist keeps timing uniform.
-_DUMMY_HASH = _hasher.hash("garrison-timing-equaliser")
+# Verifying against a real hash when the user does not exist keeps timing uniform (made on
+# first use: hashing at import would slow every `garrison` command).
+_dummy: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _dummy:
+        _dummy.append(_hasher.hash("garrison-timing-equaliser"))
+    return _dummy[0]
 
 
 def role_allows(role: str, needed: str) -> bool:
@@ -140,7 +147,7 @@ def login(
 ) -> tuple[User, str, dt.datetime]:
     user = session.scalar(select(User).where(User.username == username))
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        _hasher.verify(user.password_hash if user else _dummy_hash(), password)
         ok = user is not None and not user.disabled
     except (VerificationError, InvalidHashError):
         ok = False
