@@ -16,7 +16,6 @@ import platform
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
+from tests.live import free_port  # one definition for the tests and the benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -79,11 +80,32 @@ def raise_fd_limit() -> int:
 # -- servers ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def runjobs_body(agent_id: int, uuid: str, job_id: int) -> bytes:
+    """A successful Runjobs report, as the Armadito agent sends it."""
+    now = int(time.time())
+    return orjson.dumps(
+        {
+            "agent_id": agent_id,
+            "agent_version": "0.10.1",
+            "uuid": uuid,
+            "task": {
+                "name": "Runjobs",
+                "antivirus": {
+                    "name": "Armadito",
+                    "version": "0.12.8",
+                    "program_path": "",
+                    "os_info": {"name": "linux", "libpath": "Linux"},
+                },
+                "obj": {
+                    "job_id": job_id,
+                    "code": 0,
+                    "message": "runJob successful",
+                    "start_time": now,
+                    "end_time": now,
+                },
+            },
+        }
+    )
 
 
 @dataclass

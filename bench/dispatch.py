@@ -32,6 +32,7 @@ from bench.common import (
     on_load_core,
     percentile,
     raise_fd_limit,
+    runjobs_body,
     seeded_database,
     start_server,
     target,
@@ -100,29 +101,7 @@ async def _simulate(server: Server, agents: list[Agent], p: dict[str, Any]) -> d
                     delivered.set()
             for job in jobs:
                 counts["jobs_received"] += 1
-                body = orjson.dumps(
-                    {
-                        "agent_id": agent.id,
-                        "agent_version": "0.10.1",
-                        "uuid": agent.uuid,
-                        "task": {
-                            "name": "Runjobs",
-                            "antivirus": {
-                                "name": "Armadito",
-                                "version": "0.12.8",
-                                "program_path": "",
-                                "os_info": {"name": "linux", "libpath": "Linux"},
-                            },
-                            "obj": {
-                                "job_id": job["job_id"],
-                                "code": 0,
-                                "message": "runJob successful",
-                                "start_time": int(time.time()),
-                                "end_time": int(time.time()),
-                            },
-                        },
-                    }
-                )
+                body = runjobs_body(agent.id, agent.uuid, job["job_id"])
                 try:
                     r = await asyncio.wait_for(
                         conn.request("POST", "/api/jobs", agent.headers, body), 30

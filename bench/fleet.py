@@ -36,6 +36,7 @@ from bench.common import (
     fig,
     on_load_core,
     percentile,
+    runjobs_body,
     seeded_database,
     start_server,
     target,
@@ -118,29 +119,7 @@ async def _simulate(
             if got is not None and got[0] == 200:
                 for job in orjson.loads(got[1]).get("jobs", []):
                     counts["jobs_received"] += 1
-                    body = orjson.dumps(
-                        {
-                            "agent_id": agent.id,
-                            "agent_version": "0.10.1",
-                            "uuid": agent.uuid,
-                            "task": {
-                                "name": "Runjobs",
-                                "antivirus": {
-                                    "name": "Armadito",
-                                    "version": "0.12.8",
-                                    "program_path": "",
-                                    "os_info": {"name": "linux", "libpath": "Linux"},
-                                },
-                                "obj": {
-                                    "job_id": job["job_id"],
-                                    "code": 0,
-                                    "message": "runJob successful",
-                                    "start_time": int(time.time()),
-                                    "end_time": int(time.time()),
-                                },
-                            },
-                        }
-                    )
+                    body = runjobs_body(agent.id, agent.uuid, job["job_id"])
                     t1 = time.perf_counter()
                     if await call(conn, "POST", "/api/jobs", agent.headers, body) is not None:
                         counts["runjobs"] += 1
