@@ -587,3 +587,17 @@ def machine() -> dict[str, Any]:
         "load_cpu": LOAD_CPU,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def scenario_main(run: Any, sizes: list[str], description: str) -> None:
+    """``python -m bench.<scenario>``: run one scenario alone and print its JSON."""
+    import argparse
+    import json
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--size", choices=sizes, default="tiny")
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        print(json.dumps(run(args.size, Path(tmp), args.database_url), indent=2))

@@ -11,12 +11,9 @@ server, its child, inherits the limit).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import random
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,6 +30,7 @@ from bench.common import (
     percentile,
     raise_fd_limit,
     runjobs_body,
+    scenario_main,
     seeded_database,
     start_server,
     target,
@@ -288,12 +286,7 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="job dispatch latency to long-polling agents")
-    parser.add_argument("--size", choices=list(SIZES), default="tiny")
-    parser.add_argument("--database-url", default=None)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(run(args.size, Path(tmp), args.database_url), indent=2))
+    scenario_main(run, list(SIZES), "job dispatch latency to long-polling agents")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,8 @@ check-in opens a new connection, as an agent that sleeps a minute between check-
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import random
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,6 +34,7 @@ from bench.common import (
     on_load_core,
     percentile,
     runjobs_body,
+    scenario_main,
     seeded_database,
     start_server,
     target,
@@ -268,12 +266,7 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="fleet of agents at their check-in interval")
-    parser.add_argument("--size", choices=list(SIZES), default="tiny")
-    parser.add_argument("--database-url", default=None)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(run(args.size, Path(tmp), args.database_url), indent=2))
+    scenario_main(run, list(SIZES), "fleet of agents at their check-in interval")
 
 
 if __name__ == "__main__":

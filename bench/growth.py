@@ -16,12 +16,9 @@ sweep 100k stations as silent).  Then the server starts and is measured:
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
-import json
 import random
-import tempfile
 import time
 import uuid as uuidlib
 from pathlib import Path
@@ -36,6 +33,7 @@ from bench.common import (
     fig,
     migrate_to_head,
     on_load_core,
+    scenario_main,
     seed_stations_bulk,
     sqlite_url,
     start_server,
@@ -308,18 +306,13 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             "Ratios here are against the first level (the smallest database), not a floor: "
             "1.0 means no slowdown with size.",
             "Check-ins cycle through every station's token, so with many stations most token "
-            "checks miss the 10 s token cache and read the database.",
+            "checks miss the token cache and read the database.",
         ],
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="cost growth with stations and stored events")
-    parser.add_argument("--size", choices=list(SIZES), default="tiny")
-    parser.add_argument("--database-url", default=None)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(run(args.size, Path(tmp), args.database_url), indent=2))
+    scenario_main(run, list(SIZES), "cost growth with stations and stored events")
 
 
 if __name__ == "__main__":
