@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from garrison import __version__
 from garrison.server import errors_http
@@ -30,6 +31,7 @@ from garrison.server.adminapi import (
 )
 from garrison.server.adminapi.schemas import Health
 from garrison.server.agentapi.auth import AgentAuthenticator
+from garrison.server.agentapi.edge import AgentEdge, is_agent_path
 from garrison.server.agentapi.routes import AgentApi
 from garrison.server.context import ServerContext
 from garrison.server.events import emitters, retention
@@ -37,7 +39,7 @@ from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.export.exporter import ExportManager
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
-from garrison.server.middleware import BodyLimit, NormalizePath
+from garrison.server.middleware import BodyLimit, normalize_path
 from garrison.server.options import service as options
 from garrison.server.procedures.dispatcher import ProcedureConsumer
 from garrison.server.settings import Settings
@@ -82,7 +84,23 @@ def _sweep_disconnected(ctx: ServerContext) -> None:
         emitters.sweep_disconnected(session, options.get(session, "offline_after_seconds"))
 
 
-def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
+class GarrisonApp(FastAPI):
+    """The admin API (FastAPI) with the agent API's edge in front of it: ``/api/*`` requests
+    go straight to ``agent_edge``, everything else (and the lifespan) to FastAPI."""
+
+    agent_edge: AgentEdge | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = normalize_path(scope)
+            if self.agent_edge is not None and is_agent_path(scope["path"]):
+                scope["app"] = self
+                await self.agent_edge(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     """Build the ASGI app.  The database must already be migrated (see ``garrison serve``)."""
     if not structlog.is_configured():
         # JSON lines, as `garrison serve` sets up (the default pretty renderer is slow).
@@ -150,7 +168,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             await run_in_threadpool(ctx.consumers.stop)
             await run_in_threadpool(ctx.exports.stop)
 
-    app = FastAPI(
+    app = GarrisonApp(
         title="Garrison admin API",
         version=__version__,
         description="Central management of endpoint-security agents. Authenticate with "
@@ -197,9 +215,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         return Response(body, media_type="text/plain; version=0.0.4")
 
     app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
-    # The agent API is the hot path: match it before every admin route.
-    app.router.routes[0:0] = AgentApi(ctx).routes()
-
+    # The agent API is the hot path: it never enters FastAPI's stack.
+    app.agent_edge = AgentEdge(
+        AgentApi(ctx).routes(), ctx.agent_auth.challenge, settings.max_body_bytes
+    )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(NormalizePath)
     return app

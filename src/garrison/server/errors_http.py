@@ -43,16 +43,44 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def garrison_error_response(request: Request, exc: GarrisonError, basic_challenge: str) -> Response:
+    headers = None
+    if isinstance(exc, NotAuthenticatedError):
+        # Armadito agents send their Basic credentials only after this challenge.
+        agent = request.url.path.startswith("/api/")
+        headers = {"WWW-Authenticate": basic_challenge if agent else "Bearer"}
+    return error_response(exc.status, exc.message, exc.code, exc.field, headers)
+
+
+def http_error_response(request: Request, exc: StarletteHTTPException) -> Response:
+    messages = {
+        404: f"no such path: {request.url.path}",
+        405: f"method {request.method} is not allowed on {request.url.path}",
+    }
+    message = messages.get(exc.status_code, str(exc.detail))
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, message, code, headers=exc.headers)
+
+
+def unexpected_response(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", path=request.url.path, method=request.method, exc_info=exc)
+    return error_response(500, "internal server error", "internal_error")
+
+
+def any_error_response(request: Request, exc: Exception, basic_challenge: str) -> Response:
+    """The answer to any exception a plain (non-FastAPI) route raised."""
+    if isinstance(exc, GarrisonError):
+        return garrison_error_response(request, exc, basic_challenge)
+    if isinstance(exc, StarletteHTTPException):
+        return http_error_response(request, exc)
+    return unexpected_response(request, exc)
+
+
 def install(app: FastAPI, basic_challenge: str) -> None:
     async def garrison_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, GarrisonError):
             raise exc
-        headers = None
-        if isinstance(exc, NotAuthenticatedError):
-            # Armadito agents send their Basic credentials only after this challenge.
-            agent = request.url.path.startswith("/api/")
-            headers = {"WWW-Authenticate": basic_challenge if agent else "Bearer"}
-        return error_response(exc.status, exc.message, exc.code, exc.field, headers)
+        return garrison_error_response(request, exc, basic_challenge)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, RequestValidationError):
@@ -71,17 +99,10 @@ def install(app: FastAPI, basic_challenge: str) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, StarletteHTTPException):
             raise exc
-        messages = {
-            404: f"no such path: {request.url.path}",
-            405: f"method {request.method} is not allowed on {request.url.path}",
-        }
-        message = messages.get(exc.status_code, str(exc.detail))
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, message, code, headers=exc.headers)
+        return http_error_response(request, exc)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", path=request.url.path, method=request.method)
-        return error_response(500, "internal server error", "internal_error")
+        return unexpected_response(request, exc)
 
     app.add_exception_handler(GarrisonError, garrison_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -1,4 +1,4 @@
-"""ASGI middleware that runs before routing: path normalisation and the body size limit."""
+"""What runs before routing: path normalisation and the body size limit."""
 
 from __future__ import annotations
 
@@ -12,32 +12,60 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _SLASHES = re.compile(r"/{2,}")
 
 
-class NormalizePath:
+def normalize_path(scope: Scope) -> Scope:
     """``//api/x`` (a trailing slash in the agent's server URL) and ``/api/x/`` mean ``/api/x``."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            clean = _SLASHES.sub("/", path)
-            if len(clean) > 1 and clean.endswith("/"):
-                clean = clean.rstrip("/") or "/"
-            if clean != path:
-                scope = dict(scope)
-                scope["path"] = clean
-                scope["raw_path"] = clean.encode("utf-8")
-        await self.app(scope, receive, send)
+    path: str = scope["path"]
+    if "//" not in path and (len(path) <= 1 or not path.endswith("/")):
+        return scope
+    clean = _SLASHES.sub("/", path)
+    if len(clean) > 1 and clean.endswith("/"):
+        clean = clean.rstrip("/") or "/"
+    scope = dict(scope)
+    scope["path"] = clean
+    scope["raw_path"] = clean.encode("utf-8")
+    return scope
 
 
-class _TooLarge(HTTPException):
+class BodyTooLarge(HTTPException):
     """Raised while a handler reads the body: an HTTPException, so that FastAPI passes it on
     (it turns other exceptions during body parsing into a 400) and the JSON handler answers
-    413."""
+    413.  The connection is closed: the rest of the body is never read."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
+        super().__init__(
+            413,
+            f"request body is larger than the limit of {limit} bytes",
+            headers={"connection": "close"},
+        )
+
+
+def announced_length_error(scope: Scope, limit: int) -> HTTPException | None:
+    """The refusal of a request whose Content-Length is invalid or over ``limit``."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                announced = int(value)
+            except ValueError:
+                return HTTPException(400, "invalid Content-Length header")
+            if announced > limit:
+                return BodyTooLarge(limit)
+    return None
+
+
+def limited_receive(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises :class:`BodyTooLarge` once more than ``limit`` bytes came."""
+    received = 0
+
+    async def limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return limited
 
 
 async def send_json_error(
@@ -69,28 +97,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = f"request body is larger than the limit of {self.limit} bytes"
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    announced = int(value)
-                except ValueError:
-                    await send_json_error(send, 400, "invalid Content-Length header")
-                    return
-                if announced > self.limit:
-                    await send_json_error(send, 413, too_large, [(b"connection", b"close")])
-                    return
-        received = 0
+        refusal = announced_length_error(scope, self.limit)
+        if refusal is not None:
+            close = [(b"connection", b"close")] if refusal.status_code == 413 else []
+            await send_json_error(send, refusal.status_code, refusal.detail, close)
+            return
         started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge(self.limit)
-            return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
@@ -99,10 +111,10 @@ class BodyLimit:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
+            await self.app(scope, limited_receive(receive, self.limit), tracking_send)
+        except BodyTooLarge as exc:
             if not started:
-                await send_json_error(send, 413, too_large, [(b"connection", b"close")])
+                await send_json_error(send, 413, exc.detail, [(b"connection", b"close")])
 
 
 def header_value(scope: Scope, name: bytes) -> Any:

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from garrison.common.tokens import token_hash
 from garrison.common.wire import WireValueError, as_int
@@ -45,6 +44,7 @@ from garrison.server.stations import service as stations
 from garrison.server.stations.models import Station
 
 Handler = Callable[[Session, int, Envelope], dict[str, Any]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -56,6 +56,7 @@ def client_address(request: Request) -> str:
 
 
 MAX_WAIT_SECONDS = 60
+NO_JOBS = orjson.dumps({"jobs": []})
 
 
 def _wait_seconds(raw: str | None) -> float:
@@ -89,31 +90,47 @@ def check_station(session: Session, cred: AgentCredential, uuid: str, agent_id: 
 class AgentApi:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
+        self._metric_children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[tuple[str, str, Endpoint]]:
+        """(method, path, endpoint) for :class:`garrison.server.agentapi.edge.AgentEdge`."""
         post = self._post_task
         return [
-            Route("/api/agents", self.enroll, methods=["POST"]),
-            Route("/api/jobs", self.getjobs, methods=["GET"]),
-            Route("/api/jobs", post("Runjobs", self._runjobs), methods=["POST"]),
-            Route("/api/scans", post("Scan", self._scan), methods=["POST"]),
-            Route("/api/alerts", post("Alerts", self._alerts), methods=["POST"]),
-            Route("/api/states", post("State", self._state), methods=["POST"]),
-            Route("/api/avconfigs", post("AVConfig", self._avconfig), methods=["POST"]),
-            Route("/api/avconfigs", self.desired_avconfig, methods=["GET"]),
-            Route("/api/schedulers", post("Scheduler", self._scheduler), methods=["POST"]),
-            Route("/api/schedulers", self.desired_scheduler, methods=["GET"]),
-            Route("/api/events", self.events, methods=["POST"]),
+            ("POST", "/api/agents", self.enroll),
+            ("GET", "/api/jobs", self.getjobs),
+            ("POST", "/api/jobs", post("Runjobs", self._runjobs)),
+            ("POST", "/api/scans", post("Scan", self._scan)),
+            ("POST", "/api/alerts", post("Alerts", self._alerts)),
+            ("POST", "/api/states", post("State", self._state)),
+            ("POST", "/api/avconfigs", post("AVConfig", self._avconfig)),
+            ("GET", "/api/avconfigs", self.desired_avconfig),
+            ("POST", "/api/schedulers", post("Scheduler", self._scheduler)),
+            ("GET", "/api/schedulers", self.desired_scheduler),
+            ("POST", "/api/events", self.events),
         ]
 
     # -- plumbing -------------------------------------------------------------------------
 
     def _observe(self, task: str, started: float, status: int) -> None:
-        self.ctx.metrics.agent_requests.labels(task, str(status)).inc()
-        self.ctx.metrics.agent_latency.labels(task).observe(time.perf_counter() - started)
+        # The labelled children, looked up once per (task, status): prometheus_client's
+        # label lookup takes a lock and builds a tuple on every call.
+        key = (task, status)
+        children = self._metric_children.get(key)
+        if children is None:
+            metrics = self.ctx.metrics
+            children = (
+                metrics.agent_requests.labels(task, str(status)),
+                metrics.agent_latency.labels(task),
+            )
+            self._metric_children[key] = children
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
-    async def _guard(self, task: str, work: Callable[[], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
+    async def _guard(
+        self, task: str, work: Callable[[], Awaitable[Response]], started: float | None = None
+    ) -> Response:
+        if started is None:
+            started = time.perf_counter()
         try:
             response = await work()
         except GarrisonError as exc:
@@ -122,7 +139,7 @@ class AgentApi:
         self._observe(task, started, response.status_code)
         return response
 
-    def _post_task(self, task: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def _post_task(self, task: str, handler: Handler) -> Endpoint:
         async def endpoint(request: Request) -> Response:
             async def work() -> Response:
                 body = await request.body()
@@ -204,15 +221,21 @@ class AgentApi:
     # -- Getjobs --------------------------------------------------------------------------
 
     async def getjobs(self, request: Request) -> Response:
+        started = time.perf_counter()
+        query = request.query_params
+        ids = query.getlist("agent_id")
+        authorization = request.headers.get("authorization")
+        address = client_address(request)
+        known = self._nothing_queued(authorization, ids, address)
+        if known is not None and "wait" not in query:
+            # The hot path (every agent, every minute): a cached token, no job anywhere for
+            # this station, no long-poll.  Answered on the event loop: no thread, no database.
+            self._observe("Getjobs", started, 200)
+            return Response(NO_JOBS, media_type="application/json")
+
         async def work() -> Response:
-            ids = request.query_params.getlist("agent_id")
-            authorization = request.headers.get("authorization")
-            wait = _wait_seconds(request.query_params.get("wait"))
-            address = client_address(request)
-            known = self._nothing_queued(authorization, ids, address)
+            wait = _wait_seconds(query.get("wait"))
             if known is not None:
-                # The hot path: a known token, no job anywhere for this station. Answered on
-                # the event loop, no thread, no database.
                 station_id, jobs_ = known, list[dict[str, Any]]()
             else:
                 station_id, jobs_ = await run_in_threadpool(
@@ -230,7 +253,7 @@ class AgentApi:
                 )
             return json_response({"jobs": jobs_})
 
-        return await self._guard("Getjobs", work)
+        return await self._guard("Getjobs", work, started)
 
     def _nothing_queued(
         self, authorization: str | None, ids: list[str], address: str
@@ -334,19 +357,21 @@ class AgentApi:
         job_id, reports = parsing.alerts(env.obj)
         result = alerts.ingest(session, station_id, env.antivirus_name, reports, job_id)
         if result.new:
-            station = stations.get(session, station_id)
+            threats = []
             for report, detected in result.new:
                 info = report.info.get("info")
                 sha256 = info.get("sha256") if isinstance(info, dict) else None
-                emitters.threat_detected(
-                    session,
-                    station,
-                    report.threat_name,
-                    report.filepath,
-                    report.action,
-                    detected,
-                    sha256 if isinstance(sha256, str) and len(sha256) == 64 else None,
+                valid = isinstance(sha256, str) and len(sha256) == 64
+                threats.append(
+                    emitters.Threat(
+                        report.threat_name,
+                        report.filepath,
+                        report.action,
+                        detected,
+                        sha256 if valid else None,
+                    )
                 )
+            emitters.threats_detected(session, stations.get(session, station_id), threats)
         self.ctx.metrics.alerts_stored.inc(result.stored)
         self.ctx.metrics.alerts_duplicate.inc(result.duplicates)
         return {"status": "ok", "stored": result.stored, "duplicates": result.duplicates}
