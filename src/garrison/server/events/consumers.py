@@ -32,6 +32,10 @@ class Consumer(Protocol):
     name: str
     batch_size: int
 
+    def wanted_types(self, session: Session) -> frozenset[str] | None:
+        """The event types this consumer acts on now; None for all of them.  The others are
+        passed over without being read."""
+
     def handle(self, session: Session, batch: Sequence[Event]) -> None:
         """Process events in order; raising rolls back the batch (it is retried)."""
 
@@ -52,7 +56,8 @@ def position(session: Session, name: str) -> int:
 
 
 def run_batch(db: Database, consumer: Consumer) -> int:
-    """Process one batch; returns how many events it held."""
+    """Process one batch; returns how many events it held (0 when the consumer is at the
+    end of the log)."""
     with db.transaction() as session:
         current = session.scalar(
             select(ConsumerCursor.position)
@@ -62,16 +67,31 @@ def run_batch(db: Database, consumer: Consumer) -> int:
         if current is None:
             ensure_cursor(session, consumer.name)
             current = 0
-        batch = events.read_after(session, int(current), consumer.batch_size)
-        if not batch:
-            return 0
-        consumer.handle(session, batch)
+        wanted = consumer.wanted_types(session)
+        if wanted is None:
+            batch = events.read_after(session, int(current), consumer.batch_size)
+            if not batch:
+                return 0
+            consumer.handle(session, batch)
+            new_position, held = batch[-1].seq, len(batch)
+        else:
+            # Read the end first: appends commit in position order (see events.service), so
+            # every event up to it is visible to the filtered read that follows.
+            end = events.last_position(session)
+            if end <= current:
+                return 0
+            batch = events.read_after(session, int(current), consumer.batch_size, wanted, end)
+            if batch:
+                consumer.handle(session, batch)
+            full = len(batch) == consumer.batch_size
+            new_position = batch[-1].seq if full else end
+            held = len(batch) if full else 0
         session.execute(
             update(ConsumerCursor)
             .where(ConsumerCursor.name == consumer.name)
-            .values(position=batch[-1].seq, updated_at=utcnow())
+            .values(position=new_position, updated_at=utcnow())
         )
-        return len(batch)
+        return held
 
 
 class ConsumerRunner:

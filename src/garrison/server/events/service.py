@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid as uuidlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,14 +109,45 @@ def emit(
     return append(session, [NewEvent(event_type, clean, station_id, "server", uid, time)])[0]
 
 
+def emit_many(
+    session: Session, event_type: str, station_id: int | None, datas: Sequence[dict[str, Any]]
+) -> list[int | None]:
+    """Record several events of one type in one append."""
+    declared = CATALOGUE[event_type]
+    return append(
+        session,
+        [
+            NewEvent(
+                event_type,
+                validate(declared, {k: v for k, v in data.items() if v is not None}),
+                station_id,
+                "server",
+            )
+            for data in datas
+        ],
+    )
+
+
 def last_position(session: Session) -> int:
     return int(session.scalar(select(func.max(Event.seq))) or 0)
 
 
-def read_after(session: Session, position: int, limit: int) -> list[Event]:
-    return list(
-        session.scalars(select(Event).where(Event.seq > position).order_by(Event.seq).limit(limit))
-    )
+def read_after(
+    session: Session,
+    position: int,
+    limit: int,
+    types: Collection[str] | None = None,
+    until: int | None = None,
+) -> list[Event]:
+    """Events after ``position`` in order; only ``types`` (when given), up to ``until``."""
+    query = select(Event).where(Event.seq > position)
+    if types is not None:
+        if not types:
+            return []
+        query = query.where(Event.type.in_(types))
+    if until is not None:
+        query = query.where(Event.seq <= until)
+    return list(session.scalars(query.order_by(Event.seq).limit(limit)))
 
 
 @dataclass(frozen=True)

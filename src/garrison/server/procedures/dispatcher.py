@@ -65,6 +65,15 @@ class ProcedureConsumer:
     def __init__(self, limits: Limits = Limits()) -> None:
         self.limits = limits
 
+    def wanted_types(self, session: Session) -> frozenset[str]:
+        """The types whose procedure is enabled: most events have none, and are not read."""
+        enabled = procedures.enabled_names(session)
+        return frozenset(
+            name
+            for name, declared in CATALOGUE.items()
+            if declared.procedure in enabled and declared.procedure != AUTHORIZATION
+        )
+
     def handle(self, session: Session, batch: Sequence[Event]) -> None:
         wanted = {CATALOGUE[e.type].procedure for e in batch if e.type in CATALOGUE}
         wanted.discard(None)

@@ -89,6 +89,10 @@ def history(session: Session, name: str) -> list[ProcedureVersion]:
     )
 
 
+def enabled_names(session: Session) -> set[str]:
+    return set(session.scalars(select(Procedure.name).where(Procedure.enabled.is_(True))))
+
+
 def enabled_sources(session: Session, names: set[str]) -> dict[str, str]:
     rows = session.execute(
         select(Procedure.name, Procedure.source).where(
