@@ -320,6 +320,22 @@ def test_ingest_counts_stored_and_duplicates(db: Database, request: pytest.Fixtu
     assert (result.stored, result.duplicates) == (0, 1)
 
 
+def test_a_report_larger_than_one_insert_keeps_each_alert_once(db: Database) -> None:
+    """Alerts go in by multi-row inserts of alerts.INSERT_ROWS: a duplicate in another
+    chunk, and one already stored, are still told apart from the new ones."""
+    (sid,) = make_stations(db, 1)
+    ingest(db, sid, [EICAR])
+    count = alerts.INSERT_ROWS + 50
+    reports = [AlertReport("Many", f"/tmp/f{i}", detection_time=DETECTED) for i in range(count)]
+    # The last chunk repeats the first report and the one stored before.
+    batch = [*reports, reports[0], EICAR]
+    with db.transaction() as session:
+        result = alerts.ingest(session, sid, "Armadito", batch)
+    assert (result.stored, result.duplicates) == (count, 2)
+    assert [r for r, _ in result.new] == reports
+    assert len(alert_rows(db)) == count + 1
+
+
 def test_no_reports_leaves_last_alert_time_alone(db: Database) -> None:
     (sid,) = make_stations(db, 1)
     with db.transaction() as session:

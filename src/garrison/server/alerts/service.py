@@ -18,7 +18,10 @@ from garrison.server.errors import ConflictError, NotFoundError
 from garrison.server.jobs import service as jobs
 from garrison.server.stations.models import Station
 from garrison.server.store.base import utcnow
-from garrison.server.store.upsert import insert_ignore
+from garrison.server.store.upsert import insert_ignore_many
+
+# Rows per INSERT: 11 parameters each stays under SQLite's 32,766 variables.
+INSERT_ROWS = 500
 
 
 @dataclass(frozen=True)
@@ -57,13 +60,10 @@ def ingest(
     if job_id is not None:
         jobs.target_for_station(session, station_id, job_id)
     now = utcnow()
-    new: list[tuple[AlertReport, dt.datetime]] = []
-    table = Alert.__table__
+    rows: list[dict[str, Any]] = []
     for report in reports:
         detected = report.detection_time or now
-        inserted = insert_ignore(
-            session,
-            table,  # type: ignore[arg-type]
+        rows.append(
             {
                 "station_id": station_id,
                 "job_id": job_id,
@@ -78,10 +78,25 @@ def ingest(
                     report.threat_name, report.filepath, detected, station_id, antivirus
                 ),
                 "info": report.info,
-            },
+            }
         )
-        if inserted:
-            new.append((report, detected))
+    stored: set[str] = set()
+    table = Alert.__table__
+    for start in range(0, len(rows), INSERT_ROWS):
+        stored.update(
+            insert_ignore_many(
+                session,
+                table,  # type: ignore[arg-type]
+                rows[start : start + INSERT_ROWS],
+                table.c.checksum,
+            )
+        )
+    new: list[tuple[AlertReport, dt.datetime]] = []
+    for report, row in zip(reports, rows, strict=True):
+        # The first of several equal alerts in one report is the one stored.
+        if row["checksum"] in stored:
+            stored.discard(row["checksum"])
+            new.append((report, row["detection_time"]))
     if reports:
         # A repeated alert is not stored twice, but the station's last-alert time moves.
         session.execute(

@@ -9,13 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import format_timestamp
-from garrison.server.events.service import emit
+from garrison.server.events.service import emit, emit_many
 from garrison.server.stations.models import Station
 from garrison.server.store.base import utcnow
 
@@ -150,30 +151,36 @@ def scan_statistics(
     )
 
 
-def threat_detected(
-    session: Session,
-    station: Station,
-    virus: str,
-    path: str,
-    action: str,
-    detected: dt.datetime,
-    sha256: str | None = None,
-) -> None:
-    emit(
+@dataclass(frozen=True)
+class Threat:
+    virus: str
+    path: str
+    action: str
+    detected: dt.datetime
+    sha256: str | None = None
+
+
+def threats_detected(session: Session, station: Station, threats: Sequence[Threat]) -> None:
+    """One threat_detected event per new alert, appended together."""
+    base = station_args(station)
+    emit_many(
         session,
         "threat_detected",
         station.id,
-        {
-            **station_args(station),
-            "time": format_timestamp(detected),
-            "virus": virus,
-            "object": path,
-            "action": action,
-            "objecttype": 0,
-            "compsid": station.uuid,
-            "compmac": station.mac or None,
-            "sha256": sha256,
-        },
+        [
+            {
+                **base,
+                "time": format_timestamp(t.detected),
+                "virus": t.virus,
+                "object": t.path,
+                "action": t.action,
+                "objecttype": 0,
+                "compsid": station.uuid,
+                "compmac": station.mac or None,
+                "sha256": t.sha256,
+            }
+            for t in threats
+        ],
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import ColumnElement, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,17 @@ def insert_ignore(session: Session, table: Table, values: Mapping[str, Any]) -> 
         .returning(*table.primary_key.columns)
     )
     return len(session.execute(stmt).all())
+
+
+def insert_ignore_many(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], key: ColumnElement[Any]
+) -> list[Any]:
+    """Insert each row unless a unique key already holds it (or an earlier row of ``rows``
+    does); returns the ``key`` values of the rows inserted, in no particular order."""
+    if not rows:
+        return []
+    stmt = _insert(session, table).values(list(rows)).on_conflict_do_nothing().returning(key)
+    return list(session.execute(stmt).scalars())
 
 
 def upsert(
