@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from garrison.server.audit.service import Actor
 from garrison.server.events import consumers
 from garrison.server.events.models import Event
 from garrison.server.events.service import NewEvent, append
 from garrison.server.procedures import service as procedures
 from garrison.server.procedures.dispatcher import ProcedureConsumer
 from garrison.server.store.engine import Database
-from garrison.server.audit.service import Actor
 
 WANTED = "threat_detected"
 OTHER = "component_started"
