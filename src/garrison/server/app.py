@@ -31,7 +31,7 @@ from garrison.server.adminapi import (
 )
 from garrison.server.adminapi.schemas import Health
 from garrison.server.agentapi.auth import AgentAuthenticator
-from garrison.server.agentapi.edge import AgentEdge, is_agent_path
+from garrison.server.agentapi.edge import AgentEdge
 from garrison.server.agentapi.routes import AgentApi
 from garrison.server.context import ServerContext
 from garrison.server.events import emitters, retention
@@ -39,7 +39,7 @@ from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.export.exporter import ExportManager
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
-from garrison.server.middleware import BodyLimit, normalize_path
+from garrison.server.middleware import BodyLimit, is_agent_path, normalize_path
 from garrison.server.options import service as options
 from garrison.server.procedures.dispatcher import ProcedureConsumer
 from garrison.server.settings import Settings

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from garrison.server.errors import GarrisonError, NotAuthenticatedError
+from garrison.server.middleware import is_agent_path
 
 log = structlog.get_logger("garrison.http")
 
@@ -47,7 +48,7 @@ def garrison_error_response(request: Request, exc: GarrisonError, basic_challeng
     headers = None
     if isinstance(exc, NotAuthenticatedError):
         # Armadito agents send their Basic credentials only after this challenge.
-        agent = request.url.path.startswith("/api/")
+        agent = is_agent_path(request.url.path)
         headers = {"WWW-Authenticate": basic_challenge if agent else "Bearer"}
     return error_response(exc.status, exc.message, exc.code, exc.field, headers)
 

@@ -10,6 +10,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _SLASHES = re.compile(r"/{2,}")
+AGENT_PREFIX = "/api/"
+
+
+def is_agent_path(path: str) -> bool:
+    """The agent API (Armadito's wire protocol) lives under ``/api/``."""
+    return path.startswith(AGENT_PREFIX)
 
 
 def normalize_path(scope: Scope) -> Scope:

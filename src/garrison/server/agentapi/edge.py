@@ -21,8 +21,6 @@ from garrison.server import errors_http
 from garrison.server.agentapi.routes import Endpoint
 from garrison.server.middleware import announced_length_error, limited_receive
 
-AGENT_PREFIX = "/api/"
-
 
 class AgentEdge:
     """The agent API's routes, body limit and JSON error answers, and nothing else."""
@@ -59,7 +57,3 @@ class AgentEdge:
         if refusal is not None:
             raise refusal
         return await endpoint(request)
-
-
-def is_agent_path(path: str) -> bool:
-    return path.startswith(AGENT_PREFIX)
