@@ -22,6 +22,7 @@ from garrison.server.errors import InvalidInputError
 from garrison.server.events.models import Event, EventTerm
 from garrison.server.store.base import utcnow
 from garrison.server.store.engine import EVENTS_APPENDED
+from garrison.server.store.upsert import dialect_insert
 
 APPEND_LOCK = 0x6A17750  # the advisory lock key of log appends
 
@@ -50,16 +51,12 @@ def append(session: Session, events: Sequence[NewEvent]) -> list[int | None]:
     session.info[EVENTS_APPENDED] = True
     now = utcnow()
     uids = [e.uid or uuidlib.uuid4().hex for e in events]
-    existing = set(session.scalars(select(Event.uid).where(Event.uid.in_([u for u in uids if u]))))
     rows: list[dict[str, Any]] = []
-    positions: list[int | None] = []
-    fresh: list[int] = []
-    seen: set[str] = set()
+    first: dict[str, int] = {}  # uid -> index of its first event in this batch
     for index, (event, uid) in enumerate(zip(events, uids, strict=True)):
-        positions.append(None)
-        if uid in existing or uid in seen:
+        if uid in first:
             continue
-        seen.add(uid)
+        first[uid] = index
         declared = CATALOGUE[event.type]
         rows.append(
             {
@@ -73,18 +70,20 @@ def append(session: Session, events: Sequence[NewEvent]) -> list[int | None]:
                 "data": event.data,
             }
         )
-        fresh.append(index)
-    if not rows:
-        return positions
+    # One statement inserts the new events and skips uids already stored, without reading
+    # the uid index first: with millions of events every probe of it is a page read.
     # Core, not the ORM's bulk path: ingestion is dominated by this insert.
     events_table = Event.__table__
-    result = session.connection().execute(
-        insert(events_table).returning(events_table.c.seq, sort_by_parameter_order=True),  # type: ignore[arg-type]
+    stored = session.connection().execute(
+        dialect_insert(session, events_table)  # type: ignore[arg-type]
+        .on_conflict_do_nothing(index_elements=["uid"])
+        .returning(events_table.c.seq, events_table.c.uid),
         rows,
     )
-    seqs = list(result.scalars())
+    positions: list[int | None] = [None] * len(events)
     terms: list[dict[str, Any]] = []
-    for index, seq in zip(fresh, seqs, strict=True):
+    for seq, uid in stored:
+        index = first[uid]
         positions[index] = seq
         event = events[index]
         for role, value in set(search_terms(CATALOGUE[event.type], event.data)):

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
-def _insert(session: Session, table: Table) -> Any:
+def dialect_insert(session: Session, table: Table) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
@@ -20,7 +20,7 @@ def insert_ignore(session: Session, table: Table, values: Mapping[str, Any]) -> 
     """Insert unless a unique key already holds the row; returns the rows inserted (0 or 1)."""
     # rowcount is -1 on PostgreSQL here: count the rows RETURNING gives back instead.
     stmt = (
-        _insert(session, table)
+        dialect_insert(session, table)
         .values(**values)
         .on_conflict_do_nothing()
         .returning(*table.primary_key.columns)
@@ -35,7 +35,7 @@ def insert_ignore_many(
     does); returns the ``key`` values of the rows inserted, in no particular order."""
     if not rows:
         return []
-    stmt = _insert(session, table).values(list(rows)).on_conflict_do_nothing().returning(key)
+    stmt = dialect_insert(session, table).values(list(rows)).on_conflict_do_nothing().returning(key)
     return list(session.execute(stmt).scalars())
 
 
@@ -46,7 +46,7 @@ def upsert(
     keys: Sequence[str],
     update: Sequence[str],
 ) -> None:
-    stmt = _insert(session, table).values(**values)
+    stmt = dialect_insert(session, table).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys), set_={name: stmt.excluded[name] for name in update}
     )
