@@ -128,6 +128,24 @@ SCENARIOS: dict[str, Callable[[str, Path, str | None], dict[str, Any]]] = {
 }
 
 
+def merged(out: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """An ``--only`` run replaces its scenarios in the earlier results of the same size,
+    so re-measuring one scenario does not drop the others; each scenario keeps its date."""
+    if not out.exists():
+        return results
+    earlier = json.loads(out.read_text())
+    if earlier.get("size") != results["size"]:
+        return results
+    for r in earlier["scenarios"].values():
+        r.setdefault("date", earlier["machine"]["date"])
+    scenarios = {**earlier["scenarios"], **results["scenarios"]}
+    return {
+        **results,
+        "scenarios": {name: scenarios[name] for name in SCENARIOS if name in scenarios},
+        "seconds": round(sum(r.get("seconds", 0) for r in scenarios.values()), 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
@@ -163,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         ROOT / "docs" / "BENCHMARKS.md" if args.size == "full" else RESULTS / "BENCHMARKS-tiny.md"
     )
     if args.render_only:
-        results = json.loads(out.read_text())
-        docs.write_text(report.markdown(results))
+        saved = json.loads(out.read_text())
+        docs.write_text(report.markdown(saved))
         print(f"rendered {docs} from {out}")
         return 0
     if args.server_db == "postgresql" and not args.database_url:
@@ -197,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = {"scenario": name, "error": traceback.format_exc()}
                 print(result["error"], file=sys.stderr)
             result["seconds"] = round(time.perf_counter() - t0, 1)
+            result["date"] = results["machine"]["date"]
             results["scenarios"][name] = result
             print(f"   {name}: {result['seconds']} s", file=sys.stderr, flush=True)
             # What is done so far survives a long run that dies later.
@@ -204,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             partial.parent.mkdir(parents=True, exist_ok=True)
             partial.write_text(json.dumps(results, indent=2) + "\n")
     results["seconds"] = round(time.perf_counter() - started, 1)
+    if args.only:
+        results = merged(out, results)
     out = out.resolve()
     results["out"] = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
     out.parent.mkdir(parents=True, exist_ok=True)
