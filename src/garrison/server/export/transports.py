@@ -79,11 +79,30 @@ class StreamTransport:
             readable, _, _ = select.select([sock], [], [], 0)
             if not readable:
                 return True
-            if isinstance(sock, ssl.SSLSocket) and sock.pending():
-                return True
+            if isinstance(sock, ssl.SSLSocket):
+                return self._tls_alive(sock)
             return sock.recv(1, socket.MSG_PEEK) != b""
         except (OSError, ssl.SSLError, ValueError):
             return False
+
+    @staticmethod
+    def _tls_alive(sock: ssl.SSLSocket) -> bool:
+        """A TLS socket refuses MSG_PEEK, and a TLS 1.3 receiver sends session tickets
+        after the handshake, which make the socket readable although the receiver is
+        fine.  Read what is there without blocking: only an end of stream (close_notify or
+        EOF) means the receiver has gone.  Closing on a mere ticket would reset the
+        connection and make the receiver's kernel drop what it had not read yet."""
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
+        try:
+            while True:
+                try:
+                    if not sock.recv(65536):
+                        return False
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                    return True
+        finally:
+            sock.settimeout(timeout)
 
     def send(self, messages: list[bytes]) -> int:
         for count, message in enumerate(messages):
