@@ -55,17 +55,28 @@ def taskset(cpu: int | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def on_load_core() -> Iterator[None]:
-    """Run this process (and the threads and processes it starts) on the generator's core."""
-    if LOAD_CPU is None:
+def on_core(cpu: int | None) -> Iterator[None]:
+    """Run this process (and the threads and processes it starts) on one core."""
+    if cpu is None:
         yield
         return
     before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {LOAD_CPU})
+    os.sched_setaffinity(0, {cpu})
     try:
         yield
     finally:
         os.sched_setaffinity(0, before)
+
+
+def on_load_core() -> contextlib.AbstractContextManager[None]:
+    """The generator's core: for the Python-driven load of the server scenarios."""
+    return on_core(LOAD_CPU)
+
+
+def on_server_core() -> contextlib.AbstractContextManager[None]:
+    """The server's core: for scenarios that measure Garrison's code in-process while a
+    receiver runs on the generator's core."""
+    return on_core(SERVER_CPU)
 
 
 def raise_fd_limit() -> int:

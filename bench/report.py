@@ -34,6 +34,14 @@ def _ratio(value: Any) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+def _provenance(r: dict[str, Any], m: dict[str, Any]) -> str:
+    """When a scenario was re-measured alone, the others say when, and on which CPU if the
+    machine has changed since."""
+    when = f", measured {r['date']}" if r.get("date", m["date"]) != m["date"] else ""
+    cpu = r.get("cpu_model", m["cpu_model"])
+    return when + (f" on another machine ({cpu})." if cpu != m["cpu_model"] else ".")
+
+
 def _met(t: dict[str, Any]) -> str:
     return {True: "met", False: "missed", None: "not measured"}[t["met"]]
 
@@ -169,8 +177,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             f"### {r['title']}",
             "",
-            f"Scenario `{name}`"
-            + (f", measured {r['date']}." if r.get("date", m["date"]) != m["date"] else "."),
+            f"Scenario `{name}`" + _provenance(r, m),
             "",
             "| figure | value | floor | ratio |",
             "|---|---|---|---|",

@@ -122,6 +122,11 @@ class StreamTransport:
     def close(self) -> None:
         if self.sock is not None:
             try:
+                if isinstance(self.sock, ssl.SSLSocket):
+                    # Closing with unread session tickets would send a reset, and the
+                    # receiver's kernel would drop what the receiver had not read yet.
+                    with contextlib.suppress(OSError, ssl.SSLError, ValueError):
+                        self._tls_alive(self.sock)
                 self.sock.close()
             finally:
                 self.sock = None
