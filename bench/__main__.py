@@ -157,8 +157,11 @@ def merged(out: Path, results: dict[str, Any]) -> dict[str, Any]:
         if earlier["machine"]["cpu_model"] != results["machine"]["cpu_model"]:
             r.setdefault("cpu_model", earlier["machine"]["cpu_model"])
     scenarios = {**earlier["scenarios"], **results["scenarios"]}
+    # Whether ingestion also ran on PostgreSQL is the ingestion scenario's to say.
+    database = results["database"] if "ingestion" in results["scenarios"] else earlier["database"]
     return {
         **results,
+        "database": database,
         "scenarios": {name: scenarios[name] for name in SCENARIOS if name in scenarios},
         "seconds": round(sum(r.get("seconds", 0) for r in scenarios.values()), 1),
     }

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from garrison.common.tokens import token_hash
 from garrison.common.wire import WireValueError, as_int
-from garrison.server.agentapi import parsing
+from garrison.server.agentapi import hotpath, parsing
 from garrison.server.agentapi.auth import AgentCredential
 from garrison.server.agentapi.envelope import Envelope, parse_envelope
 from garrison.server.alerts import service as alerts
@@ -56,7 +56,7 @@ def client_address(request: Request) -> str:
 
 
 MAX_WAIT_SECONDS = 60
-NO_JOBS = orjson.dumps({"jobs": []})
+NO_JOBS_RESPONSE = hotpath.FixedResponse(orjson.dumps({"jobs": []}), "application/json")
 
 
 def _wait_seconds(raw: str | None) -> float:
@@ -222,19 +222,23 @@ class AgentApi:
 
     async def getjobs(self, request: Request) -> Response:
         started = time.perf_counter()
-        query = request.query_params
-        ids = query.getlist("agent_id")
         authorization = request.headers.get("authorization")
         address = client_address(request)
+        quick = hotpath.agent_query(request.scope["query_string"])
+        if quick is not None:
+            ids, wants_wait = quick
+        else:
+            query = request.query_params
+            ids, wants_wait = query.getlist("agent_id"), "wait" in query
         known = self._nothing_queued(authorization, ids, address)
-        if known is not None and "wait" not in query:
+        if known is not None and not wants_wait:
             # The hot path (every agent, every minute): a cached token, no job anywhere for
             # this station, no long-poll.  Answered on the event loop: no thread, no database.
             self._observe("Getjobs", started, 200)
-            return Response(NO_JOBS, media_type="application/json")
+            return NO_JOBS_RESPONSE
 
         async def work() -> Response:
-            wait = _wait_seconds(query.get("wait"))
+            wait = _wait_seconds(request.query_params.get("wait"))
             if known is not None:
                 station_id, jobs_ = known, list[dict[str, Any]]()
             else:
