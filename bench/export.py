@@ -205,11 +205,17 @@ def delivered_key(transport: str) -> str:
     }[transport]
 
 
+def ndjson(messages: list[bytes]) -> bytes:
+    """The lines the file and HTTP transports write: one message a line."""
+    return b"".join(m.rstrip(b"\n") + b"\n" for m in messages)
+
+
 def expected(transport: str, messages: list[bytes]) -> int:
+    """What the receiver counts once it has everything: messages, or bytes."""
     if transport in ("udp", "relp"):
         return len(messages)
-    if transport == "http":
-        return sum(len(m.rstrip(b"\n")) + 1 for m in messages)
+    if transport in ("http", "file"):
+        return len(ndjson(messages))
     return sum(len(m) for m in messages)
 
 
@@ -240,7 +246,7 @@ def floor_send(
         sock.close()
         return seconds
     if transport == "file":
-        chunks = [b"".join(m.rstrip(b"\n") + b"\n" for m in g) for g in groups]
+        chunks = [ndjson(g) for g in groups]
         started = time.perf_counter()
         with open(path, "ab") as handle:
             for chunk in chunks:
@@ -321,7 +327,7 @@ def read_answers(sock: socket.socket, count: int) -> None:
 def http_floor(sock: socket.socket, groups: list[list[bytes]], port: int) -> float:
     requests = []
     for group in groups:
-        body = b"".join(m.rstrip(b"\n") + b"\n" for m in group)
+        body = ndjson(group)
         requests.append(
             b"POST /ingest HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
             b"Content-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n%s"
@@ -365,11 +371,7 @@ def measure(
     garrison_seconds = time.perf_counter() - started
     transport.close()
     want = expected(transport_name, produced)
-    if key:
-        got = sink.wait_for(key, before + want) - before
-    else:
-        got = path.stat().st_size
-        want = sum(len(m.rstrip(b"\n")) + 1 for m in produced)
+    got = sink.wait_for(key, before + want) - before if key else path.stat().st_size
     # Everything sent over a stream must have arrived; a datagram may be dropped.
     if transport_name != "udp" and got != want:
         raise RuntimeError(f"{fmt} over {transport_name}: the receiver got {got} of {want}")

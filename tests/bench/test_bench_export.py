@@ -4,34 +4,16 @@ format over every transport, each beside its floor, and nothing lost on a stream
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.run import run_bench
 
 
 def test_export_benchmark_reports_each_format_and_transport_beside_its_floor(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "export.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.export",
-            "--events",
-            "200",
-            "--batch",
-            "50",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_bench("bench.export", "--events", "200", "--batch", "50", "--out", str(out))
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     formats = ["eset-json", "leef", "leef2", "cef"]

@@ -41,7 +41,7 @@ def test_escaped_queries_go_to_the_full_parser(query: bytes) -> None:
 
 
 def test_fixed_response_sends_fresh_messages() -> None:
-    response = FixedResponse(b'{"jobs":[]}', "application/json")
+    response = FixedResponse(b'{"jobs":[]}', media_type="application/json")
     sent: list[MutableMapping[str, Any]] = []
 
     async def send(message: MutableMapping[str, Any]) -> None:

@@ -30,9 +30,6 @@ class FixedResponse(Response):
     """A response built once and sent many times.  Each send gets its own message dicts
     and header list, so nothing downstream can change the next answer."""
 
-    def __init__(self, body: bytes, media_type: str) -> None:
-        super().__init__(body, media_type=media_type)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
             {

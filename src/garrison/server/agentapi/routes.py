@@ -56,7 +56,7 @@ def client_address(request: Request) -> str:
 
 
 MAX_WAIT_SECONDS = 60
-NO_JOBS_RESPONSE = hotpath.FixedResponse(orjson.dumps({"jobs": []}), "application/json")
+NO_JOBS_RESPONSE = hotpath.FixedResponse(orjson.dumps({"jobs": []}), media_type="application/json")
 
 
 def _wait_seconds(raw: str | None) -> float:

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.run import run_bench
 
 
 def test_ingestion_benchmark_runs_and_reports_floor_and_ratio(tmp_path: Path) -> None:
     out = tmp_path / "ingest.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.ingest",
-            "--events",
-            "300",
-            "--batch",
-            "100",
-            "--clients",
-            "1",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_bench(
+        "bench.ingest", "--events", "300", "--batch", "100", "--clients", "1", "--out", str(out)
     )
     assert done.returncode == 0, done.stderr
     assert "floor ev/s" in done.stdout
