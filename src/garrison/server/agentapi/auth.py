@@ -21,6 +21,7 @@ from garrison.server.errors import NotAuthenticatedError
 from garrison.server.settings import Settings
 from garrison.server.stations import service as stations
 from garrison.server.store.engine import Database
+from garrison.server.store.prepared import PreparedSelect
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class AgentAuthenticator:
         self.settings = settings
         self.db = db
         self.cache = TokenCache(settings.token_cache_seconds)
+        self._by_token_hash = PreparedSelect(db.engine, stations.BY_TOKEN_HASH)
 
     @property
     def challenge(self) -> str:
@@ -77,10 +79,11 @@ class AgentAuthenticator:
         hit = self.cache.get(digest)
         if hit is not None:
             return hit
-        with self.db.reading() as session:
-            found = stations.by_token(session, token)
-        if found is not None:
-            self.cache.put(digest, *found)
+        row = self._by_token_hash.first(digest=digest)
+        if row is None:
+            return None
+        found = (int(row[0]), str(row[1]))
+        self.cache.put(digest, *found)
         return found
 
     def authenticate(self, authorization: str | None) -> AgentCredential:

@@ -306,6 +306,9 @@ class AgentApi:
             station_id = agent_id
         self.ctx.presence.seen(station_id, address)
         waiters = self.ctx.job_waiters
+        if not waiters.may_have_jobs(station_id):
+            # As on the hot path: this node knows of every queued job (see JobWaiters).
+            return station_id, []
         version = waiters.version(station_id)
         # Most check-ins find nothing: answer those from a read-only transaction.
         with self.ctx.db.reading() as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from garrison.common.tokens import new_token, token_hash
@@ -80,11 +80,10 @@ def by_uuid(session: Session, uuid: str) -> Station | None:
     return session.scalar(select(Station).where(Station.uuid == uuid))
 
 
-def by_token(session: Session, token: str) -> tuple[int, str] | None:
-    row = session.execute(
-        select(Station.id, Station.uuid).where(Station.token_hash == token_hash(token))
-    ).first()
-    return (row[0], row[1]) if row else None
+# The station (id, uuid) holding an agent token, by the token's hash (bind ``digest``).
+BY_TOKEN_HASH = select(Station.id, Station.uuid).where(
+    Station.token_hash == bindparam("digest", type_=Station.token_hash.type)
+)
 
 
 def is_online(last_seen: dt.datetime, offline_after: int) -> bool:
