@@ -57,18 +57,20 @@ def test_connections_go_back_to_the_pool(db: Database) -> None:
 
 
 def test_binds_are_converted_for_the_driver(db: Database) -> None:
-    # A DateTime bind goes through the dialect's processor (SQLite stores text).
+    # A DateTime bind goes through the column type's processor: an equality only matches
+    # when the value is sent in the form the ORM stored it in.
     station_id, _, _ = enroll(db)
+    with db.reading() as session:
+        enrolled = stations.get(session, station_id).enrolled_at
     lookup = PreparedSelect(
         db.engine,
         select(Station.id).where(
             Station.id == bindparam("sid"),
-            Station.enrolled_at > bindparam("t", type_=Station.enrolled_at.type),
+            Station.enrolled_at == bindparam("t", type_=Station.enrolled_at.type),
         ),
     )
-    past = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-    assert lookup.first(sid=station_id, t=past) == (station_id,)
-    assert lookup.first(sid=station_id, t=dt.datetime(2999, 1, 1, tzinfo=dt.UTC)) is None
+    assert lookup.first(sid=station_id, t=enrolled) == (station_id,)
+    assert lookup.first(sid=station_id, t=enrolled + dt.timedelta(microseconds=1)) is None
 
 
 def test_columns_the_driver_cannot_decode_are_refused(db: Database) -> None:

@@ -26,21 +26,23 @@ class PreparedSelect:
 
     def __init__(self, engine: Engine, statement: Select[*tuple[Any, ...]]) -> None:
         self.engine = engine
-        compiled = statement.compile(dialect=engine.dialect)
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect)
         self._compiled = compiled
         self._sql = str(compiled)
         self._order: tuple[str, ...] | None = (
             tuple(compiled.positiontup or ()) if compiled.positional else None
         )
-        dialect = engine.dialect
+        # The dialect's own form of each type (a TypeDecorator's impl included), as
+        # SQLAlchemy itself converts binds and rows.
         self._processors: dict[str, Callable[[Any], Any]] = {}
         for name, bind in compiled.binds.items():
-            process = bind.type.bind_processor(dialect)
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 self._processors[name] = process
         for column in statement.selected_columns:
             # Rows come back as the driver gives them: only columns it already decodes.
-            if column.type.result_processor(dialect, None) is not None:
+            if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
                 raise ValueError(f"column {column.key!r} needs decoding; select it elsewhere")
 
     def first(self, **params: Any) -> tuple[Any, ...] | None:
