@@ -38,11 +38,14 @@ class JobWaiters:
         self.interval = interval
         self.reload_seconds = reload_seconds
         self._waiting: dict[int, set[asyncio.Future[bool]]] = defaultdict(set)
-        self._last_job_id: int | None = None
+        self._last_job_id = 0  # read with the first load
         self._poke: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
-        self._queued: set[int] | None = None  # None until loaded: everyone takes the slow path
+        # Until the first load everyone takes the slow path; marks made meanwhile are kept,
+        # since the load's read may have begun before their job committed.
+        self._queued: set[int] = set()
+        self._loaded = False
         self._versions: dict[int, int] = defaultdict(int)
         self._loaded_at = 0.0
         self.closing = False
@@ -51,7 +54,7 @@ class JobWaiters:
 
     def may_have_jobs(self, station_id: int) -> bool:
         with self._lock:
-            return self._queued is None or station_id in self._queued
+            return not self._loaded or station_id in self._queued
 
     def version(self, station_id: int) -> int:
         with self._lock:
@@ -61,17 +64,19 @@ class JobWaiters:
         with self._lock:
             for sid in station_ids:
                 self._versions[sid] += 1
-                if self._queued is not None:
-                    self._queued.add(sid)
+                self._queued.add(sid)
 
     def nothing_queued(self, station_id: int, seen_version: int) -> None:
         """A read found nothing queued; unless a job came since that read began."""
         with self._lock:
-            if self._queued is not None and self._versions[station_id] == seen_version:
+            if self._versions[station_id] == seen_version:
                 self._queued.discard(station_id)
 
     def _reload(self) -> None:
         with self.db.reading() as session:
+            # The newest job first: one committed after this read has a larger id and the
+            # watcher's next read finds it; one committed before is in the set read next.
+            last_job_id = int(session.scalar(select(func.max(JobTarget.job_id))) or 0)
             stations = set(
                 session.scalars(
                     select(JobTarget.station_id).where(JobTarget.status == "queued").distinct()
@@ -79,7 +84,10 @@ class JobWaiters:
             )
         with self._lock:
             # Stations marked while we read stay marked.
-            self._queued = stations | (self._queued or set())
+            self._queued |= stations
+            if not self._loaded:
+                self._last_job_id = last_job_id
+                self._loaded = True
         self._loaded_at = time.monotonic()
 
     # -- long-poll (event loop) ----------------------------------------------------------
@@ -121,12 +129,9 @@ class JobWaiters:
             self._loop.call_soon_threadsafe(self._poke.set)
 
     def _new_targets(self) -> list[int]:
-        if self._queued is None or time.monotonic() - self._loaded_at > self.reload_seconds:
+        if not self._loaded or time.monotonic() - self._loaded_at > self.reload_seconds:
             self._reload()
         with self.db.reading() as session:
-            if self._last_job_id is None:
-                self._last_job_id = int(session.scalar(select(func.max(JobTarget.job_id))) or 0)
-                return []
             rows = session.execute(
                 select(JobTarget.job_id, JobTarget.station_id).where(
                     JobTarget.job_id > self._last_job_id, JobTarget.status == "queued"
