@@ -46,6 +46,7 @@ from garrison.server.settings import Settings
 from garrison.server.stations.models import Station
 from garrison.server.stations.presence import PresenceTracker
 from garrison.server.store.base import utcnow
+from garrison.server.store.effects import Signal
 from garrison.server.store.engine import Database
 
 log = structlog.get_logger("garrison.server")
@@ -125,8 +126,8 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         exports=ExportManager(database, metrics),
     )
     ctx.consumers.add(ProcedureConsumer(settings.procedure_limits()))
-    database.on_events_committed.append(ctx.consumers.wake)
-    database.on_events_committed.append(ctx.exports.wake)
+    database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.consumers.wake())
+    database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.exports.wake())
     metrics.add_collector(lambda: _station_gauges(ctx))
 
     @contextlib.asynccontextmanager

@@ -21,7 +21,7 @@ from garrison.common.catalogue import CATALOGUE, event_time, search_terms, sever
 from garrison.server.errors import InvalidInputError
 from garrison.server.events.models import Event, EventTerm
 from garrison.server.store.base import utcnow
-from garrison.server.store.engine import EVENTS_APPENDED
+from garrison.server.store.effects import Signal, signal
 from garrison.server.store.upsert import dialect_insert
 
 APPEND_LOCK = 0x6A17750  # the advisory lock key of log appends
@@ -48,7 +48,7 @@ def append(session: Session, events: Sequence[NewEvent]) -> list[int | None]:
     if not events:
         return []
     lock_log(session)
-    session.info[EVENTS_APPENDED] = True
+    signal(session, Signal.EVENTS_APPENDED)
     now = utcnow()
     uids = [e.uid or uuidlib.uuid4().hex for e in events]
     rows: list[dict[str, Any]] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+from garrison.server.store.effects import CommitHooks
 
 
 def _json_dumps(value: object) -> str:
@@ -29,7 +31,6 @@ def _json_loads(value: object) -> object:
 # orjson for JSON columns: event data is the bulk of what ingestion writes.
 _JSON: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
 READ_ONLY = "garrison_read_only"
-EVENTS_APPENDED = "garrison_events_appended"
 
 
 class UnsupportedDatabaseError(ValueError):
@@ -100,8 +101,8 @@ class Database:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # Called after a transaction that appended to the event log commits.
-        self.on_events_committed: list[Callable[[], None]] = []
+        # What each after-commit signal does on this node (see store.effects).
+        self.hooks = CommitHooks()
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
@@ -114,11 +115,13 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """Commit on success, roll back everything on any error: no half-written request."""
         with self.sessions() as session:
-            with session.begin():
-                yield session
-            if session.info.pop(EVENTS_APPENDED, False):
-                for listener in self.on_events_committed:
-                    listener()
+            try:
+                with session.begin():
+                    yield session
+            except BaseException:
+                self.hooks.discard(session)
+                raise
+            self.hooks.run(session)
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
