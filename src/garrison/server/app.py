@@ -128,6 +128,8 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     ctx.consumers.add(ProcedureConsumer(settings.procedure_limits()))
     database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.consumers.wake())
     database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.exports.wake())
+    database.hooks.subscribe(Signal.JOBS_QUEUED, ctx.job_waiters.queued)
+    database.hooks.subscribe(Signal.STATION_CREDENTIALS_REVOKED, ctx.agent_auth.cache.forget)
     metrics.add_collector(lambda: _station_gauges(ctx))
 
     @contextlib.asynccontextmanager

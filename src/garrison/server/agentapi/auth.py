@@ -14,6 +14,7 @@ import binascii
 import hmac
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from garrison.common.tokens import token_hash
@@ -61,6 +62,11 @@ class TokenCache:
     def forget_station(self, station_id: int) -> None:
         with self._lock:
             self._entries = {k: v for k, v in self._entries.items() if v[1] != station_id}
+
+    def forget(self, station_ids: Iterable[int]) -> None:
+        """Drop these stations' cached tokens (the STATION_CREDENTIALS_REVOKED signal)."""
+        for station_id in station_ids:
+            self.forget_station(station_id)
 
 
 class AgentAuthenticator:

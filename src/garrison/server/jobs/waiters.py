@@ -123,6 +123,12 @@ class JobWaiters:
                 if not futures:
                     self._waiting.pop(station_id, None)
 
+    def queued(self, station_ids: Iterable[int]) -> None:
+        """Jobs were committed for these stations on this node: their long-polls answer at
+        once (the JOBS_QUEUED after-commit signal)."""
+        self.mark_queued(station_ids)
+        self.poke()
+
     def poke(self) -> None:
         """A job was just created on this node (called from any thread)."""
         if self._loop is not None and self._poke is not None:
