@@ -11,6 +11,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import CATALOGUE
+from garrison.server.events.consumers import Consumer
 from garrison.server.events.models import Event, ProcedureError
 from garrison.server.procedures import service as procedures
 from garrison.server.procedures.host import ProcedureHost
@@ -56,7 +57,7 @@ def run_procedure(
         return RunResult(None, host.logs, message, 0.0)
 
 
-class ProcedureConsumer:
+class ProcedureConsumer(Consumer):
     """The event-log consumer that runs each event's procedure once."""
 
     name = "procedures"
