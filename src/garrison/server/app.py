@@ -42,6 +42,7 @@ from garrison.server.metrics import Metrics
 from garrison.server.middleware import BodyLimit, is_agent_path, normalize_path
 from garrison.server.options import service as options
 from garrison.server.procedures.dispatcher import ProcedureConsumer
+from garrison.server.procedures.sandbox import Limits
 from garrison.server.settings import Settings
 from garrison.server.stations.models import Station
 from garrison.server.stations.presence import PresenceTracker
@@ -127,7 +128,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         # Export targets are consumers of the same runner, added as targets appear.
         exports=ExportManager(database, runner, metrics),
     )
-    ctx.consumers.add(ProcedureConsumer(settings.procedure_limits()))
+    ctx.consumers.add(ProcedureConsumer(Limits.from_settings(settings)))
     database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.consumers.wake())
     database.hooks.subscribe(Signal.JOBS_QUEUED, ctx.job_waiters.queued)
     database.hooks.subscribe(Signal.STATION_CREDENTIALS_REVOKED, ctx.agent_auth.cache.forget)

@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import CATALOGUE
 from garrison.server.events.consumers import Consumer
-from garrison.server.events.models import Event, ProcedureError
+from garrison.server.events.models import Event
 from garrison.server.procedures import service as procedures
 from garrison.server.procedures.host import ProcedureHost
+from garrison.server.procedures.models import ProcedureError
 from garrison.server.procedures.sandbox import Limits, ProcedureFailedError, run
 
 log = structlog.get_logger("garrison.procedures")
