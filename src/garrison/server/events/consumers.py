@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from garrison.server.events import service as events
@@ -109,6 +109,10 @@ def ensure_cursor(session: Session, name: str, start_at_end: bool = False) -> No
         ConsumerCursor.__table__,  # type: ignore[arg-type]
         {"name": name, "position": position, "updated_at": utcnow()},
     )
+
+
+def delete_cursor(session: Session, name: str) -> None:
+    session.execute(delete(ConsumerCursor).where(ConsumerCursor.name == name))
 
 
 def position(session: Session, name: str) -> int:
