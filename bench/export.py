@@ -36,9 +36,10 @@ from tests.export.rsyslog import make_certs
 from bench.common import LOAD_CPU, ROOT, on_server_core, taskset
 from garrison.common.catalogue import CATALOGUE, validate
 from garrison.server.export.config import TargetOptions
-from garrison.server.export.exporter import Target, encoder, make_transport
+from garrison.server.export.encoding import encoder
 from garrison.server.export.formats import FORMATS
 from garrison.server.export.mapping import StationInfo, build
+from garrison.server.export.target import Target, make_transport
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STATION = StationInfo(

@@ -24,8 +24,8 @@ from garrison.server.app import create_app
 from garrison.server.bootstrap import prepare
 from garrison.server.settings import Settings
 from garrison.server.store import migrate
-from garrison.server.store.base import Base
 from garrison.server.store.engine import Database, normalize_url
+from garrison.server.store.migrations.schema import metadata
 from tests.support import Admin, ArmaditoAgent
 
 PG_URL = os.environ.get("GARRISON_TEST_DATABASE_URL")
@@ -67,7 +67,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{target}"
     url: str = request.getfixturevalue("pg_session_url")
     engine = create_engine(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()

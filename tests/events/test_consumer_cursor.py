@@ -19,7 +19,7 @@ WANTED = "threat_detected"
 OTHER = "component_started"
 
 
-class Recorder:
+class Recorder(consumers.Consumer):
     name = "recorder"
     batch_size = 3
 

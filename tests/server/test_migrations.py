@@ -14,8 +14,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from garrison.server.store import migrate, models
+from garrison.server.store import migrate
 from garrison.server.store.engine import make_engine, normalize_url
+from garrison.server.store.migrations.schema import metadata
 from tests.conftest import BACKENDS, PG_URL
 
 
@@ -26,7 +27,7 @@ def schema_differences(url: str) -> list[Any]:
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
-            return list(compare_metadata(context, models.Base.metadata))
+            return list(compare_metadata(context, metadata))
     finally:
         engine.dispose()
 
@@ -73,7 +74,7 @@ def test_migrated_database_matches_the_models(empty_url: str) -> None:
     migrate.upgrade(empty_url)
     assert schema_differences(empty_url) == []
     assert revision(empty_url) == migrate.current_head()
-    expected = {t.name for t in models.Base.metadata.sorted_tables}
+    expected = {t.name for t in metadata.sorted_tables}
     assert table_names(empty_url) == expected | {"alembic_version"}
 
 
@@ -102,7 +103,7 @@ def test_an_empty_database_differs_from_the_models(empty_url: str) -> None:
     """The comparison can fail: against no schema at all it reports every table."""
     differences = schema_differences(empty_url)
     added = {d[1].name for d in differences if d[0] == "add_table"}
-    assert added == {t.name for t in models.Base.metadata.sorted_tables}
+    assert added == {t.name for t in metadata.sorted_tables}
 
 
 def test_a_missing_index_or_column_change_is_reported(empty_url: str) -> None:

@@ -1,8 +1,9 @@
 """Two `garrison serve` processes on one PostgreSQL database: every event reaches the
-procedures exactly once, whichever node stored it."""
+procedures exactly once and an export target once, whichever node stored it."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -166,6 +167,55 @@ def test_stopping_one_node_loses_nothing_it_acknowledged(nodes: Nodes) -> None:
             ).status_code
             == 200
         )
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_each_event_is_exported_once_with_two_nodes(nodes: Nodes, tmp_path: Path) -> None:
+    """Both nodes run the target's consumer; one at a time sends, so each event is written
+    once (both write to the same file, as both would to one SIEM)."""
+    first, second, admin, key = nodes
+    exported = tmp_path / "siem.ndjson"
+    try:
+        created = httpx.post(
+            f"{first.url}/admin/v1/export-targets",
+            headers=admin,
+            json={
+                "name": "shared",
+                "format": "eset-json",
+                "transport": "file",
+                "path": str(exported),
+                "options": {"aggregation_window_seconds": 0, "batch_size": 10},
+            },
+        )
+        assert created.status_code == 201, created.text
+        with httpx.Client(base_url=first.url) as client:
+            agent = ArmaditoAgent(client)
+            assert agent.enroll(key).status_code == 200
+        headers = {"Authorization": f"Bearer {agent.token}"}
+        sent = 0
+        for round_ in range(10):
+            node = (first, second)[round_ % 2]
+            batch = [
+                {"id": f"x-{sent + i}", "type": "component_started", "data": {"pid": sent + i}}
+                for i in range(30)
+            ]
+            r = httpx.post(f"{node.url}/api/events", json=batch, headers=headers)
+            assert r.json()["stored"] == 30, r.text
+            sent += 30
+        # Once the cursor is at the end nothing more is sent: only a node holding the
+        # target's lock sends, and it advances the cursor before letting go.
+        deadline = time.monotonic() + 30
+        lag = -1
+        while time.monotonic() < deadline and lag != 0:
+            time.sleep(0.2)
+            lag = httpx.get(f"{second.url}/admin/v1/export-targets", headers=admin).json()[0]["lag"]
+        assert lag == 0
+        records = [json.loads(line) for line in exported.read_text().splitlines()]
+        pids = Counter(r["pid"] for r in records if r["event_type"] == "component_started")
+        assert set(pids) == set(range(sent))
+        assert max(pids.values()) == 1
     finally:
         first.stop()
         second.stop()

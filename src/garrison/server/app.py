@@ -36,12 +36,13 @@ from garrison.server.agentapi.routes import AgentApi
 from garrison.server.context import ServerContext
 from garrison.server.events import emitters, retention
 from garrison.server.events.consumers import ConsumerRunner
-from garrison.server.export.exporter import ExportManager
+from garrison.server.export.consumer import ExportManager
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
 from garrison.server.middleware import BodyLimit, is_agent_path, normalize_path
 from garrison.server.options import service as options
 from garrison.server.procedures.dispatcher import ProcedureConsumer
+from garrison.server.procedures.sandbox import Limits
 from garrison.server.settings import Settings
 from garrison.server.stations.models import Station
 from garrison.server.stations.presence import PresenceTracker
@@ -115,19 +116,20 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         )
     database = db or Database(settings.resolved_database_url())
     metrics = Metrics()
+    runner = ConsumerRunner(database)
     ctx = ServerContext(
         settings=settings,
         db=database,
         presence=PresenceTracker(),
         agent_auth=AgentAuthenticator(settings, database),
         metrics=metrics,
-        consumers=ConsumerRunner(database),
+        consumers=runner,
         job_waiters=JobWaiters(database),
-        exports=ExportManager(database, metrics),
+        # Export targets are consumers of the same runner, added as targets appear.
+        exports=ExportManager(database, runner, metrics),
     )
-    ctx.consumers.add(ProcedureConsumer(settings.procedure_limits()))
+    ctx.consumers.add(ProcedureConsumer(Limits.from_settings(settings)))
     database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.consumers.wake())
-    database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.exports.wake())
     database.hooks.subscribe(Signal.JOBS_QUEUED, ctx.job_waiters.queued)
     database.hooks.subscribe(Signal.STATION_CREDENTIALS_REVOKED, ctx.agent_auth.cache.forget)
     metrics.add_collector(lambda: _station_gauges(ctx))
@@ -168,8 +170,8 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
                     await task
             # Shutdown: the last check-ins are written, consumers finish their batch.
             await run_in_threadpool(ctx.presence.flush, ctx.db)
-            await run_in_threadpool(ctx.consumers.stop)
             await run_in_threadpool(ctx.exports.stop)
+            await run_in_threadpool(ctx.consumers.stop)
 
     app = GarrisonApp(
         title="Garrison admin API",

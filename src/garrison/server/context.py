@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from garrison.server.agentapi.auth import AgentAuthenticator
 from garrison.server.events.consumers import ConsumerRunner
-from garrison.server.export.exporter import ExportManager
+from garrison.server.export.consumer import ExportManager
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
 from garrison.server.settings import Settings

@@ -12,8 +12,6 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from garrison.server.procedures.sandbox import Limits
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GARRISON_", extra="ignore")
@@ -38,17 +36,13 @@ class Settings(BaseSettings):
     admin_token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
     log_level: str = "info"
-    # Each Lua procedure call: instructions, memory, wall-clock seconds.
+    # Each Lua procedure call: instructions, memory, wall-clock seconds (the procedures
+    # slice builds its Limits from them).
     procedure_instructions: int = Field(default=5_000_000, ge=10_000)
     procedure_memory_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
     procedure_seconds: float = Field(default=2.0, gt=0)
     event_retention_interval_seconds: float = Field(default=60.0, gt=0)
     disconnect_sweep_seconds: float = Field(default=10.0, gt=0)
-
-    def procedure_limits(self) -> Limits:
-        return Limits(
-            self.procedure_instructions, self.procedure_memory_bytes, self.procedure_seconds
-        )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -9,9 +9,10 @@ from garrison.server.errors import GarrisonError
 from garrison.server.events import consumers
 from garrison.server.events.service import last_position
 from garrison.server.export import service as targets
-from garrison.server.export.exporter import Target, encoder, make_transport
+from garrison.server.export.encoding import encoder
 from garrison.server.export.mapping import StationInfo, build
 from garrison.server.export.models import ExportTarget
+from garrison.server.export.target import Target, make_transport
 from garrison.server.export.transports import TransportError
 from garrison.server.store.base import utcnow
 

@@ -10,10 +10,10 @@ from starlette.concurrency import run_in_threadpool
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Viewer
 from garrison.server.errors import InvalidInputError, MalformedRequestError
-from garrison.server.events.models import ProcedureError
 from garrison.server.procedures import service as procedures
 from garrison.server.procedures.dispatcher import run_procedure
-from garrison.server.procedures.models import Procedure
+from garrison.server.procedures.models import Procedure, ProcedureError
+from garrison.server.procedures.sandbox import Limits
 
 router = APIRouter(prefix="/procedures", tags=["procedures"])
 LUA_BODY = {
@@ -163,7 +163,7 @@ def test_procedure(
             else:
                 procedures.check_name(event)
             result = run_procedure(
-                session, event, source, body.args, None, ctx.settings.procedure_limits()
+                session, event, source, body.args, None, Limits.from_settings(ctx.settings)
             )
         finally:
             session.rollback()  # a dry run: the procedure's actions and errors are not kept

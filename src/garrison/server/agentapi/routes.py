@@ -38,6 +38,7 @@ from garrison.server.errors import (
 from garrison.server.events import emitters, ingest
 from garrison.server.jobs import service as jobs
 from garrison.server.options import service as options
+from garrison.server.procedures.sandbox import Limits
 from garrison.server.scans import service as scans
 from garrison.server.states import service as states
 from garrison.server.stations import service as stations
@@ -215,7 +216,7 @@ class AgentApi:
         with self.ctx.db.transaction() as session:
             offline_after = options.get(session, "offline_after_seconds")
             return flow.enroll(
-                session, key_text, identity, offline_after, self.ctx.settings.procedure_limits()
+                session, key_text, identity, offline_after, Limits.from_settings(self.ctx.settings)
             )
 
     # -- Getjobs --------------------------------------------------------------------------

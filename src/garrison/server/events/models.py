@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, SmallInteger, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.server.store.base import Base, utcnow
@@ -59,15 +59,3 @@ class ConsumerCursor(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-
-class ProcedureError(Base):
-    """A procedure run that failed or ran out of budget, kept with the event it ran for."""
-
-    __tablename__ = "procedure_errors"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    procedure: Mapped[str] = mapped_column(String(64), index=True)
-    event_seq: Mapped[int | None] = mapped_column(BigInteger)
-    error: Mapped[str] = mapped_column(Text)
-    at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,7 +12,6 @@ from garrison.server.audit import service as audit
 from garrison.server.audit.service import Actor
 from garrison.server.errors import ConflictError, InvalidInputError, NotFoundError
 from garrison.server.events import consumers
-from garrison.server.events.models import ConsumerCursor
 from garrison.server.export.config import FORMAT_NAMES, TRANSPORT_NAMES, TargetOptions
 from garrison.server.export.models import ExportTarget
 from garrison.server.store.base import utcnow
@@ -138,6 +136,6 @@ def update(session: Session, actor: Actor, target_id: int, changes: dict[str, An
 
 def delete(session: Session, actor: Actor, target_id: int) -> None:
     target = get(session, target_id)
-    session.execute(sql_delete(ConsumerCursor).where(ConsumerCursor.name == cursor_name(target_id)))
+    consumers.delete_cursor(session, cursor_name(target_id))
     audit.record(session, actor, "export_target.delete", target.name)
     session.delete(target)

@@ -11,9 +11,11 @@ import structlog
 from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import CATALOGUE
-from garrison.server.events.models import Event, ProcedureError
+from garrison.server.events.consumers import Consumer
+from garrison.server.events.models import Event
 from garrison.server.procedures import service as procedures
 from garrison.server.procedures.host import ProcedureHost
+from garrison.server.procedures.models import ProcedureError
 from garrison.server.procedures.sandbox import Limits, ProcedureFailedError, run
 
 log = structlog.get_logger("garrison.procedures")
@@ -56,7 +58,7 @@ def run_procedure(
         return RunResult(None, host.logs, message, 0.0)
 
 
-class ProcedureConsumer:
+class ProcedureConsumer(Consumer):
     """The event-log consumer that runs each event's procedure once."""
 
     name = "procedures"

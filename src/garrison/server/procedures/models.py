@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import String, Text
+from sqlalchemy import BigInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.server.store.base import Base, utcnow
@@ -31,3 +31,15 @@ class ProcedureVersion(Base):
     source: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ProcedureError(Base):
+    """A procedure run that failed or ran out of budget, kept with the event it ran for."""
+
+    __tablename__ = "procedure_errors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    procedure: Mapped[str] = mapped_column(String(64), index=True)
+    event_seq: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -13,9 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lupa import lua54
+
+if TYPE_CHECKING:
+    from garrison.server.settings import Settings
 
 DEFAULT_INSTRUCTIONS = 5_000_000
 DEFAULT_MEMORY = 16 * 1024 * 1024
@@ -119,6 +122,14 @@ class Limits:
     instructions: int = DEFAULT_INSTRUCTIONS
     memory_bytes: int = DEFAULT_MEMORY
     seconds: float = DEFAULT_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            settings.procedure_instructions,
+            settings.procedure_memory_bytes,
+            settings.procedure_seconds,
+        )
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import Select, bindparam, func, or_, select
@@ -230,3 +231,35 @@ def set_membership(
     )
     session.expire_all()
     return sorted((members | to_add) - to_remove)
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """What an exported event says of its station."""
+
+    uuid: str
+    hostname: str
+    address: str
+    groups: frozenset[str] = frozenset()
+
+
+def export_info(session: Session, ids: Collection[int], with_groups: bool) -> dict[int, ExportInfo]:
+    """Stations by id (those still enrolled), with their group names when asked for."""
+    if not ids:
+        return {}
+    groups: dict[int, set[str]] = {}
+    if with_groups:
+        for sid, name in session.execute(
+            select(station_groups.c.station_id, Group.name)
+            .join(Group, Group.id == station_groups.c.group_id)
+            .where(station_groups.c.station_id.in_(ids))
+        ):
+            groups.setdefault(sid, set()).add(name)
+    return {
+        sid: ExportInfo(uuid, hostname, address, frozenset(groups.get(sid, ())))
+        for sid, uuid, hostname, address in session.execute(
+            select(Station.id, Station.uuid, Station.hostname, Station.address).where(
+                Station.id.in_(ids)
+            )
+        )
+    }

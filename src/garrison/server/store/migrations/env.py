@@ -3,12 +3,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from garrison.server.store import models
 from garrison.server.store.engine import make_engine
+from garrison.server.store.migrations import schema
 
 MIGRATION_LOCK = 0x6A17751
 config = context.config
-target_metadata = models.Base.metadata
+target_metadata = schema.metadata
 
 
 def run_migrations() -> None:

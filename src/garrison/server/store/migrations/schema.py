@@ -1,4 +1,7 @@
-"""Imports every slice's models so that ``Base.metadata`` holds the whole schema."""
+"""The whole schema: imports every slice's models so that ``metadata`` holds all their tables.
+
+It lives with the migrations, not in ``store``, because only what needs the whole schema at
+once (Alembic's environment, the schema tests) should depend on every slice."""
 
 from garrison.server.alerts.models import Alert
 from garrison.server.audit.models import AuditEntry
@@ -9,16 +12,18 @@ from garrison.server.configs.models import (
     ConfigReport,
 )
 from garrison.server.enrollment.models import EnrollmentKey
-from garrison.server.events.models import ConsumerCursor, Event, EventTerm, ProcedureError
+from garrison.server.events.models import ConsumerCursor, Event, EventTerm
 from garrison.server.export.models import ExportTarget
 from garrison.server.jobs.models import Job, JobTarget
 from garrison.server.options.models import Option
-from garrison.server.procedures.models import Procedure, ProcedureVersion
+from garrison.server.procedures.models import Procedure, ProcedureError, ProcedureVersion
 from garrison.server.scans.models import Scan
 from garrison.server.states.models import StationState
 from garrison.server.stations.models import Group, Station, station_groups
 from garrison.server.store.base import Base
 from garrison.server.users.models import ApiToken, User
+
+metadata = Base.metadata
 
 __all__ = [
     "Alert",
@@ -45,5 +50,6 @@ __all__ = [
     "Station",
     "StationState",
     "User",
+    "metadata",
     "station_groups",
 ]
