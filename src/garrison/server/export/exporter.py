@@ -24,10 +24,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import CATALOGUE
+from garrison.common.vocabulary import is_severity, severity_rank
 from garrison.server.events.models import ConsumerCursor, Event
 from garrison.server.events.service import last_position, read_after
 from garrison.server.export import formats, syslog
-from garrison.server.export.config import TargetOptions, severity_rank
+from garrison.server.export.config import TargetOptions
 from garrison.server.export.mapping import AGGREGATE_KEYS, Record, StationInfo, build
 from garrison.server.export.models import ExportTarget
 from garrison.server.export.service import cursor_name
@@ -218,12 +219,7 @@ class TargetWorker:
             return False
         if event.type in HIPS_TYPES:
             level = event.data.get("severity") if event.type == "hips_event" else None
-            rank = (
-                severity_rank(level)
-                if isinstance(level, str)
-                and level in ("Information", "Notice", "Warning", "Error", "Critical", "Fatal")
-                else event.severity
-            )
+            rank = severity_rank(level) if is_severity(level) else event.severity
             if rank < severity_rank(o.hips_min_severity):
                 return False
         return not (o.groups and not (groups & set(o.groups)))
