@@ -4,7 +4,6 @@ find the first and only the first.  Reports a SELF_TEST event with the details."
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ def eicar() -> bytes:
 
 def run(agent: Agent) -> dict[str, Any]:
     db = agent.signatures
-    config = replace(agent.config.scan, action="none", exclude=[], clamav=False)
+    config = agent.config.scan.model_copy(update={"action": "none", "exclude": [], "clamav": False})
     engine = Engine(db, config)
     with tempfile.TemporaryDirectory(prefix="garrison-selftest-") as tmp:
         (Path(tmp) / "eicar.com").write_bytes(eicar())
