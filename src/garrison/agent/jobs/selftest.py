@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from garrison.agent import AGENT_VERSION
+from garrison import __version__
 from garrison.agent.context import Agent
 from garrison.agent.errors import JobError
 from garrison.agent.jobstore import Job
@@ -46,7 +46,7 @@ def run(agent: Agent) -> dict[str, Any]:
     return {
         "ok": not problems,
         "problems": "; ".join(problems),
-        "engine_version": AGENT_VERSION,
+        "engine_version": __version__,
         "signature_version": db.version,
         "records": db.records,
         "yara_rules": db.yara_count,
