@@ -19,7 +19,7 @@ from garrison.agent.errors import LocalError
 from garrison.agent.state import write_private
 
 ACTIONS = ("none", "quarantine", "delete")
-TASKS = ("Getjobs", "Runjobs", "State", "Alerts", "AVConfig", "Scheduler")
+# The tasks the daemon runs on a schedule (Enrollment and Scan run by hand or by a job).
 DEFAULT_SCHEDULE = {
     "Getjobs": "* * * * *",
     "Runjobs": "* * * * *",
@@ -28,6 +28,7 @@ DEFAULT_SCHEDULE = {
     "AVConfig": "0 */6 * * *",
     "Scheduler": "*/15 * * * *",
 }
+TASKS = tuple(DEFAULT_SCHEDULE)
 MIB = 1024 * 1024
 
 
