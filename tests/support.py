@@ -1,4 +1,4 @@
-"""Test helpers: an Armadito-style agent that replays DESIGN.md's request bodies, and an
+"""Test helpers: an Armadito-style agent that replays the real agent's request bodies, and an
 admin client.  Used by interop, security and server tests alike."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def new_uuid(lower: bool = False) -> str:
 
 @dataclass
 class ArmaditoAgent:
-    """Speaks the Armadito wire protocol exactly as DESIGN.md records it."""
+    """Speaks the Armadito wire protocol exactly as the real agent (v0.10.1) was seen to."""
 
     client: TestClient | httpx.Client
     uuid: str = field(default_factory=new_uuid)

@@ -64,3 +64,60 @@ def test_cron_schedule() -> None:
     hour = dt.datetime(2026, 1, 1, 13, 5, tzinfo=dt.UTC).timestamp()
     assert sorted(schedule.due(hour)) == ["Getjobs", "State"]
     assert schedule.due(hour) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[scan]\naction = 'explode'\n", "scan.action: action must be one of none, quarantine"),
+        ("[scan]\nactoin = 'none'\n", "scan.actoin: unknown key"),
+        ("scan = 3\n", "scan: must be a table"),
+        ("[spool]\nmax_bytes = -1\n", "spool.max_bytes: must not be negative"),
+        ("[daemon]\nlong_poll = 'soon'\n", "daemon.long_poll: not an integer: 'soon'"),
+        ("[scan]\narchives = 'maybe'\n", "scan.archives: not a boolean: 'maybe'"),
+        ("[server]\nurl = 8\n", "server.url: must be a string, not int"),
+        ("[scheduler]\nNope = '* * * * *'\n", "scheduler: unknown task 'Nope'"),
+        ("[scheduler]\nState = 'hourly'\n", "scheduler: not a 5-field cron expression"),
+    ],
+)
+def test_config_errors_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    with pytest.raises(LocalError) as caught:
+        configmod.load(path)
+    assert str(caught.value).startswith(f"config {path}: {message}")
+    assert "\n" not in str(caught.value)
+
+
+def test_config_file_values_and_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        "[server]\nurl = 'https://gs.example'\n[scan]\naction = 'Report-Only'\n"
+        "exclude = '/a;/b'\nprogress_interval = -2\narchives = 'off'\n"
+        "[scheduler]\nState = '*/2  * * * *'\n[later]\nnote = 'kept out'\n"
+    )
+    config = configmod.load(path)
+    assert config.server.url == "https://gs.example"
+    assert (config.scan.action, config.scan.exclude) == ("none", ["/a", "/b"])
+    assert (config.scan.progress_interval, config.scan.archives) == (2.0, False)
+    assert config.scan.paths == ["/home", "/tmp"]  # not given: the default
+    # A schedule names some tasks; the others keep their defaults.
+    assert config.scheduler == {**configmod.DEFAULT_SCHEDULE, "State": "*/2 * * * *"}
+
+
+def test_a_bad_pushed_value_keeps_the_old_one() -> None:
+    config = configmod.AgentConfig()
+    problems = configmod.apply_avconfig(
+        config, [("scan:max_file_size", "-5"), ("daemon:long_poll", "x"), ("scan:yara", "no")]
+    )
+    assert problems == [
+        "scan:max_file_size: must not be negative",
+        "daemon:long_poll: not an integer: 'x'",
+    ]
+    assert (config.scan.max_file_size, config.daemon.long_poll) == (100 * configmod.MIB, 30)
+    assert config.scan.yara is False
+    assert list(configmod.AVCONFIG_ATTRS) == [
+        "scan:action", "scan:exclude", "scan:paths", "scan:max_file_size", "scan:archives",
+        "scan:archive_max_size", "scan:yara", "scan:clamav", "scan:progress_interval",
+        "spool:max_age_days", "spool:max_bytes", "daemon:long_poll", "daemon:max_db_age_days",
+    ]  # fmt: skip

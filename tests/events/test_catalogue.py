@@ -23,7 +23,7 @@ from garrison.common.catalogue import (
 )
 from garrison.common.catalogue_types import EventType, Field
 
-# DESIGN.md, "Contract that outside checks rely on": one procedure per Dr.Web event.
+# A public contract outside checks rely on: one procedure per Dr.Web event, by these names.
 CONTRACT_PROCEDURES = {
     "agent_deinstalled",
     "component_completed",

@@ -1,6 +1,6 @@
 """An Armadito agent on the wire.
 
-The request bodies below are DESIGN.md's "Armadito wire protocol" table, copied literally; only
+The request bodies below are the ones observed from the real agent (v0.10.1), copied literally; only
 the uuid, ``agent_id`` and ``job_id`` of the example are substituted.  Requests go out the way
 the real agent (v0.10.1, Perl LWP) sends them: ``Content-Type: application/json`` on every
 request (GET too), no credentials until a ``401`` carries a ``WWW-Authenticate: Basic``
@@ -26,9 +26,9 @@ from tests.support import Admin
 BASE = "http://testserver"
 BASIC = ("armadito", "armadito-fleet-password")
 
-# -- DESIGN.md, literally ---------------------------------------------------------------------
+# -- the real agent's requests, literally ------------------------------------------------------
 
-DESIGN_UUID = "4C4C4544-0033-4A10-8051-FFFFFFFFFFFF"
+EXAMPLE_UUID = "4C4C4544-0033-4A10-8051-FFFFFFFFFFFF"
 ENVELOPE = (
     '{"agent_id": 12, "agent_version": "0.10.1", "uuid": "4C4C4544-0033-4A10-8051-FFFFFFFFFFFF",\n'
     ' "task": {"name": "<Task>",\n'
@@ -109,7 +109,7 @@ def failure(job_id: int, text: str) -> str:
 
 def envelope(task: str, obj: str, *, uuid: str, agent_id: int) -> str:
     body = replace_once(ENVELOPE, '"agent_id": 12', f'"agent_id": {agent_id}')
-    body = replace_once(body, DESIGN_UUID, uuid)
+    body = replace_once(body, EXAMPLE_UUID, uuid)
     body = replace_once(body, "<Task>", task)
     return replace_once(body, "<task-specific>", obj)
 
@@ -178,7 +178,7 @@ class WireAgent:
 
     def getjobs(self, query: str | None = None) -> httpx.Response:
         if query is None:
-            # DESIGN.md's literal query: agent_id really appears twice.
+            # The real agent's query, literally: agent_id really appears twice.
             query = GETJOBS_PATH.partition("?")[2].replace(
                 "agent_id=12", f"agent_id={self.agent_id}"
             )

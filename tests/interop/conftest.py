@@ -1,5 +1,5 @@
 """Interop fixtures: a server configured as an Armadito fleet is (shared Basic credentials),
-and Armadito agents speaking DESIGN.md's literal requests to it."""
+and Armadito agents sending it the real agent's requests, literally."""
 
 from __future__ import annotations
 

@@ -179,7 +179,8 @@ def test_state_values_wrapped_in_arrays(armadito: Server, new_agent: NewAgent) -
 
 
 def design_checksum(name: str, path: str, detected: dt.datetime, agent_id: int, av: str) -> str:
-    """DESIGN.md: SHA-256 over ``threat_name;filepath;detection_time;agent_id;antivirus;``."""
+    """The Armadito GLPI plugin's: SHA-256 over ``threat_name;filepath;detection_time;agent_id;
+    antivirus;`` (docs/agent-api.md)."""
     stamp = detected.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     return hashlib.sha256(f"{name};{path};{stamp};{agent_id};{av};".encode()).hexdigest()
 

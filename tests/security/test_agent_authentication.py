@@ -1,4 +1,4 @@
-"""Every agent endpoint but enrollment needs a credential (DESIGN.md, "Secure by default").
+"""Every agent endpoint but enrollment needs a credential: Garrison is secure by default.
 
 A request with none gets 401 with ``WWW-Authenticate: Basic realm=…`` (the Armadito agent
 sends its Basic credentials only after that challenge) and a JSON body (it parses every error

@@ -1,4 +1,4 @@
-"""An agent can touch only its own data (DESIGN.md, "Secure by default").
+"""An agent can touch only its own data: Garrison is secure by default.
 
 Agent B holds a valid credential of its own (bearer token, or per-station Basic with its uuid
 or agent id as user and its token as password).  Whatever B writes in the envelope or the

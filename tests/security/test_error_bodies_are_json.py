@@ -1,4 +1,4 @@
-"""Bad input gets a JSON error, never HTML, never a stack trace (DESIGN.md).
+"""Bad input gets a JSON error, never HTML, never a stack trace.
 
 The Armadito agent parses every error body as JSON and crashes on anything else, so this holds
 on the agent API as much as on the admin API: malformed JSON, unknown paths, wrong methods,

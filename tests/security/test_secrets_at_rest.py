@@ -1,4 +1,4 @@
-"""Secrets are stored hashed (DESIGN.md, "Secure by default").
+"""Secrets are stored hashed: Garrison is secure by default.
 
 A copy of the database must not let anyone act as an agent or an administrator: agent tokens
 and admin API tokens are kept only as digests, passwords only as argon2 hashes, and none of

@@ -5,5 +5,4 @@ It never imports server code; it may import :mod:`garrison.common`.
 
 from __future__ import annotations
 
-AGENT_VERSION = "0.1.0"
 ENGINE_NAME = "Garrison"

@@ -39,7 +39,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from garrison.agent import AGENT_VERSION
+from garrison import __version__
 from garrison.agent.context import Agent
 from garrison.agent.errors import AgentError, ExitCode, UnreachableError, UsageProblem
 from garrison.agent.state import StateDir
@@ -96,7 +96,7 @@ def root(
 ) -> None:
     ctx.obj = {"state_dir": state_dir, "server": server, "verbose": verbose}
     if version:
-        console.print(f"garrison-agent {AGENT_VERSION}")
+        console.print(f"garrison-agent {__version__}")
         raise typer.Exit(0)
     if ctx.invoked_subcommand is not None:
         if task:

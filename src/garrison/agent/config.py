@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import tomli_w
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from garrison.agent.errors import LocalError
 from garrison.agent.state import write_private
 
 ACTIONS = ("none", "quarantine", "delete")
-TASKS = ("Getjobs", "Runjobs", "State", "Alerts", "AVConfig", "Scheduler")
+# The tasks the daemon runs on a schedule (Enrollment and Scan run by hand or by a job).
 DEFAULT_SCHEDULE = {
     "Getjobs": "* * * * *",
     "Runjobs": "* * * * *",
@@ -28,44 +28,13 @@ DEFAULT_SCHEDULE = {
     "AVConfig": "0 */6 * * *",
     "Scheduler": "*/15 * * * *",
 }
+TASKS = tuple(DEFAULT_SCHEDULE)
 MIB = 1024 * 1024
 
 
-@dataclass
-class ScanConfig:
-    action: str = "quarantine"
-    exclude: list[str] = field(default_factory=lambda: ["/proc", "/sys", "/dev", "/run"])
-    paths: list[str] = field(default_factory=lambda: ["/home", "/tmp"])  # noqa: S108
-    max_file_size: int = 100 * MIB
-    archives: bool = True
-    archive_max_size: int = 50 * MIB
-    yara: bool = True
-    clamav: bool = False
-    progress_interval: float = 10.0
-
-
-@dataclass
-class SpoolConfig:
-    max_age_days: int = 21
-    max_bytes: int = 64 * MIB
-
-
-@dataclass
-class DaemonConfig:
-    long_poll: int = 30
-    max_db_age_days: int = 30
-
-
-@dataclass
-class AgentConfig:
-    server_url: str = ""
-    scan: ScanConfig = field(default_factory=ScanConfig)
-    spool: SpoolConfig = field(default_factory=SpoolConfig)
-    daemon: DaemonConfig = field(default_factory=DaemonConfig)
-    scheduler: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SCHEDULE))
-
-
 # -- value parsing -------------------------------------------------------------------------
+# The same parsers read agent.toml and the Armadito attr/value pairs an administrator pushes
+# (where every value is a string: "1", "quarantine", "/proc;/sys").
 
 
 def _bool(value: Any) -> bool:
@@ -82,10 +51,22 @@ def _bool(value: Any) -> bool:
 def _int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("not an integer")
-    number = int(str(value).strip())
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"not an integer: {value!r}") from None
     if number < 0:
         raise ValueError("must not be negative")
     return number
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("not a number")
+    try:
+        return abs(float(str(value).strip()))
+    except ValueError:
+        raise ValueError(f"not a number: {value!r}") from None
 
 
 def _list(value: Any) -> list[str]:
@@ -93,7 +74,10 @@ def _list(value: Any) -> list[str]:
         return [str(v) for v in value]
     text = str(value).strip()
     if text.startswith("["):
-        loaded = json.loads(text)
+        try:
+            loaded = json.loads(text)
+        except ValueError:
+            raise ValueError(f"not a list: {text!r}") from None
         if not isinstance(loaded, list):
             raise ValueError("not a list")
         return [str(v) for v in loaded]
@@ -109,6 +93,80 @@ def _action(value: Any) -> str:
     return text
 
 
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {type(value).__name__}")
+    return value
+
+
+Bool = Annotated[bool, BeforeValidator(_bool)]
+Count = Annotated[int, BeforeValidator(_int)]
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+Paths = Annotated[list[str], BeforeValidator(_list)]
+Action = Annotated[str, BeforeValidator(_action)]
+Text = Annotated[str, BeforeValidator(_string)]
+
+
+class _Section(BaseModel):
+    # Unknown keys are refused (a typo must not silently keep a default), and a value set
+    # after loading (an AVConfig push) goes through the same parser as one read from the file.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ScanConfig(_Section):
+    action: Action = "quarantine"
+    exclude: Paths = Field(default_factory=lambda: ["/proc", "/sys", "/dev", "/run"])
+    paths: Paths = Field(default_factory=lambda: ["/home", "/tmp"])  # noqa: S108
+    max_file_size: Count = 100 * MIB
+    archives: Bool = True
+    archive_max_size: Count = 50 * MIB
+    yara: Bool = True
+    clamav: Bool = False
+    progress_interval: Seconds = 10.0
+
+
+class SpoolConfig(_Section):
+    max_age_days: Count = 21
+    max_bytes: Count = 64 * MIB
+
+
+class DaemonConfig(_Section):
+    long_poll: Count = 30
+    max_db_age_days: Count = 30
+
+
+class ServerConfig(_Section):
+    url: Text = ""
+
+
+def _schedule(value: Any) -> dict[str, str]:
+    """A table of task = cron over the default schedule: tasks not named keep theirs."""
+    if not isinstance(value, dict):
+        raise ValueError("must be a table of task = cron")
+    schedule = dict(DEFAULT_SCHEDULE)
+    for task, cron in value.items():
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+        schedule[task] = validate_cron(str(cron))
+    return schedule
+
+
+class AgentConfig(_Section):
+    """agent.toml; every table and key is optional (a missing one keeps its default)."""
+
+    # Tables of later versions or hand-written notes are left alone; keys inside a known
+    # table are checked.
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    scan: ScanConfig = Field(default_factory=ScanConfig)
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    scheduler: Annotated[dict[str, str], BeforeValidator(_schedule)] = Field(
+        default_factory=lambda: dict(DEFAULT_SCHEDULE)
+    )
+
+
 def validate_cron(expression: str) -> str:
     text = " ".join(str(expression).split())
     if len(text.split(" ")) != 5:
@@ -122,22 +180,17 @@ def validate_cron(expression: str) -> str:
     return text
 
 
-Parser = Callable[[Any], Any]
-# attr -> (section, key, parser); the Armadito-style names an administrator sees.
-AVCONFIG_ATTRS: dict[str, tuple[str, str, Parser]] = {
-    "scan:action": ("scan", "action", _action),
-    "scan:exclude": ("scan", "exclude", _list),
-    "scan:paths": ("scan", "paths", _list),
-    "scan:max_file_size": ("scan", "max_file_size", _int),
-    "scan:archives": ("scan", "archives", _bool),
-    "scan:archive_max_size": ("scan", "archive_max_size", _int),
-    "scan:yara": ("scan", "yara", _bool),
-    "scan:clamav": ("scan", "clamav", _bool),
-    "scan:progress_interval": ("scan", "progress_interval", lambda v: abs(float(str(v)))),
-    "spool:max_age_days": ("spool", "max_age_days", _int),
-    "spool:max_bytes": ("spool", "max_bytes", _int),
-    "daemon:long_poll": ("daemon", "long_poll", _int),
-    "daemon:max_db_age_days": ("daemon", "max_db_age_days", _int),
+# The Armadito-style names an administrator sees ("scan:action"), for every key of the
+# tables AVConfig reports and applies: attr -> (table, key).
+AVCONFIG_TABLES: dict[str, type[_Section]] = {
+    "scan": ScanConfig,
+    "spool": SpoolConfig,
+    "daemon": DaemonConfig,
+}
+AVCONFIG_ATTRS: dict[str, tuple[str, str]] = {
+    f"{table}:{key}": (table, key)
+    for table, model in AVCONFIG_TABLES.items()
+    for key in model.model_fields
 }
 READ_ONLY_ATTRS = {"on-access:enabled": "0"}
 SCHEDULER_PREFIX = "scheduler:task:"
@@ -153,10 +206,21 @@ def _wire(value: Any) -> str:
     return str(value)
 
 
+def _problem(error: ValidationError) -> str:
+    """The first of a validation error's problems, in one line, without pydantic's prefix."""
+    first = error.errors(include_url=False)[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "model_type":
+        message = "must be a table"
+    return message
+
+
 def avconfig_pairs(config: AgentConfig) -> list[dict[str, str]]:
     pairs = [
-        {"attr": attr, "value": _wire(getattr(getattr(config, section), key))}
-        for attr, (section, key, _) in AVCONFIG_ATTRS.items()
+        {"attr": attr, "value": _wire(getattr(getattr(config, table), key))}
+        for attr, (table, key) in AVCONFIG_ATTRS.items()
     ]
     pairs += [{"attr": a, "value": v} for a, v in READ_ONLY_ATTRS.items()]
     return pairs
@@ -178,11 +242,11 @@ def apply_avconfig(config: AgentConfig, pairs: Iterable[tuple[str, str]]) -> lis
             if attr not in READ_ONLY_ATTRS:
                 problems.append(f"{attr}: unknown attribute, ignored")
             continue
-        section, key, parse = spec
+        table, key = spec
         try:
-            setattr(getattr(config, section), key, parse(value))
-        except (ValueError, TypeError) as exc:
-            problems.append(f"{attr}: {exc}")
+            setattr(getattr(config, table), key, value)  # validated: see _Section
+        except ValidationError as exc:
+            problems.append(f"{attr}: {_problem(exc)}")
     return problems
 
 
@@ -206,58 +270,25 @@ def apply_scheduler(config: AgentConfig, pairs: Iterable[tuple[str, str]]) -> li
 # -- file -----------------------------------------------------------------------------------
 
 
-def _section(target: Any, data: Any, name: str) -> None:
-    if data is None:
-        return
-    if not isinstance(data, dict):
-        raise LocalError(f"config: [{name}] must be a table")
-    known = {f.name for f in fields(target)}
-    for key, value in data.items():
-        if key not in known:
-            raise LocalError(f"config: unknown key {name}.{key}")
-        spec = AVCONFIG_ATTRS.get(f"{name}:{key}")
-        try:
-            setattr(target, key, spec[2](value) if spec else value)
-        except (ValueError, TypeError) as exc:
-            raise LocalError(f"config: {name}.{key}: {exc}") from None
-
-
 def load(path: Path) -> AgentConfig:
-    config = AgentConfig()
+    """agent.toml, checked; a missing file is the defaults.  LocalError names the file and
+    the first key that is wrong, in one line."""
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        return config
+        return AgentConfig()
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise LocalError(f"cannot read config {path}: {exc}") from None
-    server = data.get("server", {})
-    if isinstance(server, dict) and isinstance(server.get("url"), str):
-        config.server_url = server["url"]
-    _section(config.scan, data.get("scan"), "scan")
-    _section(config.spool, data.get("spool"), "spool")
-    _section(config.daemon, data.get("daemon"), "daemon")
-    schedule = data.get("scheduler")
-    if schedule is not None:
-        if not isinstance(schedule, dict):
-            raise LocalError("config: [scheduler] must be a table of task = cron")
-        problems = apply_scheduler(
-            config, ((f"{SCHEDULER_PREFIX}{t}:freq", str(c)) for t, c in schedule.items())
-        )
-        if problems:
-            raise LocalError(f"config: {problems[0]}")
-    return config
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        loc = ".".join(str(part) for part in exc.errors()[0]["loc"])
+        raise LocalError(f"config {path}: {loc}: {_problem(exc)}") from None
 
 
 def save(path: Path, config: AgentConfig) -> None:
-    data = {
-        "server": {"url": config.server_url},
-        "scan": {f.name: getattr(config.scan, f.name) for f in fields(config.scan)},
-        "spool": {f.name: getattr(config.spool, f.name) for f in fields(config.spool)},
-        "daemon": {f.name: getattr(config.daemon, f.name) for f in fields(config.daemon)},
-        "scheduler": dict(config.scheduler),
-    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_private(path, tomli_w.dumps(data).encode())
+        write_private(path, tomli_w.dumps(config.model_dump()).encode())
     except OSError as exc:
         raise LocalError(f"cannot write config {path}: {exc.strerror}") from None

@@ -64,7 +64,7 @@ class Agent:
     @property
     def server_url(self) -> str:
         creds = self.state.credentials()
-        return self._server_url or (creds.server_url if creds else "") or self.config.server_url
+        return self._server_url or (creds.server_url if creds else "") or self.config.server.url
 
     def credentials(self) -> Credentials:
         creds = self.state.credentials()

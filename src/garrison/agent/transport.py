@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-from garrison.agent import AGENT_VERSION, ENGINE_NAME, host
+from garrison import __version__
+from garrison.agent import ENGINE_NAME, host
 from garrison.agent.errors import RefusedError, ServerError, UnreachableError
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -49,8 +50,8 @@ class Transport:
         self.client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)) if timeout else TIMEOUT,
             headers={
-                "X-Garrison-Agent": AGENT_VERSION,
-                "User-Agent": f"garrison-agent/{AGENT_VERSION}",
+                "X-Garrison-Agent": __version__,
+                "User-Agent": f"garrison-agent/{__version__}",
             },
         )
 
@@ -66,7 +67,7 @@ class Transport:
     def envelope(self, task: str, obj: Any) -> dict[str, Any]:
         return {
             "agent_id": self.identity.agent_id,
-            "agent_version": AGENT_VERSION,
+            "agent_version": __version__,
             "uuid": self.identity.uuid,
             "hostname": host.hostname(),
             "mac": host.mac_address(),
@@ -75,7 +76,7 @@ class Transport:
                 "name": task,
                 "antivirus": {
                     "name": ENGINE_NAME,
-                    "version": AGENT_VERSION,
+                    "version": __version__,
                     "program_path": "",
                     "os_info": host.os_info(),
                 },

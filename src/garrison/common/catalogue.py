@@ -15,7 +15,7 @@ from garrison.common.catalogue_drweb import DRWEB_EVENTS
 from garrison.common.catalogue_eset import ESET_EVENTS
 from garrison.common.catalogue_sensor import SENSOR_EVENTS
 from garrison.common.catalogue_telemetry import TELEMETRY_EVENTS
-from garrison.common.catalogue_types import SEVERITIES, EventType, Family, Field
+from garrison.common.catalogue_types import EventType, Family, Field
 
 ALL: tuple[EventType, ...] = (*DRWEB_EVENTS, *SENSOR_EVENTS, *TELEMETRY_EVENTS, *ESET_EVENTS)
 CATALOGUE: dict[str, EventType] = {e.name: e for e in ALL}
@@ -38,10 +38,6 @@ class EventInvalidError(ValueError):
         super().__init__(f"{field}: {problem}" if field else problem)
         self.field = field
         self.problem = problem
-
-
-def severity_rank(name: str) -> int:
-    return SEVERITIES.index(name)
 
 
 def _in_range(value: dt.datetime, field: str) -> dt.datetime:

@@ -8,6 +8,7 @@ pairs carry the same value.
 from __future__ import annotations
 
 from garrison.common.catalogue_types import EventType, Family, Field
+from garrison.common.vocabulary import Severity
 
 SRC = "drweb-server-station-event-procedures.txt"
 
@@ -49,7 +50,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
             Field("message", doc="empty on success, else the error message"),
         ),
         procedure="agent_deinstalled",
-        severity="Notice",
+        severity=Severity.NOTICE,
     ),
     EventType(
         "component_completed",
@@ -119,7 +120,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
         "The station must be rebooted.",
         (*STATION_ARGS, *REVISION_ARGS),
         procedure="station_reboot_required",
-        severity="Warning",
+        severity=Severity.WARNING,
     ),
     EventType(
         "threat_detected",
@@ -152,7 +153,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
             HASHDB,
         ),
         procedure="threat_detected",
-        severity="Critical",
+        severity=Severity.CRITICAL,
         eset_type="Threat_Event",
         time_field="time",
     ),
@@ -181,7 +182,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
             HASHDB,
         ),
         procedure="preventive_protection_report",
-        severity="Warning",
+        severity=Severity.WARNING,
         eset_type="HipsAggregated_Event",
         time_field="time",
     ),
@@ -201,7 +202,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
             DESCRIPTION,
         ),
         procedure="station_authorization_failed",
-        severity="Warning",
+        severity=Severity.WARNING,
     ),
     EventType(
         "station_datetime_error",
@@ -220,7 +221,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
             Field("valid_delta", "integer", True, "valid time delta, milliseconds"),
         ),
         procedure="station_datetime_error",
-        severity="Warning",
+        severity=Severity.WARNING,
     ),
     EventType(
         "station_update_failed",
@@ -229,7 +230,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
         "An update failed on the station.",
         (*STATION_ARGS, *REVISION_ARGS),
         procedure="station_update_failed",
-        severity="Error",
+        severity=Severity.ERROR,
     ),
     EventType(
         "station_scan_error",
@@ -254,7 +255,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
             HASHDB,
         ),
         procedure="station_scan_error",
-        severity="Error",
+        severity=Severity.ERROR,
         time_field="time",
     ),
     EventType(
@@ -326,7 +327,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
             Field("new_address", doc="address of the connecting station"),
         ),
         procedure="station_authorization_in_progress",
-        severity="Notice",
+        severity=Severity.NOTICE,
     ),
     EventType(
         "station_connected",
@@ -361,7 +362,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
             ),
         ),
         procedure="station_created",
-        severity="Notice",
+        severity=Severity.NOTICE,
     ),
     EventType(
         "station_deleted",
@@ -370,7 +371,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
         "A station was deleted.",
         (Field("login", doc="administrator login"), ID),
         procedure="station_deleted",
-        severity="Notice",
+        severity=Severity.NOTICE,
     ),
     EventType(
         "station_scan_statistics",
@@ -418,7 +419,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
             Field("sessionid", doc="installation session ID"),
         ),
         procedure="agent_installation",
-        severity="Notice",
+        severity=Severity.NOTICE,
     ),
     EventType(
         "device_blocked",
@@ -442,7 +443,7 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
             Field("recv_time", "timestamp", doc="blockrcvtime, as the seed's comment names it"),
         ),
         procedure="device_blocked",
-        severity="Warning",
+        severity=Severity.WARNING,
         time_field="blocktime",
     ),
 )

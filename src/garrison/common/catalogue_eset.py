@@ -4,6 +4,7 @@ can produce them; the exporters map every catalogue event to one of these shapes
 from __future__ import annotations
 
 from garrison.common.catalogue_types import EventType, Field
+from garrison.common.vocabulary import Severity
 
 SRC = "eset-protect-json-export.txt"
 TIME = Field("time", "timestamp", True, "when the event occurred")
@@ -36,7 +37,7 @@ ESET_EVENTS: tuple[EventType, ...] = (
             Field("threat_name"),
             AGG,
         ),
-        severity="Warning",
+        severity=Severity.WARNING,
         eset_type="FirewallAggregated_Event",
         telemetry=True,
         time_field="time",
@@ -61,7 +62,7 @@ ESET_EVENTS: tuple[EventType, ...] = (
                 "exported unless configured",
             ),
         ),
-        severity="Warning",
+        severity=Severity.WARNING,
         eset_type="HipsAggregated_Event",
         telemetry=True,
         time_field="time",
@@ -80,7 +81,7 @@ ESET_EVENTS: tuple[EventType, ...] = (
             Field("user", search="user"),
             Field("result"),
         ),
-        severity="Notice",
+        severity=Severity.NOTICE,
         eset_type="Audit_Event",
         time_field="time",
     ),
@@ -104,7 +105,7 @@ ESET_EVENTS: tuple[EventType, ...] = (
             Field("target_address", "ip", search="ip"),
             Field("target_address_type"),
         ),
-        severity="Warning",
+        severity=Severity.WARNING,
         eset_type="FilteredWebsites_Event",
         telemetry=True,
         time_field="time",
@@ -124,7 +125,7 @@ ESET_EVENTS: tuple[EventType, ...] = (
             Field("eiconsolelink"),
             Field("eialarmid"),
         ),
-        severity="Error",
+        severity=Severity.ERROR,
         eset_type="EnterpriseInspectorAlert_Event",
         time_field="time",
     ),
@@ -146,7 +147,7 @@ ESET_EVENTS: tuple[EventType, ...] = (
             Field("cause"),
             Field("description"),
         ),
-        severity="Warning",
+        severity=Severity.WARNING,
         eset_type="BlockedFiles_Event",
         time_field="time",
     ),
@@ -175,7 +176,7 @@ ESET_EVENTS: tuple[EventType, ...] = (
             SHA1,
             Field("firstseen", "timestamp"),
         ),
-        severity="Critical",
+        severity=Severity.CRITICAL,
         eset_type="Threat_Event",
         time_field="time",
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from garrison.common.catalogue_types import EventType, Field
+from garrison.common.vocabulary import Severity
 
 SRC = "limacharlie-sensor-events.txt"
 TS = Field("ts", "timestamp", doc="epoch timestamp")
@@ -28,7 +29,7 @@ SENSOR_EVENTS: tuple[EventType, ...] = (
         "The sensor went silent (no check-in within the offline timeout).",
         (TS,),
         time_field="ts",
-        severity="Notice",
+        severity=Severity.NOTICE,
     ),
     EventType("STARTING_UP", SRC, "station", "The sensor started.", (TS,), time_field="ts"),
     EventType(
@@ -82,7 +83,7 @@ SENSOR_EVENTS: tuple[EventType, ...] = (
         "station",
         "The sensor was isolated from the network.",
         (INVESTIGATION, Field("ERROR", "integer")),
-        severity="Warning",
+        severity=Severity.WARNING,
     ),
     EventType(
         "SELF_TEST",

@@ -7,6 +7,7 @@ Mac agents add the login details.  Hash fields take MD5 or SHA-256 as the seed s
 from __future__ import annotations
 
 from garrison.common.catalogue_types import EventType, Field
+from garrison.common.vocabulary import Severity
 
 SRC = "kaspersky-edr-data-between-components.txt"
 
@@ -178,7 +179,11 @@ OS_LOG_BODY = (
 
 
 def _telemetry(
-    name: str, doc: str, *fields: Field, severity: str = "Information", eset_type: str | None = None
+    name: str,
+    doc: str,
+    *fields: Field,
+    severity: Severity = Severity.INFORMATION,
+    eset_type: str | None = None,
 ) -> EventType:
     return EventType(
         name,
@@ -279,7 +284,7 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         "A process start was blocked.",
         *_file(),
         Field("command_line", doc="command-line parameters"),
-        severity="Warning",
+        severity=Severity.WARNING,
         eset_type="BlockedFiles_Event",
     ),
     _telemetry(
@@ -295,7 +300,7 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("parent_sha256", "sha256", search="hash"),
         Field("parent_pid", "integer"),
         Field("parent_unique_pid"),
-        severity="Warning",
+        severity=Severity.WARNING,
         eset_type="BlockedFiles_Event",
     ),
     _telemetry(
@@ -314,7 +319,7 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("command_line", doc="process start command line"),
         Field("error_reason", doc="why processing the object failed"),
         Field("amsi_content", doc="script content scanned with AMSI"),
-        severity="Critical",
+        severity=Severity.CRITICAL,
         eset_type="Threat_Event",
     ),
     _telemetry(

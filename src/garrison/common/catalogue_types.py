@@ -6,6 +6,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
+from garrison.common.vocabulary import Severity
+
 FieldType = Literal[
     "string",
     "integer",
@@ -21,7 +23,6 @@ FieldType = Literal[
 ]
 # Where an event comes from: a station (agent), the server only, or either.
 Origin = Literal["station", "server", "both"]
-SEVERITIES = ("Information", "Notice", "Warning", "Error", "Critical", "Fatal")
 # Field roles searchable with GET /admin/v1/events (hash=, process=, path=, user=).
 Search = Literal["hash", "process", "path", "user", "host", "ip"]
 
@@ -55,7 +56,7 @@ class EventType:
     fields: tuple[Field, ...] = ()
     families: tuple[Family, ...] = ()
     procedure: str | None = None  # the Lua procedure run for it (Dr.Web events)
-    severity: str = "Information"
+    severity: Severity = Severity.INFORMATION
     eset_type: str | None = None  # the ESET PROTECT export type it maps to
     telemetry: bool = False  # endpoint telemetry: short default retention
     # The field that holds the event's time, when the event carries one.

@@ -4,11 +4,10 @@ find the first and only the first.  Reports a SELF_TEST event with the details."
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from garrison.agent import AGENT_VERSION
+from garrison import __version__
 from garrison.agent.context import Agent
 from garrison.agent.errors import JobError
 from garrison.agent.jobstore import Job
@@ -25,7 +24,7 @@ def eicar() -> bytes:
 
 def run(agent: Agent) -> dict[str, Any]:
     db = agent.signatures
-    config = replace(agent.config.scan, action="none", exclude=[], clamav=False)
+    config = agent.config.scan.model_copy(update={"action": "none", "exclude": [], "clamav": False})
     engine = Engine(db, config)
     with tempfile.TemporaryDirectory(prefix="garrison-selftest-") as tmp:
         (Path(tmp) / "eicar.com").write_bytes(eicar())
@@ -47,7 +46,7 @@ def run(agent: Agent) -> dict[str, Any]:
     return {
         "ok": not problems,
         "problems": "; ".join(problems),
-        "engine_version": AGENT_VERSION,
+        "engine_version": __version__,
         "signature_version": db.version,
         "records": db.records,
         "yara_rules": db.yara_count,

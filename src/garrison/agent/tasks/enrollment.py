@@ -34,6 +34,6 @@ def run(agent: Agent, key: str) -> Credentials:
         scheduler_id=int(answer.get("scheduler_id") or 0),
     )
     agent.state.save_credentials(creds)
-    agent.config.server_url = url
+    agent.config.server.url = url
     agent.save_config()
     return creds

@@ -7,7 +7,8 @@ import importlib.metadata
 import time
 from typing import Any
 
-from garrison.agent import AGENT_VERSION, isolation
+from garrison import __version__
+from garrison.agent import isolation
 from garrison.agent.context import Agent
 from garrison.agent.scan import clamav
 
@@ -53,7 +54,7 @@ def build(agent: Agent) -> dict[str, Any]:
     )
     spool = agent.spool.stats()
     details = {
-        "engine_version": AGENT_VERSION,
+        "engine_version": __version__,
         "signature_version": db.version,
         "signature_date": dt.datetime.fromtimestamp(db.date, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "signature_records": str(db.records),

@@ -10,21 +10,25 @@ import typer
 from garrison.cli import output
 from garrison.cli.client import UsageError
 from garrison.cli.command import Call, command
+from garrison.common.vocabulary import JobPriority, JobStatus, JobType, spoken
 
 app = typer.Typer(help="Jobs: create, list, show, cancel.", no_args_is_help=True)
 
-PRIORITIES = ("low", "medium", "high", "urgent")
 JobId = Annotated[int, typer.Argument(metavar="ID", help="job id")]
+
+
+_BY_LABEL = {p.label: p for p in JobPriority}
+_LABELS = ", ".join(_BY_LABEL)
 
 
 def parse_priority(text: str) -> int:
     """``0``-``3`` or ``low``, ``medium``, ``high``, ``urgent``."""
     value = text.strip().lower()
-    if value in PRIORITIES:
-        return PRIORITIES.index(value)
-    if value.isdigit() and int(value) < len(PRIORITIES):
+    if value in _BY_LABEL:
+        return _BY_LABEL[value].value
+    if value.isdigit() and int(value) <= max(JobPriority):
         return int(value)
-    raise UsageError(f"--priority must be 0-3 or one of {', '.join(PRIORITIES)}, not {text!r}")
+    raise UsageError(f"--priority must be 0-3 or one of {_LABELS}, not {text!r}")
 
 
 def parse_pair(text: str, option: str) -> tuple[str, Any]:
@@ -40,8 +44,8 @@ def parse_pair(text: str, option: str) -> tuple[str, Any]:
 
 
 def priority_name(value: Any) -> str:
-    if isinstance(value, int) and 0 <= value < len(PRIORITIES):
-        return PRIORITIES[value]
+    if isinstance(value, int) and min(JobPriority) <= value <= max(JobPriority):
+        return JobPriority(value).label
     return str(value)
 
 
@@ -105,7 +109,7 @@ def create(
         str,
         typer.Option(
             "--type",
-            help="Scan, UpdateSignatures, IsolateNetwork, RejoinNetwork, SelfTest or Uninstall",
+            help=spoken(JobType),
         ),
     ] = "Scan",
     stations: Annotated[
@@ -113,7 +117,7 @@ def create(
         typer.Option("--station", metavar="ID", help="a target station (repeatable)"),
     ] = None,
     group: Annotated[str | None, typer.Option(help="also target every station of a group")] = None,
-    priority: Annotated[str, typer.Option(help="0-3 or low, medium, high, urgent")] = "medium",
+    priority: Annotated[str, typer.Option(help=f"0-3 or {_LABELS}")] = JobPriority.MEDIUM.label,
     path: Annotated[str | None, typer.Option(help="Scan: the path to scan")] = None,
     options: Annotated[str | None, typer.Option(help="Scan: scanner options")] = None,
     name: Annotated[str | None, typer.Option(help="Scan: a name for the scan")] = None,
@@ -148,7 +152,7 @@ def list_jobs(
     ] = None,
     status: Annotated[
         str | None,
-        typer.Option(help="queued, downloaded, successful, failed or cancelled"),
+        typer.Option(help=spoken(JobStatus)),
     ] = None,
     job_type: Annotated[str | None, typer.Option("--type", help="only this job type")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -10,6 +9,7 @@ import typer
 from garrison.cli import output
 from garrison.cli.client import segment
 from garrison.cli.command import Call, command, confirm, secret
+from garrison.common.vocabulary import Role
 
 app = typer.Typer(
     help="Users: list, create, set-role, disable, enable, delete, passwd.", no_args_is_help=True
@@ -21,12 +21,6 @@ Password = Annotated[
     typer.Option(help="the password (else asked for, or read from stdin); 10 characters or more"),
 ]
 COLUMNS = ("id", "username", "role", "disabled", "created")
-
-
-class Role(StrEnum):
-    admin = "admin"
-    operator = "operator"
-    viewer = "viewer"
 
 
 def _row(u: dict[str, Any]) -> list[Any]:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from garrison.common.vocabulary import Role
 from garrison.server.audit.service import Actor
 from garrison.server.context import ServerContext
 from garrison.server.errors import ForbiddenError, NotAuthenticatedError
@@ -42,7 +43,7 @@ def _principal(
     )
 
 
-def require(role: str) -> Callable[..., Actor]:
+def require(role: Role) -> Callable[..., Actor]:
     def check(actor: Annotated[Actor, Depends(_principal)]) -> Actor:
         if not users.role_allows(actor.role, role):
             raise ForbiddenError(f"this needs the {role} role; you are {actor.role}")
@@ -51,6 +52,6 @@ def require(role: str) -> Callable[..., Actor]:
     return check
 
 
-Viewer = Annotated[Actor, Depends(require("viewer"))]
-Operator = Annotated[Actor, Depends(require("operator"))]
-Admin = Annotated[Actor, Depends(require("admin"))]
+Viewer = Annotated[Actor, Depends(require(Role.VIEWER))]
+Operator = Annotated[Actor, Depends(require(Role.OPERATOR))]
+Admin = Annotated[Actor, Depends(require(Role.ADMIN))]

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 
 from garrison.common.catalogue import ALL
-from garrison.common.catalogue_types import SEVERITIES
+from garrison.common.vocabulary import Severity
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Viewer
 from garrison.server.errors import InvalidInputError
@@ -30,7 +30,7 @@ def event_out(e: Event) -> s.EventOut:
         type=e.type,
         station_id=e.station_id,
         origin=e.origin,
-        severity=SEVERITIES[e.severity],
+        severity=Severity.of_rank(e.severity),
         time=e.time,
         received_at=e.received_at,
         data=e.data,

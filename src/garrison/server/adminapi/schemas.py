@@ -7,6 +7,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from garrison.common.vocabulary import JobPriority, JobType, Role, spoken
+
 T = TypeVar("T")
 
 
@@ -107,12 +109,15 @@ class MembershipOut(BaseModel):
 
 
 class JobIn(Strict):
-    type: str = Field(
-        description="Scan, UpdateSignatures, IsolateNetwork, RejoinNetwork, SelfTest or Uninstall"
-    )
+    type: str = Field(description=spoken(JobType))
     station_ids: list[int] = Field(default_factory=list, max_length=100_000)
     group: str | None = Field(default=None, description="also target every station of a group")
-    priority: int = Field(default=1, ge=0, le=3, description="0 low, 1 medium, 2 high, 3 urgent")
+    priority: int = Field(
+        default=JobPriority.MEDIUM.value,
+        ge=min(JobPriority).value,
+        le=max(JobPriority).value,
+        description=", ".join(f"{p.value} {p.label}" for p in JobPriority),
+    )
     params: dict[str, Any] = Field(
         default_factory=dict, description='Scan: {"path": …, "options": …, "name": …}'
     )
@@ -218,11 +223,11 @@ class DesiredIn(Strict):
 class UserIn(Strict):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
-    role: Literal["admin", "operator", "viewer"]
+    role: Role
 
 
 class UserPatch(Strict):
-    role: Literal["admin", "operator", "viewer"] | None = None
+    role: Role | None = None
     password: str | None = Field(default=None, min_length=1, max_length=1024)
     disabled: bool | None = None
 

@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from garrison.common.catalogue import CATALOGUE, event_time, search_terms, severity_rank, validate
+from garrison.common.catalogue import CATALOGUE, event_time, search_terms, validate
+from garrison.common.vocabulary import severity_rank
 from garrison.server.errors import InvalidInputError
 from garrison.server.events.models import Event, EventTerm
 from garrison.server.store.base import utcnow

@@ -6,9 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from garrison.common.catalogue_types import SEVERITIES
+from garrison.common.vocabulary import Severity
 
-Severity = Literal["Information", "Notice", "Warning", "Error", "Critical", "Fatal"]
 FORMAT_NAMES = ("eset-json", "leef", "leef2", "cef")
 TRANSPORT_NAMES = ("udp", "tcp", "tls", "relp", "file", "http")
 
@@ -29,10 +28,10 @@ class TargetOptions(BaseModel):
     tls_verify: bool = True
     relp_tls: bool = False
     event_types: list[str] = Field(default_factory=list, max_length=200)
-    min_severity: Severity = "Information"
+    min_severity: Severity = Severity.INFORMATION
     groups: list[str] = Field(default_factory=list, max_length=200)
     hips_min_severity: Severity = Field(
-        default="Error", description="HIPS events below this are not forwarded (ESET: Error)"
+        default=Severity.ERROR, description="HIPS events below this are not forwarded (ESET: Error)"
     )
     aggregation_window_seconds: float = Field(default=5.0, ge=0, le=3600)
     heartbeat_seconds: float = Field(default=60.0, ge=0, le=86400)
@@ -68,7 +67,3 @@ class TargetOptions(BaseModel):
         if self.tls_key and not self.tls_cert:
             raise ValueError("tls_key needs tls_cert")
         return self
-
-
-def severity_rank(name: str) -> int:
-    return SEVERITIES.index(name)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Set
 
+from garrison.common.vocabulary import is_severity, severity_rank
 from garrison.server.events.models import Event
-from garrison.server.export.config import TargetOptions, severity_rank
+from garrison.server.export.config import TargetOptions
 
 HIPS_TYPES = ("hips_event", "preventive_protection_report")
-_LEVELS = ("Information", "Notice", "Warning", "Error", "Critical", "Fatal")
 
 
 def forwarded(options: TargetOptions, event: Event, groups: Set[str]) -> bool:
@@ -21,9 +21,7 @@ def forwarded(options: TargetOptions, event: Event, groups: Set[str]) -> bool:
     if event.type in HIPS_TYPES:
         # A HIPS event's own level, when it gives one, says more than the type's severity.
         level = event.data.get("severity") if event.type == "hips_event" else None
-        rank = (
-            severity_rank(level) if isinstance(level, str) and level in _LEVELS else event.severity
-        )
+        rank = severity_rank(level) if is_severity(level) else event.severity
         if rank < severity_rank(o.hips_min_severity):
             return False
     return not (o.groups and not (groups & set(o.groups)))

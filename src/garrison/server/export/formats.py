@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from garrison import __version__
+from garrison.common.vocabulary import Severity
 from garrison.server.export.mapping import TIME_KEY, Record
 
 VENDOR = "Garrison"
@@ -27,13 +28,14 @@ def eset_json(record: Record) -> str:
 # LEEF -----------------------------------------------------------------------------------
 LEEF_TIME_FORMAT = "MMM dd yyyy HH:mm:ss"
 LEEF_TIME = "%b %d %Y %H:%M:%S"  # ESET's LEEF date format
-LEEF_SEVERITY = {
-    "Information": 1,
-    "Notice": 3,
-    "Warning": 5,
-    "Error": 7,
-    "Critical": 9,
-    "Fatal": 10,
+# LEEF's sev and CEF's Severity share one 1-10 scale.
+SEVERITY_SCALE: dict[str, int] = {
+    Severity.INFORMATION: 1,
+    Severity.NOTICE: 3,
+    Severity.WARNING: 5,
+    Severity.ERROR: 7,
+    Severity.CRITICAL: 9,
+    Severity.FATAL: 10,
 }
 # Standard LEEF attribute names for common ESET keys.
 LEEF_KEYS = {
@@ -68,7 +70,7 @@ def _leef_attributes(record: Record, delimiter: str) -> str:
         "cat": record.event_type,
         "devTime": record.time.strftime(LEEF_TIME),
         "devTimeFormat": LEEF_TIME_FORMAT,
-        "sev": LEEF_SEVERITY[record.severity],
+        "sev": SEVERITY_SCALE[record.severity],
     }
     for key, value in record.fields.items():
         if key in ("event_type", TIME_KEY):
@@ -115,7 +117,6 @@ def leef2(record: Record, delimiter: str = "^") -> str:
 
 
 # CEF ------------------------------------------------------------------------------------
-CEF_SEVERITY = {"Information": 1, "Notice": 3, "Warning": 5, "Error": 7, "Critical": 9, "Fatal": 10}
 # Standard CEF extension keys for the ESET keys and catalogue fields that have one.
 CEF_KEYS = {
     "ipv4": "src",
@@ -187,7 +188,7 @@ def cef(record: Record) -> str:
             _cef_header(__version__),
             _cef_header(record.event_type),
             _cef_header(record.garrison_type),
-            str(CEF_SEVERITY[record.severity]),
+            str(SEVERITY_SCALE[record.severity]),
         ]
     )
     ext: dict[str, Any] = {"rt": int(record.time.timestamp() * 1000)}

@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from garrison.common.catalogue import CATALOGUE, parse_timestamp
-from garrison.common.catalogue_types import SEVERITIES
+from garrison.common.catalogue_eset import AGG, ESET_EVENTS
+from garrison.common.catalogue_types import EventType
+from garrison.common.vocabulary import Severity, is_severity
 
 TIME_KEY = "occured"
+AGGREGATE_COUNT = AGG.name
 ESET_TIME = "%d-%b-%Y %H:%M:%S"
 
 
@@ -128,106 +131,34 @@ def _identity(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], dict[str, Any
     return pick
 
 
-ESET_KEYS = {
-    "Threat_Event": (
-        "threat_type",
-        "threat_name",
-        "threat_flags",
-        "scanner_id",
-        "scan_id",
-        "engine_version",
-        "object_type",
-        "object_uri",
-        "action_taken",
-        "action_error",
-        "threat_handled",
-        "need_restart",
-        "username",
-        "processname",
-        "circumstances",
-        "hash",
-        "firstseen",
-    ),
-    "FirewallAggregated_Event": (
-        "event",
-        "source_address",
-        "source_address_type",
-        "source_port",
-        "target_address",
-        "target_address_type",
-        "target_port",
-        "protocol",
-        "account",
-        "process_name",
-        "rule_name",
-        "rule_id",
-        "inbound",
-        "threat_name",
-        "aggregate_count",
-    ),
-    "HipsAggregated_Event": (
-        "application",
-        "operation",
-        "target",
-        "action",
-        "rule_name",
-        "rule_id",
-        "aggregate_count",
-    ),
-    "Audit_Event": ("domain", "action", "target", "detail", "user", "result"),
-    "FilteredWebsites_Event": (
-        "hostname",
-        "processname",
-        "username",
-        "resolved",
-        "hash",
-        "event",
-        "rule_id",
-        "action_taken",
-        "scanner_id",
-        "object_uri",
-        "target_address",
-        "target_address_type",
-    ),
-    "EnterpriseInspectorAlert_Event": (
-        "processname",
-        "username",
-        "rulename",
-        "count",
-        "hash",
-        "eiconsolelink",
-        "eialarmid",
-    ),
-    "BlockedFiles_Event": (
-        "hostname",
-        "processname",
-        "username",
-        "resolved",
-        "hash",
-        "object_uri",
-        "action",
-        "firstseen",
-        "cause",
-        "description",
-    ),
-}
+def _shape_keys(shape: EventType) -> tuple[str, ...]:
+    """The ESET type's own keys: its catalogue fields but the two the common keys carry (the
+    time, as ``occured``, and a HIPS event's own severity, as ``severity``)."""
+    return tuple(f.name for f in shape.fields if f.name not in (shape.time_field, "severity"))
+
+
+# The ESET PROTECT types, each declared once in the catalogue (catalogue_eset): type -> keys.
+_SHAPES: dict[str, EventType] = {e.eset_type: e for e in ESET_EVENTS if e.eset_type}
+ESET_KEYS: dict[str, tuple[str, ...]] = {name: _shape_keys(e) for name, e in _SHAPES.items()}
+# Date-time values inside the types' keys (``firstseen``) use the ESET format too.
+DATE_KEYS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        f.name
+        for e in _SHAPES.values()
+        for f in e.fields
+        if f.type == "timestamp" and f.name != e.time_field
+    )
+)
 # Per Garrison type, how its data becomes the ESET type's keys.
+# The ESET-shaped seed events pass their keys through; the others are converted.
 MAPPERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    **{e.name: _identity(ESET_KEYS[eset]) for eset, e in _SHAPES.items()},
     "threat_detected": _threat_from_drweb,
     "detection": _threat_from_detection,
-    "threat": _identity(ESET_KEYS["Threat_Event"]),
-    "firewall_event": _identity(ESET_KEYS["FirewallAggregated_Event"]),
-    "hips_event": _identity(ESET_KEYS["HipsAggregated_Event"]),
     "preventive_protection_report": _hips_from_drweb,
-    "audit": _identity(ESET_KEYS["Audit_Event"]),
-    "website_filtered": _identity(ESET_KEYS["FilteredWebsites_Event"]),
-    "edr_alarm": _identity(ESET_KEYS["EnterpriseInspectorAlert_Event"]),
-    "file_blocked": _identity(ESET_KEYS["BlockedFiles_Event"]),
     "process_start_blocked": _blocked_from_telemetry,
     "file_open_blocked": _blocked_from_telemetry,
 }
-# Date-time values inside the type's keys use the ESET format too.
-DATE_KEYS = ("firstseen",)
 
 
 def _addresses(station: StationInfo, data: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -249,9 +180,10 @@ def build(
     eset_type = declared.eset_type if event_type in MAPPERS else None
     ipv4, ipv6 = _addresses(station, data)
     hostname = station.hostname or data.get("host") or data.get("hostname") or data.get("station")
-    severity_name = SEVERITIES[severity]
-    if event_type == "hips_event" and data.get("severity") in SEVERITIES:
-        severity_name = data["severity"]
+    severity_name: str = Severity.of_rank(severity).value
+    own_severity = data.get("severity")
+    if event_type == "hips_event" and is_severity(own_severity):
+        severity_name = own_severity
     common: dict[str, Any] = {
         "event_type": eset_type or event_type,
         "ipv4": ipv4,
@@ -269,8 +201,10 @@ def build(
     return Record(eset_type or event_type, event_type, severity_name, time, fields)
 
 
-# Keys that identify "exact same" firewall / HIPS events for aggregation.
-AGGREGATE_KEYS = {
-    "FirewallAggregated_Event": ESET_KEYS["FirewallAggregated_Event"][:-1],
-    "HipsAggregated_Event": ESET_KEYS["HipsAggregated_Event"][:-1],
+# Keys that identify "exact same" events for aggregation, in the types that aggregate: all
+# their keys but the count.
+AGGREGATE_KEYS: dict[str, tuple[str, ...]] = {
+    name: tuple(k for k in keys if k != AGGREGATE_COUNT)
+    for name, keys in ESET_KEYS.items()
+    if AGGREGATE_COUNT in keys
 }

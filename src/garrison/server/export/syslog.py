@@ -5,16 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import socket
 
+from garrison.common.vocabulary import Severity
+
 BOM = "\ufeff"
 FACILITY_USER = 1
 # Severity of the syslog header, from the event's severity.
-SYSLOG_SEVERITY = {
-    "Information": 6,
-    "Notice": 5,
-    "Warning": 4,
-    "Error": 3,
-    "Critical": 2,
-    "Fatal": 1,
+SYSLOG_SEVERITY: dict[str, int] = {
+    Severity.INFORMATION: 6,
+    Severity.NOTICE: 5,
+    Severity.WARNING: 4,
+    Severity.ERROR: 3,
+    Severity.CRITICAL: 2,
+    Severity.FATAL: 1,
 }
 HOSTNAME = socket.gethostname() or "garrison"
 APP_NAME = "garrison"

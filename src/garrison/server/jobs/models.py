@@ -6,9 +6,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from garrison.common.vocabulary import JobStatus
 from garrison.server.store.base import Base, utcnow
-
-JOB_STATUSES = ("queued", "downloaded", "successful", "failed", "cancelled")
 
 
 class Job(Base):
@@ -38,7 +37,7 @@ class JobTarget(Base):
     )
     # Copied from the job so the queue index alone orders Getjobs.
     priority: Mapped[int]
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     downloaded_at: Mapped[dt.datetime | None]
     start_time: Mapped[dt.datetime | None]
     end_time: Mapped[dt.datetime | None]

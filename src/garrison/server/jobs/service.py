@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from garrison.common.vocabulary import AgentKind, JobPriority, JobStatus, JobType
 from garrison.common.wire import b64
 from garrison.server.audit import service as audit
 from garrison.server.audit.service import Actor
@@ -20,24 +21,15 @@ from garrison.server.errors import (
     NotFoundError,
     UnknownJobError,
 )
-from garrison.server.jobs.models import JOB_STATUSES, Job, JobTarget
+from garrison.server.jobs.models import Job, JobTarget
 from garrison.server.stations import service as stations
 from garrison.server.stations.models import Station
 from garrison.server.store.base import utcnow
 
-# Which job types each kind of agent can run.  An Armadito agent only knows Scan, and must
-# never be handed a job it cannot parse.
-ARMADITO_TYPES = ("Scan",)
-GARRISON_TYPES = (
-    "Scan",
-    "UpdateSignatures",
-    "IsolateNetwork",
-    "RejoinNetwork",
-    "SelfTest",
-    "Uninstall",
-)
-TYPES_BY_KIND = {"armadito": ARMADITO_TYPES, "garrison": GARRISON_TYPES}
-PRIORITY_NAMES = {0: "low", 1: "medium", 2: "high", 3: "urgent"}
+# Sets of the values: ``"x" in JobType`` raises TypeError on Python 3.11.
+_JOB_TYPES = frozenset(JobType)
+_PRIORITIES = frozenset(JobPriority)
+_STATUSES = frozenset(JobStatus)
 MAX_TARGETS = 100_000
 _PARAM_LIMIT = 4096
 
@@ -90,11 +82,11 @@ def create(
     station_ids: Sequence[int] = (),
     group: str | None = None,
 ) -> tuple[Job, list[int]]:
-    if job_type not in GARRISON_TYPES:
+    if job_type not in _JOB_TYPES:
         raise InvalidInputError(
-            f"unknown job type {job_type!r}; known: {', '.join(GARRISON_TYPES)}", field="type"
+            f"unknown job type {job_type!r}; known: {', '.join(JobType)}", field="type"
         )
-    if priority not in PRIORITY_NAMES:
+    if priority not in _PRIORITIES:
         raise InvalidInputError("priority must be 0 (low) to 3 (urgent)", field="priority")
     clean = _check_params(job_type, params)
     targets = set(station_ids)
@@ -119,7 +111,7 @@ def create(
     missing = sorted(targets - kinds.keys())
     if missing:
         raise NotFoundError(f"no station {', '.join(map(str, missing[:20]))}", field="station_ids")
-    unable = sorted(s for s, kind in kinds.items() if job_type not in TYPES_BY_KIND[kind])
+    unable = sorted(s for s, kind in kinds.items() if job_type not in AgentKind(kind).job_types)
     if unable:
         raise InvalidInputError(
             f"station {', '.join(map(str, unable[:20]))} cannot run {job_type} jobs "
@@ -139,7 +131,7 @@ def create(
                 "job_id": job.id,
                 "station_id": sid,
                 "priority": priority,
-                "status": "queued",
+                "status": JobStatus.QUEUED,
                 "updated_at": utcnow(),
             }
             for sid in ordered
@@ -243,9 +235,9 @@ class JobResult:
 
 def report(session: Session, station_id: int, result: JobResult) -> JobTarget:
     target = target_for_station(session, station_id, result.job_id)
-    if target.status == "cancelled":
+    if target.status == JobStatus.CANCELLED:
         raise ConflictError(f"job {result.job_id} was cancelled", field="job_id")
-    target.status = "successful" if result.code == 0 else "failed"
+    target.status = JobStatus.SUCCESSFUL if result.code == 0 else JobStatus.FAILED
     target.code = result.code
     target.message = result.message[:65536]
     target.start_time = _epoch(result.start_time)
@@ -262,8 +254,8 @@ def cancel(
         raise UnknownJobError(f"no job {job_id}")
     query = (
         update(JobTarget)
-        .where(JobTarget.job_id == job_id, JobTarget.status == "queued")
-        .values(status="cancelled", updated_at=utcnow())
+        .where(JobTarget.job_id == job_id, JobTarget.status == JobStatus.QUEUED)
+        .values(status=JobStatus.CANCELLED, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     if station_ids:
@@ -300,8 +292,8 @@ def search(
     offset: int = 0,
 ) -> tuple[list[Job], int]:
     query = select(Job)
-    if status is not None and status not in JOB_STATUSES:
-        raise InvalidInputError(f"status must be one of {', '.join(JOB_STATUSES)}", field="status")
+    if status is not None and status not in _STATUSES:
+        raise InvalidInputError(f"status must be one of {', '.join(JobStatus)}", field="status")
     if station_id is not None or status is not None:
         sub = select(JobTarget.job_id)
         if station_id is not None:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import format_timestamp
+from garrison.common.vocabulary import Role
 from garrison.server.alerts import service as alerts
 from garrison.server.alerts.models import Alert
 from garrison.server.audit import service as audit
@@ -37,7 +38,7 @@ class ProcedureHost:
         self.session = session
         self.procedure = procedure
         self.event_seq = event_seq
-        self.actor = Actor(username=f"procedure:{procedure}", role="operator")
+        self.actor = Actor(username=f"procedure:{procedure}", role=Role.OPERATOR)
         self.logs: list[str] = []
 
     def functions(self) -> dict[str, Callable[..., Any]]:

@@ -5,6 +5,7 @@ import datetime as dt
 from sqlalchemy import Column, ForeignKey, String, Table, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from garrison.common.vocabulary import AgentKind
 from garrison.server.store.base import Base, utcnow
 
 station_groups = Table(
@@ -32,8 +33,8 @@ class Station(Base):
     antivirus_name: Mapped[str] = mapped_column(String(64), default="")
     antivirus_version: Mapped[str] = mapped_column(String(64), default="")
     agent_version: Mapped[str] = mapped_column(String(64), default="")
-    # "armadito" or "garrison": which job types the agent can run.
-    agent_kind: Mapped[str] = mapped_column(String(16), default="armadito")
+    # An AgentKind: which job types the agent can run.
+    agent_kind: Mapped[str] = mapped_column(String(16), default=AgentKind.ARMADITO)
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     enrolled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)

@@ -10,14 +10,13 @@ from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from garrison.common.tokens import new_token, token_hash
+from garrison.common.vocabulary import AgentKind
 from garrison.server.audit import service as audit
 from garrison.server.audit.service import Actor
 from garrison.server.errors import ConflictError, InvalidInputError, NotFoundError
 from garrison.server.events import emitters
 from garrison.server.stations.models import Group, Station, station_groups
 from garrison.server.store.base import utcnow
-
-AGENT_KINDS = ("armadito", "garrison")
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class Identity:
     hostname: str = ""
     mac: str = ""
     address: str = ""
-    agent_kind: str = "armadito"
+    agent_kind: str = AgentKind.ARMADITO
 
 
 def enroll(

@@ -7,8 +7,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.server.store.base import Base, utcnow
 
-ROLES = ("admin", "operator", "viewer")
-
 
 class User(Base):
     __tablename__ = "users"

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from garrison.common.tokens import new_token, token_hash
+from garrison.common.vocabulary import Role
 from garrison.server.audit import service as audit
 from garrison.server.audit.service import Actor
 from garrison.server.errors import (
@@ -23,14 +24,13 @@ from garrison.server.errors import (
     NotFoundError,
 )
 from garrison.server.store.base import utcnow
-from garrison.server.users.models import ROLES, ApiToken, User
+from garrison.server.users.models import ApiToken, User
 
 _hasher = PasswordHasher()
 LOGIN_TOKEN = "login"  # noqa: S105 (the name given to tokens made by a password login)
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 10
-# A role may do what the roles after it may do.
-ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+_ROLES = frozenset(Role)  # ``"x" in Role`` raises TypeError on Python 3.11
 # Verifying against a real hash when the user does not exist keeps timing uniform (made on
 # first use: hashing at import would slow every `garrison` command).
 _dummy: list[str] = []
@@ -42,13 +42,14 @@ def _dummy_hash() -> str:
     return _dummy[0]
 
 
-def role_allows(role: str, needed: str) -> bool:
-    return ROLE_RANK.get(role, -1) >= ROLE_RANK[needed]
+def role_allows(role: str, needed: Role) -> bool:
+    """Whether ``role`` (as stored, so possibly unknown: then never) covers ``needed``."""
+    return role in _ROLES and Role(role).rank >= needed.rank
 
 
 def _check_role(role: str) -> str:
-    if role not in ROLES:
-        raise InvalidInputError(f"role must be one of {', '.join(ROLES)}", field="role")
+    if role not in _ROLES:
+        raise InvalidInputError(f"role must be one of {', '.join(Role)}", field="role")
     return role
 
 
@@ -90,7 +91,7 @@ def _admins_left(session: Session, excluding: int) -> int:
         session.scalar(
             select(func.count())
             .select_from(User)
-            .where(User.role == "admin", User.disabled.is_(False), User.id != excluding)
+            .where(User.role == Role.ADMIN, User.disabled.is_(False), User.id != excluding)
         )
         or 0
     )
@@ -107,8 +108,8 @@ def update_user(
 ) -> User:
     user = get_user(session, username)
     changes: dict[str, object] = {}
-    demoting = (role is not None and role != "admin") or disabled is True
-    if user.role == "admin" and demoting and _admins_left(session, user.id) == 0:
+    demoting = (role is not None and role != Role.ADMIN) or disabled is True
+    if user.role == Role.ADMIN and demoting and _admins_left(session, user.id) == 0:
         raise ConflictError("the last active admin cannot be demoted or disabled")
     if role is not None:
         user.role = _check_role(role)
@@ -134,7 +135,7 @@ def update_user(
 
 def delete_user(session: Session, actor: Actor, username: str) -> None:
     user = get_user(session, username)
-    if user.role == "admin" and _admins_left(session, user.id) == 0:
+    if user.role == Role.ADMIN and _admins_left(session, user.id) == 0:
         raise ConflictError("the last active admin cannot be deleted")
     if actor.user_id == user.id:
         raise ConflictError("you cannot delete your own account")
@@ -201,7 +202,7 @@ def bootstrap_admin(session: Session) -> tuple[str, str] | None:
     if session.scalar(select(func.count()).select_from(User)):
         return None
     password = secrets.token_urlsafe(15)
-    user = User(username="admin", password_hash=_hasher.hash(password), role="admin")
+    user = User(username="admin", password_hash=_hasher.hash(password), role=Role.ADMIN)
     session.add(user)
     session.flush()
     token, _ = issue_token(session, user, "admin.token", None)
