@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 
-from garrison.server.audit import service as audit
+from garrison.server.audit.actor import SYSTEM
 from garrison.server.enrollment import service as enrollment
 from garrison.server.store import migrate
 from garrison.server.store.engine import Database
@@ -48,7 +48,7 @@ def prepare(db: Database, data_dir: Path) -> FirstStart | None:
                 return None
             password, token = created
             key = enrollment.create_key(
-                session, audit.SYSTEM, FIRST_KEY_USES, FIRST_KEY_SECONDS, "created at first start"
+                session, SYSTEM, FIRST_KEY_USES, FIRST_KEY_SECONDS, "created at first start"
             )
             key_text = key.key
     except IntegrityError:

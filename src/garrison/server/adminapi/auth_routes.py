@@ -8,7 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Ctx, Viewer
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.errors import NotAuthenticatedError
 from garrison.server.users import service as users
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.context import ServerContext
 from garrison.server.errors import ForbiddenError, NotAuthenticatedError
 from garrison.server.users import service as users

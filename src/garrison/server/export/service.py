@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.errors import ConflictError, InvalidInputError, NotFoundError
 from garrison.server.events import consumers
 from garrison.server.events.models import ConsumerCursor

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from garrison.common.wire import b64
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.errors import (
     ConflictError,
     ForbiddenError,

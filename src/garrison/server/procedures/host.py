@@ -17,7 +17,7 @@ from garrison.common.catalogue import format_timestamp
 from garrison.server.alerts import service as alerts
 from garrison.server.alerts.models import Alert
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.errors import InvalidInputError
 from garrison.server.jobs import service as jobs
 from garrison.server.stations.models import Station

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import PROCEDURES
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.errors import InvalidInputError, NotFoundError
 from garrison.server.procedures.models import Procedure, ProcedureVersion
 from garrison.server.procedures.sandbox import check_syntax
