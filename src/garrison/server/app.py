@@ -122,7 +122,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         agent_auth=AgentAuthenticator(settings, database),
         metrics=metrics,
         consumers=ConsumerRunner(database),
-        job_waiters=JobWaiters(database),
+        job_waiters=JobWaiters(database, interval=settings.job_watch_seconds),
         exports=ExportManager(database, metrics),
     )
     ctx.consumers.add(ProcedureConsumer(settings.procedure_limits()))
