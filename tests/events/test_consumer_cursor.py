@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.events import consumers
 from garrison.server.events.models import Event
 from garrison.server.events.service import NewEvent, append

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 
-from garrison.server.audit.service import SYSTEM
+from garrison.server.audit.actor import SYSTEM
 from garrison.server.jobs import service as jobs
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.stations import service as stations

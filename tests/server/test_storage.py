@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from garrison.server.alerts import service as alerts
 from garrison.server.alerts.models import Alert
 from garrison.server.alerts.service import AlertReport
-from garrison.server.audit.service import SYSTEM
+from garrison.server.audit.actor import SYSTEM
 from garrison.server.configs import service as configs
 from garrison.server.configs.models import ConfigBaseline, ConfigDifference
 from garrison.server.errors import ForbiddenError, InvalidInputError, NotFoundError, UnknownJobError

@@ -124,7 +124,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         agent_auth=AgentAuthenticator(settings, database),
         metrics=metrics,
         consumers=runner,
-        job_waiters=JobWaiters(database),
+        job_waiters=JobWaiters(database, interval=settings.job_watch_seconds),
         # Export targets are consumers of the same runner, added as targets appear.
         exports=ExportManager(database, runner, metrics),
     )

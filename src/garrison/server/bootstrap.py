@@ -6,16 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.exc import IntegrityError
-
-from garrison.server.audit import service as audit
-from garrison.server.enrollment import service as enrollment
 from garrison.server.store import migrate
 from garrison.server.store.engine import Database
-from garrison.server.users import service as users
-
-FIRST_KEY_USES = 100
-FIRST_KEY_SECONDS = 7 * 86400
+from garrison.server.users import actions as users
 
 
 @dataclass(frozen=True)
@@ -41,18 +34,13 @@ def prepare(db: Database, data_dir: Path) -> FirstStart | None:
     even with several nodes starting together)."""
     migrate.upgrade(db.url)
     data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with db.transaction() as session:
-            created = users.bootstrap_admin(session)
-            if created is None:
-                return None
-            password, token = created
-            key = enrollment.create_key(
-                session, audit.SYSTEM, FIRST_KEY_USES, FIRST_KEY_SECONDS, "created at first start"
-            )
-            key_text = key.key
-    except IntegrityError:
-        return None  # another node bootstrapped first
+    created = users.bootstrap(db)
+    if created is None:
+        return None
     token_path = data_dir / "admin.token"
-    write_secret(token_path, token)
-    return FirstStart(admin_password=password, token_path=token_path, enrollment_key=key_text)
+    write_secret(token_path, created.admin_token)
+    return FirstStart(
+        admin_password=created.admin_password,
+        token_path=token_path,
+        enrollment_key=created.enrollment_key,
+    )

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     procedure_seconds: float = Field(default=2.0, gt=0)
     event_retention_interval_seconds: float = Field(default=60.0, gt=0)
     disconnect_sweep_seconds: float = Field(default=10.0, gt=0)
+    # Jobs created on this node wake their long-polls at once; this bounds the others.
+    job_watch_seconds: float = Field(default=0.5, gt=0)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -5,9 +5,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from garrison.server.adminapi import convert
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Ctx, Operator, Viewer
+from garrison.server.alerts import actions
 from garrison.server.alerts import service as alerts
 from garrison.server.scans import service as scans
 
@@ -41,14 +41,14 @@ def list_alerts(
             limit=limit,
             offset=offset,
         )
-        items = [convert.alert(a) for a in rows]
+        items = [s.AlertOut.model_validate(a) for a in rows]
     return s.Page(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.post("/alerts/acknowledge", response_model=list[s.AlertOut])
 def acknowledge(body: s.AckIn, actor: Operator, ctx: Ctx) -> list[s.AlertOut]:
-    with ctx.db.transaction() as session:
-        return [convert.alert(a) for a in alerts.acknowledge(session, actor, body.alert_ids)]
+    acknowledged = actions.acknowledge(ctx.db, actor, body.alert_ids)
+    return [s.AlertOut.model_validate(a) for a in acknowledged]
 
 
 @router.get("/scans", response_model=s.Page[s.ScanOut], tags=["scans"])
@@ -64,5 +64,5 @@ def list_scans(
         rows, total = scans.search(
             session, station_id=station_id, job_id=job_id, limit=limit, offset=offset
         )
-        items = [convert.scan(sc) for sc in rows]
+        items = [s.ScanOut.model_validate(sc) for sc in rows]
     return s.Page(items=items, total=total, limit=limit, offset=offset)

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Viewer
+from garrison.server.configs import actions
 from garrison.server.configs import service as configs
 
 router = APIRouter(prefix="/configs", tags=["configs"])
@@ -32,8 +33,5 @@ def get_desired(kind: str, actor: Viewer, ctx: Ctx) -> s.ConfigOut:
 
 @router.put("/{kind}/desired", response_model=s.ConfigOut)
 def put_desired(kind: str, body: s.DesiredIn, actor: Admin, ctx: Ctx) -> s.ConfigOut:
-    with ctx.db.transaction() as session:
-        pairs = [(a.attr, a.value) for a in body.attributes]
-        return s.ConfigOut(
-            kind=kind, attributes=dict(configs.set_desired(session, actor, kind, pairs))
-        )
+    pairs = [(a.attr, a.value) for a in body.attributes]
+    return s.ConfigOut(kind=kind, attributes=dict(actions.set_desired(ctx.db, actor, kind, pairs)))

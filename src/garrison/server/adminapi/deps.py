@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from garrison.common.vocabulary import Role
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.context import ServerContext
 from garrison.server.errors import ForbiddenError, NotAuthenticatedError
 from garrison.server.users import service as users

@@ -6,35 +6,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 
 from garrison.common.catalogue import ALL
-from garrison.common.vocabulary import Severity
+from garrison.server.adminapi import convert
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Viewer
 from garrison.server.errors import InvalidInputError
-from garrison.server.events import retention
+from garrison.server.events import actions, retention
 from garrison.server.events import service as events
-from garrison.server.events.models import Event
 
 router = APIRouter(prefix="/events", tags=["events"])
-
-
-def public_id(e: Event) -> str:
-    """A station's event ids are stored scoped to it (``s<station>:<id>``); show its own."""
-    scope = f"s{e.station_id}:"
-    return e.uid[len(scope) :] if e.origin == "station" and e.uid.startswith(scope) else e.uid
-
-
-def event_out(e: Event) -> s.EventOut:
-    return s.EventOut(
-        seq=e.seq,
-        id=public_id(e),
-        type=e.type,
-        station_id=e.station_id,
-        origin=e.origin,
-        severity=Severity.of_rank(e.severity),
-        time=e.time,
-        received_at=e.received_at,
-        data=e.data,
-    )
 
 
 def _utc(value: dt.datetime | None, field: str) -> dt.datetime | None:
@@ -79,7 +58,7 @@ def search_events(
     )
     with ctx.db.reading() as session:
         rows, total = events.search(session, query, limit, offset)
-        items = [event_out(e) for e in rows]
+        items = [convert.event(e) for e in rows]
     return s.Page(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -91,7 +70,7 @@ def search_events(
 def ioc_sweep(body: s.IocIn, actor: Viewer, ctx: Ctx) -> s.IocOut:
     with ctx.db.reading() as session:
         rows, stations = events.ioc_sweep(session, body.hashes, body.limit)
-        return s.IocOut(events=[event_out(e) for e in rows], station_ids=stations)
+        return s.IocOut(events=[convert.event(e) for e in rows], station_ids=stations)
 
 
 @router.get("/types", response_model=list[s.EventTypeOut], summary="The event catalogue")
@@ -129,5 +108,4 @@ def get_retention(actor: Viewer, ctx: Ctx) -> dict[str, int]:
 def set_retention(
     actor: Admin, ctx: Ctx, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, int]:
-    with ctx.db.transaction() as session:
-        return retention.set_many(session, actor, body)
+    return actions.set_retention(ctx.db, actor, body)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from garrison.server.adminapi import convert
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Ctx, Operator, Viewer
+from garrison.server.jobs import actions
 from garrison.server.jobs import service as jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -18,21 +19,17 @@ LIST_TARGETS = 100
     "", response_model=s.JobOut, status_code=201, summary="Create a job for stations and/or a group"
 )
 def create_job(body: s.JobIn, actor: Operator, ctx: Ctx) -> s.JobOut:
-    with ctx.db.transaction() as session:
-        job, targeted = jobs.create(
-            session,
-            actor,
-            body.type,
-            body.priority,
-            body.params,
-            station_ids=body.station_ids,
-            group=body.group,
-        )
-        counts = jobs.status_counts(session, [job.id])[job.id]
-        out = convert.job(job, counts, jobs.targets(session, job.id)[:LIST_TARGETS])
-    ctx.job_waiters.mark_queued(targeted)
-    ctx.job_waiters.poke()  # long-polling agents on this node hear of it at once
-    return out
+    view = actions.create_job(
+        ctx.db,
+        actor,
+        body.type,
+        body.priority,
+        body.params,
+        station_ids=body.station_ids,
+        group=body.group,
+        target_limit=LIST_TARGETS,
+    )
+    return convert.job(view)
 
 
 @router.get("", response_model=s.Page[s.JobOut], summary="Jobs with per-station status")
@@ -49,19 +46,14 @@ def list_jobs(
         rows, total = jobs.search(
             session, station_id=station_id, status=status, job_type=type, limit=limit, offset=offset
         )
-        counts = jobs.status_counts(session, [j.id for j in rows])
-        items = [
-            convert.job(j, counts[j.id], jobs.targets(session, j.id)[:LIST_TARGETS]) for j in rows
-        ]
+        items = [convert.job(v) for v in jobs.views(session, rows, LIST_TARGETS)]
     return s.Page(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{job_id}", response_model=s.JobOut)
 def get_job(job_id: int, actor: Viewer, ctx: Ctx) -> s.JobOut:
     with ctx.db.reading() as session:
-        job = jobs.get(session, job_id)
-        counts = jobs.status_counts(session, [job_id])[job_id]
-        return convert.job(job, counts, jobs.targets(session, job_id))
+        return convert.job(jobs.views(session, [jobs.get(session, job_id)])[0])
 
 
 @router.post(
@@ -72,6 +64,5 @@ def get_job(job_id: int, actor: Viewer, ctx: Ctx) -> s.JobOut:
 def cancel_job(
     job_id: int, actor: Operator, ctx: Ctx, body: s.CancelIn | None = None
 ) -> s.CancelOut:
-    with ctx.db.transaction() as session:
-        count = jobs.cancel(session, actor, job_id, body.station_ids if body else None)
+    count = actions.cancel_job(ctx.db, actor, job_id, body.station_ids if body else None)
     return s.CancelOut(job_id=job_id, cancelled=count)

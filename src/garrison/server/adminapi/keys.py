@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from garrison.server.adminapi import convert
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx
+from garrison.server.enrollment import actions
 from garrison.server.enrollment import service as enrollment
 
 router = APIRouter(prefix="/enrollment-keys", tags=["enrollment keys"])
@@ -12,9 +13,9 @@ router = APIRouter(prefix="/enrollment-keys", tags=["enrollment keys"])
 
 @router.post("", response_model=s.KeyOut, status_code=201, summary="Create an enrollment key")
 def create_key(body: s.KeyIn, actor: Admin, ctx: Ctx) -> s.KeyOut:
-    with ctx.db.transaction() as session:
-        key = enrollment.create_key(session, actor, body.uses, body.expires_in, body.description)
-        return convert.key(key)
+    return convert.key(
+        actions.create_key(ctx.db, actor, body.uses, body.expires_in, body.description)
+    )
 
 
 @router.get("", response_model=list[s.KeyOut])
@@ -25,5 +26,4 @@ def list_keys(actor: Admin, ctx: Ctx, active: bool = False) -> list[s.KeyOut]:
 
 @router.delete("/{ref}", response_model=s.KeyOut, summary="Revoke a key (by id or key text)")
 def revoke_key(ref: str, actor: Admin, ctx: Ctx) -> s.KeyOut:
-    with ctx.db.transaction() as session:
-        return convert.key(enrollment.revoke_key(session, actor, ref))
+    return convert.key(actions.revoke_key(ctx.db, actor, ref))

@@ -4,15 +4,13 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Viewer
 from garrison.server.errors import InvalidInputError, MalformedRequestError
+from garrison.server.procedures import actions
 from garrison.server.procedures import service as procedures
-from garrison.server.procedures.dispatcher import run_procedure
-from garrison.server.procedures.models import Procedure, ProcedureError
 from garrison.server.procedures.sandbox import Limits
 
 router = APIRouter(prefix="/procedures", tags=["procedures"])
@@ -31,17 +29,6 @@ LUA_BODY = {
         },
     }
 }
-
-
-def procedure_out(p: Procedure) -> s.ProcedureOut:
-    return s.ProcedureOut(
-        name=p.name,
-        enabled=p.enabled,
-        version=p.version,
-        updated_at=p.updated_at,
-        updated_by=p.updated_by,
-        source=p.source,
-    )
 
 
 async def _source(request: Request) -> tuple[str, bool]:
@@ -69,7 +56,7 @@ async def _source(request: Request) -> tuple[str, bool]:
 @router.get("", response_model=list[s.ProcedureOut])
 def list_procedures(actor: Viewer, ctx: Ctx) -> list[s.ProcedureOut]:
     with ctx.db.reading() as session:
-        return [procedure_out(p) for p in procedures.list_all(session)]
+        return [s.ProcedureOut.model_validate(p) for p in procedures.list_all(session)]
 
 
 @router.get(
@@ -83,22 +70,15 @@ def procedure_errors(
     procedure: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[s.ProcedureErrorOut]:
-    query = select(ProcedureError).order_by(ProcedureError.id.desc()).limit(limit)
-    if procedure:
-        query = query.where(ProcedureError.procedure == procedure)
     with ctx.db.reading() as session:
-        return [
-            s.ProcedureErrorOut(
-                id=e.id, procedure=e.procedure, event_seq=e.event_seq, error=e.error, at=e.at
-            )
-            for e in session.scalars(query)
-        ]
+        rows = procedures.recent_errors(session, procedure, limit)
+        return [s.ProcedureErrorOut.model_validate(e) for e in rows]
 
 
 @router.get("/{event}", response_model=s.ProcedureOut)
 def get_procedure(event: str, actor: Viewer, ctx: Ctx) -> s.ProcedureOut:
     with ctx.db.reading() as session:
-        return procedure_out(procedures.get(session, event))
+        return s.ProcedureOut.model_validate(procedures.get(session, event))
 
 
 @router.put(
@@ -110,40 +90,31 @@ def get_procedure(event: str, actor: Viewer, ctx: Ctx) -> s.ProcedureOut:
 async def put_procedure(event: str, request: Request, actor: Admin, ctx: Ctx) -> s.ProcedureOut:
     source, enabled = await _source(request)
 
-    def store() -> s.ProcedureOut:
-        with ctx.db.transaction() as session:
-            return procedure_out(procedures.put(session, actor, event, source, enabled))
-
-    return await run_in_threadpool(store)
+    procedure = await run_in_threadpool(
+        actions.set_procedure, ctx.db, actor, event, source, enabled
+    )
+    return s.ProcedureOut.model_validate(procedure)
 
 
 @router.delete("/{event}", status_code=204)
 def delete_procedure(event: str, actor: Admin, ctx: Ctx) -> None:
-    with ctx.db.transaction() as session:
-        procedures.delete(session, actor, event)
+    actions.delete_procedure(ctx.db, actor, event)
 
 
 @router.post("/{event}/enable", response_model=s.ProcedureOut)
 def enable_procedure(event: str, actor: Admin, ctx: Ctx) -> s.ProcedureOut:
-    with ctx.db.transaction() as session:
-        return procedure_out(procedures.set_enabled(session, actor, event, True))
+    return s.ProcedureOut.model_validate(actions.set_enabled(ctx.db, actor, event, True))
 
 
 @router.post("/{event}/disable", response_model=s.ProcedureOut)
 def disable_procedure(event: str, actor: Admin, ctx: Ctx) -> s.ProcedureOut:
-    with ctx.db.transaction() as session:
-        return procedure_out(procedures.set_enabled(session, actor, event, False))
+    return s.ProcedureOut.model_validate(actions.set_enabled(ctx.db, actor, event, False))
 
 
 @router.get("/{event}/versions", response_model=list[s.ProcedureVersionOut])
 def procedure_versions(event: str, actor: Viewer, ctx: Ctx) -> list[s.ProcedureVersionOut]:
     with ctx.db.reading() as session:
-        return [
-            s.ProcedureVersionOut(
-                version=v.version, created_at=v.created_at, created_by=v.created_by, source=v.source
-            )
-            for v in procedures.history(session, event)
-        ]
+        return [s.ProcedureVersionOut.model_validate(v) for v in procedures.history(session, event)]
 
 
 @router.post(
@@ -154,19 +125,8 @@ def procedure_versions(event: str, actor: Viewer, ctx: Ctx) -> list[s.ProcedureV
 def test_procedure(
     event: str, body: s.ProcedureTestIn, actor: Admin, ctx: Ctx
 ) -> s.ProcedureTestOut:
-    with ctx.db.sessions() as session:
-        session.begin()
-        try:
-            source = body.source
-            if source is None:
-                source = procedures.get(session, event).source
-            else:
-                procedures.check_name(event)
-            result = run_procedure(
-                session, event, source, body.args, None, Limits.from_settings(ctx.settings)
-            )
-        finally:
-            session.rollback()  # a dry run: the procedure's actions and errors are not kept
+    limits = Limits.from_settings(ctx.settings)
+    result = actions.dry_run(ctx.db, event, body.args, limits, body.source)
     return s.ProcedureTestOut(
         result=result.value,
         error=result.error,

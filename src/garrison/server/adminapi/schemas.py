@@ -23,6 +23,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FromRow(BaseModel):
+    """A response read from a row's attributes (``model_validate(row)``); the fields a row
+    does not hold are computed in ``adminapi/convert.py``."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
 class LoginIn(Strict):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
@@ -49,7 +56,7 @@ class KeyIn(Strict):
     description: str = Field(default="", max_length=255)
 
 
-class KeyOut(BaseModel):
+class KeyOut(FromRow):
     id: int
     key: str
     uses: int
@@ -62,12 +69,12 @@ class KeyOut(BaseModel):
     created_by: str
 
 
-class GroupRef(BaseModel):
+class GroupRef(FromRow):
     id: int
     name: str
 
 
-class StationOut(BaseModel):
+class StationOut(FromRow):
     id: int
     uuid: str
     hostname: str
@@ -91,7 +98,7 @@ class GroupIn(Strict):
     description: str = Field(default="", max_length=255)
 
 
-class GroupOut(BaseModel):
+class GroupOut(FromRow):
     id: int
     name: str
     description: str
@@ -123,7 +130,7 @@ class JobIn(Strict):
     )
 
 
-class JobTargetOut(BaseModel):
+class JobTargetOut(FromRow):
     station_id: int
     status: str
     downloaded_at: dt.datetime | None
@@ -133,7 +140,7 @@ class JobTargetOut(BaseModel):
     message: str | None
 
 
-class JobOut(BaseModel):
+class JobOut(FromRow):
     id: int
     type: str
     priority: int
@@ -153,7 +160,7 @@ class CancelOut(BaseModel):
     cancelled: int
 
 
-class AlertOut(BaseModel):
+class AlertOut(FromRow):
     id: int
     station_id: int
     job_id: int | None
@@ -173,7 +180,7 @@ class AckIn(Strict):
     alert_ids: list[int] = Field(min_length=1, max_length=10_000)
 
 
-class ScanOut(BaseModel):
+class ScanOut(FromRow):
     id: int
     station_id: int
     job_id: int | None
@@ -187,7 +194,7 @@ class ScanOut(BaseModel):
     completed_at: dt.datetime | None
 
 
-class StateOut(BaseModel):
+class StateOut(FromRow):
     station_id: int
     global_status: str
     global_update_time: dt.datetime | None
@@ -232,7 +239,7 @@ class UserPatch(Strict):
     disabled: bool | None = None
 
 
-class UserOut(BaseModel):
+class UserOut(FromRow):
     id: int
     username: str
     role: str
@@ -240,7 +247,7 @@ class UserOut(BaseModel):
     created_at: dt.datetime
 
 
-class AuditOut(BaseModel):
+class AuditOut(FromRow):
     id: int
     at: dt.datetime
     actor: str
@@ -256,7 +263,7 @@ class Health(BaseModel):
     database: str
 
 
-class EventOut(BaseModel):
+class EventOut(FromRow):
     seq: int
     id: str
     type: str
@@ -291,7 +298,7 @@ class EventTypeOut(BaseModel):
     fields: list[dict[str, Any]]
 
 
-class ProcedureOut(BaseModel):
+class ProcedureOut(FromRow):
     name: str
     enabled: bool
     version: int
@@ -300,7 +307,7 @@ class ProcedureOut(BaseModel):
     source: str
 
 
-class ProcedureVersionOut(BaseModel):
+class ProcedureVersionOut(FromRow):
     version: int
     created_at: dt.datetime
     created_by: str
@@ -321,7 +328,7 @@ class ProcedureTestOut(BaseModel):
     elapsed_ms: float
 
 
-class ProcedureErrorOut(BaseModel):
+class ProcedureErrorOut(FromRow):
     id: int
     procedure: str
     event_seq: int | None
@@ -362,7 +369,7 @@ class ExportTargetPatch(Strict):
     options: dict[str, Any] | None = None
 
 
-class ExportTargetOut(BaseModel):
+class ExportTargetOut(FromRow):
     id: int
     name: str
     format: str

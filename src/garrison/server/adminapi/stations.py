@@ -10,6 +10,7 @@ from garrison.server.adminapi.deps import Admin, Ctx, Operator, Viewer
 from garrison.server.configs import service as configs
 from garrison.server.options import service as options
 from garrison.server.states import service as states
+from garrison.server.stations import actions
 from garrison.server.stations import service as stations
 
 router = APIRouter(tags=["stations"])
@@ -58,16 +59,14 @@ def get_station(station_id: int, actor: Viewer, ctx: Ctx) -> s.StationOut:
 
 @router.delete("/stations/{station_id}", status_code=204)
 def delete_station(station_id: int, actor: Admin, ctx: Ctx) -> None:
-    with ctx.db.transaction() as session:
-        stations.delete(session, actor, station_id)
-    ctx.agent_auth.cache.forget_station(station_id)
+    actions.delete_station(ctx.db, actor, station_id)
 
 
 @router.get("/stations/{station_id}/state", response_model=s.StateOut)
 def get_state(station_id: int, actor: Viewer, ctx: Ctx) -> s.StateOut:
     with ctx.db.reading() as session:
         stations.get(session, station_id)
-        return convert.state(states.get(session, station_id))
+        return s.StateOut.model_validate(states.get(session, station_id))
 
 
 @router.get(
@@ -96,10 +95,8 @@ def list_states(
     actor: Viewer, ctx: Ctx, status: str | None = None, limit: Limit = 100, offset: Offset = 0
 ) -> list[s.StateOut]:
     with ctx.db.reading() as session:
-        return [
-            convert.state(st)
-            for st in states.search(session, status=status, limit=limit, offset=offset)
-        ]
+        rows = states.search(session, status=status, limit=limit, offset=offset)
+        return [s.StateOut.model_validate(st) for st in rows]
 
 
 # Groups -------------------------------------------------------------------------------------
@@ -116,15 +113,13 @@ def list_groups(actor: Viewer, ctx: Ctx) -> list[s.GroupOut]:
 
 @router.post("/groups", response_model=s.GroupOut, status_code=201, tags=["groups"])
 def create_group(body: s.GroupIn, actor: Operator, ctx: Ctx) -> s.GroupOut:
-    with ctx.db.transaction() as session:
-        group = stations.create_group(session, actor, body.name, body.description)
-        return s.GroupOut(id=group.id, name=group.name, description=group.description, stations=0)
+    group = actions.create_group(ctx.db, actor, body.name, body.description)
+    return s.GroupOut(id=group.id, name=group.name, description=group.description, stations=0)
 
 
 @router.delete("/groups/{name}", status_code=204, tags=["groups"])
 def delete_group(name: str, actor: Operator, ctx: Ctx) -> None:
-    with ctx.db.transaction() as session:
-        stations.delete_group(session, actor, name)
+    actions.delete_group(ctx.db, actor, name)
 
 
 @router.post(
@@ -136,6 +131,5 @@ def delete_group(name: str, actor: Operator, ctx: Ctx) -> None:
 def change_membership(
     name: str, body: s.MembershipIn, actor: Operator, ctx: Ctx
 ) -> s.MembershipOut:
-    with ctx.db.transaction() as session:
-        members = stations.set_membership(session, actor, name, body.add, body.remove)
+    members = actions.change_membership(ctx.db, actor, name, body.add, body.remove)
     return s.MembershipOut(group=name, station_ids=members)

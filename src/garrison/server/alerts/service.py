@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from garrison.server.alerts.models import Alert
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.errors import ConflictError, NotFoundError
 from garrison.server.jobs import service as jobs
 from garrison.server.stations.models import Station

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import format_timestamp
+from garrison.server.audit.actor import Actor
 from garrison.server.audit.models import AuditEntry
 from garrison.server.events.service import emit
 from garrison.server.store.base import utcnow
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is making a change: an admin API user, or the server itself."""
-
-    username: str
-    role: str
-    address: str = ""
-    user_id: int | None = None
-
-
-SYSTEM = Actor(username="system", role="admin")
 
 
 def record(

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.configs.models import (
     CONFIG_KINDS,
     ConfigBaseline,

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import CATALOGUE
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.errors import InvalidInputError
 from garrison.server.events.service import purge
 from garrison.server.options.models import Option

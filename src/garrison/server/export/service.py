@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -9,9 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.errors import ConflictError, InvalidInputError, NotFoundError
 from garrison.server.events import consumers
+from garrison.server.events.service import last_position
 from garrison.server.export.config import FORMAT_NAMES, TRANSPORT_NAMES, TargetOptions
 from garrison.server.export.models import ExportTarget
 from garrison.server.store.base import utcnow
@@ -139,3 +141,26 @@ def delete(session: Session, actor: Actor, target_id: int) -> None:
     consumers.delete_cursor(session, cursor_name(target_id))
     audit.record(session, actor, "export_target.delete", target.name)
     session.delete(target)
+
+
+@dataclass(frozen=True)
+class TargetView:
+    """A target with how far it has got: ``position`` is the last event sequence it
+    exported, ``lag`` how many stored events it has still to send."""
+
+    target: ExportTarget
+    position: int
+    lag: int
+
+
+def views(session: Session, rows: list[ExportTarget]) -> list[TargetView]:
+    newest = last_position(session)
+    out = []
+    for t in rows:
+        position = consumers.position(session, cursor_name(t.id))
+        out.append(TargetView(t, position, max(newest - position, 0)))
+    return out
+
+
+def view(session: Session, target: ExportTarget) -> TargetView:
+    return views(session, [target])[0]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from garrison.common.vocabulary import AgentKind, JobPriority, JobStatus, JobType
 from garrison.common.wire import b64
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.errors import (
     ConflictError,
     ForbiddenError,
@@ -315,9 +315,23 @@ def get(session: Session, job_id: int) -> Job:
     return job
 
 
-def targets(session: Session, job_id: int) -> list[JobTarget]:
-    return list(
-        session.scalars(
-            select(JobTarget).where(JobTarget.job_id == job_id).order_by(JobTarget.station_id)
-        )
-    )
+def targets(session: Session, job_id: int, limit: int | None = None) -> list[JobTarget]:
+    if limit == 0:
+        return []
+    query = select(JobTarget).where(JobTarget.job_id == job_id).order_by(JobTarget.station_id)
+    return list(session.scalars(query.limit(limit)))
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job with what its row does not hold: its per-status counts and its targets (the
+    first ``target_limit`` of them, in station order, when a limit is given)."""
+
+    job: Job
+    status_counts: dict[str, int]
+    targets: list[JobTarget]
+
+
+def views(session: Session, rows: Sequence[Job], target_limit: int | None = None) -> list[JobView]:
+    counts = status_counts(session, [j.id for j in rows])
+    return [JobView(j, counts[j.id], targets(session, j.id, target_limit)) for j in rows]

@@ -1,8 +1,11 @@
 """Which stations have jobs waiting, and agents waiting for one (long-poll).
 
-One watcher per node reads the job targets created since it last looked (a cheap indexed
-query, every ``interval`` seconds, or at once when this node creates a job), wakes the
-long-polls of the stations concerned, and keeps the set of stations with queued jobs.  That
+A job committed on this node wakes its stations' long-polls at once (``queued``, the
+``JOBS_QUEUED`` after-commit signal).  For the others, one watcher per node reads the job
+targets created since it last looked (a cheap indexed query, every ``interval`` seconds, and
+at once after a local job too, for a long-poll that began waiting just after the wake),
+wakes the long-polls of the stations concerned, and keeps the set of stations with queued
+jobs.  That
 set lets a check-in that finds nothing be answered without touching the database: a station
 is only left out of it after a database read found it had nothing queued, and a job created
 anywhere puts it back (at once on this node, within one interval from another node; the set
@@ -125,9 +128,18 @@ class JobWaiters:
 
     def queued(self, station_ids: Iterable[int]) -> None:
         """Jobs were committed for these stations on this node: their long-polls answer at
-        once (the JOBS_QUEUED after-commit signal)."""
-        self.mark_queued(station_ids)
+        once (the JOBS_QUEUED after-commit signal).  Woken here rather than only by the
+        watcher's read, which, when it is its first load, takes the new job for an old one."""
+        stations = frozenset(station_ids)
+        self.mark_queued(stations)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake, stations)
         self.poke()
+
+    def _wake(self, station_ids: Iterable[int]) -> None:
+        for station_id in station_ids:
+            for future in list(self._waiting.get(station_id, ())):
+                _settle(future, True)
 
     def poke(self) -> None:
         """A job was just created on this node (called from any thread)."""
@@ -161,6 +173,4 @@ class JobWaiters:
             except Exception:
                 log.exception("could not read new jobs; will retry")
                 continue
-            for station_id in stations:
-                for future in list(self._waiting.get(station_id, ())):
-                    _settle(future, True)
+            self._wake(stations)

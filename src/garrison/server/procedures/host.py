@@ -1,7 +1,9 @@
 """What a procedure may read and do: the ``garrison`` table it sees in Lua.
 
-Everything goes through the domain services in the procedure's own transaction (a
-savepoint), so a procedure that fails half-way leaves nothing behind.
+Everything runs in the procedure's own transaction (a savepoint), so a procedure that fails
+half-way leaves nothing behind.  Its actions are the administrators' use cases, joined to
+that transaction: a job it creates is the admin API's job creation, down to the after-commit
+wake-up of the station's long-poll.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from garrison.common.vocabulary import Role
 from garrison.server.alerts import service as alerts
 from garrison.server.alerts.models import Alert
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.errors import InvalidInputError
-from garrison.server.jobs import service as jobs
+from garrison.server.jobs import actions as jobs
 from garrison.server.stations.models import Station
+from garrison.server.store.unit import Joined
 
 log = structlog.get_logger("garrison.procedures")
 MAX_LOGS = 100
@@ -103,16 +106,17 @@ class ProcedureHost:
     ) -> int:
         if not isinstance(job_type, str):
             raise InvalidInputError("job type must be a string")
-        job, _ = jobs.create(
-            self.session,
+        view = jobs.create_job(
+            Joined(self.session),
             self.actor,
             job_type,
             _int(priority, "priority"),
             params if isinstance(params, dict) else {},
             station_ids=[_int(station_id, "station id")],
+            target_limit=0,
         )
-        self.log(f"created {job_type} job {job.id} for station {station_id}")
-        return job.id
+        self.log(f"created {job_type} job {view.job.id} for station {station_id}")
+        return view.job.id
 
     def raise_alert(
         self, station_id: Any, threat: Any, path: Any = "", action: Any = "procedure"

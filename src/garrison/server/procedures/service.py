@@ -7,9 +7,9 @@ from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import PROCEDURES
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.errors import InvalidInputError, NotFoundError
-from garrison.server.procedures.models import Procedure, ProcedureVersion
+from garrison.server.procedures.models import Procedure, ProcedureError, ProcedureVersion
 from garrison.server.procedures.sandbox import check_syntax
 from garrison.server.store.base import utcnow
 
@@ -100,3 +100,11 @@ def enabled_sources(session: Session, names: set[str]) -> dict[str, str]:
         )
     )
     return {name: source for name, source in rows}
+
+
+def recent_errors(session: Session, procedure: str | None, limit: int) -> list[ProcedureError]:
+    """The newest failures first, of one procedure or of all."""
+    query = select(ProcedureError).order_by(ProcedureError.id.desc()).limit(limit)
+    if procedure:
+        query = query.where(ProcedureError.procedure == procedure)
+    return list(session.scalars(query))

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from garrison.common.tokens import new_token, token_hash
 from garrison.common.vocabulary import AgentKind
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import Actor
 from garrison.server.errors import ConflictError, InvalidInputError, NotFoundError
 from garrison.server.events import emitters
 from garrison.server.stations.models import Group, Station, station_groups

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from garrison.common.tokens import new_token, token_hash
 from garrison.common.vocabulary import Role
 from garrison.server.audit import service as audit
-from garrison.server.audit.service import Actor
+from garrison.server.audit.actor import SYSTEM, Actor
 from garrison.server.errors import (
     ConflictError,
     ForbiddenError,
@@ -206,5 +206,5 @@ def bootstrap_admin(session: Session) -> tuple[str, str] | None:
     session.add(user)
     session.flush()
     token, _ = issue_token(session, user, "admin.token", None)
-    audit.record(session, audit.SYSTEM, "user.bootstrap", "admin")
+    audit.record(session, SYSTEM, "user.bootstrap", "admin")
     return password, token

@@ -1,0 +1,103 @@
+"""Administrative actions on export targets: create, change, delete, send a test event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from garrison.server.audit.actor import Actor
+from garrison.server.errors import GarrisonError
+from garrison.server.export import service as targets
+from garrison.server.export.encoding import encoder
+from garrison.server.export.mapping import StationInfo, build
+from garrison.server.export.target import Target, make_transport
+from garrison.server.export.transports import TransportError
+from garrison.server.store.base import utcnow
+from garrison.server.store.engine import Database
+from garrison.server.store.unit import Transactions
+
+
+class ExportTestFailedError(GarrisonError):
+    status = 502
+    code = "export_test_failed"
+
+
+def create_target(
+    db: Transactions,
+    actor: Actor,
+    name: str,
+    format_: str,
+    transport: str,
+    *,
+    host: str = "",
+    port: int = 0,
+    path: str = "",
+    url: str = "",
+    options: dict[str, Any] | None = None,
+    enabled: bool = True,
+    start_at: str = "now",
+) -> targets.TargetView:
+    """A new target; ``start_at`` "now" exports events from now on, "beginning" the whole
+    stored log."""
+    with db.transaction() as session:
+        target = targets.create(
+            session,
+            actor,
+            name,
+            format_,
+            transport,
+            host,
+            port,
+            path,
+            url,
+            options,
+            enabled,
+            start_at,
+        )
+        return targets.view(session, target)
+
+
+def update_target(
+    db: Transactions, actor: Actor, target_id: int, changes: dict[str, Any]
+) -> targets.TargetView:
+    """Change the given fields (``options`` are merged into the current ones)."""
+    with db.transaction() as session:
+        return targets.view(session, targets.update(session, actor, target_id, changes))
+
+
+def delete_target(db: Transactions, actor: Actor, target_id: int) -> None:
+    with db.transaction() as session:
+        targets.delete(session, actor, target_id)
+
+
+def send_test_event(db: Database, target_id: int) -> bytes:
+    """Encode and send one test event to the target now, outside any transaction; returns
+    the message sent.  Raises :class:`ExportTestFailedError` with the reason when it cannot
+    be delivered."""
+    with db.reading() as session:
+        target = Target.of(targets.get(session, target_id))
+    record = build(
+        "threat_detected",
+        4,
+        utcnow(),
+        {
+            "id": 0,
+            "station": "garrison-test",
+            "virus": "Garrison-Test-Event",
+            "object": "/garrison/test",
+            "action": "none",
+            "time": utcnow().isoformat(),
+        },
+        StationInfo(uuid="00000000-0000-0000-0000-000000000000", hostname="garrison-test"),
+    )
+    message: bytes = encoder(target)(record)
+    try:
+        transport = make_transport(target)
+    except TransportError as exc:
+        raise ExportTestFailedError(f"test event not delivered: {exc}") from None
+    try:
+        transport.send([message])
+    except TransportError as exc:
+        raise ExportTestFailedError(f"test event not delivered: {exc}") from None
+    finally:
+        transport.close()
+    return message
