@@ -182,7 +182,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    errors_http.install(app, ctx.agent_auth.challenge)
+    errors_http.install(app)
 
     admin = APIRouter(prefix=ADMIN_PREFIX)
 

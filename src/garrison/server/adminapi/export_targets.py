@@ -5,7 +5,7 @@ from sqlalchemy.orm import Session
 
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Viewer
-from garrison.server.errors import GarrisonError
+from garrison.server.errors import UpstreamFailedError
 from garrison.server.events import consumers
 from garrison.server.events.service import last_position
 from garrison.server.export import service as targets
@@ -18,8 +18,7 @@ from garrison.server.store.base import utcnow
 router = APIRouter(prefix="/export-targets", tags=["export"])
 
 
-class ExportTestFailedError(GarrisonError):
-    status = 502
+class ExportTestFailedError(UpstreamFailedError):
     code = "export_test_failed"
 
 

@@ -42,7 +42,9 @@ class AgentEdge:
         try:
             response = await self._respond(scope, request)
         except Exception as exc:
-            response = errors_http.any_error_response(request, exc, self.challenge)
+            response = errors_http.any_error_response(
+                exc, scope["method"], scope["path"], self.challenge
+            )
         await response(scope, receive, send)
 
     async def _respond(self, scope: Scope, request: Request) -> Response:
