@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from garrison.server import errors as e
+from garrison.server import logs
 
 log = structlog.get_logger("garrison.http")
 
@@ -82,10 +83,15 @@ def error_response(
     )
 
 
-def garrison_error_response(exc: e.GarrisonError, challenge: str) -> Response:
+def garrison_error_response(
+    exc: e.GarrisonError, method: str, path: str, challenge: str
+) -> Response:
     """``challenge`` is the ``WWW-Authenticate`` of a 401: Armadito agents send their Basic
     credentials only after a Basic challenge; the admin API asks for a Bearer token."""
-    headers = {"WWW-Authenticate": challenge} if isinstance(exc, e.NotAuthenticatedError) else None
+    headers = None
+    if isinstance(exc, e.NotAuthenticatedError):
+        logs.authentication_refused(method, path, exc.message)
+        headers = {"WWW-Authenticate": challenge}
     return error_response(status_of(exc), exc.message, exc.code, exc.field, headers)
 
 
@@ -109,7 +115,7 @@ def unexpected_response(exc: Exception, method: str, path: str) -> Response:
 def any_error_response(exc: Exception, method: str, path: str, challenge: str) -> Response:
     """The answer to any exception a plain (non-FastAPI) route raised."""
     if isinstance(exc, e.GarrisonError):
-        return garrison_error_response(exc, challenge)
+        return garrison_error_response(exc, method, path, challenge)
     if isinstance(exc, HTTPException):
         return http_error_response(exc, method, path)
     return unexpected_response(exc, method, path)
@@ -138,7 +144,7 @@ def install(app: FastAPI) -> None:
     async def garrison_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, e.GarrisonError):
             raise exc
-        return garrison_error_response(exc, "Bearer")
+        return garrison_error_response(exc, request.method, request.url.path, "Bearer")
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, RequestValidationError):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from garrison.server import logs
 from garrison.server.procedures.sandbox import Limits
 
 
@@ -37,6 +38,7 @@ class Settings(BaseSettings):
     token_cache_seconds: float = Field(default=120.0, ge=0)
     admin_token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+    # debug, info (each request), warning, error, critical; see garrison.server.logs.
     log_level: str = "info"
     # Each Lua procedure call: instructions, memory, wall-clock seconds.
     procedure_instructions: int = Field(default=5_000_000, ge=10_000)
@@ -44,6 +46,12 @@ class Settings(BaseSettings):
     procedure_seconds: float = Field(default=2.0, gt=0)
     event_retention_interval_seconds: float = Field(default=60.0, gt=0)
     disconnect_sweep_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        logs.level_number(value)  # ValueError names the levels
+        return value.strip().lower()
 
     def procedure_limits(self) -> Limits:
         return Limits(
