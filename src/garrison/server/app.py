@@ -18,7 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from garrison import __version__
 from garrison.common.tokens import token_hash
-from garrison.server import errors_http, logs
+from garrison.server import docs_page, errors_http, logs
 from garrison.server.adminapi import (
     alerts,
     auth_routes,
@@ -194,12 +194,13 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         description="Central management of endpoint-security agents. Authenticate with "
         "`Authorization: Bearer <token>` (POST /admin/v1/auth/login, or the admin.token file).",
         openapi_url=f"{ADMIN_PREFIX}/openapi.json",
-        docs_url=f"{ADMIN_PREFIX}/docs",
+        docs_url=None,  # docs_page serves it, from the package's own assets
         redoc_url=None,
         lifespan=lifespan,
     )
     app.state.ctx = ctx
     errors_http.install(app)
+    docs_page.install(app, f"{ADMIN_PREFIX}/docs", f"{ADMIN_PREFIX}/openapi.json")
 
     admin = APIRouter(prefix=ADMIN_PREFIX)
 
