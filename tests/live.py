@@ -25,9 +25,14 @@ def free_port() -> int:
 
 @dataclass
 class LiveServer:
+    """``output`` is what the process printed, read at ``stop``: it goes to ``log_path``, a
+    file, because the server logs every request and a pipe nobody reads would fill up and
+    block it."""
+
     url: str
     data_dir: Path
     process: subprocess.Popen[str]
+    log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     output: str = ""
 
@@ -39,11 +44,11 @@ class LiveServer:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            out, _ = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, _ = self.process.communicate()
-        self.output += out or ""
+            self.process.wait()
+        self.output = self.log_path.read_text()
         return self.process.returncode
 
 
@@ -58,34 +63,36 @@ def start_server(
     if database_url:
         env["GARRISON_DATABASE_URL"] = database_url
     env.update(extra_env or {})
-    process = subprocess.Popen(
-        [
-            *GARRISON,
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    log_path = data_dir.parent / f"serve-{port}.log"
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [
+                *GARRISON,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            out, _ = process.communicate()
-            raise RuntimeError(f"garrison serve exited early:\n{out}")
+            raise RuntimeError(f"garrison serve exited early:\n{log_path.read_text()}")
         try:
             if httpx.get(f"{url}/admin/v1/health", timeout=1).status_code == 200:
-                return LiveServer(url=url, data_dir=data_dir, process=process, env=env)
+                return LiveServer(url, data_dir, process, log_path, env)
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
     process.kill()
-    out, _ = process.communicate()
-    raise RuntimeError(f"garrison serve did not become healthy:\n{out}")
+    process.wait()
+    raise RuntimeError(f"garrison serve did not become healthy:\n{log_path.read_text()}")

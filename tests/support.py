@@ -1,5 +1,6 @@
-"""Test helpers: an Armadito-style agent that replays the real agent's request bodies, and an
-admin client.  Used by interop, security and server tests alike."""
+"""Test helpers: an Armadito-style agent that replays the real agent's request bodies, an
+admin client and the check of an error answer.  Used by interop, security and server tests
+alike."""
 
 from __future__ import annotations
 
@@ -19,6 +20,29 @@ def shuffled(data: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     items = list(data.items())
     rng.shuffle(items)
     return {k: shuffled(v, rng) if isinstance(v, dict) else v for k, v in items}
+
+
+def assert_json_error(
+    response: httpx.Response, status: int, code: str | None = None
+) -> dict[str, Any]:
+    """An error answer as every path gives it (the Armadito agent parses every error body as
+    JSON; docs/admin-api.md promises a ``code``): ``status``, a JSON object body whose
+    ``error``, ``message`` and ``code`` are non-empty strings, ``code`` equal to ``code`` when
+    given, and no trace or HTML.  Returns the body."""
+    assert response.status_code == status, (response.status_code, response.text)
+    content_type = response.headers.get("content-type", "")
+    assert content_type.startswith("application/json"), (content_type, response.text)
+    text = response.text
+    assert "Traceback" not in text, text
+    assert "<html" not in text.lower(), text
+    body = json.loads(text)
+    assert isinstance(body, dict), body
+    for name in ("error", "message", "code"):
+        assert isinstance(body.get(name), str), (name, body)
+        assert body[name], (name, body)
+    if code is not None:
+        assert body["code"] == code, body
+    return body
 
 
 def new_uuid(lower: bool = False) -> str:

@@ -22,7 +22,7 @@ from tests.events.helpers import (
     set_last_seen,
     station_ids,
 )
-from tests.security.checks import assert_json_error
+from tests.support import assert_json_error
 
 PROCEDURE = "station_authorization_in_progress"
 CLONE = "10.9.8.7"

@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.conftest import Server
 from tests.events.helpers import audit_targets, events, procedure_errors, put_procedure, sqlite_only
-from tests.security.checks import assert_json_error
+from tests.support import assert_json_error
 
 SOURCE = "local args = ...\ngarrison.log('threat ' .. args.virus)\n"
 

@@ -9,7 +9,7 @@ from typing import Any
 from garrison.server.events.retention import purge_expired
 from tests.conftest import Server
 from tests.events.helpers import MD5, events, post_events, sqlite_only
-from tests.security.checks import assert_json_error
+from tests.support import assert_json_error
 
 DAY = 86400
 

@@ -26,6 +26,7 @@ from tests.conftest import Server
 from tests.export import checks
 from tests.export.test_siem import sqlite_only
 from tests.live import free_port
+from tests.support import assert_json_error
 
 T = TypeVar("T")
 BOM = "\ufeff".encode()
@@ -458,10 +459,7 @@ def test_test_send_to_a_listening_target_and_to_a_closed_port(
     port = free_port()  # nobody listens
     closed = create_target(server, "down", "cef", "tcp", host="127.0.0.1", port=port)
     failed = server.admin.post(f"/export-targets/{closed['id']}/test")
-    assert failed.status_code == 502, failed.text
-    assert failed.headers["content-type"].startswith("application/json")
-    error = failed.json()
-    assert error["code"] == "export_test_failed"
+    error = assert_json_error(failed, 502, "export_test_failed")
     assert f"127.0.0.1:{port}" in error["error"]
     assert "refused" in error["error"].lower()
 
@@ -504,9 +502,7 @@ def test_invalid_targets_are_refused_naming_the_field(server: Server) -> None:
     sqlite_only(server)
     for change, name in INVALID:
         response = server.admin.post("/export-targets", {**VALID, **change})
-        assert response.status_code == 422, (change, response.text)
-        body = response.json()
-        assert body["code"] == "invalid_input"
+        body = assert_json_error(response, 422, "invalid_input")
         assert body["field"].split(".")[-1] == name, (change, body)
         assert name in body["error"], (change, body)
     assert server.admin.get("/export-targets").json() == []
@@ -564,8 +560,7 @@ def test_a_viewer_reads_targets_but_cannot_change_them(server: Server) -> None:
     for role in ("viewer", "operator"):
         user = server.admin.as_role(f"a-{role}", role)
         refused = user.post("/export-targets", {**VALID, "name": f"by-{role}"})
-        assert refused.status_code == 403, refused.text
-        assert refused.json()["code"] == "forbidden"
+        assert_json_error(refused, 403, "forbidden")
         assert user.patch(f"/export-targets/{target['id']}", {"enabled": False}).status_code == 403
         assert user.post(f"/export-targets/{target['id']}/test").status_code == 403
         assert user.delete(f"/export-targets/{target['id']}").status_code == 403

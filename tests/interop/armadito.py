@@ -239,15 +239,3 @@ def job_target(admin: Admin, job_id: int, station_id: int) -> dict[str, Any]:
 
 def when(text: str | None) -> dt.datetime | None:
     return None if text is None else dt.datetime.fromisoformat(text)
-
-
-def assert_json_error(response: httpx.Response, status: int) -> dict[str, Any]:
-    """What the agent needs of any error: a JSON object carrying ``error`` and ``message``."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json"), response.headers
-    data = json.loads(response.content)
-    assert isinstance(data, dict), data
-    for name in ("error", "message"):
-        assert isinstance(data[name], str), data
-        assert data[name], data
-    return data

@@ -22,11 +22,11 @@ from tests.interop.armadito import (
     SCAN,
     STATE,
     WireAgent,
-    assert_json_error,
     create_job,
     replace_once,
     with_job,
 )
+from tests.support import assert_json_error
 
 
 @dataclass
@@ -279,5 +279,5 @@ def test_body_over_the_limit_is_a_json_413(server_factory: Callable[..., Server]
     agent = WireAgent(server.client)
     assert agent.enroll(server.first_key).status_code == 200
     padded = replace_once(STATE, '"avdetails":[]', '"avdetails":["' + "x" * 4096 + '"]')
-    body = assert_json_error(agent.state(padded), 413)
+    body = assert_json_error(agent.state(padded), 413, "payload_too_large")
     assert body["message"] == "request body is larger than the limit of 2048 bytes"

@@ -12,13 +12,13 @@ from tests.interop.armadito import (
     JOBS_REPLY,
     START_TIME,
     WireAgent,
-    assert_json_error,
     create_job,
     failure,
     job_target,
     when,
     with_job,
 )
+from tests.support import assert_json_error
 
 NewAgent = Callable[..., WireAgent]
 

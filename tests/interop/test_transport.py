@@ -19,11 +19,11 @@ from tests.interop.armadito import (
     SCHEDULER,
     STATE,
     WireAgent,
-    assert_json_error,
     create_job,
     job_target,
     with_job,
 )
+from tests.support import assert_json_error
 
 NewAgent = Callable[..., WireAgent]
 

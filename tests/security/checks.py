@@ -7,32 +7,12 @@ server really kept, not what the refused request claimed.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
-
-import httpx
 
 from tests.conftest import Server
 from tests.support import ArmaditoAgent
 
 SCAN_PARAMS = {"path": "/tmp/scanme"}
-
-
-def assert_json_error(response: httpx.Response, status: int) -> dict[str, Any]:
-    """``status``, a JSON object body with ``error`` and ``message``, and no trace or HTML."""
-    assert response.status_code == status, (response.status_code, response.text)
-    content_type = response.headers.get("content-type", "")
-    assert content_type.startswith("application/json"), (content_type, response.text)
-    text = response.text
-    assert "Traceback" not in text, text
-    assert "<html" not in text.lower(), text
-    body = json.loads(text)
-    assert isinstance(body, dict), body
-    assert isinstance(body.get("error"), str), body
-    assert body["error"], body
-    assert isinstance(body.get("message"), str), body
-    assert body["message"], body
-    return body
 
 
 def create_scan_job(server: Server, *station_ids: int, priority: int = 1) -> int:

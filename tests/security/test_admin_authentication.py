@@ -19,16 +19,15 @@ from garrison.common.tokens import token_hash
 from garrison.server.store.base import utcnow
 from garrison.server.users.models import ApiToken
 from tests.conftest import Server
-from tests.security.checks import assert_json_error, audit_actions
-from tests.support import Admin, ArmaditoAgent
+from tests.security.checks import audit_actions
+from tests.support import Admin, ArmaditoAgent, assert_json_error
 
 PUBLIC = {("get", "/admin/v1/health"), ("post", "/admin/v1/auth/login")}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
 def assert_401(response: Any) -> None:
-    body = assert_json_error(response, 401)
-    assert body.get("code") == "not_authenticated", body
+    assert_json_error(response, 401, "not_authenticated")
     assert response.headers.get("www-authenticate", "").lower().startswith("bearer")
 
 

@@ -18,8 +18,8 @@ import pytest
 
 from garrison.server.settings import Settings
 from tests.conftest import Server
-from tests.security.checks import EICAR, SCAN_OBJ, assert_json_error, station_total
-from tests.support import ArmaditoAgent
+from tests.security.checks import EICAR, SCAN_OBJ, station_total
+from tests.support import ArmaditoAgent, assert_json_error
 
 CHALLENGE = re.compile(r'^Basic realm="[^"]+"')
 
@@ -43,8 +43,7 @@ def all_agent_requests(agent: ArmaditoAgent) -> dict[str, httpx.Response]:
 def assert_all_401(agent: ArmaditoAgent) -> None:
     """Every authenticated endpoint refuses the agent's credentials, with the challenge."""
     for task, response in all_agent_requests(agent).items():
-        body = assert_json_error(response, 401)
-        assert body.get("code") == "not_authenticated", (task, body)
+        assert_json_error(response, 401, "not_authenticated")
         header = response.headers.get("www-authenticate", "")
         assert CHALLENGE.match(header), (task, header)
 
@@ -175,8 +174,7 @@ def test_malformed_basic_is_refused(server: Server, agent_a: ArmaditoAgent, valu
             headers={"Authorization": value, "Content-Type": "application/json"},
         ),
     ):
-        body = assert_json_error(response, 401)
-        assert body.get("code") == "not_authenticated"
+        assert_json_error(response, 401, "not_authenticated")
     assert_nothing_written(server, agent_a)
 
 

@@ -16,7 +16,6 @@ from tests.security.checks import (
     EICAR,
     SCAN_OBJ,
     alert_total,
-    assert_json_error,
     create_scan_job,
     queued_job_ids,
     scan_total,
@@ -24,7 +23,7 @@ from tests.security.checks import (
     target_statuses,
     with_credentials,
 )
-from tests.support import ArmaditoAgent
+from tests.support import ArmaditoAgent, assert_json_error
 
 CREDENTIAL_MODES = ["bearer", "basic-uuid", "basic-id"]
 
@@ -173,9 +172,8 @@ def test_getjobs_with_two_different_agent_ids_is_refused(
         headers=b.headers(),
     )
     # Refused as a malformed request before identity is even considered.
-    body = assert_json_error(response, 400)
+    body = assert_json_error(response, 400, "malformed_request")
     assert body.get("field") == "agent_id"
-    assert body.get("code") == "malformed_request"
     assert queued_job_ids(server, agent_a.agent_id) == {job}
 
 

@@ -21,8 +21,8 @@ from garrison.server.enrollment.models import EnrollmentKey
 from garrison.server.errors import EnrollmentRefusedError
 from garrison.server.store.base import utcnow
 from tests.conftest import Server
-from tests.security.checks import assert_json_error, key_info, station_total, station_uuids
-from tests.support import ArmaditoAgent
+from tests.security.checks import key_info, station_total, station_uuids
+from tests.support import ArmaditoAgent, assert_json_error
 
 UNKNOWN_KEY = "ZZZZZ-ZZZZZ-ZZZZZ-ZZZZZ-ZZZZ9"
 
@@ -31,8 +31,7 @@ def assert_refused(
     server: Server, agent: ArmaditoAgent, key: str, reason: str, stations_before: int
 ) -> None:
     response = agent.enroll(key)
-    body = assert_json_error(response, 403)
-    assert body.get("code") == "enrollment_refused", body
+    body = assert_json_error(response, 403, "enrollment_refused")
     assert body.get("field") == "key", body
     assert reason in body["error"].lower(), body
     assert reason in body["message"].lower(), body

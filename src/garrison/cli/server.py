@@ -7,7 +7,6 @@ share this program and should start fast.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import threading
@@ -52,19 +51,10 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def configure_logging(level: str) -> None:
-    import structlog
+    """JSON lines on stdout; human-readable ones when stdout is a terminal."""
+    from garrison.server import logs
 
-    numeric = getattr(logging, level.upper(), logging.INFO)
-    logging.basicConfig(level=numeric, format="%(message)s")
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-    )
+    logs.configure(level)
 
 
 def open_database(settings: Settings) -> Database:
@@ -158,7 +148,10 @@ def serve(
         app,
         host=settings.host,
         port=settings.port,
-        log_level=settings.log_level.lower(),
+        log_level=settings.log_level,
+        # uvicorn's lines go through the root logger configure_logging set up; each request is
+        # logged by the app (garrison.server.logs.RequestLog), not by uvicorn's access log.
+        log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds) or None,
         proxy_headers=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from collections.abc import AsyncIterator, Callable
 
 import structlog
@@ -13,10 +14,11 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from garrison import __version__
-from garrison.server import errors_http
+from garrison.common.tokens import token_hash
+from garrison.server import docs_page, errors_http, logs
 from garrison.server.adminapi import (
     alerts,
     auth_routes,
@@ -88,9 +90,11 @@ def _sweep_disconnected(ctx: ServerContext) -> None:
 
 class GarrisonApp(FastAPI):
     """The admin API (FastAPI) with the agent API's edge in front of it: ``/api/*`` requests
-    go straight to ``agent_edge``, everything else (and the lifespan) to FastAPI."""
+    go straight to ``agent_edge``, everything else (and the lifespan) to FastAPI.  Every HTTP
+    request is logged here or, for the agent API, by the edge."""
 
     agent_edge: AgentEdge | None = None
+    request_log: logs.RequestLog | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -99,21 +103,34 @@ class GarrisonApp(FastAPI):
                 scope["app"] = self
                 await self.agent_edge(scope, receive, send)
                 return
+            if self.request_log is not None and self.request_log.enabled:
+                await self._logged(self.request_log, scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
+
+    async def _logged(
+        self, request_log: logs.RequestLog, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app fails before it answers
+
+        async def watching_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, watching_send)
+        finally:
+            request_log.write(scope["method"], scope["path"], status, started, None)
 
 
 def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     """Build the ASGI app.  The database must already be migrated (see ``garrison serve``)."""
     if not structlog.is_configured():
         # JSON lines, as `garrison serve` sets up (the default pretty renderer is slow).
-        structlog.configure(
-            processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(),
-            ]
-        )
+        logs.configure_structlog(settings.log_level, human=False, cache=False)
     database = db or Database(settings.resolved_database_url())
     metrics = Metrics()
     runner = ConsumerRunner(database)
@@ -179,12 +196,13 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         description="Central management of endpoint-security agents. Authenticate with "
         "`Authorization: Bearer <token>` (POST /admin/v1/auth/login, or the admin.token file).",
         openapi_url=f"{ADMIN_PREFIX}/openapi.json",
-        docs_url=f"{ADMIN_PREFIX}/docs",
+        docs_url=None,  # docs_page serves it, from the package's own assets
         redoc_url=None,
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    errors_http.install(app, ctx.agent_auth.challenge)
+    errors_http.install(app)
+    docs_page.install(app, f"{ADMIN_PREFIX}/docs", f"{ADMIN_PREFIX}/openapi.json")
 
     admin = APIRouter(prefix=ADMIN_PREFIX)
 
@@ -221,8 +239,18 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
 
     app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     # The agent API is the hot path: it never enters FastAPI's stack.
+    app.request_log = logs.RequestLog(settings.log_level)
+
+    def station_of_token(token: str) -> int | None:
+        found = ctx.agent_auth.cache.get(token_hash(token))
+        return None if found is None else found[0]
+
     app.agent_edge = AgentEdge(
-        AgentApi(ctx).routes(), ctx.agent_auth.challenge, settings.max_body_bytes
+        AgentApi(ctx).routes(),
+        ctx.agent_auth.challenge,
+        settings.max_body_bytes,
+        app.request_log,
+        station_of_token,
     )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -1,4 +1,6 @@
-"""Domain errors.  Services raise these; only the HTTP edge maps them to status codes."""
+"""Domain errors.  Services raise these; they say what went wrong (``code``, ``message``,
+``field``), never how a protocol reports it: the HTTP edge maps each type to a status
+(``errors_http.status_of``)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ from __future__ import annotations
 class GarrisonError(Exception):
     """Base of every error Garrison reports to a caller."""
 
-    status = 400
     code = "bad_request"
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
@@ -16,39 +17,32 @@ class GarrisonError(Exception):
 
 
 class InvalidInputError(GarrisonError):
-    status = 422
     code = "invalid_input"
 
 
 class MalformedRequestError(GarrisonError):
-    status = 400
     code = "malformed_request"
 
 
 class NotAuthenticatedError(GarrisonError):
-    status = 401
     code = "not_authenticated"
 
 
 class ForbiddenError(GarrisonError):
-    status = 403
     code = "forbidden"
 
 
 class NotFoundError(GarrisonError):
-    status = 404
     code = "not_found"
 
 
 class ConflictError(GarrisonError):
-    status = 409
     code = "conflict"
 
 
 class EnrollmentRefusedError(GarrisonError):
     """An enrollment key that is unknown, expired, exhausted or revoked."""
 
-    status = 403
     code = "enrollment_refused"
 
 
@@ -58,3 +52,9 @@ class UnknownStationError(NotFoundError):
 
 class UnknownJobError(NotFoundError):
     code = "unknown_job"
+
+
+class UpstreamFailedError(GarrisonError):
+    """A system Garrison talks to on the caller's behalf (an export target) failed."""
+
+    code = "upstream_failed"

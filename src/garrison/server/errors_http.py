@@ -1,7 +1,9 @@
-"""The HTTP edge of the error model: every error is a JSON object, never HTML or a trace.
+"""The HTTP edge of the error model: which status each error type gets, and the one writer
+of error bodies (FastAPI handlers, the agent edge and the middleware all answer through it).
 
-The Armadito agent parses every error body as JSON (and reads ``message`` on enrollment
-errors), so each body carries both ``error`` and ``message``.
+Every error is a JSON object ``{"error", "message", "code"}`` (plus ``field`` when one input
+is at fault), never HTML or a trace.  The Armadito agent parses every error body as JSON and
+reads ``message`` on enrollment errors, so each body carries both ``error`` and ``message``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,54 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from garrison.server.errors import GarrisonError, NotAuthenticatedError
-from garrison.server.middleware import is_agent_path
+from garrison.server import errors as e
+from garrison.server import logs
 
 log = structlog.get_logger("garrison.http")
+
+# Domain error type -> HTTP status.  An error type not listed gets the status of its nearest
+# listed base class (see ``status_of``), so a new subclass needs no entry unless it differs.
+STATUSES: Mapping[type[e.GarrisonError], int] = {
+    e.GarrisonError: 400,
+    e.MalformedRequestError: 400,
+    e.NotAuthenticatedError: 401,
+    e.ForbiddenError: 403,
+    e.EnrollmentRefusedError: 403,
+    e.NotFoundError: 404,
+    e.ConflictError: 409,
+    e.InvalidInputError: 422,
+    e.UpstreamFailedError: 502,
+}
+
+# Errors raised as HTTP statuses (routing, the body limit, FastAPI itself) -> ``code``.
+HTTP_CODES: Mapping[int, str] = {
+    400: "malformed_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "invalid_input",
+    500: "internal_error",
+}
+
+
+_resolved: dict[type[e.GarrisonError], int] = {}
+
+
+def status_of(exc: e.GarrisonError) -> int:
+    """The HTTP status of a domain error: that of the nearest class in ``STATUSES``."""
+    kind = type(exc)
+    status = _resolved.get(kind)
+    if status is None:
+        # Every GarrisonError has GarrisonError in its MRO, which STATUSES lists.
+        status = next(STATUSES[cls] for cls in kind.__mro__ if cls in STATUSES)
+        _resolved[kind] = status
+    return status
 
 
 def error_response(
@@ -30,6 +73,7 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> Response:
+    """The one writer of error bodies."""
     body: dict[str, Any] = {"error": message, "message": message, "code": code}
     if field:
         body["field"] = field
@@ -39,73 +83,83 @@ def error_response(
     )
 
 
+def garrison_error_response(
+    exc: e.GarrisonError, method: str, path: str, challenge: str
+) -> Response:
+    """``challenge`` is the ``WWW-Authenticate`` of a 401: Armadito agents send their Basic
+    credentials only after a Basic challenge; the admin API asks for a Bearer token."""
+    headers = None
+    if isinstance(exc, e.NotAuthenticatedError):
+        logs.authentication_refused(method, path, exc.message)
+        headers = {"WWW-Authenticate": challenge}
+    return error_response(status_of(exc), exc.message, exc.code, exc.field, headers)
+
+
+def http_error_response(exc: HTTPException, method: str, path: str) -> Response:
+    status = exc.status_code
+    if status == 404:
+        message = f"no such path: {path}"
+    elif status == 405:
+        message = f"method {method} is not allowed on {path}"
+    else:
+        message = str(exc.detail)
+    code = HTTP_CODES.get(status, "http_error")
+    return error_response(status, message, code, headers=exc.headers)
+
+
+def unexpected_response(exc: Exception, method: str, path: str) -> Response:
+    log.error("unhandled error", path=path, method=method, exc_info=exc)
+    return error_response(500, "internal server error", HTTP_CODES[500])
+
+
+def any_error_response(exc: Exception, method: str, path: str, challenge: str) -> Response:
+    """The answer to any exception a plain (non-FastAPI) route raised."""
+    if isinstance(exc, e.GarrisonError):
+        return garrison_error_response(exc, method, path, challenge)
+    if isinstance(exc, HTTPException):
+        return http_error_response(exc, method, path)
+    return unexpected_response(exc, method, path)
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body",)]
     return ".".join(parts) or "body"
 
 
-def garrison_error_response(request: Request, exc: GarrisonError, basic_challenge: str) -> Response:
-    headers = None
-    if isinstance(exc, NotAuthenticatedError):
-        # Armadito agents send their Basic credentials only after this challenge.
-        agent = is_agent_path(request.url.path)
-        headers = {"WWW-Authenticate": basic_challenge if agent else "Bearer"}
-    return error_response(exc.status, exc.message, exc.code, exc.field, headers)
+def validation_error_response(exc: RequestValidationError) -> Response:
+    details = [
+        {"field": _field(tuple(err.get("loc", ()))), "problem": str(err.get("msg", ""))}
+        for err in exc.errors()
+    ]
+    if details and details[0]["problem"].startswith("JSON decode error"):
+        return error_response(400, "request body is not valid JSON", HTTP_CODES[400])
+    first = details[0] if details else {"field": "body", "problem": "invalid"}
+    message = f"{first['field']}: {first['problem']}"
+    return error_response(422, message, HTTP_CODES[422], first["field"], details=details)
 
 
-def http_error_response(request: Request, exc: StarletteHTTPException) -> Response:
-    messages = {
-        404: f"no such path: {request.url.path}",
-        405: f"method {request.method} is not allowed on {request.url.path}",
-    }
-    message = messages.get(exc.status_code, str(exc.detail))
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, message, code, headers=exc.headers)
+def install(app: FastAPI) -> None:
+    """The admin API's exception handlers (the agent API answers through ``AgentEdge``)."""
 
-
-def unexpected_response(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", path=request.url.path, method=request.method, exc_info=exc)
-    return error_response(500, "internal server error", "internal_error")
-
-
-def any_error_response(request: Request, exc: Exception, basic_challenge: str) -> Response:
-    """The answer to any exception a plain (non-FastAPI) route raised."""
-    if isinstance(exc, GarrisonError):
-        return garrison_error_response(request, exc, basic_challenge)
-    if isinstance(exc, StarletteHTTPException):
-        return http_error_response(request, exc)
-    return unexpected_response(request, exc)
-
-
-def install(app: FastAPI, basic_challenge: str) -> None:
     async def garrison_error(request: Request, exc: Exception) -> Response:
-        if not isinstance(exc, GarrisonError):
+        if not isinstance(exc, e.GarrisonError):
             raise exc
-        return garrison_error_response(request, exc, basic_challenge)
+        return garrison_error_response(exc, request.method, request.url.path, "Bearer")
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, RequestValidationError):
             raise exc
-        errors = exc.errors()
-        details = [
-            {"field": _field(tuple(e.get("loc", ()))), "problem": str(e.get("msg", ""))}
-            for e in errors
-        ]
-        if details and details[0]["problem"].startswith("JSON decode error"):
-            return error_response(400, "request body is not valid JSON", "malformed_request")
-        first = details[0] if details else {"field": "body", "problem": "invalid"}
-        message = f"{first['field']}: {first['problem']}"
-        return error_response(422, message, "invalid_input", first["field"], details=details)
+        return validation_error_response(exc)
 
     async def http_error(request: Request, exc: Exception) -> Response:
-        if not isinstance(exc, StarletteHTTPException):
+        if not isinstance(exc, HTTPException):
             raise exc
-        return http_error_response(request, exc)
+        return http_error_response(exc, request.method, request.url.path)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        return unexpected_response(request, exc)
+        return unexpected_response(exc, request.method, request.url.path)
 
-    app.add_exception_handler(GarrisonError, garrison_error)
+    app.add_exception_handler(e.GarrisonError, garrison_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

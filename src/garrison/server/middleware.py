@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from garrison.server import errors_http
 
 _SLASHES = re.compile(r"/{2,}")
 AGENT_PREFIX = "/api/"
@@ -74,24 +75,6 @@ def limited_receive(receive: Receive, limit: int) -> Receive:
     return limited
 
 
-async def send_json_error(
-    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = orjson.dumps({"error": message, "message": message})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ]
-            + (headers or []),
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 class BodyLimit:
     """Refuses request bodies over ``limit`` bytes with 413, whether announced or streamed."""
 
@@ -105,8 +88,7 @@ class BodyLimit:
             return
         refusal = announced_length_error(scope, self.limit)
         if refusal is not None:
-            close = [(b"connection", b"close")] if refusal.status_code == 413 else []
-            await send_json_error(send, refusal.status_code, refusal.detail, close)
+            await self._refuse(refusal, scope, receive, send)
             return
         started = False
 
@@ -120,7 +102,12 @@ class BodyLimit:
             await self.app(scope, limited_receive(receive, self.limit), tracking_send)
         except BodyTooLarge as exc:
             if not started:
-                await send_json_error(send, 413, exc.detail, [(b"connection", b"close")])
+                await self._refuse(exc, scope, receive, send)
+
+    @staticmethod
+    async def _refuse(exc: HTTPException, scope: Scope, receive: Receive, send: Send) -> None:
+        response = errors_http.http_error_response(exc, scope["method"], scope["path"])
+        await response(scope, receive, send)
 
 
 def header_value(scope: Scope, name: bytes) -> Any:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from garrison.server import logs
 
 
 class Settings(BaseSettings):
@@ -35,6 +37,7 @@ class Settings(BaseSettings):
     token_cache_seconds: float = Field(default=120.0, ge=0)
     admin_token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+    # debug, info (each request), warning, error, critical; see garrison.server.logs.
     log_level: str = "info"
     # Each Lua procedure call: instructions, memory, wall-clock seconds (the procedures
     # slice builds its Limits from them).
@@ -45,6 +48,12 @@ class Settings(BaseSettings):
     disconnect_sweep_seconds: float = Field(default=10.0, gt=0)
     # Jobs created on this node wake their long-polls at once; this bounds the others.
     job_watch_seconds: float = Field(default=0.5, gt=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        logs.level_number(value)  # ValueError names the levels
+        return value.strip().lower()
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -5,12 +5,15 @@ stack and Starlette's routing (exception and exit-stack middleware, route regexe
 wrappers that track whether a response started): the profiles in ``bench/findings.md``
 measured that stack as the largest cost left in a check-in.  A handler returns its whole
 response, so an error can always still be answered, with the same JSON bodies the admin API
-uses (``errors_http``).
+uses (``errors_http``), and the request logged with its status.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import base64
+import binascii
+import time
+from collections.abc import Callable, Iterable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -19,31 +22,72 @@ from starlette.types import Receive, Scope, Send
 
 from garrison.server import errors_http
 from garrison.server.agentapi.routes import Endpoint
+from garrison.server.logs import RequestLog
 from garrison.server.middleware import announced_length_error, limited_receive
+
+# The station a token belongs to, when this node knows it without a database read.
+StationOfToken = Callable[[str], int | None]
+
+
+def station_token(authorization: str) -> str | None:
+    """The station token an ``Authorization`` header carries: a Bearer token, or the
+    password of per-station Basic credentials (user = uuid or agent id)."""
+    scheme, _, value = authorization.strip().partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return value.strip() or None
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        return decoded.partition(":")[2] or None
+    return None
 
 
 class AgentEdge:
-    """The agent API's routes, body limit and JSON error answers, and nothing else."""
+    """The agent API's routes, body limit, JSON error answers and request log."""
 
     def __init__(
         self,
         routes: Iterable[tuple[str, str, Endpoint]],
         basic_challenge: str,
         body_limit: int,
+        request_log: RequestLog,
+        station_of_token: StationOfToken,
     ) -> None:
         self.table: dict[str, dict[str, Endpoint]] = {}
         for method, path, endpoint in routes:
             self.table.setdefault(path, {})[method] = endpoint
         self.challenge = basic_challenge
         self.limit = body_limit
+        self.log = request_log
+        self.station_of_token = station_of_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        logged = self.log.enabled
+        started = time.perf_counter() if logged else 0.0
         request = Request(scope, limited_receive(receive, self.limit))
         try:
             response = await self._respond(scope, request)
         except Exception as exc:
-            response = errors_http.any_error_response(request, exc, self.challenge)
+            response = errors_http.any_error_response(
+                exc, scope["method"], scope["path"], self.challenge
+            )
         await response(scope, receive, send)
+        if logged:
+            self.log.write(
+                scope["method"], scope["path"], response.status_code, started, self._station(scope)
+            )
+
+    def _station(self, scope: Scope) -> int | None:
+        """The station the request authenticated as, when its token is in this node's cache
+        (every request that authenticated by token put it there)."""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                token = station_token(value.decode("latin-1"))
+                return None if token is None else self.station_of_token(token)
+        return None
 
     async def _respond(self, scope: Scope, request: Request) -> Response:
         methods = self.table.get(scope["path"])

@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from garrison.common.tokens import token_hash
 from garrison.common.wire import WireValueError, as_int
+from garrison.server import errors_http
 from garrison.server.agentapi import hotpath, parsing
 from garrison.server.agentapi.auth import AgentCredential
 from garrison.server.agentapi.envelope import Envelope, parse_envelope
@@ -135,7 +136,7 @@ class AgentApi:
         try:
             response = await work()
         except GarrisonError as exc:
-            self._observe(task, started, exc.status)
+            self._observe(task, started, errors_http.status_of(exc))
             raise
         self._observe(task, started, response.status_code)
         return response

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from garrison.server import logs
 from garrison.server.enrollment import service as keys
 from garrison.server.events import emitters
 from garrison.server.procedures.dispatcher import authorization_decision
@@ -68,4 +69,5 @@ def enroll(
         emitters.station_created(session, station, f"enrollment-key:{key.id}")
     station.connected = True
     emitters.station_connected(session, station)
+    logs.enrolled(station.id, station.uuid, created)
     return Enrolled(station.id, token, created)

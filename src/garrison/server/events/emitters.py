@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import format_timestamp
+from garrison.server import logs
 from garrison.server.events.service import emit, emit_many
 from garrison.server.stations.models import Station
 from garrison.server.store.base import utcnow
@@ -66,6 +67,7 @@ def station_connected(session: Session, station: Station) -> None:
 def authorization_failed(
     session: Session, reason: str, address: str, station: Station | None = None, name: str = ""
 ) -> None:
+    logs.authorization_failed(station.id if station else None, address, reason)
     emit(
         session,
         "station_authorization_failed",
@@ -162,6 +164,7 @@ class Threat:
 
 def threats_detected(session: Session, station: Station, threats: Sequence[Threat]) -> None:
     """One threat_detected event per new alert, appended together."""
+    logs.threats_detected(station.id, [t.virus for t in threats])
     base = station_args(station)
     emit_many(
         session,

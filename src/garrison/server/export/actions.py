@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from garrison.server.audit.actor import Actor
-from garrison.server.errors import GarrisonError
+from garrison.server.errors import UpstreamFailedError
 from garrison.server.export import service as targets
 from garrison.server.export.encoding import encoder
 from garrison.server.export.mapping import StationInfo, build
@@ -16,8 +16,7 @@ from garrison.server.store.engine import Database
 from garrison.server.store.unit import Transactions
 
 
-class ExportTestFailedError(GarrisonError):
-    status = 502
+class ExportTestFailedError(UpstreamFailedError):
     code = "export_test_failed"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -10,6 +11,20 @@ from alembic.config import Config
 from garrison.server.store.engine import normalize_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class _WithoutStartupChatter(logging.Filter):
+    """Alembic says which dialect implementation it picked ("Context impl SQLiteImpl.",
+    "Will assume non-transactional DDL.") at every start, migration or not; what it logs
+    for a migration it runs ("Running upgrade ...") stays."""
+
+    CHATTER = ("Context impl ", "Will assume ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.CHATTER)
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_WithoutStartupChatter())
 
 
 def alembic_config(url: str) -> Config:
