@@ -102,6 +102,10 @@ class TokenCache:
 
     ``get`` takes no lock: a dict lookup is atomic and entries are immutable tuples.  Writers
     (``put``, ``forget``) hold the lock, so entries and index change together.
+
+    A token read from the database just before its station was revoked must not be cached
+    just after: ``put`` is given the :attr:`revocations` count seen before the read, and
+    caches nothing when a revocation happened since (the next request reads again).
     """
 
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
@@ -110,6 +114,7 @@ class TokenCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, CachedToken] = OrderedDict()
         self._by_station: dict[int, set[str]] = {}
+        self.revocations = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -120,11 +125,14 @@ class TokenCache:
             return None
         return entry
 
-    def put(self, digest: str, station_id: int, uuid: str) -> None:
+    def put(self, digest: str, station_id: int, uuid: str, since: int | None = None) -> None:
+        """Cache a token read from the database; ``since``: :attr:`revocations` before it."""
         if self.ttl <= 0:
             return
         now = self._clock()
         with self._lock:
+            if since is not None and since != self.revocations:
+                return
             self._drop_expired(now)
             old = self._entries.pop(digest, None)
             if old is not None:
@@ -138,6 +146,7 @@ class TokenCache:
     def forget(self, station_ids: Iterable[int]) -> None:
         """Drop these stations' cached tokens (the STATION_CREDENTIALS_REVOKED signal)."""
         with self._lock:
+            self.revocations += 1
             for station_id in station_ids:
                 for digest in self._by_station.pop(station_id, ()):
                     self._entries.pop(digest, None)
@@ -173,14 +182,16 @@ class AgentAuthenticator:
 
     def _station_for_token(self, token: str) -> tuple[int, str] | None:
         digest = token_hash(token)
-        hit = self.cache.get(digest)
+        cache = self.cache
+        hit = cache.get(digest)
         if hit is not None:
             return hit.station_id, hit.uuid
+        since = cache.revocations
         row = self._by_token_hash.first(digest=digest)
         if row is None:
             return None
         found = (int(row[0]), str(row[1]))
-        self.cache.put(digest, *found)
+        cache.put(digest, *found, since=since)
         return found
 
     def authenticate(self, authorization: str | None) -> AgentCredential:
