@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -114,10 +115,35 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path, database_url: str) -> Iterator[object]:
+def token_cache_seconds() -> float:
+    """The agent token cache time of the servers ``server_factory`` makes: off by default,
+    so a test sees the database's answer at once.  See :func:`token_cache_off_and_on`."""
+    return 0.0
+
+
+def token_cache_off_and_on() -> Any:
+    """An override of ``token_cache_seconds`` for a test module or directory
+    (``token_cache_seconds = token_cache_off_and_on()``): its tests run with the cache off,
+    and on at the production default, where a stale cached token shows."""
+
+    @pytest.fixture(
+        params=[0.0, Settings.model_fields["token_cache_seconds"].default],
+        ids=["token-cache-off", "token-cache-on"],
+    )
+    def token_cache_seconds(request: pytest.FixtureRequest) -> float:
+        return float(request.param)
+
+    return token_cache_seconds
+
+
+@pytest.fixture
+def server_factory(
+    tmp_path: Path, database_url: str, token_cache_seconds: float
+) -> Iterator[object]:
     made: list[tuple[TestClient, Database]] = []
 
     def make(**overrides: object) -> Server:
+        overrides.setdefault("token_cache_seconds", token_cache_seconds)
         settings = make_settings(tmp_path, database_url, **overrides)
         database = Database(database_url)
         first = prepare(database, settings.data_dir)

@@ -7,8 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, token_cache_off_and_on
 from tests.interop.armadito import BASIC, WireAgent
+
+# Interop holds with the token cache off and on (a real node caches tokens).
+token_cache_seconds = token_cache_off_and_on()
 
 
 @pytest.fixture

@@ -17,9 +17,12 @@ import httpx
 import pytest
 
 from garrison.server.settings import Settings
-from tests.conftest import Server
+from tests.conftest import Server, token_cache_off_and_on
 from tests.security.checks import EICAR, SCAN_OBJ, station_total
 from tests.support import ArmaditoAgent, assert_json_error
+
+# Every check here must hold with the token cache off and on (a real node caches tokens).
+token_cache_seconds = token_cache_off_and_on()
 
 CHALLENGE = re.compile(r'^Basic realm="[^"]+"')
 

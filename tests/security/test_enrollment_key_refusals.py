@@ -157,7 +157,7 @@ def test_loser_of_a_race_is_told_the_key_is_exhausted(server: Server) -> None:
         pytest.skip("SQLite runs one enrollment transaction at a time: no interleaving")
     key = server.admin.new_key(uses=1)
     with server.db.transaction() as loser:
-        # Held, as enrollment/flow.py holds it (the identity map only keeps live objects).
+        # Held, as enrollment/reports.py holds it (the identity map only keeps live objects).
         checked = enrollment.check(loser, key)
         with server.db.transaction() as winner:
             enrollment.consume(winner, enrollment.check(winner, key).key)

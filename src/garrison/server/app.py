@@ -32,7 +32,6 @@ from garrison.server.adminapi import (
     users,
 )
 from garrison.server.adminapi.schemas import Health
-from garrison.server.agentapi.auth import AgentAuthenticator
 from garrison.server.agentapi.edge import AgentEdge
 from garrison.server.agentapi.routes import AgentApi
 from garrison.server.context import ServerContext
@@ -46,6 +45,7 @@ from garrison.server.options import service as options
 from garrison.server.procedures.dispatcher import ProcedureConsumer
 from garrison.server.procedures.sandbox import Limits
 from garrison.server.settings import Settings
+from garrison.server.stations.credentials import AgentAuthenticator
 from garrison.server.stations.models import Station
 from garrison.server.stations.presence import PresenceTracker
 from garrison.server.store.base import utcnow

@@ -1,7 +1,9 @@
 """The agent API (``/api/*``), wire-compatible with the Armadito agent.
 
-Plain Starlette routes: this is the hot path (every agent, every minute), so handlers parse
-by hand, run their unit of work in one transaction in a worker thread, and answer JSON.
+Plain Starlette routes: this is the hot path (every agent, every minute).  Each handler is
+an adapter: parse the request (``envelope``, ``parsing``, ``bodies``), call the report's use
+case in a worker thread (``<slice>/reports.py``: one transaction, its events and after-commit
+effects), and render the result (``render``).
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,32 +20,28 @@ from starlette.responses import Response
 from garrison.common.tokens import token_hash
 from garrison.common.wire import WireValueError, as_int
 from garrison.server import errors_http
-from garrison.server.agentapi import hotpath, parsing
-from garrison.server.agentapi.auth import AgentCredential
+from garrison.server.agentapi import bodies, hotpath, parsing, render
 from garrison.server.agentapi.envelope import Envelope, parse_envelope
-from garrison.server.alerts import service as alerts
-from garrison.server.configs import service as configs
+from garrison.server.alerts import reports as alert_reports
+from garrison.server.configs import reports as config_reports
 from garrison.server.context import ServerContext
-from garrison.server.enrollment import flow
+from garrison.server.enrollment import reports as enrollment_reports
 from garrison.server.errors import (
-    ConflictError,
     EnrollmentRefusedError,
     ForbiddenError,
     GarrisonError,
     InvalidInputError,
     MalformedRequestError,
-    UnknownStationError,
 )
-from garrison.server.events import emitters, ingest
-from garrison.server.jobs import service as jobs
-from garrison.server.options import service as options
+from garrison.server.events import reports as event_reports
+from garrison.server.jobs import reports as job_reports
 from garrison.server.procedures.sandbox import Limits
-from garrison.server.scans import service as scans
-from garrison.server.states import service as states
-from garrison.server.stations import service as stations
-from garrison.server.stations.models import Station
+from garrison.server.scans import reports as scan_reports
+from garrison.server.states import reports as state_reports
+from garrison.server.stations.credentials import Caller
 
-Handler = Callable[[Session, int, Envelope], dict[str, Any]]
+# A report's adapter, in a worker thread: (the station reported for, the response body).
+Handler = Callable[[Caller, Envelope], tuple[int, dict[str, Any]]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -71,22 +67,6 @@ def _wait_seconds(raw: str | None) -> float:
     if not 0 <= seconds <= MAX_WAIT_SECONDS:
         raise InvalidInputError(f"wait must be between 0 and {MAX_WAIT_SECONDS}", field="wait")
     return seconds
-
-
-def check_station(session: Session, cred: AgentCredential, uuid: str, agent_id: int) -> int:
-    """The station a request acts for; refuses a request that names another agent."""
-    if cred.station_id is not None:
-        if uuid != cred.uuid:
-            raise ForbiddenError("this uuid belongs to another agent", field="uuid")
-        if agent_id not in (0, cred.station_id):
-            raise ForbiddenError("this agent_id belongs to another agent", field="agent_id")
-        return cred.station_id
-    station = stations.by_uuid(session, uuid)
-    if station is None:
-        raise UnknownStationError("unknown agent uuid; run the Enrollment task first", field="uuid")
-    if agent_id not in (0, station.id):
-        raise ForbiddenError("agent_id does not match this uuid", field="agent_id")
-    return station.id
 
 
 class AgentApi:
@@ -157,11 +137,10 @@ class AgentApi:
     def _run(
         self, authorization: str | None, body: bytes, address: str, handler: Handler
     ) -> dict[str, Any]:
-        cred = self.ctx.agent_auth.authenticate(authorization)
+        credential = self.ctx.agent_auth.authenticate(authorization)
         envelope = parse_envelope(body)
-        with self.ctx.db.transaction() as session:
-            station_id = check_station(session, cred, envelope.uuid, envelope.agent_id)
-            result = handler(session, station_id, envelope)
+        caller = Caller(credential, envelope.uuid, envelope.agent_id)
+        station_id, result = handler(caller, envelope)
         self.ctx.presence.seen(station_id, address)
         return result
 
@@ -178,47 +157,19 @@ class AgentApi:
 
     def _enroll(self, body: bytes, address: str, kind: str) -> dict[str, Any]:
         envelope = parse_envelope(body)
-        key_text = parsing.enrollment_key(envelope.obj)
-        identity = envelope.identity(address, kind)
+        request = enrollment_reports.EnrollmentRequest(
+            parsing.enrollment_key(envelope.obj), envelope.identity(address, kind)
+        )
+        enrollments = self.ctx.metrics.enrollments
         try:
-            result = self._enroll_once(key_text, identity)
-        except IntegrityError:
-            # The same new uuid enrolling twice at once: the loser retries and finds the
-            # station the winner created (a re-enrollment).
-            try:
-                result = self._enroll_once(key_text, identity)
-            except IntegrityError:
-                raise ConflictError(
-                    "this station is enrolling from elsewhere at the same time; retry", field="uuid"
-                ) from None
-        except EnrollmentRefusedError as exc:
-            self.ctx.metrics.enrollments.labels("refused").inc()
-            with self.ctx.db.transaction() as session:
-                emitters.authorization_failed(
-                    session,
-                    exc.message,
-                    address,
-                    stations.by_uuid(session, identity.uuid),
-                    name=identity.hostname or identity.uuid,
-                )
-            raise
-        if result.refused is not None or result.station_id is None:
-            self.ctx.metrics.enrollments.labels("refused").inc()
-            raise ForbiddenError(result.refused or "authorization refused", field="uuid")
-        self.ctx.metrics.enrollments.labels("created" if result.created else "re-enrolled").inc()
-        self.ctx.agent_auth.cache.forget_station(result.station_id)
-        return {
-            "agent_id": result.station_id,
-            "scheduler_id": result.station_id,
-            "agent_token": result.token,
-        }
-
-    def _enroll_once(self, key_text: str, identity: stations.Identity) -> flow.Enrolled:
-        with self.ctx.db.transaction() as session:
-            offline_after = options.get(session, "offline_after_seconds")
-            return flow.enroll(
-                session, key_text, identity, offline_after, Limits.from_settings(self.ctx.settings)
+            enrolled = enrollment_reports.enroll(
+                self.ctx.db, Limits.from_settings(self.ctx.settings), request
             )
+        except (EnrollmentRefusedError, ForbiddenError):
+            enrollments.labels("refused").inc()
+            raise
+        enrollments.labels("created" if enrolled.created else "re-enrolled").inc()
+        return render.enrollment(enrolled)
 
     # -- Getjobs --------------------------------------------------------------------------
 
@@ -242,22 +193,18 @@ class AgentApi:
         async def work() -> Response:
             wait = _wait_seconds(request.query_params.get("wait"))
             if known is not None:
-                station_id, jobs_ = known, list[dict[str, Any]]()
+                fetched = job_reports.JobsFetched(known, [])
             else:
-                station_id, jobs_ = await run_in_threadpool(
-                    self._getjobs, authorization, ids, address
-                )
+                fetched = await run_in_threadpool(self._getjobs, authorization, ids, address)
             # Garrison extension: long-poll.  Armadito agents send no `wait` and keep polling.
             deadline = time.monotonic() + wait
             waiters = self.ctx.job_waiters
-            while not jobs_ and not waiters.closing:
+            while not fetched.jobs and not waiters.closing:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not await waiters.wait(station_id, remaining):
+                if remaining <= 0 or not await waiters.wait(fetched.station_id, remaining):
                     break
-                station_id, jobs_ = await run_in_threadpool(
-                    self._getjobs, authorization, ids, address
-                )
-            return json_response({"jobs": jobs_})
+                fetched = await run_in_threadpool(self._getjobs, authorization, ids, address)
+            return json_response(render.jobs(fetched.jobs))
 
         return await self._guard("Getjobs", work, started)
 
@@ -281,8 +228,8 @@ class AgentApi:
 
     def _getjobs(
         self, authorization: str | None, ids: list[str], address: str
-    ) -> tuple[int, list[dict[str, Any]]]:
-        cred = self.ctx.agent_auth.authenticate(authorization)
+    ) -> job_reports.JobsFetched:
+        credential = self.ctx.agent_auth.authenticate(authorization)
         try:
             # The Armadito agent really sends agent_id twice.
             distinct = {as_int(v, "agent_id") for v in ids}
@@ -293,120 +240,44 @@ class AgentApi:
                 "agent_id is given twice with different values", field="agent_id"
             )
         agent_id = distinct.pop() if distinct else 0
-        if cred.station_id is not None:
-            if agent_id not in (0, cred.station_id):
-                raise ForbiddenError("this agent_id belongs to another agent", field="agent_id")
-            station_id = cred.station_id
-        else:
-            if agent_id <= 0:
-                raise InvalidInputError("agent_id is required", field="agent_id")
-            with self.ctx.db.reading() as session:
-                if session.get(Station, agent_id) is None:
-                    raise UnknownStationError(
-                        f"unknown agent {agent_id}; enroll first", field="agent_id"
-                    )
-            station_id = agent_id
-        self.ctx.presence.seen(station_id, address)
-        waiters = self.ctx.job_waiters
-        if not waiters.may_have_jobs(station_id):
-            # As on the hot path: this node knows of every queued job (see JobWaiters).
-            return station_id, []
-        version = waiters.version(station_id)
-        # Most check-ins find nothing: answer those from a read-only transaction.
-        with self.ctx.db.reading() as session:
-            if not jobs.has_queued(session, station_id):
-                waiters.nothing_queued(station_id, version)
-                return station_id, []
-        with self.ctx.db.transaction() as session:
-            limit = options.get(session, "getjobs_limit")
-            return station_id, jobs.fetch_for_agent(session, station_id, limit)
+        fetched = job_reports.fetch(self.ctx.db, self.ctx.job_waiters, credential, agent_id)
+        self.ctx.presence.seen(fetched.station_id, address)
+        return fetched
 
-    # -- task handlers (run inside the request's transaction) -----------------------------
+    # -- reports (each: parse the task object, run its use case, render) ------------------
 
-    def _runjobs(self, session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
-        result = parsing.job_result(env.obj)
-        target = jobs.report(session, station_id, result)
-        station = stations.get(session, station_id)
-        job = jobs.get(session, target.job_id)
-        emitters.task_executed(
-            session,
-            station,
-            job.id,
-            job.type,
-            target.status == "successful",
-            target.message or "",
-            target.end_time,
-        )
-        if target.end_time is not None:
-            # The agent reports the end time right after the job ends: its clock is visible.
-            emitters.datetime_error(
-                session,
-                station,
-                target.end_time,
-                options.get(session, "datetime_valid_delta_seconds"),
-            )
-        return {"status": "ok", "job_id": target.job_id, "job_status": target.status}
+    def _runjobs(self, caller: Caller, env: Envelope) -> tuple[int, dict[str, Any]]:
+        done = job_reports.report(self.ctx.db, caller, parsing.job_result(env.obj))
+        return done.station_id, render.job_reported(done)
 
-    @staticmethod
-    def _scan(session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
-        report = parsing.scan_report(env.obj)
-        scan, completed = scans.record(session, station_id, report)
-        if completed:
-            emitters.scan_statistics(
-                session,
-                stations.get(session, station_id),
-                scan.scanned_count,
-                scan.malware_count,
-                scan.suspicious_count,
-                scan.duration_seconds,
-            )
-        return {"status": "ok", "scan_id": scan.id}
+    def _scan(self, caller: Caller, env: Envelope) -> tuple[int, dict[str, Any]]:
+        recorded = scan_reports.record(self.ctx.db, caller, parsing.scan_report(env.obj))
+        return recorded.station_id, render.scan_recorded(recorded)
 
-    def _alerts(self, session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
-        job_id, reports = parsing.alerts(env.obj)
-        result = alerts.ingest(session, station_id, env.antivirus_name, reports, job_id)
-        if result.new:
-            threats = []
-            for report, detected in result.new:
-                info = report.info.get("info")
-                sha256 = info.get("sha256") if isinstance(info, dict) else None
-                valid = isinstance(sha256, str) and len(sha256) == 64
-                threats.append(
-                    emitters.Threat(
-                        report.threat_name,
-                        report.filepath,
-                        report.action,
-                        detected,
-                        sha256 if valid else None,
-                    )
-                )
-            emitters.threats_detected(session, stations.get(session, station_id), threats)
-        self.ctx.metrics.alerts_stored.inc(result.stored)
-        self.ctx.metrics.alerts_duplicate.inc(result.duplicates)
-        return {"status": "ok", "stored": result.stored, "duplicates": result.duplicates}
+    def _alerts(self, caller: Caller, env: Envelope) -> tuple[int, dict[str, Any]]:
+        job_id, alerts = parsing.alerts(env.obj)
+        report = alert_reports.AlertsReported(env.antivirus_name, job_id, alerts)
+        recorded = alert_reports.record(self.ctx.db, caller, report)
+        self.ctx.metrics.alerts_stored.inc(recorded.stored)
+        self.ctx.metrics.alerts_duplicate.inc(recorded.duplicates)
+        return recorded.station_id, render.alerts_recorded(recorded)
 
-    @staticmethod
-    def _state(session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
+    def _state(self, caller: Caller, env: Envelope) -> tuple[int, dict[str, Any]]:
         status, updated, modules, avdetails = parsing.state(env.obj)
-        states.record(session, station_id, status, updated, modules, avdetails)
-        station = stations.get(session, station_id)
-        emitters.state_reported(session, station, modules, avdetails)
-        if env.antivirus_name:
-            station.antivirus_name = env.antivirus_name
-        if env.antivirus_version:
-            station.antivirus_version = env.antivirus_version
-        return {"status": "ok"}
+        report = state_reports.StateReport(
+            status, updated, modules, avdetails, env.antivirus_name, env.antivirus_version
+        )
+        return state_reports.record(self.ctx.db, caller, report), render.OK
 
-    @staticmethod
-    def _avconfig(session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
-        count = configs.report(session, station_id, "avconfig", parsing.avconfig(env.obj))
-        return {"status": "ok", "differences": count}
+    def _avconfig(self, caller: Caller, env: Envelope) -> tuple[int, dict[str, Any]]:
+        pairs = parsing.avconfig(env.obj)
+        recorded = config_reports.record(self.ctx.db, caller, "avconfig", pairs)
+        return recorded.station_id, render.config_recorded(recorded)
 
-    @staticmethod
-    def _scheduler(session: Session, station_id: int, env: Envelope) -> dict[str, Any]:
+    def _scheduler(self, caller: Caller, env: Envelope) -> tuple[int, dict[str, Any]]:
         name, pairs = parsing.scheduler(env.obj)
-        count = configs.report(session, station_id, "scheduler", pairs, name=name)
-        return {"status": "ok", "differences": count}
+        recorded = config_reports.record(self.ctx.db, caller, "scheduler", pairs, name=name)
+        return recorded.station_id, render.config_recorded(recorded)
 
     # -- telemetry and sensor events (Garrison extension) ----------------------------------
 
@@ -434,38 +305,21 @@ class AgentApi:
         content_type: str | None,
         address: str,
     ) -> dict[str, Any]:
-        cred = self.ctx.agent_auth.authenticate(authorization)
-        if cred.station_id is None:
+        credential = self.ctx.agent_auth.authenticate(authorization)
+        if credential.station_id is None:
+            # Refused before the body is even inflated.
             raise ForbiddenError(
                 "sending events needs a station's own credential (its agent token)"
             )
-        items = ingest.split_items(
-            ingest.decompress(body, encoding, self.ctx.settings.max_body_bytes), content_type
-        )
-        with self.ctx.db.transaction() as session:
-            station = stations.get(session, cred.station_id)
-            results = ingest.ingest(session, station, address, items)
-        self.ctx.presence.seen(cred.station_id, address)
-        counts = {"stored": 0, "duplicate": 0, "refused": 0}
-        for r in results:
-            counts[r.status] += 1
-        self.ctx.metrics.events_ingested.labels("stored").inc(counts["stored"])
-        self.ctx.metrics.events_ingested.labels("duplicate").inc(counts["duplicate"])
-        self.ctx.metrics.events_ingested.labels("refused").inc(counts["refused"])
-        return {
-            "stored": counts["stored"],
-            "duplicates": counts["duplicate"],
-            "refused": counts["refused"],
-            "results": [
-                {
-                    "index": r.index,
-                    "status": r.status,
-                    **({"seq": r.seq} if r.seq else {}),
-                    **({"error": r.error} if r.error else {}),
-                }
-                for r in results
-            ],
-        }
+        inflated = bodies.decompress(body, encoding, self.ctx.settings.max_body_bytes)
+        items = bodies.split_items(inflated, content_type)
+        ingested = event_reports.ingest_events(self.ctx.db, credential, address, items)
+        self.ctx.presence.seen(ingested.station_id, address)
+        counter = self.ctx.metrics.events_ingested
+        counter.labels("stored").inc(ingested.stored)
+        counter.labels("duplicate").inc(ingested.duplicates)
+        counter.labels("refused").inc(ingested.refused)
+        return render.events_ingested(ingested)
 
     # -- configuration pushed by the server (GET) -----------------------------------------
 
@@ -482,7 +336,6 @@ class AgentApi:
 
         def read() -> list[dict[str, str]]:
             self.ctx.agent_auth.authenticate(authorization)
-            with self.ctx.db.reading() as session:
-                return [{"attr": a, "value": v} for a, v in configs.desired(session, kind).items()]
+            return render.desired_pairs(config_reports.desired(self.ctx.db, kind))
 
         return await run_in_threadpool(read)

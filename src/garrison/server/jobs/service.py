@@ -11,7 +11,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from garrison.common.vocabulary import AgentKind, JobPriority, JobStatus, JobType
-from garrison.common.wire import b64
 from garrison.server.audit import service as audit
 from garrison.server.audit.actor import Actor
 from garrison.server.errors import (
@@ -150,25 +149,17 @@ def create(
     return job, ordered
 
 
-def wire_job(job_id: int, job_type: str, priority: int, params: dict[str, Any]) -> dict[str, Any]:
-    """A job as the agent receives it; Scan paths and options are base64, as Armadito expects."""
-    if job_type == "Scan":
-        options = params.get("options", "")
-        obj: dict[str, Any] = {
-            "scanconfig_id": params.get("scanconfig_id", 1),
-            "scan_name": params.get("name", "on-demand"),
-            "scan_path": b64(params["path"]),
-            "scan_options": b64(options) if options else "",
-        }
-        if params.get("investigation_id"):
-            # Extra keys are ignored by the Armadito agent; Garrison's echoes it in a RECEIPT.
-            obj["investigation_id"] = params["investigation_id"]
-    else:
-        obj = dict(params)
-    return {"job_id": job_id, "job_type": job_type, "job_priority": str(priority), "obj": obj}
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job handed to an agent; ``agentapi.render`` writes it in the agent's wire format."""
+
+    id: int
+    type: str
+    priority: int
+    params: dict[str, Any]
 
 
-def fetch_for_agent(session: Session, station_id: int, limit: int) -> list[dict[str, Any]]:
+def fetch_for_agent(session: Session, station_id: int, limit: int) -> list[QueuedJob]:
     """Getjobs: at most ``limit`` queued jobs, highest priority first, oldest first; they
     become ``downloaded``."""
     rows = session.execute(
@@ -191,7 +182,7 @@ def fetch_for_agent(session: Session, station_id: int, limit: int) -> list[dict[
         .values(status="downloaded", downloaded_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return [wire_job(r.id, r.type, r.priority, r.params) for r in rows]
+    return [QueuedJob(r.id, r.type, r.priority, r.params) for r in rows]
 
 
 def has_queued(session: Session, station_id: int) -> bool:

@@ -17,6 +17,7 @@ from garrison.server.errors import ConflictError, InvalidInputError, NotFoundErr
 from garrison.server.events import emitters
 from garrison.server.stations.models import Group, Station, station_groups
 from garrison.server.store.base import utcnow
+from garrison.server.store.effects import Signal, signal
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ def enroll(
     if station is None:
         station = Station(uuid=identity.uuid, enrolled_at=utcnow())
         session.add(station)
+    else:
+        # The new token replaces the old one: no node may keep trusting the old one.
+        signal(session, Signal.STATION_CREDENTIALS_REVOKED, (station.id,))
     token = new_token("gst")
     station.token_hash = token_hash(token)
     station.enrollment_key_id = enrollment_key_id
@@ -148,7 +152,14 @@ def delete(session: Session, actor: Actor, station_id: int) -> None:
     station = get(session, station_id)
     audit.record(session, actor, "station.delete", str(station_id), uuid=station.uuid)
     emitters.station_deleted(session, station_id, actor.username)
+    remove(session, station)
+
+
+def remove(session: Session, station: Station) -> None:
+    """Delete a station (its rows go with it); at commit its cached tokens stop holding on
+    this node, and on other nodes within their token cache time."""
     session.delete(station)
+    signal(session, Signal.STATION_CREDENTIALS_REVOKED, (station.id,))
 
 
 # Groups ------------------------------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""The agent API's answers in the Armadito wire format.
+
+The use cases return plain results; how an Armadito (or Garrison) agent expects to read
+them, down to the base64 of a scan path, is only known here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from garrison.common.wire import b64
+from garrison.server.alerts.reports import AlertsRecorded
+from garrison.server.configs.reports import ConfigRecorded
+from garrison.server.enrollment.reports import Enrollment
+from garrison.server.events.reports import EventsIngested
+from garrison.server.jobs.reports import JobReported
+from garrison.server.jobs.service import QueuedJob
+from garrison.server.scans.reports import ScanRecorded
+
+OK: dict[str, Any] = {"status": "ok"}
+
+
+def job(queued: QueuedJob) -> dict[str, Any]:
+    """A job as the agent receives it; Scan paths and options are base64, as Armadito expects."""
+    params = queued.params
+    if queued.type == "Scan":
+        options = params.get("options", "")
+        obj: dict[str, Any] = {
+            "scanconfig_id": params.get("scanconfig_id", 1),
+            "scan_name": params.get("name", "on-demand"),
+            "scan_path": b64(params["path"]),
+            "scan_options": b64(options) if options else "",
+        }
+        if params.get("investigation_id"):
+            # Extra keys are ignored by the Armadito agent; Garrison's echoes it in a RECEIPT.
+            obj["investigation_id"] = params["investigation_id"]
+    else:
+        obj = dict(params)
+    return {
+        "job_id": queued.id,
+        "job_type": queued.type,
+        "job_priority": str(queued.priority),
+        "obj": obj,
+    }
+
+
+def jobs(queued: Sequence[QueuedJob]) -> dict[str, Any]:
+    return {"jobs": [job(q) for q in queued]}
+
+
+def enrollment(enrolled: Enrollment) -> dict[str, Any]:
+    return {
+        "agent_id": enrolled.station_id,
+        "scheduler_id": enrolled.station_id,
+        "agent_token": enrolled.token,
+    }
+
+
+def job_reported(result: JobReported) -> dict[str, Any]:
+    return {"status": "ok", "job_id": result.job_id, "job_status": result.status}
+
+
+def scan_recorded(result: ScanRecorded) -> dict[str, Any]:
+    return {"status": "ok", "scan_id": result.scan_id}
+
+
+def alerts_recorded(result: AlertsRecorded) -> dict[str, Any]:
+    return {"status": "ok", "stored": result.stored, "duplicates": result.duplicates}
+
+
+def config_recorded(result: ConfigRecorded) -> dict[str, Any]:
+    return {"status": "ok", "differences": result.differences}
+
+
+def desired_pairs(pairs: dict[str, str]) -> list[dict[str, str]]:
+    return [{"attr": attr, "value": value} for attr, value in pairs.items()]
+
+
+def events_ingested(result: EventsIngested) -> dict[str, Any]:
+    return {
+        "stored": result.stored,
+        "duplicates": result.duplicates,
+        "refused": result.refused,
+        "results": [
+            {
+                "index": r.index,
+                "status": r.status,
+                **({"seq": r.seq} if r.seq else {}),
+                **({"error": r.error} if r.error else {}),
+            }
+            for r in result.results
+        ],
+    }

@@ -1,0 +1,89 @@
+"""The agent's job reports: Getjobs (fetch what is queued) and Runjobs (a job's result)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from garrison.server.errors import ForbiddenError, InvalidInputError, UnknownStationError
+from garrison.server.events import emitters
+from garrison.server.jobs import service as jobs
+from garrison.server.jobs.service import JobResult, QueuedJob
+from garrison.server.jobs.waiters import JobWaiters
+from garrison.server.options import service as options
+from garrison.server.stations.credentials import AgentCredential, Caller, reporting_station
+from garrison.server.stations.models import Station
+from garrison.server.store.engine import Database
+
+
+@dataclass(frozen=True)
+class JobsFetched:
+    station_id: int
+    jobs: list[QueuedJob]
+
+
+def fetch(
+    db: Database, waiters: JobWaiters, credential: AgentCredential, agent_id: int
+) -> JobsFetched:
+    """Getjobs: the station's queued jobs, highest priority first, now ``downloaded``.
+
+    ``agent_id`` is 0 when the agent gave none.  A station this node knows has nothing
+    queued is answered without a read (see JobWaiters); most others from a read-only
+    transaction; only a station with jobs takes a write transaction.
+    """
+    if credential.station_id is not None:
+        if agent_id not in (0, credential.station_id):
+            raise ForbiddenError("this agent_id belongs to another agent", field="agent_id")
+        station_id = credential.station_id
+    else:
+        if agent_id <= 0:
+            raise InvalidInputError("agent_id is required", field="agent_id")
+        with db.reading() as session:
+            if session.get(Station, agent_id) is None:
+                raise UnknownStationError(
+                    f"unknown agent {agent_id}; enroll first", field="agent_id"
+                )
+        station_id = agent_id
+    if not waiters.may_have_jobs(station_id):
+        return JobsFetched(station_id, [])
+    version = waiters.version(station_id)
+    with db.reading() as session:
+        if not jobs.has_queued(session, station_id):
+            waiters.nothing_queued(station_id, version)
+            return JobsFetched(station_id, [])
+    with db.transaction() as session:
+        limit = options.get(session, "getjobs_limit")
+        return JobsFetched(station_id, jobs.fetch_for_agent(session, station_id, limit))
+
+
+@dataclass(frozen=True)
+class JobReported:
+    station_id: int
+    job_id: int
+    status: str
+
+
+def report(db: Database, caller: Caller, result: JobResult) -> JobReported:
+    """Runjobs: record a job's result and emit ``task_executed`` (and ``datetime_error``
+    when the agent's clock is off)."""
+    with db.transaction() as session:
+        station = reporting_station(session, caller)
+        target = jobs.report(session, station.id, result)
+        job = jobs.get(session, target.job_id)
+        emitters.task_executed(
+            session,
+            station,
+            job.id,
+            job.type,
+            target.status == "successful",
+            target.message or "",
+            target.end_time,
+        )
+        if target.end_time is not None:
+            # The agent reports the end time right after the job ends: its clock is visible.
+            emitters.datetime_error(
+                session,
+                station,
+                target.end_time,
+                options.get(session, "datetime_valid_delta_seconds"),
+            )
+        return JobReported(station.id, target.job_id, target.status)

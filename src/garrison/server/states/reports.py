@@ -1,0 +1,42 @@
+"""The agent's State report: the antivirus state of a station, and its event."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from garrison.server.events import emitters
+from garrison.server.states import service as states
+from garrison.server.stations.credentials import Caller, reporting_station
+from garrison.server.store.engine import Database
+
+
+@dataclass(frozen=True)
+class StateReport:
+    global_status: str
+    global_update_time: dt.datetime | None
+    modules: list[dict[str, Any]]
+    avdetails: list[Any]
+    antivirus_name: str = ""
+    antivirus_version: str = ""
+
+
+def record(db: Database, caller: Caller, report: StateReport) -> int:
+    """Store the state, emit ``state_reported``, note the antivirus; returns the station id."""
+    with db.transaction() as session:
+        station = reporting_station(session, caller)
+        states.record(
+            session,
+            station.id,
+            report.global_status,
+            report.global_update_time,
+            report.modules,
+            report.avdetails,
+        )
+        emitters.state_reported(session, station, report.modules, report.avdetails)
+        if report.antivirus_name:
+            station.antivirus_name = report.antivirus_name
+        if report.antivirus_version:
+            station.antivirus_version = report.antivirus_version
+        return station.id
