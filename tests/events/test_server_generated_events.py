@@ -261,6 +261,9 @@ def test_an_alert_sha256_is_carried_by_threat_detected(server: Server) -> None:
     assert agent.alerts([item]).status_code == 200
     assert one_event(server, "threat_detected")["data"]["sha256"] == digest
     assert [e["type"] for e in events(server, hash=digest)] == ["threat_detected"]
+    # The agent's info object is stored as it came, not nested in a second "info".
+    (stored,) = server.admin.get("/alerts", station_id=agent.agent_id).json()["items"]
+    assert stored["info"] == {"sha256": digest}
 
 
 def state(modules: list[dict[str, Any]], avdetails: list[Any] | None = None) -> dict[str, Any]:

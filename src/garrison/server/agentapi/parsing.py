@@ -84,6 +84,14 @@ def scan_report(obj: Any) -> ScanReport:
         raise wire_error(exc) from None
 
 
+def alert_info(info: Any) -> dict[str, Any]:
+    """The agent's ``info`` as stored: an object as it came, anything else under ``info``
+    (the column holds an object; wrapping an object too nested it in itself)."""
+    if info is None:
+        return {}
+    return info if isinstance(info, dict) else {"info": info}
+
+
 def alerts(obj: Any) -> tuple[int | None, list[AlertReport]]:
     data = _obj(obj, "Alerts")
     raw = data.get("alerts", [])
@@ -113,7 +121,7 @@ def alerts(obj: Any) -> tuple[int | None, list[AlertReport]]:
                     detection_time=_epoch_time(
                         item.get("detection_time"), f"{field}.detection_time"
                     ),
-                    info={"info": info} if info is not None else {},
+                    info=alert_info(info),
                 )
             )
     except WireValueError as exc:

@@ -366,16 +366,13 @@ class AgentApi:
         if result.new:
             threats = []
             for report, detected in result.new:
-                info = report.info.get("info")
-                sha256 = info.get("sha256") if isinstance(info, dict) else None
-                valid = isinstance(sha256, str) and len(sha256) == 64
                 threats.append(
                     emitters.Threat(
                         report.threat_name,
                         report.filepath,
                         report.action,
                         detected,
-                        sha256 if valid else None,
+                        report.sha256,
                     )
                 )
             emitters.threats_detected(session, stations.get(session, station_id), threats)
