@@ -13,6 +13,7 @@ from tests.events.helpers import (
     alert,
     events,
     one_event,
+    post_events,
     set_last_seen,
 )
 from tests.security.checks import create_scan_job
@@ -381,6 +382,53 @@ def test_disconnected_after_the_timeout_then_connected_again(server: Server) -> 
     server.flush_presence()
     assert len(events(server, type="station_connected", station_id=agent.agent_id)) == 2
     assert events(server, type="DISCONNECTED", station_id=quiet.agent_id) == []
+
+
+def test_shutting_down_marks_the_station_offline_at_once(server: Server) -> None:
+    """Not 300 s later: offline with DISCONNECTED when its agent says SHUTTING_DOWN; the
+    request carrying it, or one begun before it, does not bring it back; the next does."""
+    agent = server.enrolled_agent()
+    server.flush_presence()
+
+    def online() -> bool:
+        return bool(server.admin.get(f"/stations/{agent.agent_id}").json()["online"])
+
+    def listed_online() -> bool:
+        listed = server.admin.get("/stations", online=True).json()["items"]
+        offline = server.admin.get("/stations", online=False).json()["items"]
+        assert (agent.agent_id in [s["id"] for s in listed]) != (
+            agent.agent_id in [s["id"] for s in offline]
+        )
+        return agent.agent_id in [s["id"] for s in listed]
+
+    assert online()
+    assert listed_online()
+    assert agent.getjobs().status_code == 200  # a check-in noted before the goodbye
+    now = int(time.time())
+    goodbye = [{"id": "bye-1", "type": "SHUTTING_DOWN", "data": {"ts": now}}]
+    assert post_events(server, agent, goodbye).json()["stored"] == 1
+    assert not online()
+    server.flush_presence()
+    assert not online()
+    assert not listed_online()
+    (event,) = events(server, type="DISCONNECTED", station_id=agent.agent_id)
+    assert event["origin"] == "server"
+    assert len(events(server, type="station_connected", station_id=agent.agent_id)) == 1
+    # A retried batch is a duplicate: no second DISCONNECTED.
+    assert post_events(server, agent, goodbye).json()["duplicates"] == 1
+    assert len(events(server, type="DISCONNECTED", station_id=agent.agent_id)) == 1
+    # A spooled goodbye from an earlier run, followed by its start, is not a shutdown.
+    restart = [
+        {"id": "bye-0", "type": "SHUTTING_DOWN", "data": {"ts": now - 60}},
+        {"id": "hello-1", "type": "STARTING_UP", "data": {"ts": now}},
+    ]
+    assert post_events(server, agent, restart).json()["stored"] == 2
+    assert online()
+    server.flush_presence()
+    assert online()
+    assert listed_online()
+    assert len(events(server, type="station_connected", station_id=agent.agent_id)) == 2
+    assert len(events(server, type="DISCONNECTED", station_id=agent.agent_id)) == 1
 
 
 def test_admin_changes_are_audit_events(server: Server) -> None:

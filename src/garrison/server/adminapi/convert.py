@@ -48,7 +48,7 @@ def station(st: Station, offline_after: int, seen: dt.datetime | None = None) ->
         enrolled_at=st.enrolled_at,
         last_seen=last_seen,
         last_alert_at=st.last_alert_at,
-        online=is_online(last_seen, offline_after),
+        online=is_online(st, offline_after, seen),
         groups=[s.GroupRef(id=g.id, name=g.name) for g in st.groups],
     )
 

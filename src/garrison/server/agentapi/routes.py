@@ -440,7 +440,8 @@ class AgentApi:
         with self.ctx.db.transaction() as session:
             station = stations.get(session, cred.station_id)
             results = ingest.ingest(session, station, address, items)
-        self.ctx.presence.seen(cred.station_id, address)
+        if not ingest.says_shutting_down(results):  # its goodbye is not a check-in
+            self.ctx.presence.seen(cred.station_id, address)
         counts = {"stored": 0, "duplicate": 0, "refused": 0}
         for r in results:
             counts[r.status] += 1
