@@ -44,9 +44,11 @@ from garrison.agent.context import Agent
 from garrison.agent.errors import AgentError, ExitCode, UnreachableError, UsageProblem
 from garrison.agent.state import StateDir
 from garrison.agent.tasks import TASK_NAMES
+from garrison.common.cli_help import hide_flag_types
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+hide_flag_types()
 
 app = typer.Typer(
     add_completion=False,
