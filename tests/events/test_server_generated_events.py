@@ -225,6 +225,30 @@ def test_a_completed_scan_emits_station_scan_statistics_once(server: Server) -> 
     }
 
 
+def test_scan_statistics_count_the_files_quarantined_and_deleted(server: Server) -> None:
+    """As the Garrison agent reports them, else from the alerts of the scan's job."""
+    agent = server.enrolled_agent()
+    job_id = downloaded_job(server, agent)
+    found = [
+        {**alert(), "filepath": "/a", "action": "quarantined"},
+        {**alert(), "filepath": "/a", "action": "quarantined", "name": "Other.Name"},
+        {**alert(), "filepath": "/b", "action": "quarantined"},
+        {**alert(), "filepath": "/c", "action": "deleted"},
+        {**alert(), "filepath": "/d", "action": "none"},
+    ]
+    assert agent.alerts(found, job_id=job_id).json()["stored"] == 5
+    report = {"job_id": job_id, "progress": 100, "scanned_count": 9, "malware_count": 4}
+    assert agent.scan(report).status_code == 200
+    data = one_event(server, "station_scan_statistics")["data"]
+    assert (data["moved"], data["deleted"]) == (2, 1)
+
+    other = server.enrolled_agent()
+    reported = {"progress": 100, "scanned_count": 3, "quarantined_count": 2, "deleted_count": 1}
+    assert other.scan(reported).status_code == 200
+    (event,) = events(server, type="station_scan_statistics", station_id=other.agent_id)
+    assert (event["data"]["moved"], event["data"]["deleted"]) == (2, 1)
+
+
 def test_each_new_alert_emits_threat_detected_and_a_repeat_does_not(server: Server) -> None:
     agent = server.enrolled_agent()
     first = alert("Eicar-Test-Signature", "/tmp/scanme/eicar.com", 1500000100)
@@ -308,6 +332,24 @@ def test_state_emits_virus_bases_and_components_lists(server: Server) -> None:
         "time_1": "2017-07-13T23:54:20Z",
     }
     assert events(server, type=["station_update_failed", "station_reboot_required"]) == []
+
+
+def test_virus_bases_received_carries_version_and_record_count(server: Server) -> None:
+    agent = server.enrolled_agent()
+    modules = [
+        {
+            "name": "garrison-hash",
+            "mod_status": "up-to-date",
+            "mod_update_timestamp": 1499990000,
+            "mod_version": "2026.11.30",
+            "mod_records": 12345,
+        },
+        {"name": "clamav", "mod_status": "up-to-date", "mod_update_timestamp": 1499990060},
+    ]
+    assert agent.state(state(modules)).status_code == 200
+    data = one_event(server, "virus_bases_received")["data"]
+    assert (data["version_0"], data["records_0"]) == ("2026.11.30", 12345)
+    assert "version_1" not in data and "records_1" not in data  # an Armadito module: none
 
 
 def test_a_critical_module_emits_station_update_failed(server: Server) -> None:

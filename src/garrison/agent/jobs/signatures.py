@@ -14,6 +14,7 @@ import httpx
 from garrison.agent.context import Agent
 from garrison.agent.errors import JobError
 from garrison.agent.jobstore import Job
+from garrison.agent.tasks import state
 from garrison.agent.scan.signatures import (
     HASH_SUFFIXES,
     YARA_SUFFIXES,
@@ -107,6 +108,9 @@ def handle(agent: Agent, job: Job) -> str:
         db = agent.reload_signatures()
     except SignatureError as exc:
         raise JobError(f"signature database does not load: {exc}") from None
+    # The new bases' version and record counts reach the server now (virus_bases_received),
+    # not at the next scheduled State.
+    state.run(agent)
     text = f"signatures {db.version}: {db.hash_count} hash and {db.yara_count} YARA record(s)"
     if installed:
         text = f"installed {', '.join(installed)}; " + text

@@ -350,6 +350,7 @@ class AgentApi:
         report = parsing.scan_report(env.obj)
         scan, completed = scans.record(session, station_id, report)
         if completed:
+            done = scans.file_actions(session, scan, report)
             emitters.scan_statistics(
                 session,
                 stations.get(session, station_id),
@@ -357,6 +358,8 @@ class AgentApi:
                 scan.malware_count,
                 scan.suspicious_count,
                 scan.duration_seconds,
+                moved=done.quarantined,
+                deleted=done.deleted,
             )
         return {"status": "ok", "scan_id": scan.id}
 

@@ -127,7 +127,14 @@ def task_executed(
 
 
 def scan_statistics(
-    session: Session, station: Station, scanned: int, infected: int, suspicious: int, seconds: int
+    session: Session,
+    station: Station,
+    scanned: int,
+    infected: int,
+    suspicious: int,
+    seconds: int,
+    moved: int = 0,
+    deleted: int = 0,
 ) -> None:
     emit(
         session,
@@ -142,9 +149,9 @@ def scan_statistics(
             "elapsedtime": seconds,
             "modifications": 0,
             "cured": 0,
-            "deleted": 0,
+            "deleted": deleted,
             "renamed": 0,
-            "moved": 0,
+            "moved": moved,
             "locked": 0,
             "errors": 0,
         },
@@ -196,6 +203,8 @@ def state_reported(
         bases[f"name_{i}"] = module["name"]
         bases[f"type_{i}"] = module.get("mod_status") or None
         bases[f"issued_{i}"] = module.get("mod_update_time")
+        bases[f"version_{i}"] = module.get("mod_version")
+        bases[f"records_{i}"] = module.get("mod_records")
         components[f"component_{i}"] = module["name"]
         components[f"time_{i}"] = module.get("mod_update_time")
     emit(session, "virus_bases_received", station.id, bases)
