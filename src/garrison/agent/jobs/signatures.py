@@ -14,13 +14,13 @@ import httpx
 from garrison.agent.context import Agent
 from garrison.agent.errors import JobError
 from garrison.agent.jobstore import Job
-from garrison.agent.tasks import state
 from garrison.agent.scan.signatures import (
     HASH_SUFFIXES,
     YARA_SUFFIXES,
     SignatureError,
     validate_files,
 )
+from garrison.agent.tasks import state
 
 MAX_DOWNLOAD = 256 * 1024 * 1024
 SUFFIXES = (*HASH_SUFFIXES, *YARA_SUFFIXES)
