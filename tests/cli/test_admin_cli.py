@@ -230,6 +230,25 @@ def test_alerts_are_listed_and_acknowledged(cli: Cli, station: tuple[ArmaditoAge
     assert cli.json("alerts", "list", "--station", station_id, "--unacknowledged")["items"] == []
 
 
+def test_scans_are_listed_and_shown(cli: Cli) -> None:
+    agent, station_id = enroll(cli)  # its own station: the list is exactly its scans
+    report = {"progress": 100, "duration": "PT0H1M0S", "scanned_count": 42, "malware_count": 1}
+    scan_id = agent.scan(report).json()["scan_id"]
+
+    table = cli("scans", "list", "--station", station_id)
+    assert table.returncode == 0, table.stderr
+    assert "1-1 of 1 scans" in table.stdout
+    [item] = cli.json("scans", "list", "--station", station_id)["items"]
+    assert (item["id"], item["scanned_count"], item["malware_count"]) == (scan_id, 42, 1)
+
+    shown = cli("scans", "show", scan_id)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Scan {scan_id}" in shown.stdout
+    assert "60 s" in shown.stdout
+    assert cli.json("scans", "show", scan_id) == item
+    assert "999999" in assert_one_line_error(cli("scans", "show", 999999), 1)
+
+
 def test_station_state_config_and_groups(cli: Cli, station: tuple[ArmaditoAgent, int]) -> None:
     agent, station_id = station
     assert agent.state().status_code == 200

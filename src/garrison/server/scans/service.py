@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from garrison.server.alerts.models import Alert
-from garrison.server.errors import InvalidInputError
+from garrison.server.errors import InvalidInputError, NotFoundError
 from garrison.server.jobs import service as jobs
 from garrison.server.scans.models import Scan
 from garrison.server.store.base import utcnow
@@ -95,6 +95,13 @@ def record(session: Session, station_id: int, report: ScanReport) -> tuple[Scan,
         scan.completed_at = now
     session.flush()
     return scan, completed
+
+
+def get(session: Session, scan_id: int) -> Scan:
+    scan = session.get(Scan, scan_id)
+    if scan is None:
+        raise NotFoundError(f"no scan {scan_id}", field="scan_id")
+    return scan
 
 
 def search(
