@@ -121,7 +121,7 @@ def test_enroll_scan_quarantine_restore(server: LiveServer, tmp_path: Path) -> N
     alerts = admin.call("GET", "/alerts", params={"job_id": job})["items"]
     assert len(alerts) == 1
     assert alerts[0]["filepath"] == str(target / "eicar.com")
-    assert alerts[0]["info"]["info"]["sha256"] == EICAR_SHA256
+    assert alerts[0]["info"]["sha256"] == EICAR_SHA256
     assert alerts[0]["action"] == "quarantined"
     receipts = admin.events("RECEIPT")
     assert [r["data"]["JOB_ID"] for r in receipts] == [job]

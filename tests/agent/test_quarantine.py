@@ -9,7 +9,7 @@ from garrison.agent.errors import LocalError
 from garrison.agent.quarantine import Quarantine, defang
 from garrison.agent.scan import actions
 from garrison.agent.scan.engine import Detection
-from tests.agent.helpers import EICAR_SHA256, HEAD, eicar, write_eicar
+from tests.agent.helpers import EICAR_SHA256, HEAD, agent_env, eicar, run_agent, write_eicar
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -83,3 +83,28 @@ def test_delete_refuses_a_file_that_changed(tmp_path: Path) -> None:
     assert problems
     assert "changed since" in problems[0]
     assert target.exists()
+
+
+def test_looking_creates_no_state_and_says_which_directory(tmp_path: Path) -> None:
+    """``quarantine list`` and ``status`` only look: a missing state dir stays missing (no
+    default agent.toml written), and the output names the directory read."""
+    state = tmp_path / "state"
+    env = agent_env(state, "6B1A2C3D-0000-4000-8000-000000000001")
+    empty = run_agent(env, "quarantine", "list")
+    assert empty.returncode == 0, empty.stderr
+    assert f"quarantine is empty ({state / 'quarantine'})" in " ".join(empty.stdout.split())
+    status = run_agent(env, "status")
+    assert status.returncode == 0, status.stderr
+    assert str(state) in status.stdout
+    assert not state.exists()
+
+    # With a file quarantined: the list on stdout (tab-separated for scripts), the
+    # directory on stderr; still nothing written.
+    entry = Quarantine(state / "quarantine").add(
+        str(write_eicar(tmp_path / "eicar.com")), "Eicar-Test-Signature"
+    )
+    listed = run_agent(env, "quarantine", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split("\t")[0] == entry.id
+    assert str(state / "quarantine") in listed.stderr
+    assert sorted(p.name for p in state.iterdir()) == ["quarantine"]

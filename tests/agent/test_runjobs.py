@@ -64,6 +64,8 @@ def test_priority_order_unknown_and_corrupt_jobs(agent: Agent, tmp_path: Path) -
     assert alerts[0]["alerts"][0]["action"] == "quarantined"
     scans = [b for p, b in sent if p == "scans"]
     assert scans[-1] == {**scans[-1], "job_id": 1, "progress": 100, "malware_count": 1}
+    # What the scan did to the file it found: station_scan_statistics' moved.
+    assert (scans[-1]["quarantined_count"], scans[-1]["deleted_count"]) == (1, 0)
 
 
 def test_selftest_and_update_signatures(agent: Agent, tmp_path: Path) -> None:
@@ -93,6 +95,11 @@ def test_selftest_and_update_signatures(agent: Agent, tmp_path: Path) -> None:
     selftest = next(e for e in events if e["type"] == "SELF_TEST")
     assert selftest["data"]["ERROR"] == 0
     assert selftest["data"]["RESULT"]["ok"] is True
+    # The update is followed by a State carrying the new bases' version and record count.
+    (state,) = [b for p, b in _sent(agent) if p == "states"]
+    (hashes,) = [m for m in state["dbinfo"]["modules"] if m["name"] == "garrison-hash"]
+    assert hashes["mod_records"] == agent.signatures.hash_count == 3
+    assert hashes["mod_version"] == agent.signatures.version
 
 
 def test_isolate_without_nft_fails_cleanly(agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:

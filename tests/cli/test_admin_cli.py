@@ -230,6 +230,25 @@ def test_alerts_are_listed_and_acknowledged(cli: Cli, station: tuple[ArmaditoAge
     assert cli.json("alerts", "list", "--station", station_id, "--unacknowledged")["items"] == []
 
 
+def test_scans_are_listed_and_shown(cli: Cli) -> None:
+    agent, station_id = enroll(cli)  # its own station: the list is exactly its scans
+    report = {"progress": 100, "duration": "PT0H1M0S", "scanned_count": 42, "malware_count": 1}
+    scan_id = agent.scan(report).json()["scan_id"]
+
+    table = cli("scans", "list", "--station", station_id)
+    assert table.returncode == 0, table.stderr
+    assert "1-1 of 1 scans" in table.stdout
+    [item] = cli.json("scans", "list", "--station", station_id)["items"]
+    assert (item["id"], item["scanned_count"], item["malware_count"]) == (scan_id, 42, 1)
+
+    shown = cli("scans", "show", scan_id)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Scan {scan_id}" in shown.stdout
+    assert "60 s" in shown.stdout
+    assert cli.json("scans", "show", scan_id) == item
+    assert "999999" in assert_one_line_error(cli("scans", "show", 999999), 1)
+
+
 def test_station_state_config_and_groups(cli: Cli, station: tuple[ArmaditoAgent, int]) -> None:
     agent, station_id = station
     assert agent.state().status_code == 200
@@ -328,7 +347,30 @@ def test_unreachable_server(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = garrison("stations", "list", "--server", url, "--token", "t", cwd=tmp_path)
     message = assert_one_line_error(result, 1)
-    assert message.startswith(f"error: cannot reach server at {url}")
+    assert message.startswith(f"error: cannot reach server at {url} (--server)")
+    # It says how to point the CLI elsewhere.
+    assert message.rstrip().endswith("give its URL with --server or GARRISON_SERVER_URL")
+    from_env = garrison(
+        "stations", "list", "--token", "t", cwd=tmp_path, env=clean_env(GARRISON_SERVER_URL=url)
+    )
+    assert f"{url} (GARRISON_SERVER_URL)" in assert_one_line_error(from_env, 1)
+
+
+def test_the_cli_finds_the_local_server_by_its_data_dir(live: LiveServer, tmp_path: Path) -> None:
+    """``serve`` records its URL in the data dir; with neither --server nor
+    GARRISON_SERVER_URL the CLI uses it (the token comes from the same directory)."""
+    recorded = live.data_dir / "server.url"
+    assert recorded.read_text(encoding="utf-8") == live.url + "\n"
+    assert stat.S_IMODE(recorded.stat().st_mode) == 0o644
+    result = garrison("whoami", "--data-dir", str(live.data_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"at {live.url}" in result.stdout
+    # The same through GARRISON_DATA_DIR, and --server still wins over the file.
+    env = clean_env(GARRISON_DATA_DIR=str(live.data_dir))
+    assert garrison("whoami", cwd=tmp_path, env=env).returncode == 0
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    wrong = garrison("whoami", "--server", elsewhere, cwd=tmp_path, env=env)
+    assert f"cannot reach server at {elsewhere} (--server)" in assert_one_line_error(wrong, 1)
 
 
 def test_unknown_station(cli: Cli) -> None:

@@ -5,6 +5,7 @@ subprocess and talks HTTP to ``garrison serve`` on a free port.  One server for 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -254,6 +255,7 @@ def test_search_and_ioc_sweep_by_hash(
     cli: Cli, station: tuple[ArmaditoAgent, int], tmp_path: Path
 ) -> None:
     agent, station_id = station
+    sent_at = dt.datetime.now(dt.UTC)
     posted = agent.client.post(
         "/api/events",
         headers=agent.headers(),
@@ -289,6 +291,10 @@ def test_search_and_ioc_sweep_by_hash(
     assert table.returncode == 0, table.stderr
     assert "process_started" in table.stdout
     assert f"1 station(s) saw these hashes: {station_id}" in table.stdout
+    # Both times: the station's (2023), and the server's at receipt (today, UTC).
+    assert "2023-11-14 22:13:20" in table.stdout
+    days = {d.strftime("%Y-%m-%d") for d in (sent_at, dt.datetime.now(dt.UTC))}
+    assert any(day in table.stdout for day in days)
 
     assert cli.json("events", "ioc", "e" * 40) == {"events": [], "station_ids": []}
 

@@ -226,3 +226,19 @@ def test_an_out_of_range_time_filter_is_answered_in_json(server: Server) -> None
         )
         assert response.status_code in (200, 422), (since, response.text)
         assert response.headers["content-type"].startswith("application/json")
+
+
+def test_search_and_sweep_order_events_alike_within_a_second(server: Server) -> None:
+    """Newest first by the event's time to the microsecond, then by log position among
+    events of one time, in the search and in the IOC sweep alike."""
+    agent = server.enrolled_agent()
+
+    def started(uid: str, when: float) -> dict[str, Any]:
+        data = {"time": when, "unique_pid": uid, "md5": MD5}
+        return {"id": uid, "type": "process_started", "data": data}
+
+    post_events(server, agent, [started("at-.9", T0 + 0.9), started("tie-1", T0 + 0.5)])
+    post_events(server, agent, [started("at-.1", T0 + 0.1), started("tie-2", T0 + 0.5)])
+    expected = ["at-.9", "tie-2", "tie-1", "at-.1"]
+    assert ids(server, hash=MD5) == expected
+    assert sweep(server, [MD5])[0] == expected

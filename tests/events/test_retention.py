@@ -1,8 +1,10 @@
 """Per-type retention: settable through the admin API, enforced by purge_expired in
-bounded batches, removing only the expired events of each type."""
+bounded batches, removing only the expired events of each type.  Age counts from receipt
+(the server's clock); the purge is run "days later" by giving it that ``now``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -12,6 +14,10 @@ from tests.events.helpers import MD5, events, post_events, sqlite_only
 from tests.support import assert_json_error
 
 DAY = 86400
+
+
+def days_later(days: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
 
 
 def amsi(uid: str, days_ago: float) -> dict[str, Any]:
@@ -84,36 +90,52 @@ def test_setting_retention_and_its_validation(server: Server) -> None:
 def test_purge_removes_only_expired_events_of_each_type(server: Server) -> None:
     agent = server.enrolled_agent()
     batch = [
-        process("p-old-1", 20),
-        process("p-old-2", 12),
-        process("p-new", 1),
-        amsi("a-old", 20),  # amsi_scan keeps 30 days
-        amsi("a-expired", 31),
-        threat("t-old", 200),  # threat keeps 365 days
+        process("p-1", 0),
+        amsi("a-1", 0),  # amsi_scan keeps 30 days
+        threat("t-1", 0),  # threat keeps 365 days
     ]
-    assert post_events(server, agent, batch).json()["stored"] == 6
+    assert post_events(server, agent, batch).json()["stored"] == 3
     assert server.admin.patch("/events/retention", {"process_started": 10}).status_code == 200
     before = {e["id"] for e in events(server)}
 
-    assert purge_expired(server.db, batch=1) == 3
+    assert purge_expired(server.db, batch=1, now=days_later(9)) == 0
+    assert purge_expired(server.db, batch=1, now=days_later(11)) == 1
     after = {e["id"] for e in events(server)}
-    assert before - after == {"p-old-1", "p-old-2", "a-expired"}
-    assert [e["id"] for e in events(server, type="process_started")] == ["p-new"]
-    assert [e["id"] for e in events(server, type="amsi_scan")] == ["a-old"]
-    assert [e["id"] for e in events(server, type="threat")] == ["t-old"]
+    assert before - after == {"p-1"}
+    assert purge_expired(server.db, batch=1, now=days_later(31)) == 1
+    assert [e["id"] for e in events(server, type="amsi_scan")] == []
+    assert [e["id"] for e in events(server, type="threat")] == ["t-1"]
     # Their search terms went with them.
-    assert [e["id"] for e in events(server, hash=MD5)] == ["p-new"]
-    # Nothing else is expired now.
+    assert events(server, hash=MD5) == []
+    # Nothing else is expired then.
+    assert purge_expired(server.db, now=days_later(31)) == 0
+
+
+def test_age_counts_from_receipt_not_from_the_station_clock(server: Server) -> None:
+    """An event whose station time is 40 days old is kept 30 days from its arrival, and one
+    dated far in the future goes when its retention from arrival is over."""
+    agent = server.enrolled_agent()
+    batch = [amsi("a-40-days-old", 40), amsi("a-in-2-years", -730), process("p-old", 400)]
+    assert post_events(server, agent, batch).json()["stored"] == 3
     assert purge_expired(server.db) == 0
-    assert {e["id"] for e in events(server)} == after
+    assert purge_expired(server.db, now=days_later(29)) == 0
+    stored = {e["id"]: e for e in events(server) if e["origin"] == "station"}
+    assert set(stored) == {"a-40-days-old", "a-in-2-years", "p-old"}
+    # Both times are shown: the station's, and the server's receipt.
+    old = stored["a-40-days-old"]
+    assert time.time() - dt.datetime.fromisoformat(old["time"]).timestamp() > 39 * DAY
+    assert abs(time.time() - dt.datetime.fromisoformat(old["received_at"]).timestamp()) < 600
+    assert purge_expired(server.db, now=days_later(31)) == 3
+    assert [e["id"] for e in events(server) if e["origin"] == "station"] == []
 
 
 def test_purge_works_in_bounded_batches(server: Server) -> None:
     agent = server.enrolled_agent()
     old = [amsi(f"old-{i}", 40) for i in range(30)]
     assert post_events(server, agent, old).json()["stored"] == 30
+    month = days_later(31)
     # Bounded batches: max_batches caps one run, the next run goes on.
-    assert purge_expired(server.db, batch=10, max_batches=2) == 20
-    assert post_events(server, agent, [amsi("fresh", 0)]).json()["stored"] == 1
-    assert purge_expired(server.db, batch=10, max_batches=2) == 10
-    assert [e["id"] for e in events(server, type="amsi_scan")] == ["fresh"]
+    assert purge_expired(server.db, batch=10, max_batches=2, now=month) == 20
+    assert purge_expired(server.db, batch=10, max_batches=2, now=month) == 10
+    assert purge_expired(server.db, batch=10, max_batches=2, now=month) == 0
+    assert [e["id"] for e in events(server, type="amsi_scan")] == []

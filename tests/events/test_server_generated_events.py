@@ -13,6 +13,7 @@ from tests.events.helpers import (
     alert,
     events,
     one_event,
+    post_events,
     set_last_seen,
 )
 from tests.security.checks import create_scan_job
@@ -224,6 +225,30 @@ def test_a_completed_scan_emits_station_scan_statistics_once(server: Server) -> 
     }
 
 
+def test_scan_statistics_count_the_files_quarantined_and_deleted(server: Server) -> None:
+    """As the Garrison agent reports them, else from the alerts of the scan's job."""
+    agent = server.enrolled_agent()
+    job_id = downloaded_job(server, agent)
+    found = [
+        {**alert(), "filepath": "/a", "action": "quarantined"},
+        {**alert(), "filepath": "/a", "action": "quarantined", "name": "Other.Name"},
+        {**alert(), "filepath": "/b", "action": "quarantined"},
+        {**alert(), "filepath": "/c", "action": "deleted"},
+        {**alert(), "filepath": "/d", "action": "none"},
+    ]
+    assert agent.alerts(found, job_id=job_id).json()["stored"] == 5
+    report = {"job_id": job_id, "progress": 100, "scanned_count": 9, "malware_count": 4}
+    assert agent.scan(report).status_code == 200
+    data = one_event(server, "station_scan_statistics")["data"]
+    assert (data["moved"], data["deleted"]) == (2, 1)
+
+    other = server.enrolled_agent()
+    reported = {"progress": 100, "scanned_count": 3, "quarantined_count": 2, "deleted_count": 1}
+    assert other.scan(reported).status_code == 200
+    (event,) = events(server, type="station_scan_statistics", station_id=other.agent_id)
+    assert (event["data"]["moved"], event["data"]["deleted"]) == (2, 1)
+
+
 def test_each_new_alert_emits_threat_detected_and_a_repeat_does_not(server: Server) -> None:
     agent = server.enrolled_agent()
     first = alert("Eicar-Test-Signature", "/tmp/scanme/eicar.com", 1500000100)
@@ -261,6 +286,9 @@ def test_an_alert_sha256_is_carried_by_threat_detected(server: Server) -> None:
     assert agent.alerts([item]).status_code == 200
     assert one_event(server, "threat_detected")["data"]["sha256"] == digest
     assert [e["type"] for e in events(server, hash=digest)] == ["threat_detected"]
+    # The agent's info object is stored as it came, not nested in a second "info".
+    (stored,) = server.admin.get("/alerts", station_id=agent.agent_id).json()["items"]
+    assert stored["info"] == {"sha256": digest}
 
 
 def state(modules: list[dict[str, Any]], avdetails: list[Any] | None = None) -> dict[str, Any]:
@@ -304,6 +332,25 @@ def test_state_emits_virus_bases_and_components_lists(server: Server) -> None:
         "time_1": "2017-07-13T23:54:20Z",
     }
     assert events(server, type=["station_update_failed", "station_reboot_required"]) == []
+
+
+def test_virus_bases_received_carries_version_and_record_count(server: Server) -> None:
+    agent = server.enrolled_agent()
+    modules = [
+        {
+            "name": "garrison-hash",
+            "mod_status": "up-to-date",
+            "mod_update_timestamp": 1499990000,
+            "mod_version": "2026.11.30",
+            "mod_records": 12345,
+        },
+        {"name": "clamav", "mod_status": "up-to-date", "mod_update_timestamp": 1499990060},
+    ]
+    assert agent.state(state(modules)).status_code == 200
+    data = one_event(server, "virus_bases_received")["data"]
+    assert (data["version_0"], data["records_0"]) == ("2026.11.30", 12345)
+    # An Armadito module carries neither.
+    assert {"version_1", "records_1"} & set(data) == set()
 
 
 def test_a_critical_module_emits_station_update_failed(server: Server) -> None:
@@ -378,6 +425,53 @@ def test_disconnected_after_the_timeout_then_connected_again(server: Server) -> 
     server.flush_presence()
     assert len(events(server, type="station_connected", station_id=agent.agent_id)) == 2
     assert events(server, type="DISCONNECTED", station_id=quiet.agent_id) == []
+
+
+def test_shutting_down_marks_the_station_offline_at_once(server: Server) -> None:
+    """Not 300 s later: offline with DISCONNECTED when its agent says SHUTTING_DOWN; the
+    request carrying it, or one begun before it, does not bring it back; the next does."""
+    agent = server.enrolled_agent()
+    server.flush_presence()
+
+    def online() -> bool:
+        return bool(server.admin.get(f"/stations/{agent.agent_id}").json()["online"])
+
+    def listed_online() -> bool:
+        listed = server.admin.get("/stations", online=True).json()["items"]
+        offline = server.admin.get("/stations", online=False).json()["items"]
+        assert (agent.agent_id in [s["id"] for s in listed]) != (
+            agent.agent_id in [s["id"] for s in offline]
+        )
+        return agent.agent_id in [s["id"] for s in listed]
+
+    assert online()
+    assert listed_online()
+    assert agent.getjobs().status_code == 200  # a check-in noted before the goodbye
+    now = int(time.time())
+    goodbye = [{"id": "bye-1", "type": "SHUTTING_DOWN", "data": {"ts": now}}]
+    assert post_events(server, agent, goodbye).json()["stored"] == 1
+    assert not online()
+    server.flush_presence()
+    assert not online()
+    assert not listed_online()
+    (event,) = events(server, type="DISCONNECTED", station_id=agent.agent_id)
+    assert event["origin"] == "server"
+    assert len(events(server, type="station_connected", station_id=agent.agent_id)) == 1
+    # A retried batch is a duplicate: no second DISCONNECTED.
+    assert post_events(server, agent, goodbye).json()["duplicates"] == 1
+    assert len(events(server, type="DISCONNECTED", station_id=agent.agent_id)) == 1
+    # A spooled goodbye from an earlier run, followed by its start, is not a shutdown.
+    restart = [
+        {"id": "bye-0", "type": "SHUTTING_DOWN", "data": {"ts": now - 60}},
+        {"id": "hello-1", "type": "STARTING_UP", "data": {"ts": now}},
+    ]
+    assert post_events(server, agent, restart).json()["stored"] == 2
+    assert online()
+    server.flush_presence()
+    assert online()
+    assert listed_online()
+    assert len(events(server, type="station_connected", station_id=agent.agent_id)) == 2
+    assert len(events(server, type="DISCONNECTED", station_id=agent.agent_id)) == 1
 
 
 def test_admin_changes_are_audit_events(server: Server) -> None:

@@ -76,3 +76,51 @@ def test_the_vendored_swagger_ui_keeps_its_licence() -> None:
         "swagger-ui-bundle.js.LICENSE.txt",
         "swagger-ui.css",
     }
+
+
+ROOT = DOCS.parent
+
+
+def shell_blocks(text: str) -> list[str]:
+    return re.findall(r"^```(?:sh|bash|shell)?\n(.*?)^```", text, re.M | re.S)
+
+
+def curl_commands(block: str) -> list[str]:
+    """Each curl command of a shell block, its continuation lines joined (a line ending in
+    a backslash, or inside a quoted body); a commented-out one counts too."""
+    lines = [re.sub(r"^\s*#\s?", "", line) for line in block.splitlines()]
+    commands: list[str] = []
+    current: list[str] | None = None
+    for line in lines:
+        if current is None:
+            if "curl " not in line:
+                continue
+            current = [line[line.index("curl ") :]]
+        else:
+            current.append(line)
+        text = "\n".join(current)
+        if not text.rstrip().endswith("\\") and text.count("'") % 2 == 0:
+            commands.append(text)
+            current = None
+    return commands
+
+
+def test_every_curl_that_sends_json_says_so() -> None:
+    """Without ``Content-Type: application/json`` the admin API answers 422."""
+    checked = 0
+    for path in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        for block in shell_blocks(path.read_text()):
+            for command in curl_commands(block):
+                if re.search(r"\s(-d|--data|--data-raw)\s", command):
+                    checked += 1
+                    assert "Content-Type: application/json" in command, (path.name, command)
+    assert checked >= 4  # the README walkthrough's three and docs/agent.md's
+
+
+def test_the_readme_walkthrough_needs_nothing_pasted_by_hand() -> None:
+    """Each value a later step needs (key, agent token) is taken from an earlier answer."""
+    walkthrough = (ROOT / "README.md").read_text().split("## Five-minute walkthrough", 1)[1]
+    block = shell_blocks(walkthrough)[0]
+    for line in block.splitlines():
+        code = line.split("#", 1)[0]
+        assert "…" not in code, line

@@ -121,3 +121,45 @@ def test_a_missing_index_or_column_change_is_reported(empty_url: str) -> None:
         for d in differences
     )
     assert summary == [("add_index", "ix_alerts_station_time"), ("remove_column", "stations.stray")]
+
+
+def test_0005_unwraps_alert_info_stored_nested(empty_url: str) -> None:
+    """Alerts stored before 0005 hold ``{"info": <the agent's info>}``: an object so wrapped
+    is unwrapped, a scalar (the column holds an object) stays under ``info``."""
+    import datetime as dt
+
+    from sqlalchemy import insert, select
+
+    from garrison.server.alerts.models import Alert
+    from garrison.server.stations.models import Station
+
+    migrate.upgrade(empty_url, "0004")
+    engine = make_engine(empty_url)
+    now = dt.datetime.now(dt.UTC)
+    infos = {
+        "nested": {"info": {"sha256": "a" * 64}},
+        "scalar": {"info": "in archive"},
+        "empty": {},
+    }
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(Station.__table__).values(id=1, uuid="u-1"))
+            for name, info in infos.items():
+                conn.execute(
+                    insert(Alert.__table__).values(
+                        station_id=1,
+                        threat_name=name,
+                        filepath="/x",
+                        detection_time=now,
+                        received_at=now,
+                        checksum=name,
+                        info=info,
+                    )
+                )
+        migrate.upgrade(empty_url)
+        with engine.connect() as conn:
+            stored = dict(conn.execute(select(Alert.threat_name, Alert.info)).all())
+    finally:
+        engine.dispose()
+    assert stored == {"nested": {"sha256": "a" * 64}, "scalar": {"info": "in archive"}, "empty": {}}
+    assert schema_differences(empty_url) == []

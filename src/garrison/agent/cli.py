@@ -44,9 +44,11 @@ from garrison.agent.context import Agent
 from garrison.agent.errors import AgentError, ExitCode, UnreachableError, UsageProblem
 from garrison.agent.state import StateDir
 from garrison.agent.tasks import TASK_NAMES
+from garrison.common.cli_help import hide_flag_types
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+hide_flag_types()
 
 app = typer.Typer(
     add_completion=False,
@@ -73,8 +75,8 @@ def _logging(verbose: bool) -> None:
     )
 
 
-def _agent(state_dir: Path | None, server: str | None) -> Agent:
-    return Agent(StateDir.resolve(state_dir), server, say=console.print)
+def _agent(state_dir: Path | None, server: str | None, read_only: bool = False) -> Agent:
+    return Agent(StateDir.resolve(state_dir), server, say=console.print, read_only=read_only)
 
 
 @app.callback()
@@ -261,22 +263,28 @@ def status(ctx: typer.Context, state_dir: StateDirOpt = None) -> None:
     """Enrollment, spool, isolation and quarantine at a glance (local, no network)."""
     from garrison.agent import isolation
 
-    agent = _agent(state_dir or ctx.obj["state_dir"], None)
-    creds = agent.state.credentials()
-    stats = agent.spool.stats()
+    agent = _agent(state_dir or ctx.obj["state_dir"], None, read_only=True)
     console.print(f"state dir:   {agent.state.path}", markup=False)
+    if not agent.state.path.is_dir():
+        console.print("             does not exist: nothing enrolled, queued or quarantined")
+        return
+    creds = agent.state.credentials()
     console.print(f"station:     {agent.uuid}", markup=False)
     console.print(
         f"enrolled:    {'agent id ' + str(creds.agent_id) if creds else 'no'}"
         f"{' at ' + creds.server_url if creds else ''}",
         markup=False,
     )
-    console.print(
-        f"spool:       {stats['messages']} message(s), {stats['bytes']} bytes; dropped "
-        f"{stats['dropped_expired']} expired, {stats['dropped_cap']} over cap, "
-        f"{stats['dropped_refused']} refused",
-        markup=False,
-    )
+    if agent.state.spool_file.exists():  # opening a missing spool would create it
+        stats = agent.spool.stats()
+        console.print(
+            f"spool:       {stats['messages']} message(s), {stats['bytes']} bytes; dropped "
+            f"{stats['dropped_expired']} expired, {stats['dropped_cap']} over cap, "
+            f"{stats['dropped_refused']} refused",
+            markup=False,
+        )
+    else:
+        console.print("spool:       empty")
     console.print(f"isolated:    {'yes' if isolation.is_isolated(agent.state) else 'no'}")
     console.print(f"quarantine:  {len(agent.quarantine.entries())} file(s)")
     agent.close()
@@ -286,11 +294,14 @@ def status(ctx: typer.Context, state_dir: StateDirOpt = None) -> None:
 def quarantine_list(ctx: typer.Context, state_dir: StateDirOpt = None) -> None:
     """List quarantined files."""
     parent = ctx.parent.obj if ctx.parent and ctx.parent.obj else {}
-    agent = _agent(state_dir or parent.get("state_dir"), None)
+    agent = _agent(state_dir or parent.get("state_dir"), None, read_only=True)
+    where = agent.quarantine.directory
     entries = agent.quarantine.entries()
     if not entries:
-        console.print("quarantine is empty")
+        console.print(f"quarantine is empty ({where})", markup=False)
         return
+    # Which directory was read, on stderr: scripts read the list from stdout.
+    err.print(f"quarantine: {where}", markup=False)
     table = Table("id", "threat", "original path", "sha256", "quarantined (UTC)")
     for e in entries:
         when = dt.datetime.fromtimestamp(e.quarantined_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")

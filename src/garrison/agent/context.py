@@ -37,11 +37,14 @@ class Agent:
         state: StateDir,
         server_url: str | None = None,
         say: Callable[[str], None] | None = None,
+        read_only: bool = False,
     ) -> None:
-        self.state = state.ensure()
+        """``read_only``: for commands that only look (``quarantine list``, ``status``): the
+        state dir and its default config are not created when missing."""
+        self.state = state if read_only else state.ensure()
         self.say = say or (lambda text: log.info("%s", text))
         self.config: AgentConfig = configmod.load(state.config_file)
-        if not state.config_file.exists():
+        if not read_only and not state.config_file.exists():
             configmod.save(state.config_file, self.config)
         self._server_url = server_url
         self._spool: Spool | None = None

@@ -1,8 +1,8 @@
 """The admin commands of ``garrison``: they drive a server's admin API over HTTP.
 
-``garrison keys|stations|groups|jobs|alerts|users|settings|audit|export …``, ``garrison login`` and
-``garrison whoami``.  Each command takes ``--server``, ``--token``, ``--data-dir`` and
-``--json`` (see :mod:`garrison.cli.command`).
+``garrison keys|stations|groups|jobs|alerts|scans|users|settings|audit|procedures|events|
+export …``, ``garrison login`` and ``garrison whoami``.  Each command takes ``--server``,
+``--token``, ``--data-dir`` and ``--json`` (see :mod:`garrison.cli.command`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from garrison.cli.commands import (
     jobs,
     keys,
     procedures,
+    scans,
     settings,
     stations,
     users,
@@ -35,6 +36,7 @@ def register(app: typer.Typer) -> None:
         ("groups", groups.app),
         ("jobs", jobs.app),
         ("alerts", alerts.app),
+        ("scans", scans.app),
         ("users", users.app),
         ("settings", settings.settings_app),
         ("audit", settings.audit_app),

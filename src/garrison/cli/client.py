@@ -19,6 +19,7 @@ import httpx
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_DATA_DIR = Path("garrison-data")
 TOKEN_FILE = "admin.token"  # noqa: S105 (a file name)
+URL_FILE = "server.url"  # where ``garrison serve`` says it listens
 API_PREFIX = "/admin/v1"
 TIMEOUT_SECONDS = 30.0
 
@@ -63,12 +64,47 @@ def data_dir(flag: Path | None, env: Mapping[str, str] | None = None) -> Path:
     return Path(from_env) if from_env else DEFAULT_DATA_DIR
 
 
-def server_url(flag: str | None, env: Mapping[str, str] | None = None) -> str:
+def local_url(host: str, port: int) -> str:
+    """The URL a client on this machine reaches a server listening on ``host:port`` at (a
+    wildcard address is reached through the loopback)."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def write_url_file(data_dir_path: Path, host: str, port: int) -> Path:
+    """Written by ``garrison serve`` at start: the admin commands run next to it find its
+    port without ``--server``.  Not a secret (mode 0644)."""
+    path = data_dir_path / URL_FILE
+    path.write_text(local_url(host, port) + "\n", encoding="utf-8")
+    path.chmod(0o644)
+    return path
+
+
+def _recorded_url(data_dir_flag: Path | None, env: Mapping[str, str]) -> tuple[str, str] | None:
+    path = data_dir(data_dir_flag, env) / URL_FILE
+    try:
+        url = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return (url, f"from {path}") if url else None
+
+
+def server_url(
+    flag: str | None, data_dir_flag: Path | None = None, env: Mapping[str, str] | None = None
+) -> tuple[str, str]:
+    """The server's URL and where it came from: ``--server``, else ``GARRISON_SERVER_URL``,
+    else the one the local server recorded in ``<data-dir>/server.url``, else the default."""
     env = os.environ if env is None else env
-    url = (flag or "").strip() or _env(env, "GARRISON_SERVER_URL") or DEFAULT_URL
+    url, origin = (flag or "").strip(), "--server"
+    if not url:
+        url, origin = _env(env, "GARRISON_SERVER_URL") or "", "GARRISON_SERVER_URL"
+    if not url:
+        url, origin = _recorded_url(data_dir_flag, env) or (DEFAULT_URL, "the default")
     if "://" not in url:
         url = f"http://{url}"
-    return url.rstrip("/")
+    return url.rstrip("/"), origin
 
 
 def admin_token(
@@ -121,6 +157,7 @@ class Api:
     url: str
     token: str | None = field(default=None, repr=False)
     timeout: float = TIMEOUT_SECONDS
+    origin: str = "--server"  # where the URL came from, for "cannot reach" messages
 
     def __post_init__(self) -> None:
         headers = {"Accept": "application/json", "User-Agent": "garrison-cli"}
@@ -138,6 +175,12 @@ class Api:
 
     def close(self) -> None:
         self._http.close()
+
+    def _unreachable(self, exc: Exception) -> str:
+        return (
+            f"cannot reach server at {self.url} ({self.origin}): {exc}; "
+            "give its URL with --server or GARRISON_SERVER_URL"
+        )
 
     def __enter__(self) -> Api:
         return self
@@ -158,7 +201,7 @@ class Api:
         try:
             response = self._http.request(method, path, params=query, json=body)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise CliError(f"cannot reach server at {self.url}: {exc}") from None
+            raise CliError(self._unreachable(exc)) from None
         except httpx.TimeoutException:
             raise CliError(
                 f"server at {self.url} did not answer within {self.timeout:g} s"
@@ -166,7 +209,7 @@ class Api:
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise UsageError(f"invalid server URL {self.url!r}: {exc}") from None
         except httpx.HTTPError as exc:
-            raise CliError(f"cannot reach server at {self.url}: {exc}") from None
+            raise CliError(self._unreachable(exc)) from None
         if response.is_error:
             raise ApiError(_error_message(response), response.status_code)
         if response.status_code == 204 or not response.content:

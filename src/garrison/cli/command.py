@@ -35,7 +35,8 @@ _COMMON: list[inspect.Parameter] = [
             typer.Option(
                 "--server",
                 metavar="URL",
-                help="server URL (env GARRISON_SERVER_URL; default http://127.0.0.1:8080)",
+                help="server URL (env GARRISON_SERVER_URL; else the one the local server "
+                "recorded in <data-dir>/server.url; else http://127.0.0.1:8080)",
                 rich_help_panel=CONNECTION,
             ),
         ],
@@ -93,18 +94,20 @@ class Call:
 
     @property
     def url(self) -> str:
-        return server_url(self.server)
+        return server_url(self.server, self.data_dir)[0]
 
     @property
     def api(self) -> Api:
         """The authenticated client; the token is looked up on first use."""
         if self._api is None:
-            self._api = Api(self.url, admin_token(self.token, self.data_dir))
+            url, origin = server_url(self.server, self.data_dir)
+            self._api = Api(url, admin_token(self.token, self.data_dir), origin=origin)
         return self._api
 
     def anonymous(self) -> Api:
         """A client without a token (for logging in)."""
-        return Api(self.url)
+        url, origin = server_url(self.server, self.data_dir)
+        return Api(url, origin=origin)
 
     def close(self) -> None:
         if self._api is not None:

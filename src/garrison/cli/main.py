@@ -9,7 +9,9 @@ import typer
 
 from garrison import __version__
 from garrison.cli import admin, server
+from garrison.common.cli_help import hide_flag_types
 
+hide_flag_types()
 app = typer.Typer(
     name="garrison",
     help="Garrison: central management server for endpoint-security agents.",

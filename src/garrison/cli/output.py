@@ -23,7 +23,7 @@ PIPE_WIDTH = 200
 # Timestamps (19 characters) are never folded.
 TIME_COLUMNS = frozenset(
     {"at", "created", "detected", "downloaded", "ended", "expires", "last seen", "started"}
-    | {"updated", "reported"}
+    | {"updated", "reported", "time", "received"}
 )
 
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from garrison.cli.client import write_url_file
+
 if TYPE_CHECKING:
     from garrison.server.settings import Settings
     from garrison.server.store.engine import Database
@@ -140,6 +142,7 @@ def serve(
         out.print(f"  admin API token written to:  {first.token_path}")
         out.print(f"  enrollment key (100 uses, 7 days): [bold]{first.enrollment_key}[/]")
     app = create_app(settings, db)
+    write_url_file(settings.data_dir, settings.host, settings.port)
     out.print(
         f"Garrison listening on http://{settings.host}:{settings.port} "
         f"(database: {db.backend}, data dir: {settings.data_dir.resolve()})"

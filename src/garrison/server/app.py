@@ -64,7 +64,12 @@ def _station_gauges(ctx: ServerContext) -> dict[str, tuple[str, float]]:
         cutoff = utcnow() - dt.timedelta(seconds=offline_after)
         total = session.scalar(select(func.count(Station.id))) or 0
         online = (
-            session.scalar(select(func.count(Station.id)).where(Station.last_seen >= cutoff)) or 0
+            session.scalar(
+                select(func.count(Station.id)).where(
+                    Station.connected.is_(True), Station.last_seen >= cutoff
+                )
+            )
+            or 0
         )
     return {
         "garrison_stations": ("Enrolled stations", float(total)),

@@ -71,6 +71,9 @@ def scan_report(
         "malware_count": result.malware if result else 0,
         "suspicious_count": result.suspicious if result else 0,
     }
+    if result is not None:  # Garrison's addition: what the scan did to the files it found
+        for key, action in (("quarantined_count", "quarantined"), ("deleted_count", "deleted")):
+            body[key] = len({d.path for d in result.detections if d.action == action})
     if job_id is not None:
         body["job_id"] = job_id
     return body

@@ -20,6 +20,7 @@ from garrison.agent.scan.signatures import (
     SignatureError,
     validate_files,
 )
+from garrison.agent.tasks import state
 
 MAX_DOWNLOAD = 256 * 1024 * 1024
 SUFFIXES = (*HASH_SUFFIXES, *YARA_SUFFIXES)
@@ -107,6 +108,9 @@ def handle(agent: Agent, job: Job) -> str:
         db = agent.reload_signatures()
     except SignatureError as exc:
         raise JobError(f"signature database does not load: {exc}") from None
+    # The new bases' version and record counts reach the server now (virus_bases_received),
+    # not at the next scheduled State.
+    state.run(agent)
     text = f"signatures {db.version}: {db.hash_count} hash and {db.yara_count} YARA record(s)"
     if installed:
         text = f"installed {', '.join(installed)}; " + text

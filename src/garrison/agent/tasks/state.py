@@ -28,8 +28,16 @@ def build(agent: Agent) -> dict[str, Any]:
     db = agent.signatures
     max_age = agent.config.daemon.max_db_age_days
     status = _status(db.date, max_age)
-    modules = [
-        {"name": "garrison-hash", "mod_status": status, "mod_update_timestamp": db.date},
+    # mod_version and mod_records are Garrison's additions to the Armadito module (the
+    # server carries them into virus_bases_received); an Armadito agent sends neither.
+    modules: list[dict[str, Any]] = [
+        {
+            "name": "garrison-hash",
+            "mod_status": status,
+            "mod_update_timestamp": db.date,
+            "mod_version": db.version,
+            "mod_records": db.hash_count,
+        },
     ]
     yara_version = _yara_version()
     if agent.config.scan.yara:
@@ -38,6 +46,8 @@ def build(agent: Agent) -> dict[str, Any]:
                 "name": "yara",
                 "mod_status": status if db.yara_count else "disabled",
                 "mod_update_timestamp": db.date,
+                "mod_version": db.version,
+                "mod_records": db.yara_count,
             }
         )
     clam = clamav.version() if agent.config.scan.clamav else ""
@@ -47,6 +57,7 @@ def build(agent: Agent) -> dict[str, Any]:
                 "name": "clamav",
                 "mod_status": "up-to-date" if clam else "not-installed",
                 "mod_update_timestamp": 0,
+                **({"mod_version": clam} if clam else {}),
             }
         )
     global_status = (

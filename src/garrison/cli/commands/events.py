@@ -16,7 +16,8 @@ app = typer.Typer(help="Events: search, ioc, types, retention.", no_args_is_help
 retention_app = typer.Typer(help="Days each event type is kept: show, set.", no_args_is_help=True)
 app.add_typer(retention_app, name="retention")
 
-COLUMNS = ("seq", "time", "type", "station", "severity", "data")
+# "time" is the event's own (the station's clock), "received" the server's at receipt.
+COLUMNS = ("seq", "time", "received", "type", "station", "severity", "data")
 
 
 def _data(data: Any) -> str:
@@ -30,6 +31,7 @@ def _row(e: dict[str, Any]) -> list[Any]:
     return [
         e.get("seq"),
         output.when(e.get("time")),
+        output.when(e.get("received_at")),
         e.get("type"),
         e.get("station_id"),
         e.get("severity"),

@@ -66,3 +66,9 @@ def list_scans(
         )
         items = [s.ScanOut.model_validate(sc) for sc in rows]
     return s.Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/scans/{scan_id}", response_model=s.ScanOut, tags=["scans"])
+def get_scan(scan_id: int, actor: Viewer, ctx: Ctx) -> s.ScanOut:
+    with ctx.db.reading() as session:
+        return s.ScanOut.model_validate(scans.get(session, scan_id))

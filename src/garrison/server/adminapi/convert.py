@@ -47,7 +47,7 @@ def station(st: Station, offline_after: int, seen: dt.datetime | None = None) ->
     """``seen``: a check-in this node has noted but not yet written (see PresenceTracker)."""
     last_seen = max(st.last_seen, seen) if seen is not None else st.last_seen
     return s.StationOut.model_validate(
-        Computed(st, last_seen=last_seen, online=is_online(last_seen, offline_after))
+        Computed(st, last_seen=last_seen, online=is_online(st, offline_after, seen))
     )
 
 

@@ -79,9 +79,21 @@ def scan_report(obj: Any) -> ScanReport:
             suspicious_count=as_int(
                 data.get("suspicious_count"), "task.obj.suspicious_count", required=False, default=0
             ),
+            quarantined_count=as_optional_int(
+                data.get("quarantined_count"), "task.obj.quarantined_count"
+            ),
+            deleted_count=as_optional_int(data.get("deleted_count"), "task.obj.deleted_count"),
         )
     except WireValueError as exc:
         raise wire_error(exc) from None
+
+
+def alert_info(info: Any) -> dict[str, Any]:
+    """The agent's ``info`` as stored: an object as it came, anything else under ``info``
+    (the column holds an object; wrapping an object too nested it in itself)."""
+    if info is None:
+        return {}
+    return info if isinstance(info, dict) else {"info": info}
 
 
 def alerts(obj: Any) -> tuple[int | None, list[AlertReport]]:
@@ -113,7 +125,7 @@ def alerts(obj: Any) -> tuple[int | None, list[AlertReport]]:
                     detection_time=_epoch_time(
                         item.get("detection_time"), f"{field}.detection_time"
                     ),
-                    info={"info": info} if info is not None else {},
+                    info=alert_info(info),
                 )
             )
     except WireValueError as exc:
@@ -143,15 +155,23 @@ def state(obj: Any) -> tuple[str, dt.datetime | None, list[dict[str, Any]], list
             updated = _epoch_time(
                 module.get("mod_update_timestamp"), f"{field}.mod_update_timestamp"
             )
-            modules.append(
-                {
-                    "name": as_str(module.get("name"), f"{field}.name", max_len=128),
-                    "mod_status": as_str(
-                        module.get("mod_status"), f"{field}.mod_status", required=False, max_len=64
-                    ),
-                    "mod_update_time": updated.isoformat() if updated else None,
-                }
+            entry: dict[str, Any] = {
+                "name": as_str(module.get("name"), f"{field}.name", max_len=128),
+                "mod_status": as_str(
+                    module.get("mod_status"), f"{field}.mod_status", required=False, max_len=64
+                ),
+                "mod_update_time": updated.isoformat() if updated else None,
+            }
+            # Garrison's agent adds the base's version and record count; kept when sent.
+            version = as_str(
+                module.get("mod_version"), f"{field}.mod_version", required=False, max_len=128
             )
+            if version:
+                entry["mod_version"] = version
+            records = as_optional_int(module.get("mod_records"), f"{field}.mod_records")
+            if records is not None:
+                entry["mod_records"] = records
+            modules.append(entry)
         status = as_str(
             dbinfo.get("global_status"), "task.obj.dbinfo.global_status", required=False, max_len=64
         )

@@ -314,7 +314,8 @@ class AgentApi:
         inflated = bodies.decompress(body, encoding, self.ctx.settings.max_body_bytes)
         items = bodies.split_items(inflated, content_type)
         ingested = event_reports.ingest_events(self.ctx.db, credential, address, items)
-        self.ctx.presence.seen(ingested.station_id, address)
+        if not ingested.shutting_down:  # its goodbye is not a check-in
+            self.ctx.presence.seen(ingested.station_id, address)
         counter = self.ctx.metrics.events_ingested
         counter.labels("stored").inc(ingested.stored)
         counter.labels("duplicate").inc(ingested.duplicates)

@@ -36,16 +36,13 @@ def record(db: Database, caller: Caller, report: AlertsReported) -> AlertsRecord
         if result.new:
             threats = []
             for alert, detected in result.new:
-                info = alert.info.get("info")
-                sha256 = info.get("sha256") if isinstance(info, dict) else None
-                valid = isinstance(sha256, str) and len(sha256) == 64
                 threats.append(
                     emitters.Threat(
                         alert.threat_name,
                         alert.filepath,
                         alert.action,
                         detected,
-                        sha256 if valid else None,
+                        alert.sha256,
                     )
                 )
             emitters.threats_detected(session, station, threats)

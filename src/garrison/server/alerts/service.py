@@ -33,6 +33,12 @@ class AlertReport:
     detection_time: dt.datetime | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def sha256(self) -> str | None:
+        """The detected file's SHA-256, when the agent's info carries a well-formed one."""
+        value = self.info.get("sha256")
+        return value if isinstance(value, str) and len(value) == 64 else None
+
 
 def checksum(
     threat_name: str, filepath: str, detection_time: dt.datetime, agent_id: int, antivirus: str

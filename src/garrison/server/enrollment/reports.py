@@ -103,7 +103,7 @@ def _enroll(
     key = keys.check(session, key_text)  # raises EnrollmentRefusedError: nothing is written
     known = stations.by_uuid(session, identity.uuid)
     if known is not None:
-        online = known.connected and stations.is_online(known.last_seen, offline_after)
+        online = stations.is_online(known, offline_after)
         args = emitters.authorization_args(known, online, identity.hostname, identity.address)
         emitters.authorization_in_progress(session, args)
         decision = authorization_decision(session, args, limits)

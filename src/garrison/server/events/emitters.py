@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +129,14 @@ def task_executed(
 
 
 def scan_statistics(
-    session: Session, station: Station, scanned: int, infected: int, suspicious: int, seconds: int
+    session: Session,
+    station: Station,
+    scanned: int,
+    infected: int,
+    suspicious: int,
+    seconds: int,
+    moved: int = 0,
+    deleted: int = 0,
 ) -> None:
     emit(
         session,
@@ -144,9 +151,9 @@ def scan_statistics(
             "elapsedtime": seconds,
             "modifications": 0,
             "cured": 0,
-            "deleted": 0,
+            "deleted": deleted,
             "renamed": 0,
-            "moved": 0,
+            "moved": moved,
             "locked": 0,
             "errors": 0,
         },
@@ -199,6 +206,8 @@ def state_reported(
         bases[f"name_{i}"] = module["name"]
         bases[f"type_{i}"] = module.get("mod_status") or None
         bases[f"issued_{i}"] = module.get("mod_update_time")
+        bases[f"version_{i}"] = module.get("mod_version")
+        bases[f"records_{i}"] = module.get("mod_records")
         components[f"component_{i}"] = module["name"]
         components[f"time_{i}"] = module.get("mod_update_time")
     emit(session, "virus_bases_received", station.id, bases)
@@ -258,19 +267,37 @@ def datetime_error(
     return True
 
 
-def reconnected(session: Session, station_ids: Sequence[int]) -> int:
-    """Stations seen again after being marked disconnected: station_connected for each."""
-    if not station_ids:
+def reconnected(session: Session, seen: Mapping[int, dt.datetime]) -> int:
+    """Stations seen again after being marked disconnected: station_connected for each.
+
+    ``seen``: the check-in times just written to ``last_seen``.  A station whose
+    ``last_seen`` is not that time was not seen after its disconnection (a request begun
+    before its SHUTTING_DOWN, noted after it) and stays disconnected."""
+    if not seen:
         return 0
     back = list(
         session.scalars(
-            select(Station).where(Station.id.in_(list(station_ids)), Station.connected.is_(False))
+            select(Station).where(Station.id.in_(list(seen)), Station.connected.is_(False))
         )
     )
+    back = [station for station in back if station.last_seen == seen[station.id]]
     for station in back:
         station.connected = True
         station_connected(session, station)
     return len(back)
+
+
+def shut_down(session: Session, station: Station) -> bool:
+    """The agent said it is shutting down: the station is offline now, not after the
+    check-in timeout (DISCONNECTED once, as when it times out)."""
+    if not station.connected:
+        return False
+    now = utcnow()
+    station.connected = False
+    # Later than any check-in noted before this one: only a new request reconnects it.
+    station.last_seen = max(station.last_seen, now)
+    emit(session, "DISCONNECTED", station.id, {"ts": format_timestamp(now)})
+    return True
 
 
 def sweep_disconnected(session: Session, offline_after: int, limit: int = 1000) -> int:

@@ -9,6 +9,7 @@ Two shapes are accepted per event:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from garrison.common.catalogue import (
     validate,
 )
 from garrison.server.errors import MalformedRequestError
+from garrison.server.events.emitters import shut_down
 from garrison.server.events.service import NewEvent, append
 from garrison.server.stations.models import Station
 
@@ -36,6 +38,18 @@ class ItemResult:
     status: str  # stored | duplicate | refused
     seq: int | None = None
     error: str | None = None
+    type: str | None = None  # of a stored or duplicate event
+
+
+# The agent's own lifecycle: the last of these it sends says whether it is running.
+LIFECYCLE = ("STARTING_UP", "SHUTTING_DOWN")
+
+
+def says_shutting_down(results: Sequence[ItemResult]) -> bool:
+    """The batch's last new lifecycle event is SHUTTING_DOWN: a spooled one from an earlier
+    run followed by STARTING_UP is not; a retried (duplicate) one was acted on already."""
+    lifecycle = [r.type for r in results if r.status == "stored" and r.type in LIFECYCLE]
+    return bool(lifecycle) and lifecycle[-1] == "SHUTTING_DOWN"
 
 
 def _unwrap_limacharlie(item: dict[str, Any]) -> tuple[str, str | None, Any, Any]:
@@ -120,6 +134,9 @@ def ingest(session: Session, station: Station, address: str, items: list[Any]) -
         except EventInvalidError as exc:
             results.append(ItemResult(index, "refused", error=str(exc)))
     positions = append(session, [event for _, event in valid])
-    for (index, _), seq in zip(valid, positions, strict=True):
-        results[index] = ItemResult(index, "stored" if seq else "duplicate", seq)
-    return [r for r in results if r is not None]
+    for (index, event), seq in zip(valid, positions, strict=True):
+        results[index] = ItemResult(index, "stored" if seq else "duplicate", seq, type=event.type)
+    done = [r for r in results if r is not None]
+    if says_shutting_down(done):
+        shut_down(session, station)
+    return done

@@ -19,6 +19,9 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_type_time", "type", "time"),
         Index("ix_events_station_time", "station_id", "time"),
+        # Retention: a type's events by the time they arrived (they arrive in order, so
+        # inserts append to the end of this index).
+        Index("ix_events_type_received_at", "type", "received_at"),
         # Log positions must never be reused, even after retention empties the table.
         {"sqlite_autoincrement": True},
     )
@@ -31,6 +34,8 @@ class Event(Base):
     station_id: Mapped[int | None]
     origin: Mapped[str] = mapped_column(String(8))  # "station" | "server"
     severity: Mapped[int] = mapped_column(SmallInteger)
+    # The event's own time (the station's clock for station events): what searches show
+    # and filter on.  ``received_at`` is the server's clock: what retention counts from.
     time: Mapped[dt.datetime] = mapped_column(index=True)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     data: Mapped[dict[str, Any]]

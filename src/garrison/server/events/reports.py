@@ -19,6 +19,7 @@ class EventsIngested:
     stored: int
     duplicates: int
     refused: int
+    shutting_down: bool  # the batch's last new lifecycle event is SHUTTING_DOWN
 
 
 def ingest_events(
@@ -40,4 +41,5 @@ def ingest_events(
         counts["stored"],
         counts["duplicate"],
         counts["refused"],
+        ingest.says_shutting_down(results),
     )

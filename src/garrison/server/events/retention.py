@@ -58,12 +58,15 @@ def set_many(session: Session, actor: Actor, changes: dict[str, Any]) -> dict[st
     return get_all(session)
 
 
-def purge_expired(db: Database, batch: int = 1000, max_batches: int = 100) -> int:
-    """Remove expired events in short transactions of at most ``batch`` rows each."""
+def purge_expired(
+    db: Database, batch: int = 1000, max_batches: int = 100, now: dt.datetime | None = None
+) -> int:
+    """Remove events received more than their type's retention ago (``now``: the server's
+    clock unless given), in short transactions of at most ``batch`` rows each."""
     with db.reading() as session:
         days = get_all(session)
     removed = 0
-    now = utcnow()
+    now = now or utcnow()
     for name, keep in days.items():
         cutoff = now - dt.timedelta(days=keep)
         for _ in range(max_batches):

@@ -150,6 +150,11 @@ def read_after(
     return list(session.scalars(query.order_by(Event.seq).limit(limit)))
 
 
+# Every listing of events, newest first: by the event's time, and by log position among
+# events of the same time, so that the order is total and the same in every listing.
+NEWEST_FIRST = (Event.time.desc(), Event.seq.desc())
+
+
 @dataclass(frozen=True)
 class EventQuery:
     station_id: int | None = None
@@ -189,9 +194,7 @@ def search(session: Session, q: EventQuery, limit: int, offset: int) -> tuple[li
         if value:
             query = query.where(_term_filter(role, value))
     total = session.scalar(query.with_only_columns(func.count(Event.seq)))
-    rows = session.scalars(
-        query.order_by(Event.time.desc(), Event.seq.desc()).limit(limit).offset(offset)
-    )
+    rows = session.scalars(query.order_by(*NEWEST_FIRST).limit(limit).offset(offset))
     return list(rows), int(total or 0)
 
 
@@ -207,7 +210,7 @@ def ioc_sweep(session: Session, hashes: Sequence[str], limit: int) -> tuple[list
     matching = select(EventTerm.seq).where(EventTerm.role == "hash", EventTerm.value.in_(clean))
     events = list(
         session.scalars(
-            select(Event).where(Event.seq.in_(matching)).order_by(Event.seq.desc()).limit(limit)
+            select(Event).where(Event.seq.in_(matching)).order_by(*NEWEST_FIRST).limit(limit)
         )
     )
     stations = {
@@ -220,12 +223,13 @@ def ioc_sweep(session: Session, hashes: Sequence[str], limit: int) -> tuple[list
     return events, sorted(stations)
 
 
-def purge(session: Session, event_type: str, older_than: dt.datetime, batch: int) -> int:
+def purge(session: Session, event_type: str, received_before: dt.datetime, batch: int) -> int:
     """Delete at most ``batch`` expired events of one type (short transactions, so ingestion
-    is never blocked for long)."""
+    is never blocked for long).  Age counts from receipt, never from the event's own time:
+    a station whose clock is wrong must not make its events vanish on arrival."""
     victims = (
         select(Event.seq)
-        .where(Event.type == event_type, Event.time < older_than)
+        .where(Event.type == event_type, Event.received_at < received_before)
         .order_by(Event.seq)
         .limit(batch)
     )

@@ -23,6 +23,7 @@ def record(db: Database, caller: Caller, report: ScanReport) -> ScanRecorded:
         station = reporting_station(session, caller)
         scan, completed = scans.record(session, station.id, report)
         if completed:
+            done = scans.file_actions(session, scan, report)
             emitters.scan_statistics(
                 session,
                 station,
@@ -30,5 +31,7 @@ def record(db: Database, caller: Caller, report: ScanReport) -> ScanRecorded:
                 scan.malware_count,
                 scan.suspicious_count,
                 scan.duration_seconds,
+                moved=done.quarantined,
+                deleted=done.deleted,
             )
         return ScanRecorded(station.id, scan.id)

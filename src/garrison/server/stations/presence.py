@@ -54,7 +54,7 @@ class PresenceTracker:
                     rows,
                 )
                 # A station seen again after its DISCONNECTED is connected again.
-                reconnected(session, list(batch))
+                reconnected(session, {sid: seen for sid, (seen, _) in batch.items()})
         except Exception:
             with self._lock:
                 for sid, entry in batch.items():

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from garrison.common.tokens import new_token, token_hash
@@ -90,8 +90,14 @@ BY_TOKEN_HASH = select(Station.id, Station.uuid).where(
 )
 
 
-def is_online(last_seen: dt.datetime, offline_after: int) -> bool:
-    return last_seen >= utcnow() - dt.timedelta(seconds=offline_after)
+def is_online(station: Station, offline_after: int, seen: dt.datetime | None = None) -> bool:
+    """Connected (neither timed out nor shut down) and seen within the timeout.  ``seen``: a
+    check-in this node has noted but not yet written (see PresenceTracker); one after the
+    stored ``last_seen`` is a return, even before the flush marks the station connected."""
+    back = seen is not None and seen > station.last_seen
+    last_seen = seen if back and seen is not None else station.last_seen
+    cutoff = utcnow() - dt.timedelta(seconds=offline_after)
+    return (station.connected or back) and last_seen >= cutoff
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,8 @@ def _filtered(query: Select[Station], f: StationFilter, offline_after: int) -> S
         )
     if f.online is not None:
         cutoff = utcnow() - dt.timedelta(seconds=offline_after)
-        query = query.where(Station.last_seen >= cutoff if f.online else Station.last_seen < cutoff)
+        online = and_(Station.connected.is_(True), Station.last_seen >= cutoff)
+        query = query.where(online if f.online else not_(online))
     if f.os_name:
         query = query.where(Station.os_name == f.os_name)
     if f.antivirus:
