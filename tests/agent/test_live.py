@@ -12,10 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from bench.common import free_port
 
 from garrison.agent import config as configmod
 from tests.agent.helpers import AGENT, EICAR_SHA256, agent_env, eicar, run_agent, write_eicar
-from tests.live import LiveServer, free_port, start_server
+from tests.live import LiveServer, start_server
 
 pytestmark = pytest.mark.slow
 UUID = "C0FFEE00-1234-4321-AAAA-000000000001"

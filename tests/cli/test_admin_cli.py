@@ -17,8 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
+from bench.common import free_port
 
-from tests.live import LiveServer, free_port, start_server
+from tests.live import LiveServer, start_server
 from tests.support import ArmaditoAgent
 
 KEY_RE = re.compile(r"^[A-Z0-9]{5}(-[A-Z0-9]{5}){4}$")

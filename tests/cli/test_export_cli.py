@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.common import free_port
 
 from tests.cli.test_admin_cli import Cli, assert_one_line_error, enroll
-from tests.live import LiveServer, free_port, start_server
+from tests.live import LiveServer, start_server
 
 QUIET = ["--option", "heartbeat_seconds=0", "--option", "aggregation_window_seconds=0"]
 

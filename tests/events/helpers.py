@@ -73,9 +73,9 @@ def other_machine(server: Server, address: str) -> TestClient:
 
 def post_events(server: Server, agent: ArmaditoAgent, items: Any, **headers: str) -> httpx.Response:
     all_headers = {**agent.headers(), **headers}
-    if isinstance(items, bytes):
-        return server.client.post("/api/events", content=items, headers=all_headers)
-    return server.client.post("/api/events", content=json.dumps(items), headers=all_headers)
+    body = items if isinstance(items, bytes) else json.dumps(items)
+    response: httpx.Response = server.client.post("/api/events", content=body, headers=all_headers)
+    return response
 
 
 def events(server: Server, **params: Any) -> list[dict[str, Any]]:
@@ -132,7 +132,9 @@ def last_seq(server: Server) -> int:
         return int(session.scalar(select(func.max(Event.seq))) or 0)
 
 
-def alert(name: str = EICAR, path: str = "/tmp/scanme/eicar.com", when: int = 1500000100) -> dict:
+def alert(
+    name: str = EICAR, path: str = "/tmp/scanme/eicar.com", when: int = 1500000100
+) -> dict[str, Any]:
     return {
         "name": name,
         "filepath": path,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.conftest import Server
+from tests.conftest import Server, ServerFactory
 from tests.events.helpers import (
     alert,
     audit_targets,
@@ -50,7 +50,7 @@ def send(server: Server, agent: Any, *names: str) -> None:
 
 
 def test_bad_procedures_are_stopped_recorded_and_the_pipeline_goes_on(
-    server_factory: Any,
+    server_factory: ServerFactory,
 ) -> None:
     server: Server = server_factory(procedure_seconds=0.5)
     put_procedure(server, "threat_detected", SOURCE)
@@ -80,7 +80,7 @@ def test_bad_procedures_are_stopped_recorded_and_the_pipeline_goes_on(
     assert server.client.get("/admin/v1/health").status_code == 200
 
 
-def test_a_failed_run_leaves_none_of_its_actions(server_factory: Any) -> None:
+def test_a_failed_run_leaves_none_of_its_actions(server_factory: ServerFactory) -> None:
     server: Server = server_factory(procedure_seconds=0.5)
     put_procedure(
         server,
@@ -100,7 +100,7 @@ def test_a_failed_run_leaves_none_of_its_actions(server_factory: Any) -> None:
 
 
 @sqlite_only
-def test_the_dry_run_stops_a_runaway_within_its_budget(server_factory: Any) -> None:
+def test_the_dry_run_stops_a_runaway_within_its_budget(server_factory: ServerFactory) -> None:
     server: Server = server_factory(procedure_seconds=0.5)
     for source, expected in (
         ("while true do end", "cpu budget exceeded"),

@@ -11,71 +11,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.live import free_port
+from bench.certs import Certs
+from bench.common import free_port
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
-
-
-@dataclass
-class Certs:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def make_certs(directory: Path) -> Certs:
-    """A CA and a server certificate for 127.0.0.1 / localhost (openssl)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca = directory / "ca.key", directory / "ca.pem"
-    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
-    ext = directory / "ext.cnf"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Garrison Test CA",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-        "-subj",
-        "/CN=localhost",
-    )
-    run(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-out",
-        str(cert),
-        "-days",
-        "2",
-        "-extfile",
-        str(ext),
-    )
-    return Certs(ca, cert, key)
 
 
 @dataclass

@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import free_port
+
 from tests.conftest import Server
 from tests.export import checks
 from tests.export.rsyslog import rsyslog_for
-from tests.live import free_port
 
 
 def target(server: Server, name: str, port: int, transport: str = "tcp", **options: Any) -> int:

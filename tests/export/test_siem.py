@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.certs import Certs, make_certs
 
 from tests.conftest import Server
 from tests.export import checks
-from tests.export.rsyslog import Certs, Rsyslog, make_certs, rsyslog_for
+from tests.export.rsyslog import Rsyslog, rsyslog_for
 
 FORMATS = ("eset-json", "leef", "leef2", "cef")
 TRANSPORTS = ("tcp", "tls")

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from bench.certs import make_certs
 
 from garrison.server.export.transports import StreamTransport
-from tests.export.rsyslog import make_certs
 
 
 @dataclass

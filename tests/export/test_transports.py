@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 
 import pytest
 import structlog
+from bench.common import free_port
 from syslog_rfc5424_parser import SyslogMessage
 
 from tests.conftest import Server
 from tests.export import checks
 from tests.export.test_siem import sqlite_only
-from tests.live import free_port
 
 T = TypeVar("T")
 BOM = "\ufeff".encode()
@@ -482,8 +482,14 @@ def test_test_send_with_an_unreadable_ca_file_names_the_reason(server: Server) -
 
 # The admin API: checks and roles ----------------------------------------------------------
 
-VALID = {"name": "t", "format": "cef", "transport": "tcp", "host": "127.0.0.1", "port": 514}
-INVALID = [
+VALID: dict[str, object] = {
+    "name": "t",
+    "format": "cef",
+    "transport": "tcp",
+    "host": "127.0.0.1",
+    "port": 514,
+}
+INVALID: list[tuple[dict[str, object], str]] = [
     ({"format": "json"}, "format"),
     ({"transport": "smtp"}, "transport"),
     ({"host": ""}, "host"),
@@ -513,11 +519,12 @@ def test_invalid_targets_are_refused_naming_the_field(server: Server) -> None:
 
     # A change is checked the same way, and a refused change leaves the target as it was.
     target = create_target(server, "ok", "cef", "tcp", host="127.0.0.1", port=514)
-    for change, name in [
+    refused_changes: list[tuple[dict[str, object], str]] = [
         ({"port": 0}, "port"),
         ({"transport": "file"}, "path"),
         ({"options": {"colour": 1}}, "colour"),
-    ]:
+    ]
+    for change, name in refused_changes:
         response = server.admin.patch(f"/export-targets/{target['id']}", change)
         assert response.status_code == 422, (change, response.text)
         assert response.json()["field"].split(".")[-1] == name
@@ -578,7 +585,7 @@ def test_a_viewer_reads_targets_but_cannot_change_them(server: Server) -> None:
 
 
 def label(record: dict[str, Any]) -> str:
-    kind = record["event_type"]
+    kind: str = record["event_type"]
     if kind == "component_started":
         return f"started:{record['pid']}"
     if kind == "EnterpriseInspectorAlert_Event":

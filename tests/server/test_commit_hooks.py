@@ -21,9 +21,14 @@ def test_effects_run_after_commit_with_merged_ids(db: Database) -> None:
 def test_no_effect_after_a_rollback(db: Database) -> None:
     seen: list[frozenset[int]] = []
     db.hooks.subscribe(Signal.EVENTS_APPENDED, seen.append)
-    with pytest.raises(RuntimeError), db.transaction() as session:
-        signal(session, Signal.EVENTS_APPENDED)
-        raise RuntimeError("the unit of work failed")
+
+    def failing_unit_of_work() -> None:
+        with db.transaction() as session:
+            signal(session, Signal.EVENTS_APPENDED)
+            raise RuntimeError("the unit of work failed")
+
+    with pytest.raises(RuntimeError, match="the unit of work failed"):
+        failing_unit_of_work()
     with db.transaction():
         pass
     assert seen == []
