@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
 from bench.common import free_port
 
 GARRISON = [sys.executable, "-m", "garrison.cli"]

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from bench.common import free_port
 
+from bench.common import free_port
 from garrison.agent import config as configmod
 from tests.agent.helpers import AGENT, EICAR_SHA256, agent_env, eicar, run_agent, write_eicar
 from tests.live import LiveServer, start_server

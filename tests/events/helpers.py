@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-import pytest
 from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
@@ -19,25 +16,13 @@ from garrison.server.events.models import ConsumerCursor, Event
 from garrison.server.stations.models import Station
 from garrison.server.store.base import utcnow
 from tests.conftest import Server
-from tests.support import ArmaditoAgent
+from tests.support import ArmaditoAgent, wait_for
 
 T = TypeVar("T")
 EICAR = "Eicar-Test-Signature"
 MD5 = "0123456789abcdef0123456789abcdef"
 SHA1 = "0123456789abcdef0123456789abcdef01234567"
 SHA256 = "0123456789abcdef" * 4
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    """Poll until ``predicate`` returns something truthy (procedures run in a thread)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s (last value {value!r})")
-        time.sleep(0.02)
 
 
 @dataclass
@@ -124,7 +109,7 @@ def cursor(server: Server, name: str = "procedures") -> int:
 
 def wait_processed(server: Server, seq: int, timeout: float = 10.0) -> None:
     """Wait until the procedures consumer has handled the event at log position ``seq``."""
-    wait_for(lambda: cursor(server) >= seq, timeout, f"procedures cursor at {seq}")
+    wait_for(lambda: cursor(server) >= seq, timeout=timeout, what=f"procedures cursor at {seq}")
 
 
 def last_seq(server: Server) -> int:
@@ -154,7 +139,3 @@ def set_last_seen(server: Server, station_id: int, ago: dt.timedelta) -> None:
 def station_ids(server: Server) -> list[int]:
     with server.db.reading() as session:
         return sorted(session.scalars(select(Station.id)))
-
-
-# For tests of API validation, where the storage backend plays no part: SQLite only.
-sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

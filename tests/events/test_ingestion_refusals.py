@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import Server, ServerFactory
-from tests.events.helpers import events, post_events, sqlite_only
+from tests.events.helpers import events, post_events
 from tests.security.checks import assert_json_error
-from tests.support import ArmaditoAgent
+from tests.support import ArmaditoAgent, sqlite_only
 
 
 def good(uid: str) -> dict[str, Any]:

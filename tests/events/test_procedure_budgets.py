@@ -7,15 +7,8 @@ import time
 from typing import Any
 
 from tests.conftest import Server, ServerFactory
-from tests.events.helpers import (
-    alert,
-    audit_targets,
-    events,
-    procedure_errors,
-    put_procedure,
-    sqlite_only,
-    wait_for,
-)
+from tests.events.helpers import alert, audit_targets, events, procedure_errors, put_procedure
+from tests.support import sqlite_only, wait_for
 
 SOURCE = """local args = ...
 if args.virus == "Loop" then

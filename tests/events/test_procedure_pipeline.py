@@ -17,9 +17,9 @@ from tests.events.helpers import (
     post_events,
     procedure_errors,
     put_procedure,
-    wait_for,
     wait_processed,
 )
+from tests.support import wait_for
 
 DUMP_ARGS = """
 local args = ...

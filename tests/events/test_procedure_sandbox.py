@@ -12,7 +12,7 @@ import pytest
 from garrison.server.procedures.host import _int
 from garrison.server.procedures.sandbox import Limits, ProcedureFailedError, run
 from tests.conftest import Server
-from tests.events.helpers import sqlite_only
+from tests.support import sqlite_only
 
 LIMITS = Limits(instructions=5_000_000, memory_bytes=16 * 1024 * 1024, seconds=0.5)
 HOST: dict[str, Callable[..., Any]] = {

@@ -8,8 +8,9 @@ from typing import Any
 
 from garrison.server.events.retention import purge_expired
 from tests.conftest import Server
-from tests.events.helpers import MD5, events, post_events, sqlite_only
+from tests.events.helpers import MD5, events, post_events
 from tests.security.checks import assert_json_error
+from tests.support import sqlite_only
 
 DAY = 86400
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import free_port
-
 from tests.conftest import Server
 from tests.export import checks
 from tests.export.rsyslog import rsyslog_for

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from bench.certs import make_certs
 
+from bench.certs import make_certs
 from garrison.server.export.transports import StreamTransport
 
 
