@@ -8,11 +8,14 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from bench.certs import Certs
 from bench.common import free_port
+from tests.support import wait_for
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
@@ -92,6 +95,8 @@ class Rsyslog:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
         self.process = None
 
     def lines(self, name: str) -> list[str]:
@@ -100,13 +105,13 @@ class Rsyslog:
             return []
         return [line for line in path.read_text(encoding="utf-8").splitlines() if line]
 
-    def wait_lines(self, name: str, predicate, timeout: float = 20) -> list[str]:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = self.lines(name)
-            if predicate(lines) or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.1)
+    def wait_lines(
+        self, name: str, predicate: Callable[[list[str]], bool], timeout: float = 20
+    ) -> list[str]:
+        """The lines of input ``name`` once ``predicate`` holds for them."""
+        return wait_for(
+            partial(self.lines, name), predicate, timeout=timeout, what=f"lines on {name}"
+        )
 
 
 def rsyslog_for(
