@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from bench.common import free_port
+from tests.support import wait_for
 
 GARRISON = [sys.executable, "-m", "garrison.cli"]
 
@@ -69,17 +69,20 @@ def start_server(
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         if process.poll() is not None:
             out, _ = process.communicate()
             raise RuntimeError(f"garrison serve exited early:\n{out}")
         try:
-            if httpx.get(f"{url}/admin/v1/health", timeout=1).status_code == 200:
-                return LiveServer(url=url, data_dir=data_dir, process=process, env=env)
+            return httpx.get(f"{url}/admin/v1/health", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    out, _ = process.communicate()
-    raise RuntimeError(f"garrison serve did not become healthy:\n{out}")
+            return False
+
+    try:
+        wait_for(healthy, timeout=wait, what="garrison serve healthy", every=0.1)
+    except AssertionError:
+        process.kill()
+        out, _ = process.communicate()
+        raise RuntimeError(f"garrison serve did not become healthy:\n{out}") from None
+    return LiveServer(url=url, data_dir=data_dir, process=process, env=env)
