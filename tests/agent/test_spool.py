@@ -160,6 +160,7 @@ def test_kill_9_loses_nothing_queued(tmp_path: Path) -> None:
         acknowledged.append(proc.stdout.readline().strip())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stdout.close()
     assert len(acknowledged) >= 200
     stored = {m.id for m in Spool(db).pending()}
     missing = [a for a in acknowledged if a not in stored]
