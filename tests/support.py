@@ -18,6 +18,10 @@ from starlette.testclient import TestClient
 
 T = TypeVar("T")
 
+# What a loaded machine may add to a timed step, in seconds.  A timing bound is the setting
+# under test plus this slack, so that the bound follows the setting.
+SLACK_SECONDS = 5.0
+
 # Runs a test on SQLite only (as ``@sqlite_only`` or ``pytestmark = sqlite_only``), for what
 # does not depend on the database: the PostgreSQL variant is not even collected.
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
