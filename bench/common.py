@@ -16,6 +16,7 @@ import platform
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +29,6 @@ from typing import Any
 
 import httpx
 import orjson
-from tests.live import free_port  # one definition for the tests and the benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -37,6 +37,14 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # -- cores --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (the tests' live servers use it too)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def layout() -> tuple[int | None, int | None]:

@@ -31,8 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.export.rsyslog import make_certs
-
+from bench.certs import make_certs
 from bench.common import LOAD_CPU, ROOT, on_server_core, taskset
 from garrison.common.catalogue import CATALOGUE, validate
 from garrison.server.export.config import TargetOptions
@@ -237,14 +236,14 @@ def floor_send(
     groups = batches(messages, batch)
     address = ("127.0.0.1", sink.ports.get(transport, 0))
     if transport == "udp":
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         started = time.perf_counter()
         for group in groups:
             for message in group:
-                sock.sendto(message, address)
+                udp.sendto(message, address)
         seconds = time.perf_counter() - started
         settle()
-        sock.close()
+        udp.close()
         return seconds
     if transport == "file":
         chunks = [ndjson(g) for g in groups]
@@ -289,18 +288,19 @@ def relp_floor(sock: socket.socket, groups: list[list[bytes]]) -> float:
     """The same RELP frames, each window sent at once and its acknowledgements awaited."""
     sock.sendall(open_frame())
     read_answers(sock, 1)
-    windows, txnr = [], 1
+    windows: list[tuple[bytes, int]] = []
+    txnr = 1
     for group in groups:
         for i in range(0, len(group), RELP_WINDOW):
-            frames = []
+            frames: list[bytes] = []
             for message in group[i : i + RELP_WINDOW]:
                 txnr += 1
                 data = message.rstrip(b"\n")
                 frames.append(b"%d syslog %d %s\n" % (txnr, len(data), data))
             windows.append((b"".join(frames), len(frames)))
     started = time.perf_counter()
-    for frames, count in windows:
-        sock.sendall(frames)
+    for window, count in windows:
+        sock.sendall(window)
         read_answers(sock, count)
     return time.perf_counter() - started
 

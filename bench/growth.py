@@ -35,7 +35,7 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 
 from bench import ingest
 from bench.common import (
@@ -169,7 +169,7 @@ def _cursors_to(conn: Any, position: int) -> None:
     from garrison.server.events.models import ConsumerCursor
     from garrison.server.store.base import utcnow
 
-    conn.execute(ConsumerCursor.__table__.delete().where(ConsumerCursor.name == "procedures"))
+    conn.execute(delete(ConsumerCursor).where(ConsumerCursor.name == "procedures"))
     conn.execute(
         insert(ConsumerCursor),
         [{"name": "procedures", "position": position, "updated_at": utcnow()}],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
-from garrison.server.app import create_app
+from garrison.server.app import GarrisonApp, create_app
 from garrison.server.bootstrap import prepare
+from garrison.server.context import ServerContext
 from garrison.server.settings import Settings
 from garrison.server.store import migrate
 from garrison.server.store.engine import Database, normalize_url
@@ -86,32 +87,38 @@ def db(database_url: str) -> Iterator[Database]:
 class Server:
     """An app in-process, with its admin and helpers to make agents."""
 
+    app: GarrisonApp
     client: TestClient
     admin: Admin
     settings: Settings
     db: Database
     first_key: str
 
-    def agent(self, **kwargs: object) -> ArmaditoAgent:
-        return ArmaditoAgent(self.client, **kwargs)  # type: ignore[arg-type]
+    def agent(self, **kwargs: Any) -> ArmaditoAgent:
+        return ArmaditoAgent(self.client, **kwargs)
 
-    def enrolled_agent(self, **kwargs: object) -> ArmaditoAgent:
+    def enrolled_agent(self, **kwargs: Any) -> ArmaditoAgent:
         agent = self.agent(**kwargs)
         response = agent.enroll(self.first_key)
         assert response.status_code == 200, response.text
         return agent
 
+    @property
+    def ctx(self) -> ServerContext:
+        ctx: ServerContext = self.app.state.ctx
+        return ctx
+
     def flush_presence(self) -> None:
-        self.client.app.state.ctx.presence.flush(self.db)  # type: ignore[attr-defined]
+        self.ctx.presence.flush(self.db)
 
 
-def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
+# A fixture's callable that makes a server with settings overrides: ``server_factory(...)``.
+ServerFactory = Callable[..., Server]
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
     overrides.setdefault("token_cache_seconds", 0)
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,  # type: ignore[arg-type]
-        **overrides,
-    )
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, **overrides)
 
 
 @pytest.fixture
@@ -139,21 +146,27 @@ def token_cache_off_and_on() -> Any:
 @pytest.fixture
 def server_factory(
     tmp_path: Path, database_url: str, token_cache_seconds: float
-) -> Iterator[object]:
+) -> Iterator[ServerFactory]:
     made: list[tuple[TestClient, Database]] = []
 
-    def make(**overrides: object) -> Server:
+    def make(**overrides: Any) -> Server:
         overrides.setdefault("token_cache_seconds", token_cache_seconds)
         settings = make_settings(tmp_path, database_url, **overrides)
         database = Database(database_url)
         first = prepare(database, settings.data_dir)
         token = (settings.data_dir / "admin.token").read_text().strip()
-        client = TestClient(create_app(settings, database), raise_server_exceptions=False)
+        app = create_app(settings, database)
+        client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         made.append((client, database))
         key = first.enrollment_key if first else Admin(client, token).new_key(uses=1000)
         return Server(
-            client=client, admin=Admin(client, token), settings=settings, db=database, first_key=key
+            app=app,
+            client=client,
+            admin=Admin(client, token),
+            settings=settings,
+            db=database,
+            first_key=key,
         )
 
     yield make
@@ -163,5 +176,5 @@ def server_factory(
 
 
 @pytest.fixture
-def server(server_factory: object) -> Server:
-    return server_factory()  # type: ignore[operator, no-any-return]
+def server(server_factory: ServerFactory) -> Server:
+    return server_factory()

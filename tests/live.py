@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from bench.common import free_port
+from tests.support import wait_for
+
 GARRISON = [sys.executable, "-m", "garrison.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -83,16 +77,21 @@ def start_server(
             env=env,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"garrison serve exited early:\n{log_path.read_text()}")
         try:
-            if httpx.get(f"{url}/admin/v1/health", timeout=1).status_code == 200:
-                return LiveServer(url, data_dir, process, log_path, env)
+            return httpx.get(f"{url}/admin/v1/health", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    process.wait()
-    raise RuntimeError(f"garrison serve did not become healthy:\n{log_path.read_text()}")
+            return False
+
+    try:
+        wait_for(healthy, timeout=wait, what="garrison serve healthy", every=0.1)
+    except AssertionError:
+        process.kill()
+        process.wait()
+        raise RuntimeError(
+            f"garrison serve did not become healthy:\n{log_path.read_text()}"
+        ) from None
+    return LiveServer(url=url, data_dir=data_dir, process=process, log_path=log_path, env=env)

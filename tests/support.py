@@ -7,12 +7,47 @@ from __future__ import annotations
 import base64
 import json
 import random
+import time
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import pytest
 from starlette.testclient import TestClient
+
+T = TypeVar("T")
+
+# What a loaded machine may add to a timed step, in seconds.  A timing bound is the setting
+# under test plus this slack, so that the bound follows the setting.
+SLACK_SECONDS = 5.0
+
+# Runs a test on SQLite only (as ``@sqlite_only`` or ``pytestmark = sqlite_only``), for what
+# does not depend on the database: the PostgreSQL variant is not even collected.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def wait_for(
+    probe: Callable[[], T],
+    until: Callable[[T], object] = bool,
+    *,
+    timeout: float = 10.0,
+    what: str = "the condition",
+    every: float = 0.02,
+) -> T:
+    """Call ``probe`` until ``until`` holds for what it returns (by default: until it returns
+    something truthy) and return that value; fail naming ``what`` and the last value once
+    ``timeout`` seconds have passed.  Background threads and other processes do the work the
+    tests wait for, so a test polls for the outcome instead of sleeping and hoping."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s (last value: {value!r})")
+        time.sleep(every)
 
 
 def shuffled(data: dict[str, Any], rng: random.Random) -> dict[str, Any]:

@@ -13,9 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.common import free_port
 from garrison.agent import config as configmod
 from tests.agent.helpers import AGENT, EICAR_SHA256, agent_env, eicar, run_agent, write_eicar
-from tests.live import LiveServer, free_port, start_server
+from tests.live import LiveServer, start_server
+from tests.support import wait_for
 
 pytestmark = pytest.mark.slow
 UUID = "C0FFEE00-1234-4321-AAAA-000000000001"
@@ -136,8 +138,8 @@ def test_enroll_scan_quarantine_restore(server: LiveServer, tmp_path: Path) -> N
     # The Armadito checksum holds the detection time to the second: a second finding of
     # the same file within that second is the same alert, so the scan by hand waits it out.
     first_seen = dt.datetime.fromisoformat(alerts[0]["detection_time"])
-    while dt.datetime.now(dt.UTC) < first_seen.replace(microsecond=0) + dt.timedelta(seconds=1):
-        time.sleep(0.05)
+    next_second = first_seen.replace(microsecond=0) + dt.timedelta(seconds=1)
+    wait_for(lambda: dt.datetime.now(dt.UTC) >= next_second, timeout=2, what="the next second")
     # By hand: -t Scan finds it again (exit 8), -wr is Armadito's spelling of --wr.
     out = _ok(run_agent(env, "-t", "Scan", "--path", str(target)), code=8)
     assert "1 malware" in out
@@ -208,23 +210,21 @@ def test_daemon_long_poll_events_and_sigterm(server: LiveServer, tmp_path: Path)
         [*AGENT, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not admin.events("CONNECTED"):
-            time.sleep(0.3)
-        connected = admin.events("CONNECTED")
-        assert connected, "no CONNECTED event"
+        connected = wait_for(
+            lambda: admin.events("CONNECTED"), timeout=30, what="a CONNECTED event", every=0.3
+        )
         assert connected[0]["data"]["IS_SEGREGATED"] in (0, False)
         assert admin.events("STARTING_UP")
         time.sleep(1)  # the long-poll is waiting now
         created = time.monotonic()
         job = admin.job("SelfTest", station, {}, priority=3)
-        status = ""
-        while time.monotonic() - created < 20:
-            status = admin.call("GET", f"/jobs/{job}")["targets"][0]["status"]
-            if status == "successful":
-                break
-            time.sleep(0.3)
-        assert status == "successful"
+        wait_for(
+            lambda: admin.call("GET", f"/jobs/{job}")["targets"][0]["status"],
+            lambda status: status == "successful",
+            timeout=20,
+            what="the SelfTest job successful",
+            every=0.3,
+        )
         assert time.monotonic() - created < 15  # long-poll, not the once-a-minute cron
     finally:
         daemon.send_signal(signal.SIGTERM)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Agent:
     return agent
 
 
-def _sent(agent: Agent) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+def _sent(agent: Agent) -> list[tuple[str, dict[str, Any]]]:
     return [(m.path, m.body) for m in agent.spool.pending()]
 
 

@@ -154,12 +154,13 @@ def test_kill_9_loses_nothing_queued(tmp_path: Path) -> None:
         [sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
-    acknowledged = []
+    acknowledged: list[str] = []
     deadline = time.monotonic() + 30
     while len(acknowledged) < 200 and time.monotonic() < deadline:
         acknowledged.append(proc.stdout.readline().strip())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stdout.close()
     assert len(acknowledged) >= 200
     stored = {m.id for m in Spool(db).pending()}
     missing = [a for a in acknowledged if a not in stored]

@@ -7,45 +7,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cli.test_admin_cli import Cli, assert_one_line_error, enroll
-from tests.live import LiveServer, free_port, start_server
+from bench.common import free_port
+from tests.cli.helpers import Cli, assert_one_line_error, enroll
+from tests.support import wait_for
 
 QUIET = ["--option", "heartbeat_seconds=0", "--option", "aggregation_window_seconds=0"]
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("export-server") / "data")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def cli(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Cli:
-    return Cli(live, tmp_path_factory.mktemp("export-cwd"))
 
 
 def records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def wait_records(path: Path, predicate: Any, timeout: float = 15) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = records(path)
-        if predicate(found) or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
 
 
 def test_file_target_create_test_list_set_delete(cli: Cli, tmp_path: Path) -> None:
@@ -91,7 +69,12 @@ def test_file_target_create_test_list_set_delete(cli: Cli, tmp_path: Path) -> No
         assert agent.alerts([alert]).status_code == 200
     finally:
         agent.client.close()
-    got = wait_records(out, lambda rs: any(r.get("threat_name") == "Eicar-CLI" for r in rs))
+    got = wait_for(
+        partial(records, out),
+        lambda rs: any(r.get("threat_name") == "Eicar-CLI" for r in rs),
+        timeout=15,
+        what="the threat in the exported file",
+    )
     assert [r["threat_name"] for r in got if r["event_type"] == "Threat_Event"] == [
         "Garrison-Test-Event",
         "Eicar-CLI",

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.cli.test_admin_cli import Cli, assert_one_line_error, enroll
-from tests.live import LiveServer, start_server
-from tests.support import ArmaditoAgent
+from tests.cli.helpers import Cli, assert_one_line_error, enroll
+from tests.live import LiveServer
+from tests.support import ArmaditoAgent, wait_for
 
 GREETER = """\
 local args = ...
@@ -28,24 +25,6 @@ FAILS = 'error("boom")\n'
 MD5 = "0123456789abcdef0123456789abcdef"
 
 
-def wait_for(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("procedures-server") / "data")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def cli(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     # The files the usage-error tests name (relative to the CLI's working directory).
@@ -55,13 +34,6 @@ def cli(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     (cwd / "empty.lua").write_text("\n")
     (cwd / "ok.lua").write_text(RETURNS_ARGS)
     return Cli(live, cwd)
-
-
-@pytest.fixture(scope="module")
-def station(cli: Cli) -> Iterator[tuple[ArmaditoAgent, int]]:
-    agent, station_id = enroll(cli)
-    yield agent, station_id
-    agent.client.close()
 
 
 def write(path: Path, text: str) -> str:
@@ -210,9 +182,11 @@ def test_a_failing_procedure_is_listed_in_errors(cli: Cli) -> None:
         agent, _ = enroll(cli)
         agent.client.close()
         errors = wait_for(
-            lambda: cli.json("procedures", "errors", "--procedure", "station_created")
+            lambda: cli.json("procedures", "errors", "--procedure", "station_created"),
+            timeout=5,
+            what="an error recorded for the failing station_created procedure",
+            every=0.1,
         )
-        assert errors, "no error recorded for the failing station_created procedure"
         assert "boom" in errors[0]["error"]
         table = cli("procedures", "errors", "--procedure", "station_created")
         assert "boom" in table.stdout

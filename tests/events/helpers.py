@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-import pytest
 from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
@@ -19,25 +16,13 @@ from garrison.server.events.models import ConsumerCursor, Event
 from garrison.server.stations.models import Station
 from garrison.server.store.base import utcnow
 from tests.conftest import Server
-from tests.support import ArmaditoAgent
+from tests.support import ArmaditoAgent, wait_for
 
 T = TypeVar("T")
 EICAR = "Eicar-Test-Signature"
 MD5 = "0123456789abcdef0123456789abcdef"
 SHA1 = "0123456789abcdef0123456789abcdef01234567"
 SHA256 = "0123456789abcdef" * 4
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    """Poll until ``predicate`` returns something truthy (procedures run in a thread)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s (last value {value!r})")
-        time.sleep(0.02)
 
 
 @dataclass
@@ -73,9 +58,9 @@ def other_machine(server: Server, address: str) -> TestClient:
 
 def post_events(server: Server, agent: ArmaditoAgent, items: Any, **headers: str) -> httpx.Response:
     all_headers = {**agent.headers(), **headers}
-    if isinstance(items, bytes):
-        return server.client.post("/api/events", content=items, headers=all_headers)
-    return server.client.post("/api/events", content=json.dumps(items), headers=all_headers)
+    body = items if isinstance(items, bytes) else json.dumps(items)
+    response: httpx.Response = server.client.post("/api/events", content=body, headers=all_headers)
+    return response
 
 
 def events(server: Server, **params: Any) -> list[dict[str, Any]]:
@@ -124,7 +109,7 @@ def cursor(server: Server, name: str = "procedures") -> int:
 
 def wait_processed(server: Server, seq: int, timeout: float = 10.0) -> None:
     """Wait until the procedures consumer has handled the event at log position ``seq``."""
-    wait_for(lambda: cursor(server) >= seq, timeout, f"procedures cursor at {seq}")
+    wait_for(lambda: cursor(server) >= seq, timeout=timeout, what=f"procedures cursor at {seq}")
 
 
 def last_seq(server: Server) -> int:
@@ -132,7 +117,9 @@ def last_seq(server: Server) -> int:
         return int(session.scalar(select(func.max(Event.seq))) or 0)
 
 
-def alert(name: str = EICAR, path: str = "/tmp/scanme/eicar.com", when: int = 1500000100) -> dict:
+def alert(
+    name: str = EICAR, path: str = "/tmp/scanme/eicar.com", when: int = 1500000100
+) -> dict[str, Any]:
     return {
         "name": name,
         "filepath": path,
@@ -152,7 +139,3 @@ def set_last_seen(server: Server, station_id: int, ago: dt.timedelta) -> None:
 def station_ids(server: Server) -> list[int]:
     with server.db.reading() as session:
         return sorted(session.scalars(select(Station.id)))
-
-
-# For tests of API validation, where the storage backend plays no part: SQLite only.
-sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, ServerFactory
 from tests.events.helpers import (
     GarrisonAgent,
     audit_targets,
@@ -36,7 +36,8 @@ def same_uuid_elsewhere(server: Server, agent: GarrisonAgent, address: str = CLO
 
 def token_works(server: Server, token: str) -> bool:
     response = server.client.get("/api/jobs", headers={"Authorization": f"Bearer {token}"})
-    return response.status_code == 200
+    status: int = response.status_code
+    return status == 200
 
 
 def test_default_re_enrollment_from_the_same_address_works(server: Server) -> None:
@@ -201,7 +202,9 @@ def test_a_wrong_return_type_is_recorded_and_the_default_applies(server: Server)
     assert events(server, type="station_authorization_failed") == []
 
 
-def test_a_runaway_authorization_procedure_does_not_hold_the_request(server_factory: Any) -> None:
+def test_a_runaway_authorization_procedure_does_not_hold_the_request(
+    server_factory: ServerFactory,
+) -> None:
     server: Server = server_factory(procedure_seconds=0.5)
     agent = garrison_agent(server)
     put_procedure(server, PROCEDURE, "while true do end")

@@ -16,7 +16,7 @@ from garrison.server.events.consumers import BatchIncompleteError, Consumer, Pro
 from garrison.server.events.models import ConsumerCursor, Event
 from garrison.server.events.service import NewEvent, append
 from garrison.server.store.engine import Database
-from tests.events.helpers import wait_for
+from tests.support import wait_for
 
 TYPE = "component_started"
 

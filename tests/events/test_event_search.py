@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Server
-from tests.events.helpers import MD5, SHA1, SHA256, events, post_events, sqlite_only
-from tests.support import ArmaditoAgent, assert_json_error
+from tests.events.helpers import MD5, SHA1, SHA256, events, post_events
+from tests.support import ArmaditoAgent, assert_json_error, sqlite_only
 
 T0 = 1704067200  # 2024-01-01T00:00:00Z
 HOUR = 3600

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Server
-from tests.events.helpers import events, post_events, sqlite_only
-from tests.support import ArmaditoAgent, assert_json_error
+from tests.conftest import Server, ServerFactory
+from tests.events.helpers import events, post_events
+from tests.support import ArmaditoAgent, assert_json_error, sqlite_only
 
 
 def good(uid: str) -> dict[str, Any]:
@@ -144,7 +144,7 @@ def test_no_station_credential_is_401_json(server: Server) -> None:
 
 
 @sqlite_only
-def test_a_fleet_wide_basic_credential_cannot_send_events(server_factory: Any) -> None:
+def test_a_fleet_wide_basic_credential_cannot_send_events(server_factory: ServerFactory) -> None:
     server: Server = server_factory(agent_basic_user="fleet", agent_basic_password="s3cret-pw")
     agent = ArmaditoAgent(server.client, basic=("fleet", "s3cret-pw"))
     assert agent.enroll(server.first_key).status_code == 200

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Server
+from tests.conftest import Server, ServerFactory
 from tests.events.helpers import (
     alert,
     audit_targets,
@@ -17,9 +17,9 @@ from tests.events.helpers import (
     post_events,
     procedure_errors,
     put_procedure,
-    wait_for,
     wait_processed,
 )
+from tests.support import wait_for
 
 DUMP_ARGS = """
 local args = ...
@@ -185,7 +185,7 @@ def test_every_stored_event_reaches_its_procedure_once(server: Server) -> None:
     assert sorted(audit_targets(server, "procedure.hi")) == expected
 
 
-def test_two_servers_on_one_database_run_each_procedure_once(server_factory: Any) -> None:
+def test_two_servers_on_one_database_run_each_procedure_once(server_factory: ServerFactory) -> None:
     one: Server = server_factory()
     two: Server = server_factory()
     put_procedure(one, "station_connected", "local args = ...\ngarrison.audit('hi', args.id)")
@@ -199,7 +199,7 @@ def test_two_servers_on_one_database_run_each_procedure_once(server_factory: Any
     assert sorted(audit_targets(one, "procedure.hi")) == sorted(str(a.agent_id) for a in agents)
 
 
-def test_a_restarted_server_resumes_where_the_cursor_stopped(server_factory: Any) -> None:
+def test_a_restarted_server_resumes_where_the_cursor_stopped(server_factory: ServerFactory) -> None:
     first: Server = server_factory()
     put_procedure(first, "station_connected", "local args = ...\ngarrison.audit('hi', args.id)")
     before = first.enrolled_agent()

@@ -10,8 +10,8 @@ from typing import Any
 
 from garrison.server.events.retention import purge_expired
 from tests.conftest import Server
-from tests.events.helpers import MD5, events, post_events, sqlite_only
-from tests.support import assert_json_error
+from tests.events.helpers import MD5, events, post_events
+from tests.support import assert_json_error, sqlite_only
 
 DAY = 86400
 

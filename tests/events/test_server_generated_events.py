@@ -392,7 +392,7 @@ def test_reboot_required_in_avdetails_emits_station_reboot_required(server: Serv
 
 
 def test_disconnected_after_the_timeout_then_connected_again(server: Server) -> None:
-    ctx = server.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = server.ctx
     assert server.admin.patch("/settings", {"offline_after_seconds": 30}).status_code == 200
     agent = server.enrolled_agent()
     quiet = server.enrolled_agent()

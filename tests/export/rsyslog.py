@@ -8,74 +8,16 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from tests.live import free_port
+from bench.certs import Certs
+from bench.common import free_port
+from tests.support import wait_for
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
-
-
-@dataclass
-class Certs:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def make_certs(directory: Path) -> Certs:
-    """A CA and a server certificate for 127.0.0.1 / localhost (openssl)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca = directory / "ca.key", directory / "ca.pem"
-    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
-    ext = directory / "ext.cnf"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Garrison Test CA",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-        "-subj",
-        "/CN=localhost",
-    )
-    run(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-out",
-        str(cert),
-        "-days",
-        "2",
-        "-extfile",
-        str(ext),
-    )
-    return Certs(ca, cert, key)
 
 
 @dataclass
@@ -153,6 +95,8 @@ class Rsyslog:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
         self.process = None
 
     def lines(self, name: str) -> list[str]:
@@ -161,13 +105,13 @@ class Rsyslog:
             return []
         return [line for line in path.read_text(encoding="utf-8").splitlines() if line]
 
-    def wait_lines(self, name: str, predicate, timeout: float = 20) -> list[str]:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = self.lines(name)
-            if predicate(lines) or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.1)
+    def wait_lines(
+        self, name: str, predicate: Callable[[list[str]], bool], timeout: float = 20
+    ) -> list[str]:
+        """The lines of input ``name`` once ``predicate`` holds for them."""
+        return wait_for(
+            partial(self.lines, name), predicate, timeout=timeout, what=f"lines on {name}"
+        )
 
 
 def rsyslog_for(

@@ -9,10 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import free_port
 from tests.conftest import Server
 from tests.export import checks
 from tests.export.rsyslog import rsyslog_for
-from tests.live import free_port
+from tests.support import wait_for
+
+FIREWALL, HIPS = "FirewallAggregated_Event", "HipsAggregated_Event"
 
 
 def target(server: Server, name: str, port: int, transport: str = "tcp", **options: Any) -> int:
@@ -49,6 +52,22 @@ def send(
     assert response.json()["stored"] == count, response.text
 
 
+def metric(server: Server, name: str, target: str) -> int:
+    """A target's counter or gauge from /metrics (0 while it has none)."""
+    found = re.search(rf'{name}\{{target="{target}"\}} (\d+)', server.client.get("/metrics").text)
+    return int(found.group(1)) if found else 0
+
+
+def wait_refused(server: Server, target: str) -> None:
+    """Until the exporter has met the closed port and counted the failure (it then backs off
+    and keeps the backlog)."""
+    wait_for(
+        lambda: metric(server, "garrison_export_failed_total", target),
+        timeout=15,
+        what=f"a failed send to {target} counted",
+    )
+
+
 def pids(lines: list[str]) -> list[int]:
     out = []
     for line in lines:
@@ -76,7 +95,7 @@ def test_receiver_restart_mid_stream_delivers_each_event_once_in_order(
     while sent < 400:
         send(server, headers, sent, 20)
         sent += 20
-    time.sleep(1.5)  # the exporter meets the closed port and backs off
+    wait_refused(server, "siem")
     assert server.admin.get("/export-targets").json()[0]["lag"] > 0
     rsyslog.start()  # it comes back; the backlog drains
     while sent < total:
@@ -106,7 +125,7 @@ def test_tcp_receiver_down_between_batches_gets_the_backlog_once_in_order(
     rsyslog.stop()
     for first in range(100, 300, 20):
         send(server, headers, first, 20)
-    time.sleep(1.5)
+    wait_refused(server, "siem")
     assert server.admin.get("/export-targets").json()[0]["lag"] > 0
     rsyslog.start()
     send(server, headers, 300, 100)
@@ -125,14 +144,8 @@ def test_refused_connections_are_retried_and_do_not_slow_ingestion(
     for first in range(0, 200, 50):
         send(server, headers, first, 50)
     assert time.monotonic() - started < 10
-    deadline = time.monotonic() + 15
-    metrics, failed = "", None
-    while time.monotonic() < deadline and not failed:
-        metrics = server.client.get("/metrics").text
-        failed = re.search(r'garrison_export_failed_total\{target="down"\} ([1-9])', metrics)
-        time.sleep(0.2)
-    assert failed, "the refused connection was not counted"
-    assert re.search(r'garrison_export_lag\{target="down"\} [1-9]', metrics)
+    wait_refused(server, "down")
+    assert metric(server, "garrison_export_lag", "down") > 0
     rsyslog = rsyslog_for(tmp_path, {"late": False}, None)
     rsyslog.inputs["late"] = (port, False)
     rsyslog.start()
@@ -174,37 +187,36 @@ def test_identical_firewall_events_are_aggregated_and_low_hips_filtered(
         )
         response = server.client.post("/api/events", json=events, headers=agent.headers())
         assert response.json()["stored"] == 8
-        lines = rsyslog.wait_lines(
-            "agg", lambda ls: sum('"HipsAggregated_Event"' in line for line in ls) >= 1, timeout=30
-        )
-        time.sleep(1.5)
-        records = [json.loads(checks.envelope(line).msg) for line in rsyslog.lines("agg")]
+
+        def received() -> list[dict[str, Any]]:
+            return [json.loads(checks.envelope(line).msg) for line in rsyslog.lines("agg")]
+
+        def all_six_firewall_events_in(records: list[dict[str, Any]]) -> bool:
+            counts = [r["aggregate_count"] for r in records if r["event_type"] == FIREWALL]
+            return sum(counts) >= 6 and any(r["event_type"] == HIPS for r in records)
+
+        # Each aggregate goes out when its window closes: wait until every firewall event is
+        # counted in one (so that a wrong split would show as an extra aggregate).
+        records = wait_for(received, all_six_firewall_events_in, timeout=30, what="aggregates")
     finally:
         rsyslog.stop()
-    firewall = [r for r in records if r["event_type"] == "FirewallAggregated_Event"]
+    firewall = [r for r in records if r["event_type"] == FIREWALL]
     assert sorted((r["target_port"], r["aggregate_count"]) for r in firewall) == [
         (139, 1),
         (445, 5),
     ]
-    hips = [r for r in records if r["event_type"] == "HipsAggregated_Event"]
+    hips = [r for r in records if r["event_type"] == HIPS]
     assert [h["application"] for h in hips] == ["b"]  # Warning is below Error: not sent
-    assert lines
 
 
 def test_a_bounded_backlog_drops_the_oldest_and_counts_them(server: Server) -> None:
     target(server, "bounded", free_port(), max_backlog=50)
     headers = server.enrolled_agent().headers()
     send(server, headers, 0, 200)
-    deadline = time.monotonic() + 20
-    dropped = 0
-    while time.monotonic() < deadline:
-        found = re.search(
-            r'garrison_export_dropped_total\{target="bounded"\} (\d+)',
-            server.client.get("/metrics").text,
-        )
-        dropped = int(found.group(1)) if found else 0
-        if dropped:
-            break
-        time.sleep(0.2)
+    dropped = wait_for(
+        lambda: metric(server, "garrison_export_dropped_total", "bounded"),
+        timeout=20,
+        what="dropped events counted",
+    )
     assert dropped >= 150
     assert server.admin.get("/export-targets").json()[0]["lag"] <= 50

@@ -11,9 +11,14 @@ from typing import Any
 
 import pytest
 
+from bench.certs import Certs, make_certs
 from tests.conftest import Server
 from tests.export import checks
-from tests.export.rsyslog import Certs, Rsyslog, make_certs, rsyslog_for
+from tests.export.rsyslog import Rsyslog, rsyslog_for
+from tests.support import sqlite_only
+
+# The formats do not depend on the database: SQLite is enough here.
+pytestmark = sqlite_only
 
 FORMATS = ("eset-json", "leef", "leef2", "cef")
 TRANSPORTS = ("tcp", "tls")
@@ -41,11 +46,6 @@ def receiver(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator
     rsyslog.start()
     yield rsyslog
     rsyslog.stop()
-
-
-def sqlite_only(server: Server) -> None:
-    if server.db.backend != "sqlite":
-        pytest.skip("the formats do not depend on the database; SQLite is enough here")
 
 
 def station_events(nasty: str) -> list[dict[str, Any]]:
@@ -152,7 +152,6 @@ def payloads(receiver: Rsyslog, name: str) -> list[str]:
 
 @pytest.fixture
 def exported(server: Server, receiver: Rsyslog, certs: Certs) -> dict[str, list[str]]:
-    sqlite_only(server)
     for name, (port, tls) in receiver.inputs.items():
         transport, fmt = name.split("-", 1)
         options: dict[str, Any] = {"aggregation_window_seconds": 0, "heartbeat_seconds": 0}
@@ -222,7 +221,6 @@ def test_leef_follows_ibm_rules(exported: dict[str, list[str]]) -> None:
 
 
 def test_an_overlong_value_is_shortened_not_cut(server: Server, tmp_path: Path) -> None:
-    sqlite_only(server)
     rsyslog = rsyslog_for(tmp_path, {"long": False}, None)
     rsyslog.start()
     try:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.certs import make_certs
 from garrison.server.export.transports import StreamTransport
-from tests.export.rsyslog import make_certs
+from tests.support import wait_for
 
 
 @dataclass
@@ -27,6 +28,7 @@ class TlsReceiver:
     received: bytearray = field(default_factory=bytearray)
     live: list[ssl.SSLSocket] = field(default_factory=list)
     close_after: int | None = None  # the first connection closes once this much arrived
+    closed: threading.Event = field(default_factory=threading.Event)  # ... and has closed
 
     def start(self) -> int:
         self.server.bind(("127.0.0.1", 0))
@@ -53,14 +55,13 @@ class TlsReceiver:
                 if self.close_after is not None and len(self.received) >= self.close_after:
                     self.close_after = None
                     conn.close()
+                    self.closed.set()
                     return
         except OSError:
             pass
 
-    def wait_for(self, size: int) -> None:
-        deadline = time.monotonic() + 10
-        while len(self.received) < size and time.monotonic() < deadline:
-            time.sleep(0.02)
+    def wait_received(self, size: int) -> None:
+        wait_for(lambda: len(self.received) >= size, timeout=10, what=f"{size} bytes received")
 
 
 @pytest.fixture
@@ -90,7 +91,7 @@ def test_tls_session_tickets_keep_the_connection_and_lose_nothing(
         time.sleep(0.002)  # let the tickets arrive between batches
     transport.close()
     expected = b"".join(messages)
-    sink.wait_for(len(expected))
+    sink.wait_received(len(expected))
     assert bytes(sink.received) == expected
     assert sink.connections == 1
 
@@ -103,10 +104,10 @@ def test_a_tls_receiver_that_closed_is_noticed_before_the_next_write(
     port = sink.start()
     transport = StreamTransport("127.0.0.1", port, context)
     transport.send([b"first\n"])
-    sink.wait_for(6)
-    time.sleep(0.2)  # the receiver has closed its end
+    sink.wait_received(6)
+    wait_for(sink.closed.is_set, timeout=10, what="the receiver closing its end")
     transport.send([b"second\n"])
     transport.close()
-    sink.wait_for(13)
+    sink.wait_received(13)
     assert bytes(sink.received) == b"first\nsecond\n"
     assert sink.connections == 2

@@ -12,8 +12,9 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,11 +23,10 @@ import pytest
 import structlog
 from syslog_rfc5424_parser import SyslogMessage
 
+from bench.common import free_port
 from tests.conftest import Server
 from tests.export import checks
-from tests.export.test_siem import sqlite_only
-from tests.live import free_port
-from tests.support import assert_json_error
+from tests.support import assert_json_error, sqlite_only, wait_for
 
 T = TypeVar("T")
 BOM = "\ufeff".encode()
@@ -37,15 +37,6 @@ RFC3164 = re.compile(
     re.DOTALL,
 )
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def wait_for(probe: Callable[[], T], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def create_target(
@@ -259,8 +250,8 @@ def tcp_sink() -> Iterator[TcpSink]:
 # Syslog over UDP and TCP -------------------------------------------------------------------
 
 
+@sqlite_only
 def test_udp_sends_one_rfc5424_datagram_per_message(server: Server, udp_sink: UdpSink) -> None:
-    sqlite_only(server)
     headers = server.enrolled_agent().headers()
     create_target(server, "udp", "eset-json", "udp", host="127.0.0.1", port=udp_sink.port)
     post_events(server, headers, started(0, 5, user="é中文"))
@@ -270,7 +261,7 @@ def test_udp_sends_one_rfc5424_datagram_per_message(server: Server, udp_sink: Ud
         found = [m for m in parsed if m.msgid == "component_started"]
         return found if len(found) >= 5 else []
 
-    messages = wait_for(ours)
+    messages = wait_for(ours, timeout=15)
     assert len(messages) == 5, udp_sink.datagrams
     for datagram in udp_sink.datagrams:
         # One datagram, one whole message: no framing, no trailing newline, one record.
@@ -285,8 +276,8 @@ def test_udp_sends_one_rfc5424_datagram_per_message(server: Server, udp_sink: Ud
     assert all(d.startswith(b"<14>1 ") for d in udp_sink.datagrams if b"component_started" in d)
 
 
+@sqlite_only
 def test_rfc3164_envelope_over_tcp(server: Server, tcp_sink: TcpSink) -> None:
-    sqlite_only(server)
     headers = server.enrolled_agent().headers()
     create_target(
         server, "bsd", "cef", "tcp", host="127.0.0.1", port=tcp_sink.port,
@@ -303,7 +294,7 @@ def test_rfc3164_envelope_over_tcp(server: Server, tcp_sink: TcpSink) -> None:
         found = [line.decode("utf-8") for line in tcp_sink.lines()]
         return found if any("x|y" in line for line in found) else []
 
-    received = wait_for(lines)
+    received = wait_for(lines, timeout=15)
     assert received, tcp_sink.data()
     parsed = []
     for line in received:
@@ -339,8 +330,8 @@ def test_rfc3164_envelope_over_tcp(server: Server, tcp_sink: TcpSink) -> None:
     assert abs(now - stamp) < dt.timedelta(minutes=5), (stamp, now)
 
 
+@sqlite_only
 def test_octet_counting_framing_and_bom(server: Server, tcp_sink: TcpSink) -> None:
-    sqlite_only(server)
     headers = server.enrolled_agent().headers()
     create_target(
         server, "octet", "eset-json", "tcp", host="127.0.0.1", port=tcp_sink.port,
@@ -353,7 +344,7 @@ def test_octet_counting_framing_and_bom(server: Server, tcp_sink: TcpSink) -> No
         found = [f for stream in tcp_sink.data() for f in octet_frames(stream)]
         return found if sum(b"component_started" in f for f in found) >= 4 else []
 
-    received = wait_for(frames)
+    received = wait_for(frames, timeout=15)
     assert received, tcp_sink.data()
     # Nothing but frames: the stream is consumed exactly, no newline between them.
     for stream in tcp_sink.data():
@@ -376,8 +367,8 @@ def test_octet_counting_framing_and_bom(server: Server, tcp_sink: TcpSink) -> No
 # File and HTTP exporters ---------------------------------------------------------------------
 
 
+@sqlite_only
 def test_file_exporter_writes_ndjson_and_rotates(server: Server, tmp_path: Path) -> None:
-    sqlite_only(server)
     headers = server.enrolled_agent().headers()
     out = tmp_path / "siem" / "garrison.ndjson"
     create_target(
@@ -385,7 +376,7 @@ def test_file_exporter_writes_ndjson_and_rotates(server: Server, tmp_path: Path)
         options={"file_max_bytes": 1024, "file_keep": 2, "batch_size": 1},
     )  # fmt: skip
     post_events(server, headers, started(0, 40, user="rotation"))
-    wait_for(lambda: out.exists() and b'"pid":39' in out.read_bytes())
+    wait_for(lambda: out.exists() and b'"pid":39' in out.read_bytes(), timeout=15)
 
     names = sorted(p.name for p in out.parent.iterdir())
     assert names == ["garrison.ndjson", "garrison.ndjson.1", "garrison.ndjson.2"]
@@ -439,10 +430,10 @@ def test_http_exporter_retries_a_500_until_a_200_and_loses_nothing(server: Serve
 # The test-send endpoint ---------------------------------------------------------------------
 
 
+@sqlite_only
 def test_test_send_to_a_listening_target_and_to_a_closed_port(
     server: Server, tcp_sink: TcpSink
 ) -> None:
-    sqlite_only(server)
     listening = create_target(
         server, "up", "cef", "tcp", host="127.0.0.1", port=tcp_sink.port, enabled=False
     )
@@ -450,7 +441,7 @@ def test_test_send_to_a_listening_target_and_to_a_closed_port(
     assert sent.status_code == 200, sent.text
     body = sent.json()
     assert body["sent"] is True
-    line = wait_for(lambda: tcp_sink.lines())
+    line = wait_for(tcp_sink.lines, timeout=15)
     assert [raw.decode() + "\n" for raw in line] == [body["message"]]
     cef = checks.cef(checks.envelope(line[0].decode()).msg)
     assert cef["device"]["event_class_id"] == "Threat_Event"
@@ -467,8 +458,8 @@ def test_test_send_to_a_listening_target_and_to_a_closed_port(
 
 
 @pytest.mark.usefixtures("json_logs")
+@sqlite_only
 def test_test_send_with_an_unreadable_ca_file_names_the_reason(server: Server) -> None:
-    sqlite_only(server)
     target = create_target(
         server, "tls", "cef", "tls", host="127.0.0.1", port=free_port(),
         options={"tls_ca": "/nonexistent/ca.pem"}, enabled=False,
@@ -480,8 +471,14 @@ def test_test_send_with_an_unreadable_ca_file_names_the_reason(server: Server) -
 
 # The admin API: checks and roles ----------------------------------------------------------
 
-VALID = {"name": "t", "format": "cef", "transport": "tcp", "host": "127.0.0.1", "port": 514}
-INVALID = [
+VALID: dict[str, object] = {
+    "name": "t",
+    "format": "cef",
+    "transport": "tcp",
+    "host": "127.0.0.1",
+    "port": 514,
+}
+INVALID: list[tuple[dict[str, object], str]] = [
     ({"format": "json"}, "format"),
     ({"transport": "smtp"}, "transport"),
     ({"host": ""}, "host"),
@@ -498,8 +495,8 @@ INVALID = [
 ]
 
 
+@sqlite_only
 def test_invalid_targets_are_refused_naming_the_field(server: Server) -> None:
-    sqlite_only(server)
     for change, name in INVALID:
         response = server.admin.post("/export-targets", {**VALID, **change})
         body = assert_json_error(response, 422, "invalid_input")
@@ -509,11 +506,12 @@ def test_invalid_targets_are_refused_naming_the_field(server: Server) -> None:
 
     # A change is checked the same way, and a refused change leaves the target as it was.
     target = create_target(server, "ok", "cef", "tcp", host="127.0.0.1", port=514)
-    for change, name in [
+    refused_changes: list[tuple[dict[str, object], str]] = [
         ({"port": 0}, "port"),
         ({"transport": "file"}, "path"),
         ({"options": {"colour": 1}}, "colour"),
-    ]:
+    ]
+    for change, name in refused_changes:
         response = server.admin.patch(f"/export-targets/{target['id']}", change)
         assert response.status_code == 422, (change, response.text)
         assert response.json()["field"].split(".")[-1] == name
@@ -535,18 +533,18 @@ def test_invalid_targets_are_refused_naming_the_field(server: Server) -> None:
         ),
     ],
 )
+@sqlite_only
 def test_option_errors_from_cross_checks_name_the_option(
     server: Server, options: dict[str, Any], name: str
 ) -> None:
-    sqlite_only(server)
     response = server.admin.post("/export-targets", {**VALID, "options": options})
     assert response.status_code == 422, response.text
     assert response.json()["field"].split(".")[-1] == name, response.json()
 
 
 @pytest.mark.usefixtures("json_logs")
+@sqlite_only
 def test_renaming_onto_another_targets_name_is_a_conflict(server: Server) -> None:
-    sqlite_only(server)
     create_target(server, "first", "cef", "tcp", host="127.0.0.1", port=514)
     second = create_target(server, "second", "cef", "tcp", host="127.0.0.1", port=514)
     response = server.admin.patch(f"/export-targets/{second['id']}", {"name": "first"})
@@ -554,8 +552,8 @@ def test_renaming_onto_another_targets_name_is_a_conflict(server: Server) -> Non
     assert response.json()["field"] == "name"
 
 
+@sqlite_only
 def test_a_viewer_reads_targets_but_cannot_change_them(server: Server) -> None:
-    sqlite_only(server)
     target = create_target(server, "ro", "cef", "tcp", host="127.0.0.1", port=514)
     for role in ("viewer", "operator"):
         user = server.admin.as_role(f"a-{role}", role)
@@ -573,7 +571,7 @@ def test_a_viewer_reads_targets_but_cannot_change_them(server: Server) -> None:
 
 
 def label(record: dict[str, Any]) -> str:
-    kind = record["event_type"]
+    kind: str = record["event_type"]
     if kind == "component_started":
         return f"started:{record['pid']}"
     if kind == "EnterpriseInspectorAlert_Event":
@@ -616,14 +614,14 @@ def test_min_severity_event_types_and_groups_filters(server: Server, tmp_path: P
 
     # Events go out in order, so once the last one is in, every earlier one is decided.
     for name in files:
-        wait_for(lambda name=name: "alarm:in" in read(name))  # type: ignore[misc]
+        wait_for(partial(read, name), lambda labels: "alarm:in" in labels, timeout=15, what=name)
     assert read("severity") == ["alarm:out", "alarm:in"]
     assert read("types") == ["started:1", "alarm:out", "started:2", "alarm:in"]
     assert read("groups") == ["started:2", "reboot:in", "alarm:in"]
 
 
+@sqlite_only
 def test_heartbeat_on_an_idle_target(server: Server, tcp_sink: TcpSink) -> None:
-    sqlite_only(server)
     create_target(
         server, "idle", "cef", "tcp", host="127.0.0.1", port=tcp_sink.port,
         options={"heartbeat_seconds": 1},
@@ -643,8 +641,8 @@ def test_heartbeat_on_an_idle_target(server: Server, tcp_sink: TcpSink) -> None:
     assert times[1] - times[0] >= 0.7, times
 
 
+@sqlite_only
 def test_leef2_declares_a_non_printable_delimiter_as_xhh(server: Server, tcp_sink: TcpSink) -> None:
-    sqlite_only(server)
     agent = server.enrolled_agent()
     create_target(
         server, "leef2", "leef2", "tcp", host="127.0.0.1", port=tcp_sink.port,
@@ -663,7 +661,7 @@ def test_leef2_declares_a_non_printable_delimiter_as_xhh(server: Server, tcp_sin
         payloads = [checks.envelope(line.decode()).msg for line in tcp_sink.lines()]
         return next((p for p in payloads if "|Threat_Event|" in p), "")
 
-    payload = wait_for(threat)
+    payload = wait_for(threat, timeout=15)
     assert payload, tcp_sink.data()
     header = payload.split("|")
     assert header[:2] == ["LEEF:2.0", "Garrison"]

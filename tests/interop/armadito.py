@@ -233,8 +233,9 @@ def create_job(admin: Admin, station_ids: list[int], priority: int = 2, **params
 def job_target(admin: Admin, job_id: int, station_id: int) -> dict[str, Any]:
     response = admin.get(f"/jobs/{job_id}")
     assert response.status_code == 200, response.text
-    (target,) = [t for t in response.json()["targets"] if t["station_id"] == station_id]
-    return target  # type: ignore[no-any-return]
+    targets: list[dict[str, Any]] = response.json()["targets"]
+    (target,) = [t for t in targets if t["station_id"] == station_id]
+    return target
 
 
 def when(text: str | None) -> dt.datetime | None:

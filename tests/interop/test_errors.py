@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import update
 
 from garrison.server.enrollment.models import EnrollmentKey
-from tests.conftest import Server
+from tests.conftest import Server, ServerFactory
 from tests.interop.armadito import (
     BASIC,
     RUNJOBS_SUCCESS,
@@ -272,7 +272,7 @@ def test_agent_errors_are_json_objects(
         assert response.headers["www-authenticate"] == 'Basic realm="Garrison"'
 
 
-def test_body_over_the_limit_is_a_json_413(server_factory: Callable[..., Server]) -> None:
+def test_body_over_the_limit_is_a_json_413(server_factory: ServerFactory) -> None:
     server = server_factory(
         agent_basic_user=BASIC[0], agent_basic_password=BASIC[1], max_body_bytes=2048
     )

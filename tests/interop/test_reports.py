@@ -35,14 +35,16 @@ NewAgent = Callable[..., WireAgent]
 
 
 def scan_of(server: Server, job_id: int) -> dict[str, Any]:
-    page = server.admin.get("/scans", job_id=job_id).json()
+    page: dict[str, Any] = server.admin.get("/scans", job_id=job_id).json()
     assert page["total"] == 1, page
-    return page["items"][0]  # type: ignore[no-any-return]
+    scan: dict[str, Any] = page["items"][0]
+    return scan
 
 
 def alerts_of(server: Server, station_id: int) -> list[dict[str, Any]]:
-    page = server.admin.get("/alerts", station_id=station_id).json()
-    return page["items"]  # type: ignore[no-any-return]
+    page: dict[str, Any] = server.admin.get("/alerts", station_id=station_id).json()
+    alerts: list[dict[str, Any]] = page["items"]
+    return alerts
 
 
 # -- Scan ---------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from garrison.server.settings import Settings
-from tests.conftest import Server, token_cache_off_and_on
+from tests.conftest import Server, ServerFactory, token_cache_off_and_on
 from tests.security.checks import EICAR, SCAN_OBJ, station_total
 from tests.support import ArmaditoAgent, assert_json_error
 
@@ -80,8 +80,8 @@ def test_challenge_survives_path_quirks(server: Server, path: str) -> None:
     assert CHALLENGE.match(response.headers.get("www-authenticate", "")), path
 
 
-def test_realm_is_configurable(server_factory: object) -> None:
-    server: Server = server_factory(agent_basic_realm="Acme endpoints")  # type: ignore[operator]
+def test_realm_is_configurable(server_factory: ServerFactory) -> None:
+    server: Server = server_factory(agent_basic_realm="Acme endpoints")
     response = server.agent().getjobs()
     assert_json_error(response, 401)
     assert response.headers["www-authenticate"] == 'Basic realm="Acme endpoints"'
@@ -119,7 +119,7 @@ def test_unsupported_scheme_is_refused(server: Server, agent_a: ArmaditoAgent) -
 @pytest.mark.parametrize("cache_seconds", [0, 60])
 def test_token_of_a_deleted_station_is_refused(server: Server, cache_seconds: float) -> None:
     # The token cache, when on, must forget a deleted station at once.
-    server.client.app.state.ctx.agent_auth.cache.ttl = cache_seconds  # type: ignore[attr-defined]
+    server.ctx.agent_auth.cache.ttl = cache_seconds
     agent = server.enrolled_agent()
     assert agent.state().status_code == 200  # caches the token when the cache is on
 
@@ -133,7 +133,7 @@ def test_token_of_a_deleted_station_is_refused(server: Server, cache_seconds: fl
 
 @pytest.mark.parametrize("cache_seconds", [0, 60])
 def test_reenrollment_revokes_the_old_token(server: Server, cache_seconds: float) -> None:
-    server.client.app.state.ctx.agent_auth.cache.ttl = cache_seconds  # type: ignore[attr-defined]
+    server.ctx.agent_auth.cache.ttl = cache_seconds
     agent = server.enrolled_agent()
     old = dataclasses.replace(agent)
     assert old.getjobs().status_code == 200  # caches the old token when the cache is on
@@ -185,10 +185,8 @@ FLEET = ("armadito-fleet", "fleet-password-123")
 
 
 @pytest.fixture
-def shared(server_factory: object) -> Server:
-    return server_factory(  # type: ignore[operator, no-any-return]
-        agent_basic_user=FLEET[0], agent_basic_password=FLEET[1]
-    )
+def shared(server_factory: ServerFactory) -> Server:
+    return server_factory(agent_basic_user=FLEET[0], agent_basic_password=FLEET[1])
 
 
 def test_wrong_shared_basic_password_is_refused(shared: Server) -> None:
@@ -222,8 +220,10 @@ def test_unauthenticated_agents_are_refused_by_default(server: Server) -> None:
     assert_nothing_written(server, legacy)
 
 
-def test_allow_unauthenticated_agents_lets_legacy_requests_in(server_factory: object) -> None:
-    server: Server = server_factory(allow_unauthenticated_agents=True)  # type: ignore[operator]
+def test_allow_unauthenticated_agents_lets_legacy_requests_in(
+    server_factory: ServerFactory,
+) -> None:
+    server: Server = server_factory(allow_unauthenticated_agents=True)
     legacy = server.enrolled_agent()
     legacy = dataclasses.replace(legacy, token=None)
 
@@ -232,10 +232,12 @@ def test_allow_unauthenticated_agents_lets_legacy_requests_in(server_factory: ob
     assert server.admin.get(f"/stations/{legacy.agent_id}/state").status_code == 200
 
 
-def test_allow_unauthenticated_agents_still_checks_what_is_sent(server_factory: object) -> None:
+def test_allow_unauthenticated_agents_still_checks_what_is_sent(
+    server_factory: ServerFactory,
+) -> None:
     """A credential that is present but wrong is refused, not treated as "no credential";
     and an anonymous request still cannot mix another station's agent_id with its uuid."""
-    server: Server = server_factory(allow_unauthenticated_agents=True)  # type: ignore[operator]
+    server: Server = server_factory(allow_unauthenticated_agents=True)
     a = server.enrolled_agent()
     b = server.enrolled_agent()
 

@@ -11,7 +11,7 @@ import dataclasses
 
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, ServerFactory
 from tests.security.checks import (
     EICAR,
     SCAN_OBJ,
@@ -195,10 +195,8 @@ FLEET = ("armadito-fleet", "fleet-password-123")
 
 
 @pytest.fixture
-def shared(server_factory: object) -> Server:
-    return server_factory(  # type: ignore[operator, no-any-return]
-        agent_basic_user=FLEET[0], agent_basic_password=FLEET[1]
-    )
+def shared(server_factory: ServerFactory) -> Server:
+    return server_factory(agent_basic_user=FLEET[0], agent_basic_password=FLEET[1])
 
 
 def test_shared_basic_agent_id_must_match_uuid(shared: Server) -> None:

@@ -15,7 +15,7 @@ import structlog
 
 from garrison.server.jobs import service as jobs_service
 from garrison.server.states import service as states_service
-from tests.conftest import Server
+from tests.conftest import Server, ServerFactory
 from tests.support import ArmaditoAgent, assert_json_error
 
 MALFORMED = [b"{not json", b'{"agent_id": 1,', b"\xff\xfe\x00garbage", b"[" * 100_000]
@@ -49,8 +49,9 @@ def test_wrong_json_shapes_are_json_errors(server: Server, agent_a: ArmaditoAgen
         response = server.client.post("/api/states", content=body, headers=headers)
         assert_json_error(response, 422)
     admin = server.admin
-    for body in ([], {"uses": "many"}, {"uses": 0}, {"uses": 1, "unexpected": True}):
-        assert_json_error(admin.post("/enrollment-keys", body), 422)
+    shapes: list[object] = [[], {"uses": "many"}, {"uses": 0}, {"uses": 1, "unexpected": True}]
+    for shape in shapes:
+        assert_json_error(admin.post("/enrollment-keys", shape), 422)
 
 
 @pytest.mark.parametrize(
@@ -102,8 +103,8 @@ LIMIT = 2048
 
 
 @pytest.fixture
-def small(server_factory: object) -> Server:
-    return server_factory(max_body_bytes=LIMIT)  # type: ignore[operator, no-any-return]
+def small(server_factory: ServerFactory) -> Server:
+    return server_factory(max_body_bytes=LIMIT)
 
 
 def padded_state(agent: ArmaditoAgent, size: int) -> bytes:

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import httpx
 
 from tests.conftest import Server
-from tests.events.helpers import post_events, put_procedure, wait_for
+from tests.events.helpers import post_events, put_procedure
 from tests.security.checks import EICAR, SCAN_OBJ
-from tests.support import ArmaditoAgent, assert_json_error
+from tests.support import ArmaditoAgent, assert_json_error, wait_for
 
 CACHE_SECONDS = 120.0
 

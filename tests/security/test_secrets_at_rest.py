@@ -82,7 +82,9 @@ def test_passwords_are_argon2_hashes(server: Server) -> None:
     assert server.admin.patch("/users/vera", {"password": new_password}).status_code == 200
 
     with server.db.reading() as session:
-        hashes = dict(session.execute(text("SELECT username, password_hash FROM users")).all())
+        hashes: dict[str, str] = dict(
+            session.execute(text("SELECT username, password_hash FROM users")).all()
+        )
     assert set(hashes) == {"admin", "vera"}
     for username, digest in hashes.items():
         assert digest.startswith("$argon2id$"), (username, digest)

@@ -27,7 +27,7 @@ def test_no_effect_after_a_rollback(db: Database) -> None:
             signal(session, Signal.EVENTS_APPENDED)
             raise RuntimeError("the unit of work failed")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="the unit of work failed"):
         failing_unit_of_work()
     with db.transaction():
         pass

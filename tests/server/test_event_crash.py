@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from sqlalchemy import create_engine, func, select
 from garrison.server.audit.models import AuditEntry
 from garrison.server.events.models import Event
 from tests.live import LiveServer, start_server
-from tests.support import ArmaditoAgent
+from tests.support import ArmaditoAgent, wait_for
 
 PROCEDURE = "local args = ... garrison.audit('seen', tostring(args.pid))"
 BATCH = 50
@@ -67,14 +66,17 @@ def test_kill_9_during_ingestion_loses_nothing_acknowledged(
 
     sender = threading.Thread(target=send)
     sender.start()
-    deadline = time.monotonic() + 20
-    while len(acknowledged) < 20 * BATCH and time.monotonic() < deadline:
-        time.sleep(0.05)
-    live.process.send_signal(signal.SIGKILL)
-    live.process.wait(10)
-    stop.set()
-    sender.join(10)
-    assert len(acknowledged) >= 20 * BATCH, "too few batches before the kill"
+    try:
+        wait_for(
+            lambda: len(acknowledged) >= 20 * BATCH,
+            timeout=20,
+            what=f"{20 * BATCH} events acknowledged before the kill",
+            every=0.05,
+        )
+    finally:
+        live.stop(signal.SIGKILL, timeout=10)  # reads and closes its output pipe too
+        stop.set()
+        sender.join(10)
 
     again = start_server(data_dir, database_url)
     try:
@@ -86,9 +88,8 @@ def test_kill_9_during_ingestion_loses_nothing_acknowledged(
                 )
             )
         assert set(acknowledged) <= stored
-        deadline = time.monotonic() + 60
-        seen: Counter[str] = Counter()
-        while time.monotonic() < deadline:
+
+        def seen_and_total() -> tuple[Counter[str], int]:
             with engine.connect() as conn:
                 seen = Counter(
                     conn.scalars(
@@ -98,9 +99,15 @@ def test_kill_9_during_ingestion_loses_nothing_acknowledged(
                 total = conn.scalar(
                     select(func.count()).select_from(Event).where(Event.type == "component_started")
                 )
-            if sum(seen.values()) >= len(stored) and total == len(stored):
-                break
-            time.sleep(0.2)
+            return seen, int(total or 0)
+
+        seen, _ = wait_for(
+            seen_and_total,
+            lambda st: sum(st[0].values()) >= len(stored) and st[1] == len(stored),
+            timeout=60,
+            what="every stored event through the procedures",
+            every=0.2,
+        )
         engine.dispose()
         assert {int(pid) for pid in seen} == stored
         assert max(seen.values()) == 1, "an event reached the procedures twice"

@@ -6,6 +6,7 @@ import signal
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -45,7 +46,7 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     body = b"x" * (1 << 20)
 
     def slow_upload() -> None:
-        def chunks():  # type: ignore[no-untyped-def]
+        def chunks() -> Iterator[bytes]:
             for i in range(0, len(body), 65536):
                 time.sleep(0.05)
                 yield body[i : i + 65536]

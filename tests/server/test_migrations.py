@@ -143,10 +143,10 @@ def test_0005_unwraps_alert_info_stored_nested(empty_url: str) -> None:
     }
     try:
         with engine.begin() as conn:
-            conn.execute(insert(Station.__table__).values(id=1, uuid="u-1"))
+            conn.execute(insert(Station).values(id=1, uuid="u-1"))
             for name, info in infos.items():
                 conn.execute(
-                    insert(Alert.__table__).values(
+                    insert(Alert).values(
                         station_id=1,
                         threat_name=name,
                         filepath="/x",
@@ -158,7 +158,9 @@ def test_0005_unwraps_alert_info_stored_nested(empty_url: str) -> None:
                 )
         migrate.upgrade(empty_url)
         with engine.connect() as conn:
-            stored = dict(conn.execute(select(Alert.threat_name, Alert.info)).all())
+            stored: dict[str, object] = dict(
+                conn.execute(select(Alert.threat_name, Alert.info)).tuples().all()
+            )
     finally:
         engine.dispose()
     assert stored == {"nested": {"sha256": "a" * 64}, "scalar": {"info": "in archive"}, "empty": {}}

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, func, select
 from garrison.server.audit.models import AuditEntry
 from garrison.server.events.models import Event
 from tests.live import LiveServer, start_server
-from tests.support import ArmaditoAgent
+from tests.support import ArmaditoAgent, wait_for
 
 PROCEDURE = "local args = ... garrison.audit('seen', tostring(args.pid))"
 Nodes = tuple[LiveServer, LiveServer, dict[str, str], str]
@@ -72,23 +72,27 @@ def test_each_event_reaches_the_procedures_once_with_two_nodes(
             assert r.json()["stored"] == 25
             sent += 25
         engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
-        deadline = time.monotonic() + 30
-        seen: Counter[str] = Counter()
-        while time.monotonic() < deadline:
+
+        def seen_by_procedures() -> Counter[str]:
             with engine.connect() as conn:
-                seen = Counter(
+                return Counter(
                     conn.scalars(
                         select(AuditEntry.target).where(AuditEntry.action == "procedure.seen")
                     )
                 )
-            if sum(seen.values()) >= sent:
-                break
-            time.sleep(0.2)
-        time.sleep(1.5)  # both nodes poll: give a duplicate the chance to appear
+
+        wait_for(
+            seen_by_procedures,
+            lambda seen: sum(seen.values()) >= sent,
+            timeout=30,
+            what=f"{sent} events through the procedures",
+            every=0.2,
+        )
+        # Both nodes keep polling: a duplicate is an absence to check, which no condition
+        # can wait for, so it gets a fixed window.
+        time.sleep(1.5)
+        seen = seen_by_procedures()
         with engine.connect() as conn:
-            seen = Counter(
-                conn.scalars(select(AuditEntry.target).where(AuditEntry.action == "procedure.seen"))
-            )
             stored = conn.scalar(
                 select(func.count()).select_from(Event).where(Event.type == "component_started")
             )
