@@ -6,8 +6,11 @@ import threading
 import time
 from typing import Any
 
+from garrison.server.audit.actor import SYSTEM
+from garrison.server.jobs.actions import create_job
+from garrison.server.store.engine import Database
 from tests.conftest import Server, ServerFactory
-from tests.support import wait_for
+from tests.support import SLACK_SECONDS, wait_for
 
 
 def test_a_waiting_agent_gets_a_new_job_within_a_second(server: Server) -> None:
@@ -77,3 +80,37 @@ def test_the_cached_check_in_path_never_hides_a_new_job(server_factory: ServerFa
         got = agent.getjobs().json()["jobs"]
         assert [j["job_id"] for j in got] == [job.json()["id"]]
         assert agent.getjobs().json() == {"jobs": []}
+
+
+def test_a_job_from_another_node_before_the_first_load_wakes_a_waiting_agent(
+    server_factory: ServerFactory,
+) -> None:
+    """A long-poll that began before this node's job watcher first loaded, for a job another
+    node queued meanwhile: the first load must wake it (it used to take the job for an old
+    one, and the agent waited out its whole ``wait``)."""
+    watch = 3.0  # the watcher's first read comes this long after the start
+    server = server_factory(job_watch_seconds=watch)
+    agent = server.enrolled_agent()
+    got: list[tuple[float, dict[str, Any]]] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        response = server.client.get(
+            agent.url(f"jobs?agent_id={agent.agent_id}&wait=30"), headers=agent.headers()
+        )
+        got.append((time.monotonic() - started, response.json()))
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    wait_for(server.ctx.job_waiters.waiting_count, what="the long-poll is held")
+    if server.ctx.job_waiters.may_have_jobs(agent.agent_id) is False:
+        raise AssertionError("the watcher loaded before the job: the test proves nothing")
+    # Another node: its own Database, none of this node's after-commit subscribers.
+    other = Database(server.settings.resolved_database_url())
+    try:
+        job = create_job(other, SYSTEM, "Scan", 1, {"path": "/tmp"}, station_ids=[agent.agent_id])
+    finally:
+        other.dispose()
+    thread.join(2 * watch + SLACK_SECONDS)
+    assert got, "the long-poll was not woken by the watcher's first load"
+    assert [j["job_id"] for j in got[0][1]["jobs"]] == [job.job.id]

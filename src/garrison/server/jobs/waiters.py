@@ -75,7 +75,10 @@ class JobWaiters:
             if self._versions[station_id] == seen_version:
                 self._queued.discard(station_id)
 
-    def _reload(self) -> None:
+    def _reload(self) -> set[int]:
+        """Load the queued-stations set; returns, on the first load, the stations with queued
+        jobs (a long-poll that began before the load may be waiting for one of them: the
+        watcher's later reads start after the newest job read here, so they would miss it)."""
         with self.db.reading() as session:
             # The newest job first: one committed after this read has a larger id and the
             # watcher's next read finds it; one committed before is in the set read next.
@@ -88,10 +91,12 @@ class JobWaiters:
         with self._lock:
             # Stations marked while we read stay marked.
             self._queued |= stations
-            if not self._loaded:
+            first = not self._loaded
+            if first:
                 self._last_job_id = last_job_id
                 self._loaded = True
         self._loaded_at = time.monotonic()
+        return stations if first else set()
 
     # -- long-poll (event loop) ----------------------------------------------------------
 
@@ -147,8 +152,9 @@ class JobWaiters:
             self._loop.call_soon_threadsafe(self._poke.set)
 
     def _new_targets(self) -> list[int]:
+        loaded: set[int] = set()
         if not self._loaded or time.monotonic() - self._loaded_at > self.reload_seconds:
-            self._reload()
+            loaded = self._reload()
         with self.db.reading() as session:
             rows = session.execute(
                 select(JobTarget.job_id, JobTarget.station_id).where(
@@ -159,7 +165,7 @@ class JobWaiters:
             self._last_job_id = max(job_id for job_id, _ in rows)
         stations = [station_id for _, station_id in rows]
         self.mark_queued(stations)
-        return stations
+        return [*stations, *loaded]
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
