@@ -1,7 +1,8 @@
 """``garrison serve`` and ``garrison db upgrade``.
 
-Server libraries (uvicorn, SQLAlchemy) are imported inside the commands: the admin commands
-share this program and should start fast.
+Server libraries (uvicorn; SQLAlchemy, through the store) are imported inside the commands:
+the admin commands share this program and should start fast.  This edge never touches
+SQLAlchemy itself: the store reports what went wrong in its own errors.
 """
 
 from __future__ import annotations
@@ -60,13 +61,11 @@ def configure_logging(level: str) -> None:
 
 
 def open_database(settings: Settings) -> Database:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from garrison.server.store.engine import Database
+    from garrison.server.store.engine import Database, UnsupportedDatabaseError
 
     try:
         return Database(settings.resolved_database_url())
-    except (SQLAlchemyError, ValueError) as exc:
+    except UnsupportedDatabaseError as exc:
         err.print(f"[red]error:[/] cannot use database: {first_line(exc)}", markup=True)
         raise typer.Exit(1) from None
 
@@ -119,18 +118,18 @@ def serve(
 ) -> None:
     """Start the server: agent API (/api), admin API (/admin/v1) and /metrics."""
     import uvicorn
-    from sqlalchemy.exc import OperationalError
 
     from garrison.server.app import create_app
     from garrison.server.bootstrap import prepare
+    from garrison.server.store.engine import DatabaseUnreachableError
 
     settings = load_settings(host=host, port=port, data_dir=data_dir, log_level=log_level)
     configure_logging(settings.log_level)
     db = open_database(settings)
     try:
         first = prepare(db, settings.data_dir)
-    except OperationalError as exc:
-        err.print(f"[red]error:[/] database unreachable: {first_line(exc.orig)}", markup=True)
+    except DatabaseUnreachableError as exc:
+        err.print(f"[red]error:[/] database unreachable: {exc}", markup=True)
         raise typer.Exit(1) from None
     except PermissionError as exc:
         err.print(f"[red]error:[/] cannot write the data directory: {exc}", markup=True)
@@ -182,16 +181,15 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None) -> None:
     """Apply the schema migrations (serve does this at start too)."""
-    from sqlalchemy.exc import OperationalError
-
     from garrison.server.store import migrate
+    from garrison.server.store.engine import DatabaseUnreachableError
 
     settings = load_settings(data_dir=data_dir)
     db = open_database(settings)
     try:
         migrate.upgrade(db.url)
-    except OperationalError as exc:
-        err.print(f"[red]error:[/] database unreachable: {first_line(exc.orig)}", markup=True)
+    except DatabaseUnreachableError as exc:
+        err.print(f"[red]error:[/] database unreachable: {exc}", markup=True)
         raise typer.Exit(1) from None
     finally:
         db.dispose()

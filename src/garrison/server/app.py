@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 
 import structlog
 from fastapi import APIRouter, FastAPI
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -45,10 +44,9 @@ from garrison.server.options import service as options
 from garrison.server.procedures.dispatcher import ProcedureConsumer
 from garrison.server.procedures.sandbox import Limits
 from garrison.server.settings import Settings
+from garrison.server.stations import service as station_service
 from garrison.server.stations.credentials import AgentAuthenticator
-from garrison.server.stations.models import Station
 from garrison.server.stations.presence import PresenceTracker
-from garrison.server.store.base import utcnow
 from garrison.server.store.effects import Signal
 from garrison.server.store.engine import Database
 
@@ -57,19 +55,9 @@ ADMIN_PREFIX = "/admin/v1"
 
 
 def _station_gauges(ctx: ServerContext) -> dict[str, tuple[str, float]]:
-    import datetime as dt
-
     with ctx.db.reading() as session:
-        offline_after = options.get(session, "offline_after_seconds")
-        cutoff = utcnow() - dt.timedelta(seconds=offline_after)
-        total = session.scalar(select(func.count(Station.id))) or 0
-        online = (
-            session.scalar(
-                select(func.count(Station.id)).where(
-                    Station.connected.is_(True), Station.last_seen >= cutoff
-                )
-            )
-            or 0
+        total, online = station_service.counts(
+            session, options.get(session, "offline_after_seconds")
         )
     return {
         "garrison_stations": ("Enrolled stations", float(total)),
@@ -218,8 +206,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         summary="Public liveness and database check",
     )
     def health() -> Health:
-        with ctx.db.reading() as session:
-            session.execute(select(1))
+        ctx.db.ping()
         return Health(status="ok", version=__version__, database=ctx.db.backend)
 
     for module in (

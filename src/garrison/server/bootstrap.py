@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from garrison.server.store import migrate
-from garrison.server.store.engine import Database
+from garrison.server.store.engine import Database, reporting_unreachable
 from garrison.server.users import actions as users
 
 
@@ -31,10 +31,12 @@ def write_secret(path: Path, text: str) -> None:
 
 def prepare(db: Database, data_dir: Path) -> FirstStart | None:
     """Migrate, then on an empty database create the admin and a first key (exactly once,
-    even with several nodes starting together)."""
+    even with several nodes starting together).  Raises DatabaseUnreachableError when the
+    database cannot be reached."""
     migrate.upgrade(db.url)
     data_dir.mkdir(parents=True, exist_ok=True)
-    created = users.bootstrap(db)
+    with reporting_unreachable():
+        created = users.bootstrap(db)
     if created is None:
         return None
     token_path = data_dir / "admin.token"

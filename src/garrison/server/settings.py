@@ -2,7 +2,7 @@
 
 These are what a node needs before it can reach its database.  Settings an administrator
 changes at run time (getjobs limit, offline timeout) live in the database: see
-:mod:`garrison.server.runtime_settings`.
+:mod:`garrison.server.options`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, bindparam, func, not_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from garrison.common.tokens import new_token, token_hash
@@ -100,6 +100,19 @@ def is_online(station: Station, offline_after: int, seen: dt.datetime | None = N
     return (station.connected or back) and last_seen >= cutoff
 
 
+def _online(offline_after: int) -> ColumnElement[bool]:
+    """The SQL form of :func:`is_online` for stored check-ins."""
+    cutoff = utcnow() - dt.timedelta(seconds=offline_after)
+    return and_(Station.connected.is_(True), Station.last_seen >= cutoff)
+
+
+def counts(session: Session, offline_after: int) -> tuple[int, int]:
+    """How many stations are enrolled, and how many of them are online."""
+    total = session.scalar(select(func.count(Station.id))) or 0
+    online = session.scalar(select(func.count(Station.id)).where(_online(offline_after))) or 0
+    return int(total), int(online)
+
+
 @dataclass(frozen=True)
 class StationFilter:
     search: str | None = None
@@ -128,8 +141,7 @@ def _filtered(query: Select[Station], f: StationFilter, offline_after: int) -> S
             )
         )
     if f.online is not None:
-        cutoff = utcnow() - dt.timedelta(seconds=offline_after)
-        online = and_(Station.connected.is_(True), Station.last_seen >= cutoff)
+        online = _online(offline_after)
         query = query.where(online if f.online else not_(online))
     if f.os_name:
         query = query.where(Station.os_name == f.os_name)

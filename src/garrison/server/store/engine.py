@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -35,6 +36,22 @@ READ_ONLY = "garrison_read_only"
 
 class UnsupportedDatabaseError(ValueError):
     pass
+
+
+class DatabaseUnreachableError(RuntimeError):
+    """The database refused or did not answer (down, wrong host, wrong password); the message
+    is the driver's first line, which names the cause."""
+
+
+@contextmanager
+def reporting_unreachable() -> Iterator[None]:
+    """Turn SQLAlchemy's OperationalError into :class:`DatabaseUnreachableError`, so that a
+    caller outside the store (the CLI) can report it without importing SQLAlchemy."""
+    try:
+        yield
+    except OperationalError as exc:
+        reason = str(exc.orig).strip() or type(exc.orig).__name__
+        raise DatabaseUnreachableError(reason.splitlines()[0]) from exc
 
 
 def normalize_url(url: str) -> str:
@@ -99,7 +116,10 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url)
+        try:
+            self.engine = make_engine(self.url)
+        except SQLAlchemyError as exc:  # e.g. a driver name SQLAlchemy does not know
+            raise UnsupportedDatabaseError(str(exc)) from exc
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # What each after-commit signal does on this node (see store.effects).
         self.hooks = CommitHooks()
@@ -128,6 +148,11 @@ class Database:
         """A transaction that only reads: on SQLite it does not queue behind writers."""
         with self._read_sessions() as session, session.begin():
             yield session
+
+    def ping(self) -> None:
+        """One round trip: raises if the database cannot be reached."""
+        with self.reading() as session:
+            session.execute(select(1))
 
     def dispose(self) -> None:
         self.engine.dispose()

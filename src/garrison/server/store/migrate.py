@@ -8,7 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from garrison.server.store.engine import normalize_url
+from garrison.server.store.engine import normalize_url, reporting_unreachable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -36,7 +36,9 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    """Raises DatabaseUnreachableError when the database cannot be reached."""
+    with reporting_unreachable():
+        command.upgrade(alembic_config(url), revision)
 
 
 def current_head() -> str | None:
