@@ -5,7 +5,10 @@ back to back in alternating rounds on the server core.
 
     python -m bench.request_log [--rounds N] [--seconds S] [--connections C]
 
-Prints each round's rates and the info/warning ratio, and the median ratio.
+Prints each round's rates and the info/warning ratio, and the median ratio; and, because a
+shared machine's load moves the rates far more than a log line does, the server's CPU time
+per request (utime + stime from /proc, the flusher thread's writes included) in each round,
+which that load disturbs much less.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import enroll_api, start_server
+from bench.common import cpu_seconds, enroll_api, start_server
 from bench.loadtool import measure
 
 LEVELS = ("warning", "info")
@@ -27,6 +30,7 @@ def run(
     workdir: Path, rounds: int, seconds: float, connections: int, warmup: float = 2
 ) -> dict[str, Any]:
     rates: dict[str, list[float]] = {level: [] for level in LEVELS}
+    cpu_us: dict[str, list[float]] = {level: [] for level in LEVELS}
     lines = 0
     with (
         start_server(workdir / "warning", extra_env={"GARRISON_LOG_LEVEL": "warning"}) as quiet,
@@ -36,26 +40,36 @@ def run(
         agents = {
             level: enroll_api(server, 1, concurrency=1)[0][0] for level, server in servers.items()
         }
+
+        def load(level: str, name: str, seconds: float) -> dict[str, Any]:
+            agent = agents[level]
+            return measure(
+                servers[level].url,
+                workdir / f"wrk-{level}-{name}",
+                seconds,
+                connections,
+                path=agent.getjobs_path,
+                headers=agent.headers,
+                warmup=0,
+            )
+
+        for level in LEVELS:
+            load(level, "warmup", warmup)
         for i in range(rounds):
             # Alternate which goes first, so a trend in the machine's load hits both alike.
             order = LEVELS if i % 2 == 0 else LEVELS[::-1]
             for level in order:
-                agent = agents[level]
-                result = measure(
-                    servers[level].url,
-                    workdir / f"wrk-{level}-{i}",
-                    seconds,
-                    connections,
-                    path=agent.getjobs_path,
-                    headers=agent.headers,
-                    warmup=warmup,
-                )
+                before = cpu_seconds(servers[level].pid)
+                result = load(level, str(i), seconds)
+                used = cpu_seconds(servers[level].pid) - before
                 rates[level].append(result["requests_per_second"])
+                cpu_us[level].append(used / result["requests"] * 1e6)
         loud.stop()
         lines = sum(
             1 for line in loud.log_path.open() if line.startswith('{"') and '"request"' in line
         )
     ratios = [round(i / w, 3) for w, i in zip(rates["warning"], rates["info"], strict=True)]
+    cpu_ratios = [round(i / w, 3) for w, i in zip(cpu_us["warning"], cpu_us["info"], strict=True)]
     return {
         "rounds": rounds,
         "seconds": seconds,
@@ -64,6 +78,10 @@ def run(
         "info_rps": [round(r) for r in rates["info"]],
         "info_over_warning": ratios,
         "median_ratio": statistics.median(ratios),
+        "warning_cpu_us_per_request": [round(c, 1) for c in cpu_us["warning"]],
+        "info_cpu_us_per_request": [round(c, 1) for c in cpu_us["info"]],
+        "cpu_info_over_warning": cpu_ratios,
+        "median_cpu_ratio": statistics.median(cpu_ratios),
         "request_lines_written": lines,
     }
 

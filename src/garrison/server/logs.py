@@ -33,7 +33,7 @@ import structlog
 LEVELS = ("debug", "info", "warning", "error", "critical")
 # At most this long, or this many bytes, between a request and its line reaching stdout.
 FLUSH_SECONDS = 0.5
-BUFFER_BYTES = 64 * 1024
+BUFFER_BYTES = 1024 * 1024
 
 _notes = structlog.get_logger("garrison.notable")
 
