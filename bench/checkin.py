@@ -3,7 +3,10 @@ the HTTP floor (bench/floor_app.py: the same uvicorn + Starlette stack answering
 JSON body, no Garrison code).  Both servers run on the server core, wrk on the load core,
 with the same connections, duration and request bytes (a Lua script sets the headers).
 
-    python -m bench.checkin [--size tiny|full] [--database-url URL]
+    python -m bench.checkin [--size tiny|full] [--database-url URL] [--log-level LEVEL]
+
+The server runs at ``GARRISON_LOG_LEVEL=warning`` unless ``--log-level`` says otherwise
+(``info`` logs every request; ``bench.request_log`` compares the two).
 
 In the full size the two are measured back to back in several rounds and the round with the
 median ratio is reported (the machine's noise then hits both sides of a ratio alike).
@@ -40,12 +43,15 @@ def _median_pair(
     return floor_runs[i], garrison_runs[i]
 
 
-def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, Any]:
+def run(
+    size: str, workdir: Path, database_url: str | None = None, log_level: str | None = None
+) -> dict[str, Any]:
     p = SIZES[size]
     floor_runs, garrison_runs = [], []
+    levels = {"GARRISON_LOG_LEVEL": log_level} if log_level else None
     with (
         start_server(workdir / "floor", kind="floor") as floor,
-        start_server(workdir / "checkin", database_url) as garrison,
+        start_server(workdir / "checkin", database_url, extra_env=levels) as garrison,
     ):
         agents, _ = enroll_api(garrison, 1, concurrency=1)
         agent = agents[0]
@@ -114,6 +120,7 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
         ],
         "details": {
             "tool": g["tool"],
+            "log_level": log_level or "warning",
             "connections": p["connections"],
             "seconds": p["seconds"],
             "rounds": p["rounds"],
@@ -133,9 +140,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="agent check-in vs the HTTP floor")
     parser.add_argument("--size", choices=list(SIZES), default="tiny")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--log-level", default=None, help="the server's (default: warning)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(run(args.size, Path(tmp), args.database_url), indent=2))
+        result = run(args.size, Path(tmp), args.database_url, args.log_level)
+        print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -53,11 +53,11 @@ def load_settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(settings: Settings) -> None:
     """JSON lines on stdout; human-readable ones when stdout is a terminal."""
     from garrison.server import logs
 
-    logs.configure(level)
+    logs.configure(settings.log_level, flush_seconds=settings.log_flush_seconds)
 
 
 def open_database(settings: Settings) -> Database:
@@ -124,7 +124,7 @@ def serve(
     from garrison.server.store.engine import DatabaseUnreachableError
 
     settings = load_settings(host=host, port=port, data_dir=data_dir, log_level=log_level)
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     db = open_database(settings)
     try:
         first = prepare(db, settings.data_dir)

@@ -123,7 +123,9 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     """Build the ASGI app.  The database must already be migrated (see ``garrison serve``)."""
     if not structlog.is_configured():
         # JSON lines, as `garrison serve` sets up (the default pretty renderer is slow).
-        logs.configure_structlog(settings.log_level, human=False, cache=False)
+        logs.configure_structlog(
+            settings.log_level, human=False, cache=False, flush_seconds=settings.log_flush_seconds
+        )
     database = db or Database(settings.resolved_database_url())
     metrics = Metrics()
     runner = ConsumerRunner(database)
@@ -182,6 +184,8 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
             await run_in_threadpool(ctx.presence.flush, ctx.db)
             await run_in_threadpool(ctx.exports.stop)
             await run_in_threadpool(ctx.consumers.stop)
+            # Every request has been answered: its buffered log line goes out now.
+            logs.flush()
 
     app = GarrisonApp(
         title="Garrison admin API",

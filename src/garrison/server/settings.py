@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
     # debug, info (each request), warning, error, critical; see garrison.server.logs.
     log_level: str = "info"
+    # Request lines are buffered this long at most (0: each written at once); a crash loses
+    # at most this much of them.  Lines of note are always written at once.
+    log_flush_seconds: float = Field(default=logs.FLUSH_SECONDS, ge=0)
     # Each Lua procedure call: instructions, memory, wall-clock seconds (the procedures
     # slice builds its Limits from them).
     procedure_instructions: int = Field(default=5_000_000, ge=10_000)

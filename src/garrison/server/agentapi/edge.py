@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from garrison.server import errors_http
+from garrison.server.agentapi.hotpath import STATION_KEY
 from garrison.server.agentapi.routes import Endpoint
 from garrison.server.logs import RequestLog
 from garrison.server.middleware import announced_length_error, limited_receive
@@ -81,8 +82,12 @@ class AgentEdge:
             )
 
     def _station(self, scope: Scope) -> int | None:
-        """The station the request authenticated as, when its token is in this node's cache
-        (every request that authenticated by token put it there)."""
+        """The station the request authenticated as: the one its handler found, else the
+        one its token names in this node's cache (every request that authenticated by token
+        put it there)."""
+        known: int | None = scope.get(STATION_KEY)
+        if known is not None:
+            return known
         for name, value in scope["headers"]:
             if name == b"authorization":
                 token = station_token(value.decode("latin-1"))

@@ -9,6 +9,10 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+# Where the hot path leaves the station it resolved, so the request log (agentapi/edge.py)
+# need not parse and hash the token a second time.
+STATION_KEY = "garrison.station_id"
+
 
 def agent_query(query_string: bytes) -> tuple[list[str], bool] | None:
     """``(agent_id values, whether a wait is asked)`` for a query with nothing escaped; None

@@ -184,6 +184,8 @@ class AgentApi:
             query = request.query_params
             ids, wants_wait = query.getlist("agent_id"), "wait" in query
         known = self._nothing_queued(authorization, ids, address)
+        if known is not None:
+            request.scope[hotpath.STATION_KEY] = known  # for the request log
         if known is not None and not wants_wait:
             # The hot path (every agent, every minute): a cached token, no job anywhere for
             # this station, no long-poll.  Answered on the event loop: no thread, no database.
