@@ -24,9 +24,8 @@ from garrison.server import logs
 from garrison.server.settings import Settings
 from garrison.server.store import migrate
 from tests.conftest import Server
-from tests.events.helpers import wait_for
 from tests.live import LiveServer, start_server
-from tests.support import ArmaditoAgent
+from tests.support import ArmaditoAgent, wait_for
 
 # How long a request line may take to reach stdout: the flush interval, with a wide margin
 # for a loaded machine (the flusher thread must be scheduled).
