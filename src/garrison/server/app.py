@@ -16,7 +16,6 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from garrison import __version__
-from garrison.common.tokens import token_hash
 from garrison.server import docs_page, errors_http, logs
 from garrison.server.adminapi import (
     alerts,
@@ -237,16 +236,11 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     # The agent API is the hot path: it never enters FastAPI's stack.
     app.request_log = logs.RequestLog(settings.log_level)
 
-    def station_of_token(token: str) -> int | None:
-        found = ctx.agent_auth.cache.get(token_hash(token))
-        return None if found is None else found[0]
-
     app.agent_edge = AgentEdge(
         AgentApi(ctx).routes(),
         ctx.agent_auth.challenge,
         settings.max_body_bytes,
         app.request_log,
-        station_of_token,
     )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -10,10 +10,8 @@ uses (``errors_http``), and the request logged with its status.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -27,23 +25,6 @@ from garrison.server.logs import RequestLog
 from garrison.server.middleware import announced_length_error, limited_receive
 
 # The station a token belongs to, when this node knows it without a database read.
-StationOfToken = Callable[[str], int | None]
-
-
-def station_token(authorization: str) -> str | None:
-    """The station token an ``Authorization`` header carries: a Bearer token, or the
-    password of per-station Basic credentials (user = uuid or agent id)."""
-    scheme, _, value = authorization.strip().partition(" ")
-    scheme = scheme.lower()
-    if scheme == "bearer":
-        return value.strip() or None
-    if scheme == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            return None
-        return decoded.partition(":")[2] or None
-    return None
 
 
 class AgentEdge:
@@ -55,7 +36,6 @@ class AgentEdge:
         basic_challenge: str,
         body_limit: int,
         request_log: RequestLog,
-        station_of_token: StationOfToken,
     ) -> None:
         self.table: dict[str, dict[str, Endpoint]] = {}
         for method, path, endpoint in routes:
@@ -63,7 +43,6 @@ class AgentEdge:
         self.challenge = basic_challenge
         self.limit = body_limit
         self.log = request_log
-        self.station_of_token = station_of_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         logged = self.log.enabled
@@ -81,18 +60,12 @@ class AgentEdge:
                 scope["method"], scope["path"], response.status_code, started, self._station(scope)
             )
 
-    def _station(self, scope: Scope) -> int | None:
-        """The station the request authenticated as: the one its handler found, else the
-        one its token names in this node's cache (every request that authenticated by token
-        put it there)."""
+    @staticmethod
+    def _station(scope: Scope) -> int | None:
+        """The station the request acted for, as its handler noted it once authenticated
+        (none for a refused request): the edge parses no credentials itself."""
         known: int | None = scope.get(STATION_KEY)
-        if known is not None:
-            return known
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                token = station_token(value.decode("latin-1"))
-                return None if token is None else self.station_of_token(token)
-        return None
+        return known
 
     async def _respond(self, scope: Scope, request: Request) -> Response:
         methods = self.table.get(scope["path"])

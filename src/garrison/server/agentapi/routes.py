@@ -127,7 +127,10 @@ class AgentApi:
                 body = await request.body()
                 authorization = request.headers.get("authorization")
                 address = client_address(request)
-                result = await run_in_threadpool(self._run, authorization, body, address, handler)
+                station_id, result = await run_in_threadpool(
+                    self._run, authorization, body, address, handler
+                )
+                request.scope[hotpath.STATION_KEY] = station_id  # for the request log
                 return json_response(result)
 
             return await self._guard(task, work)
@@ -136,13 +139,13 @@ class AgentApi:
 
     def _run(
         self, authorization: str | None, body: bytes, address: str, handler: Handler
-    ) -> dict[str, Any]:
+    ) -> tuple[int, dict[str, Any]]:
         credential = self.ctx.agent_auth.authenticate(authorization)
         envelope = parse_envelope(body)
         caller = Caller(credential, envelope.uuid, envelope.agent_id)
         station_id, result = handler(caller, envelope)
         self.ctx.presence.seen(station_id, address)
-        return result
+        return station_id, result
 
     # -- enrollment -----------------------------------------------------------------------
 
@@ -150,12 +153,15 @@ class AgentApi:
         async def work() -> Response:
             body = await request.body()
             kind = "garrison" if request.headers.get("x-garrison-agent") else "armadito"
-            result = await run_in_threadpool(self._enroll, body, client_address(request), kind)
+            station_id, result = await run_in_threadpool(
+                self._enroll, body, client_address(request), kind
+            )
+            request.scope[hotpath.STATION_KEY] = station_id
             return json_response(result)
 
         return await self._guard("Enrollment", work)
 
-    def _enroll(self, body: bytes, address: str, kind: str) -> dict[str, Any]:
+    def _enroll(self, body: bytes, address: str, kind: str) -> tuple[int, dict[str, Any]]:
         envelope = parse_envelope(body)
         request = enrollment_reports.EnrollmentRequest(
             parsing.enrollment_key(envelope.obj), envelope.identity(address, kind)
@@ -169,7 +175,7 @@ class AgentApi:
             enrollments.labels("refused").inc()
             raise
         enrollments.labels("created" if enrolled.created else "re-enrolled").inc()
-        return render.enrollment(enrolled)
+        return enrolled.station_id, render.enrollment(enrolled)
 
     # -- Getjobs --------------------------------------------------------------------------
 
@@ -198,6 +204,7 @@ class AgentApi:
                 fetched = job_reports.JobsFetched(known, [])
             else:
                 fetched = await run_in_threadpool(self._getjobs, authorization, ids, address)
+                request.scope[hotpath.STATION_KEY] = fetched.station_id
             # Garrison extension: long-poll.  Armadito agents send no `wait` and keep polling.
             deadline = time.monotonic() + wait
             waiters = self.ctx.job_waiters
@@ -287,7 +294,7 @@ class AgentApi:
         async def work() -> Response:
             body = await request.body()
             headers = request.headers
-            result = await run_in_threadpool(
+            station_id, result = await run_in_threadpool(
                 self._events,
                 headers.get("authorization"),
                 body,
@@ -295,6 +302,7 @@ class AgentApi:
                 headers.get("content-type"),
                 client_address(request),
             )
+            request.scope[hotpath.STATION_KEY] = station_id
             return json_response(result)
 
         return await self._guard("Events", work)
@@ -306,7 +314,7 @@ class AgentApi:
         encoding: str | None,
         content_type: str | None,
         address: str,
-    ) -> dict[str, Any]:
+    ) -> tuple[int, dict[str, Any]]:
         credential = self.ctx.agent_auth.authenticate(authorization)
         if credential.station_id is None:
             # Refused before the body is even inflated.
@@ -322,7 +330,7 @@ class AgentApi:
         counter.labels("stored").inc(ingested.stored)
         counter.labels("duplicate").inc(ingested.duplicates)
         counter.labels("refused").inc(ingested.refused)
-        return render.events_ingested(ingested)
+        return ingested.station_id, render.events_ingested(ingested)
 
     # -- configuration pushed by the server (GET) -----------------------------------------
 
@@ -338,7 +346,9 @@ class AgentApi:
         authorization = request.headers.get("authorization")
 
         def read() -> list[dict[str, str]]:
-            self.ctx.agent_auth.authenticate(authorization)
+            credential = self.ctx.agent_auth.authenticate(authorization)
+            if credential.station_id is not None:
+                request.scope[hotpath.STATION_KEY] = credential.station_id
             return render.desired_pairs(config_reports.desired(self.ctx.db, kind))
 
         return await run_in_threadpool(read)
