@@ -32,6 +32,12 @@ class ForbiddenError(GarrisonError):
     code = "forbidden"
 
 
+class StationDeniedError(ForbiddenError):
+    """A station the authorization procedure denied, until an administrator allows it."""
+
+    code = "station_denied"
+
+
 class NotFoundError(GarrisonError):
     code = "not_found"
 
