@@ -37,6 +37,10 @@ class StationDeniedError(ForbiddenError):
 
     code = "station_denied"
 
+    def __init__(self, message: str, *, station_id: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.station_id = station_id
+
 
 class NotFoundError(GarrisonError):
     code = "not_found"

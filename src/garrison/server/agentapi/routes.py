@@ -137,7 +137,7 @@ class AgentApi:
     def _run(
         self, authorization: str | None, body: bytes, address: str, handler: Handler
     ) -> dict[str, Any]:
-        credential = self.ctx.agent_auth.authenticate(authorization)
+        credential = self.ctx.agent_auth.authenticate(authorization, address)
         envelope = parse_envelope(body)
         caller = Caller(credential, envelope.uuid, envelope.agent_id)
         station_id, result = handler(caller, envelope)
@@ -229,7 +229,7 @@ class AgentApi:
     def _getjobs(
         self, authorization: str | None, ids: list[str], address: str
     ) -> job_reports.JobsFetched:
-        credential = self.ctx.agent_auth.authenticate(authorization)
+        credential = self.ctx.agent_auth.authenticate(authorization, address)
         try:
             # The Armadito agent really sends agent_id twice.
             distinct = {as_int(v, "agent_id") for v in ids}
@@ -305,7 +305,7 @@ class AgentApi:
         content_type: str | None,
         address: str,
     ) -> dict[str, Any]:
-        credential = self.ctx.agent_auth.authenticate(authorization)
+        credential = self.ctx.agent_auth.authenticate(authorization, address)
         if credential.station_id is None:
             # Refused before the body is even inflated.
             raise ForbiddenError(
@@ -334,9 +334,10 @@ class AgentApi:
 
     async def _desired(self, request: Request, kind: str) -> list[dict[str, str]]:
         authorization = request.headers.get("authorization")
+        address = client_address(request)
 
         def read() -> list[dict[str, str]]:
-            self.ctx.agent_auth.authenticate(authorization)
+            self.ctx.agent_auth.authenticate(authorization, address)
             return render.desired_pairs(config_reports.desired(self.ctx.db, kind))
 
         return await run_in_threadpool(read)

@@ -81,7 +81,7 @@ def authorization_failed(
         {
             "id": station.id if station else None,
             "address": address,
-            "station": (station.hostname or station.uuid) if station else name,
+            "station": (station.hostname or station.uuid) if station else (name or None),
             "reason": reason,
             "type": "station",
             "compsid": station.uuid if station else (name or None),
