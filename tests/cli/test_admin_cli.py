@@ -17,7 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from garrison.server.stations.models import Station
+from garrison.server.store.base import utcnow
+from garrison.server.store.engine import Database
 from tests.live import LiveServer, free_port, start_server
 from tests.support import ArmaditoAgent
 
@@ -281,6 +285,31 @@ def test_station_delete_asks_for_yes(cli: Cli) -> None:
         "deleted": True,
     }
     assert_one_line_error(cli("stations", "show", station_id), 1)
+
+
+def test_stations_allow_lifts_a_denial(cli: Cli) -> None:
+    agent, station_id = enroll(cli)
+    # Denied as the authorization procedure denies a returning station (tested in
+    # tests/events/test_authorization_at_return.py); here only the CLI's part.
+    database = Database(f"sqlite:///{cli.live.data_dir / 'garrison.db'}")
+    try:
+        with database.transaction() as session:
+            session.execute(
+                update(Station).where(Station.id == station_id).values(denied_at=utcnow())
+            )
+    finally:
+        database.dispose()
+    assert agent.getjobs().json()["code"] == "station_denied"
+    shown = cli("stations", "show", station_id)
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"denied\s+\d{4}-\d\d-\d\d", shown.stdout), shown.stdout
+    allowed = cli("stations", "allow", station_id)
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout == f"station {station_id} allowed\n"
+    assert agent.getjobs().status_code == 200
+    assert cli.json("stations", "allow", station_id)["denied_at"] is None
+    assert "999999" in assert_one_line_error(cli("stations", "allow", 999999), 1)
+    agent.client.close()
 
 
 # Users, login, settings, audit ------------------------------------------------------------

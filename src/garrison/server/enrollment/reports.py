@@ -117,7 +117,7 @@ def _enroll(
         elif known.denied_at is not None and decision != "force" and decision != "newbie":
             reason = (
                 "this station is denied; an administrator must allow it "
-                f"(POST /admin/v1/stations/{known.id}/allow), or the procedure answer 'force'"
+                f"(POST /admin/v1/stations/{known.id}/allow), unless the procedure answers 'force'"
             )
         elif (
             decision is None
