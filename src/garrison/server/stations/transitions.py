@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from garrison.server.events import emitters
-from garrison.server.procedures.dispatcher import authorization_decision
+from garrison.server.procedures.dispatcher import authorization_decision, authorization_source
 from garrison.server.procedures.sandbox import Limits
 from garrison.server.stations import service as stations
 from garrison.server.stations.models import Station
@@ -83,16 +83,25 @@ def checked_in(session: Session, batch: Mapping[int, CheckIn], limits: Limits) -
         .values(last_seen=bindparam("seen"), address=bindparam("addr")),
         [{"sid": sid, "seen": seen, "addr": addr[:64]} for sid, (seen, addr) in batch.items()],
     )
-    for station in away:
-        returned(session, station, *batch[station.id], limits)
+    if away:
+        # Read once: after an outage thousands of stations may return in one flush.
+        source = authorization_source(session)
+        for station in away:
+            returned(session, station, *batch[station.id], limits, source)
     return len(away)
 
 
 def returned(
-    session: Session, station: Station, seen: dt.datetime, address: str, limits: Limits
+    session: Session,
+    station: Station,
+    seen: dt.datetime,
+    address: str,
+    limits: Limits,
+    source: str | None,
 ) -> str | None:
     """A disconnected station checked in at ``seen`` from ``address`` (already written):
-    its authorization.  Returns the procedure's answer."""
+    its authorization by the procedure ``source`` (None: none enabled).  Returns its
+    answer."""
     name = station.hostname or station.uuid
     # ``connected``: no other station with this id is connected, this one was not.
     args = emitters.authorization_args(station, False, name, address[:64])
@@ -100,7 +109,7 @@ def returned(
     set_committed_value(station, "last_seen", seen)
     set_committed_value(station, "address", address[:64])
     emitters.authorization_in_progress(session, args)
-    decision = authorization_decision(session, args, limits)
+    decision = authorization_decision(session, args, limits, source)
     if decision == "deny":
         deny(session, station, DENIED_REASON, address)
     elif decision == "newbie":
