@@ -10,8 +10,12 @@ import stat
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from bench.common import free_port
+from garrison.server.stations.models import Station
+from garrison.server.store.base import utcnow
+from garrison.server.store.engine import Database
 from tests.cli.helpers import Cli, assert_one_line_error, clean_env, enroll, garrison
 from tests.live import LiveServer
 from tests.support import ArmaditoAgent
@@ -150,6 +154,7 @@ def test_scans_are_listed_and_shown(cli: Cli) -> None:
     agent, station_id = enroll(cli)  # its own station: the list is exactly its scans
     report = {"progress": 100, "duration": "PT0H1M0S", "scanned_count": 42, "malware_count": 1}
     scan_id = agent.scan(report).json()["scan_id"]
+    agent.client.close()
 
     table = cli("scans", "list", "--station", station_id)
     assert table.returncode == 0, table.stderr
@@ -197,6 +202,31 @@ def test_station_delete_asks_for_yes(cli: Cli) -> None:
         "deleted": True,
     }
     assert_one_line_error(cli("stations", "show", station_id), 1)
+
+
+def test_stations_allow_lifts_a_denial(cli: Cli) -> None:
+    agent, station_id = enroll(cli)
+    # Denied as the authorization procedure denies a returning station (tested in
+    # tests/events/test_authorization_at_return.py); here only the CLI's part.
+    database = Database(f"sqlite:///{cli.live.data_dir / 'garrison.db'}")
+    try:
+        with database.transaction() as session:
+            session.execute(
+                update(Station).where(Station.id == station_id).values(denied_at=utcnow())
+            )
+    finally:
+        database.dispose()
+    assert agent.getjobs().json()["code"] == "station_denied"
+    shown = cli("stations", "show", station_id)
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"denied\s+\d{4}-\d\d-\d\d", shown.stdout), shown.stdout
+    allowed = cli("stations", "allow", station_id)
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout == f"station {station_id} allowed\n"
+    assert agent.getjobs().status_code == 200
+    assert cli.json("stations", "allow", station_id)["denied_at"] is None
+    assert "999999" in assert_one_line_error(cli("stations", "allow", 999999), 1)
+    agent.client.close()
 
 
 # Users, login, settings, audit ------------------------------------------------------------

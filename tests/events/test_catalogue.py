@@ -60,6 +60,8 @@ REVISION = {
 }
 # The seed's arguments of each procedure: its parameter table and its ``local args = ...``
 # comment together (where they spell one argument two ways, both are listed).
+# Fields Garrison adds to a Dr.Web event, each documented as such ("Garrison: ...").
+GARRISON_EXTENSIONS: dict[str, set[str]] = {"station_authorization_failed": {"suppressed"}}
 DRWEB_ARGS: dict[str, set[str]] = {
     "agent_deinstalled": {"login", "state", "message"} | STATION,
     "component_completed": STATION | {"component", "pid", "infections", "errors", "exitcode"},
@@ -425,7 +427,11 @@ def test_the_22_drweb_procedures_are_exactly_the_design_contract() -> None:
 @pytest.mark.parametrize("name", sorted(DRWEB_ARGS))
 def test_drweb_event_has_exactly_the_seed_arguments(name: str) -> None:
     event = CATALOGUE[name]
-    assert {f.name for f in event.fields} == DRWEB_ARGS[name]
+    extensions = GARRISON_EXTENSIONS.get(name, set())
+    assert {f.name for f in event.fields} == DRWEB_ARGS[name] | extensions
+    for field in event.fields:
+        if field.name in extensions:
+            assert field.doc.startswith("Garrison:"), field
     families = {m.name for fam in event.families for m in fam.members}
     assert families == DRWEB_FAMILIES.get(name, set())
 

@@ -7,7 +7,6 @@ import datetime as dt
 import time
 from typing import Any
 
-from garrison.server.app import _sweep_disconnected
 from tests.conftest import Server
 from tests.events.helpers import (
     alert,
@@ -397,11 +396,11 @@ def test_disconnected_after_the_timeout_then_connected_again(server: Server) -> 
     agent = server.enrolled_agent()
     quiet = server.enrolled_agent()
     server.flush_presence()
-    _sweep_disconnected(ctx)
+    ctx.presence.sweep(ctx.db)
     assert events(server, type="DISCONNECTED") == []  # both checked in just now
 
     set_last_seen(server, agent.agent_id, dt.timedelta(seconds=45))
-    _sweep_disconnected(ctx)
+    ctx.presence.sweep(ctx.db)
     event = one_event(server, "DISCONNECTED")
     assert event["station_id"] == agent.agent_id
     assert event["origin"] == "server"
@@ -411,7 +410,7 @@ def test_disconnected_after_the_timeout_then_connected_again(server: Server) -> 
     ago = (dt.datetime.now(dt.UTC) - last).total_seconds()
     assert 44 <= ago <= 60, ago
     # A second sweep does not repeat it.
-    _sweep_disconnected(ctx)
+    ctx.presence.sweep(ctx.db)
     assert len(events(server, type="DISCONNECTED")) == 1
     assert len(events(server, type="station_connected", station_id=agent.agent_id)) == 1
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import httpx
+
 from tests.conftest import Server
+from tests.events.helpers import post_events
 from tests.support import ArmaditoAgent
 
 SCAN_PARAMS = {"path": "/tmp/scanme"}
@@ -124,3 +127,16 @@ def with_credentials(agent: ArmaditoAgent, mode: str) -> ArmaditoAgent:
         return dataclasses.replace(agent, token=token, basic=None)
     user = agent.uuid if mode == "basic-uuid" else str(agent.agent_id)
     return dataclasses.replace(agent, token=None, basic=(user, token))
+
+
+def reports(server: Server, agent: ArmaditoAgent) -> dict[str, httpx.Response]:
+    """One request of each report an agent sends, with its credentials."""
+    return {
+        "Runjobs": agent.runjob(1),
+        "Scan": agent.scan(SCAN_OBJ),
+        "Alerts": agent.alerts([EICAR]),
+        "State": agent.state(),
+        "AVConfig": agent.avconfig([("on-access:enabled", "1")]),
+        "Scheduler": agent.scheduler([("scheduler:task:Getjobs:freq", "* * * * *")]),
+        "Events": post_events(server, agent, [{"type": "component_started", "data": {}}]),
+    }

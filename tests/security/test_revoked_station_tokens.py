@@ -16,24 +16,11 @@ from collections.abc import Callable
 import httpx
 
 from tests.conftest import Server
-from tests.events.helpers import post_events, put_procedure
-from tests.security.checks import EICAR, SCAN_OBJ
-from tests.support import ArmaditoAgent, assert_json_error, wait_for
+from tests.events.helpers import put_procedure
+from tests.security.checks import reports
+from tests.support import assert_json_error, wait_for
 
 CACHE_SECONDS = 120.0
-
-
-def reports(server: Server, agent: ArmaditoAgent) -> dict[str, httpx.Response]:
-    """One request of each report an agent sends, with its credentials."""
-    return {
-        "Runjobs": agent.runjob(1),
-        "Scan": agent.scan(SCAN_OBJ),
-        "Alerts": agent.alerts([EICAR]),
-        "State": agent.state(),
-        "AVConfig": agent.avconfig([("on-access:enabled", "1")]),
-        "Scheduler": agent.scheduler([("scheduler:task:Getjobs:freq", "* * * * *")]),
-        "Events": post_events(server, agent, [{"type": "component_started", "data": {}}]),
-    }
 
 
 def assert_not_authenticated(response: httpx.Response, what: str) -> None:

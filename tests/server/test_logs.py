@@ -91,7 +91,8 @@ def test_a_real_server_logs_each_request_and_the_events_of_note(tmp_path: Path) 
     }
     notes = {line["event"]: line for line in lines if line["event"] != "request"}
     assert notes["station enrolled"]["station_id"] == agent.agent_id
-    assert notes["station authorization failed"]["reason"] == "unknown enrollment key"
+    refusals = [line["reason"] for line in lines if line["event"] == "station authorization failed"]
+    assert refusals == ["unknown enrollment key", "invalid agent token; enroll again"]
     assert notes["authentication refused"]["path"] == "/api/jobs"
     # Secrets: no log line holds the agent's token, the admin token or the enrollment key
     # (the first-start banner shows the key, on purpose, once).

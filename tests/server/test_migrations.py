@@ -158,9 +158,9 @@ def test_0005_unwraps_alert_info_stored_nested(empty_url: str) -> None:
                 )
         migrate.upgrade(empty_url)
         with engine.connect() as conn:
-            stored: dict[str, object] = dict(
-                conn.execute(select(Alert.threat_name, Alert.info)).tuples().all()
-            )
+            stored = {
+                name: info for name, info in conn.execute(select(Alert.threat_name, Alert.info))
+            }
     finally:
         engine.dispose()
     assert stored == {"nested": {"sha256": "a" * 64}, "scalar": {"info": "in archive"}, "empty": {}}

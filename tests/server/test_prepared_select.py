@@ -14,6 +14,7 @@ from garrison.server.jobs.models import JobTarget
 from garrison.server.stations import service as stations
 from garrison.server.stations.models import Station
 from garrison.server.stations.service import Identity
+from garrison.server.store.base import utcnow
 from garrison.server.store.engine import Database
 from garrison.server.store.prepared import PreparedSelect
 
@@ -30,8 +31,12 @@ def test_the_token_read_finds_the_station_and_only_it(db: Database) -> None:
     lookup = PreparedSelect(db.engine, stations.BY_TOKEN_HASH)
     first = enroll(db)
     second = enroll(db)
-    assert lookup.first(digest=token_hash(first[2])) == (first[0], first[1])
-    assert lookup.first(digest=token_hash(second[2])) == (second[0], second[1])
+    assert lookup.first(digest=token_hash(first[2])) == (first[0], first[1], 0)
+    assert lookup.first(digest=token_hash(second[2])) == (second[0], second[1], 0)
+    # The third column says whether the station is denied.
+    with db.transaction() as session:
+        stations.get(session, second[0]).denied_at = utcnow()
+    assert lookup.first(digest=token_hash(second[2])) == (second[0], second[1], 1)
     assert lookup.first(digest=token_hash("not a token")) is None
     # An injection attempt is a value, not SQL.
     assert lookup.first(digest="' OR 1=1 --") is None

@@ -200,6 +200,13 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
             COMPSID,
             COMPMAC,
             DESCRIPTION,
+            Field(
+                "suppressed",
+                "integer",
+                doc="Garrison: earlier failures from this address this event stands for "
+                "(failed agent requests are reported once per address per "
+                "GARRISON_AUTH_FAILURE_REPORT_SECONDS)",
+            ),
         ),
         procedure="station_authorization_failed",
         severity=Severity.WARNING,

@@ -33,7 +33,7 @@ from garrison.server.adminapi.schemas import Health
 from garrison.server.agentapi.edge import AgentEdge
 from garrison.server.agentapi.routes import AgentApi
 from garrison.server.context import ServerContext
-from garrison.server.events import emitters, retention
+from garrison.server.events import retention
 from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.export.consumer import ExportManager
 from garrison.server.jobs.waiters import JobWaiters
@@ -71,13 +71,6 @@ async def _every(seconds: float, what: str, work: Callable[[], object]) -> None:
             await run_in_threadpool(work)
         except Exception:
             log.exception("periodic work failed; will retry", work=what)
-
-
-def _sweep_disconnected(ctx: ServerContext) -> None:
-    # Write this node's pending check-ins first, so none of its stations looks silent.
-    ctx.presence.flush(ctx.db)
-    with ctx.db.transaction() as session:
-        emitters.sweep_disconnected(session, options.get(session, "offline_after_seconds"))
 
 
 class GarrisonApp(FastAPI):
@@ -131,7 +124,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     ctx = ServerContext(
         settings=settings,
         db=database,
-        presence=PresenceTracker(),
+        presence=PresenceTracker(Limits.from_settings(settings)),
         agent_auth=AgentAuthenticator(settings, database),
         metrics=metrics,
         consumers=runner,
@@ -154,7 +147,9 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
             ),
             asyncio.create_task(
                 _every(
-                    s.disconnect_sweep_seconds, "disconnect sweep", lambda: _sweep_disconnected(ctx)
+                    s.disconnect_sweep_seconds,
+                    "disconnect sweep",
+                    lambda: ctx.presence.sweep(ctx.db),
                 )
             ),
             asyncio.create_task(ctx.job_waiters.run()),

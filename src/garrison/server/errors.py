@@ -32,6 +32,16 @@ class ForbiddenError(GarrisonError):
     code = "forbidden"
 
 
+class StationDeniedError(ForbiddenError):
+    """A station the authorization procedure denied, until an administrator allows it."""
+
+    code = "station_denied"
+
+    def __init__(self, message: str, *, station_id: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.station_id = station_id
+
+
 class NotFoundError(GarrisonError):
     code = "not_found"
 

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     last_seen_flush_seconds: float = Field(default=5.0, gt=0)
     # Longer than a check-in interval, or most check-ins would read the database.
     token_cache_seconds: float = Field(default=120.0, ge=0)
+    # A failed agent request is reported (station_authorization_failed) at most once per
+    # client address per this many seconds; 0 reports every one.
+    auth_failure_report_seconds: float = Field(default=60.0, ge=0)
     admin_token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
     # debug, info (each request), warning, error, critical; see garrison.server.logs.

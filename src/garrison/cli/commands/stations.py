@@ -10,7 +10,9 @@ import typer
 from garrison.cli import output
 from garrison.cli.command import Call, command, confirm
 
-app = typer.Typer(help="Stations: list, show, delete, state, configuration.", no_args_is_help=True)
+app = typer.Typer(
+    help="Stations: list, show, delete, allow, state, configuration.", no_args_is_help=True
+)
 
 StationId = Annotated[int, typer.Argument(metavar="ID", help="station id")]
 COLUMNS = ("id", "hostname", "uuid", "address", "os", "antivirus", "online", "last seen", "groups")
@@ -93,6 +95,7 @@ def _render_station(st: dict[str, Any]) -> None:
                 ("antivirus", _antivirus(st)),
                 ("agent", f"{st.get('agent_kind', '')} {st.get('agent_version', '')}".strip()),
                 ("online", st.get("online")),
+                ("denied", output.when(st.get("denied_at"))),
                 ("enrolled", output.when(st.get("enrolled_at"))),
                 ("last seen", output.when(st.get("last_seen"))),
                 ("last alert", output.when(st.get("last_alert_at"))),
@@ -121,6 +124,16 @@ def delete(
     call.emit(
         {"station_id": station_id, "deleted": True},
         lambda _: output.line(f"station {station_id} deleted"),
+    )
+
+
+@command(app, "allow")
+def allow(call: Call, station_id: StationId) -> None:
+    """Lift the station's denial by the station_authorization_in_progress procedure: its
+    requests are served again (a denied station's are refused, 403 station_denied)."""
+    call.emit(
+        call.api.post(f"/stations/{station_id}/allow"),
+        lambda st: output.line(f"station {st.get('id')} allowed"),
     )
 
 

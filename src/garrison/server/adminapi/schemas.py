@@ -90,6 +90,11 @@ class StationOut(FromRow):
     last_seen: dt.datetime
     last_alert_at: dt.datetime | None
     online: bool
+    denied_at: dt.datetime | None = Field(
+        description="when the station_authorization_in_progress procedure denied the station "
+        "as it came back; its requests are refused (403 station_denied) until it is allowed "
+        "(POST /stations/{id}/allow). null: allowed"
+    )
     groups: list[GroupRef]
 
 

@@ -8,6 +8,7 @@ from garrison.server.adminapi import convert
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Operator, Viewer
 from garrison.server.configs import service as configs
+from garrison.server.context import ServerContext
 from garrison.server.options import service as options
 from garrison.server.states import service as states
 from garrison.server.stations import actions
@@ -48,8 +49,7 @@ def list_stations(
     return s.Page(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/stations/{station_id}", response_model=s.StationOut)
-def get_station(station_id: int, actor: Viewer, ctx: Ctx) -> s.StationOut:
+def _station_out(ctx: ServerContext, station_id: int) -> s.StationOut:
     with ctx.db.reading() as session:
         offline_after = options.get(session, "offline_after_seconds")
         return convert.station(
@@ -57,9 +57,25 @@ def get_station(station_id: int, actor: Viewer, ctx: Ctx) -> s.StationOut:
         )
 
 
+@router.get("/stations/{station_id}", response_model=s.StationOut)
+def get_station(station_id: int, actor: Viewer, ctx: Ctx) -> s.StationOut:
+    return _station_out(ctx, station_id)
+
+
 @router.delete("/stations/{station_id}", status_code=204)
 def delete_station(station_id: int, actor: Admin, ctx: Ctx) -> None:
     actions.delete_station(ctx.db, actor, station_id)
+
+
+@router.post(
+    "/stations/{station_id}/allow",
+    response_model=s.StationOut,
+    summary="Lift the station's denial by the authorization procedure",
+)
+def allow_station(station_id: int, actor: Admin, ctx: Ctx) -> s.StationOut:
+    """Admin, like deleting a station: it overrides an authorization decision."""
+    actions.allow_station(ctx.db, actor, station_id)
+    return _station_out(ctx, station_id)
 
 
 @router.get("/stations/{station_id}/state", response_model=s.StateOut)

@@ -140,7 +140,7 @@ class AgentApi:
     def _run(
         self, authorization: str | None, body: bytes, address: str, handler: Handler
     ) -> tuple[int, dict[str, Any]]:
-        credential = self.ctx.agent_auth.authenticate(authorization)
+        credential = self.ctx.agent_auth.authenticate(authorization, address)
         envelope = parse_envelope(body)
         caller = Caller(credential, envelope.uuid, envelope.agent_id)
         station_id, result = handler(caller, envelope)
@@ -238,7 +238,7 @@ class AgentApi:
     def _getjobs(
         self, authorization: str | None, ids: list[str], address: str
     ) -> job_reports.JobsFetched:
-        credential = self.ctx.agent_auth.authenticate(authorization)
+        credential = self.ctx.agent_auth.authenticate(authorization, address)
         try:
             # The Armadito agent really sends agent_id twice.
             distinct = {as_int(v, "agent_id") for v in ids}
@@ -315,7 +315,7 @@ class AgentApi:
         content_type: str | None,
         address: str,
     ) -> tuple[int, dict[str, Any]]:
-        credential = self.ctx.agent_auth.authenticate(authorization)
+        credential = self.ctx.agent_auth.authenticate(authorization, address)
         if credential.station_id is None:
             # Refused before the body is even inflated.
             raise ForbiddenError(
@@ -344,9 +344,10 @@ class AgentApi:
 
     async def _desired(self, request: Request, kind: str) -> list[dict[str, str]]:
         authorization = request.headers.get("authorization")
+        address = client_address(request)
 
         def read() -> list[dict[str, str]]:
-            credential = self.ctx.agent_auth.authenticate(authorization)
+            credential = self.ctx.agent_auth.authenticate(authorization, address)
             if credential.station_id is not None:
                 request.scope[hotpath.STATION_KEY] = credential.station_id
             return render.desired_pairs(config_reports.desired(self.ctx.db, kind))

@@ -12,6 +12,10 @@ answer decides:
 - ``'force'``: allowed even then; the connected station's token stops working;
 - ``'newbie'``: the known station is deleted and the agent enrolls as a new station; the
   old station's token stops working.
+
+A station denied when it came back (``stations/transitions.py``) stays denied through a
+re-enrollment: it is refused unless the procedure answers ``'force'`` (which lifts the
+denial) or ``'newbie'``.
 """
 
 from __future__ import annotations
@@ -110,6 +114,11 @@ def _enroll(
         reason = None
         if decision == "deny":
             reason = "authorization denied by the station_authorization_in_progress procedure"
+        elif known.denied_at is not None and decision != "force" and decision != "newbie":
+            reason = (
+                "this station is denied; an administrator must allow it "
+                f"(POST /admin/v1/stations/{known.id}/allow), unless the procedure answers 'force'"
+            )
         elif (
             decision is None
             and online
@@ -124,6 +133,7 @@ def _enroll(
         if reason is not None:
             emitters.authorization_failed(session, reason, identity.address, known)
             return _Outcome(known.id, None, False, refused=reason)
+        known.denied_at = None  # 'force' lifts a denial; 'newbie' deletes the station
         if decision == "newbie":
             emitters.station_deleted(session, known.id, "procedure:" + "authorization")
             stations.remove(session, known)

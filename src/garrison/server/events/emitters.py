@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import format_timestamp
@@ -65,8 +64,15 @@ def station_connected(session: Session, station: Station) -> None:
 
 
 def authorization_failed(
-    session: Session, reason: str, address: str, station: Station | None = None, name: str = ""
+    session: Session,
+    reason: str,
+    address: str,
+    station: Station | None = None,
+    name: str = "",
+    suppressed: int | None = None,
 ) -> None:
+    """``suppressed``: the failures from this address not reported since its last event
+    (requests are rate-limited per address, see ``stations/failures.py``)."""
     logs.authorization_failed(station.id if station else None, address, reason)
     emit(
         session,
@@ -75,11 +81,12 @@ def authorization_failed(
         {
             "id": station.id if station else None,
             "address": address,
-            "station": (station.hostname or station.uuid) if station else name,
+            "station": (station.hostname or station.uuid) if station else (name or None),
             "reason": reason,
             "type": "station",
             "compsid": station.uuid if station else (name or None),
             "compmac": (station.mac or None) if station else None,
+            "suppressed": suppressed,
         },
     )
 
@@ -267,57 +274,6 @@ def datetime_error(
     return True
 
 
-def reconnected(session: Session, seen: Mapping[int, dt.datetime]) -> int:
-    """Stations seen again after being marked disconnected: station_connected for each.
-
-    ``seen``: the check-in times just written to ``last_seen``.  A station whose
-    ``last_seen`` is not that time was not seen after its disconnection (a request begun
-    before its SHUTTING_DOWN, noted after it) and stays disconnected."""
-    if not seen:
-        return 0
-    back = list(
-        session.scalars(
-            select(Station).where(Station.id.in_(list(seen)), Station.connected.is_(False))
-        )
-    )
-    back = [station for station in back if station.last_seen == seen[station.id]]
-    for station in back:
-        station.connected = True
-        station_connected(session, station)
-    return len(back)
-
-
-def shut_down(session: Session, station: Station) -> bool:
-    """The agent said it is shutting down: the station is offline now, not after the
-    check-in timeout (DISCONNECTED once, as when it times out)."""
-    if not station.connected:
-        return False
-    now = utcnow()
-    station.connected = False
-    # Later than any check-in noted before this one: only a new request reconnects it.
-    station.last_seen = max(station.last_seen, now)
-    emit(session, "DISCONNECTED", station.id, {"ts": format_timestamp(now)})
-    return True
-
-
-def sweep_disconnected(session: Session, offline_after: int, limit: int = 1000) -> int:
-    """DISCONNECTED for stations silent past the timeout; each one once, on any node."""
-    cutoff = utcnow() - dt.timedelta(seconds=offline_after)
-    silent = list(
-        session.scalars(
-            select(Station)
-            .where(Station.connected.is_(True), Station.last_seen < cutoff)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
-    for station in silent:
-        changed = session.execute(
-            update(Station)
-            .where(Station.id == station.id, Station.connected.is_(True))
-            .values(connected=False)
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
-        if changed:
-            emit(session, "DISCONNECTED", station.id, {"ts": format_timestamp(station.last_seen)})
-    return len(silent)
+def disconnected(session: Session, station_id: int, when: dt.datetime) -> None:
+    """The station went offline at ``when`` (see ``stations/transitions.py``)."""
+    emit(session, "DISCONNECTED", station_id, {"ts": format_timestamp(when)})

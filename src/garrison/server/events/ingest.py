@@ -24,9 +24,9 @@ from garrison.common.catalogue import (
     validate,
 )
 from garrison.server.errors import MalformedRequestError
-from garrison.server.events.emitters import shut_down
 from garrison.server.events.service import NewEvent, append
 from garrison.server.stations.models import Station
+from garrison.server.stations.transitions import shut_down
 
 MAX_EVENTS = 10_000
 MAX_UID = 48

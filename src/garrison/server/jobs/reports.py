@@ -10,7 +10,12 @@ from garrison.server.jobs import service as jobs
 from garrison.server.jobs.service import JobResult, QueuedJob
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.options import service as options
-from garrison.server.stations.credentials import AgentCredential, Caller, reporting_station
+from garrison.server.stations.credentials import (
+    AgentCredential,
+    Caller,
+    allowed,
+    reporting_station,
+)
 from garrison.server.stations.models import Station
 from garrison.server.store.engine import Database
 
@@ -38,10 +43,12 @@ def fetch(
         if agent_id <= 0:
             raise InvalidInputError("agent_id is required", field="agent_id")
         with db.reading() as session:
-            if session.get(Station, agent_id) is None:
+            station = session.get(Station, agent_id)
+            if station is None:
                 raise UnknownStationError(
                     f"unknown agent {agent_id}; enroll first", field="agent_id"
                 )
+            allowed(station)
         station_id = agent_id
     if not waiters.may_have_jobs(station_id):
         return JobsFetched(station_id, [])

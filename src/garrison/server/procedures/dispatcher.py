@@ -90,12 +90,21 @@ class ProcedureConsumer(Consumer):
                 run_procedure(session, name, sources[name], event.data, event.seq, self.limits)
 
 
-def authorization_decision(session: Session, args: Mapping[str, Any], limits: Limits) -> str | None:
+def authorization_decision(
+    session: Session, args: Mapping[str, Any], limits: Limits, source: str | None = ""
+) -> str | None:
     """The station_authorization_in_progress procedure's answer (None: default behaviour,
-    also when it fails)."""
-    sources = procedures.enabled_sources(session, {AUTHORIZATION})
-    if AUTHORIZATION not in sources:
+    also when it fails).  ``source``: the procedure's, when the caller read it already
+    (:func:`authorization_source`, once for many stations); None when none is enabled."""
+    if source == "":
+        source = authorization_source(session)
+    if source is None:
         return None
-    result = run_procedure(session, AUTHORIZATION, sources[AUTHORIZATION], args, None, limits)
+    result = run_procedure(session, AUTHORIZATION, source, args, None, limits)
     value: str | None = result.value
     return value
+
+
+def authorization_source(session: Session) -> str | None:
+    """The enabled station_authorization_in_progress procedure's source, if any."""
+    return procedures.enabled_sources(session, {AUTHORIZATION}).get(AUTHORIZATION)

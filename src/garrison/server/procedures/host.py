@@ -23,6 +23,7 @@ from garrison.server.audit import service as audit
 from garrison.server.audit.actor import Actor
 from garrison.server.errors import InvalidInputError
 from garrison.server.jobs import actions as jobs
+from garrison.server.stations import actions as stations
 from garrison.server.stations.models import Station
 from garrison.server.store.unit import Joined
 
@@ -50,6 +51,7 @@ class ProcedureHost:
             "recent_alerts": self.recent_alerts,
             "groups": self.groups,
             "create_job": self.create_job,
+            "allow_station": self.allow_station,
             "raise_alert": self.raise_alert,
             "audit": self.audit,
             "log": self.log,
@@ -74,6 +76,7 @@ class ProcedureHost:
             "enrolled_at": format_timestamp(st.enrolled_at),
             "last_seen": format_timestamp(st.last_seen),
             "connected": st.connected,
+            "denied": st.denied_at is not None,
             "groups": [g.name for g in st.groups],
         }
 
@@ -117,6 +120,15 @@ class ProcedureHost:
         )
         self.log(f"created {job_type} job {view.job.id} for station {station_id}")
         return view.job.id
+
+    def allow_station(self, station_id: Any) -> bool:
+        """Lift a denial by the authorization procedure (the admin API's allow, audited as
+        this procedure); whether the station was denied.  Lua: garrison.allow_station(id)."""
+        was_denied = stations.allow_station(
+            Joined(self.session), self.actor, _int(station_id, "station id")
+        )
+        self.log(f"allowed station {station_id}" + ("" if was_denied else " (was not denied)"))
+        return was_denied
 
     def raise_alert(
         self, station_id: Any, threat: Any, path: Any = "", action: Any = "procedure"

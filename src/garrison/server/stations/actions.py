@@ -17,6 +17,14 @@ def delete_station(db: Transactions, actor: Actor, station_id: int) -> None:
         signal(session, Signal.STATION_CREDENTIALS_REVOKED, [station_id])
 
 
+def allow_station(db: Transactions, actor: Actor, station_id: int) -> bool:
+    """Lift the station's denial by the authorization procedure: its credentials work again
+    from commit on.  Returns whether it was denied (allowing an allowed station is no error,
+    and audited all the same)."""
+    with db.transaction() as session:
+        return stations.allow(session, actor, station_id)
+
+
 def create_group(db: Transactions, actor: Actor, name: str, description: str = "") -> Group:
     with db.transaction() as session:
         return stations.create_group(session, actor, name, description)

@@ -25,15 +25,25 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import structlog
 from sqlalchemy.orm import Session
 
 from garrison.common.tokens import token_hash
-from garrison.server.errors import ForbiddenError, NotAuthenticatedError, UnknownStationError
+from garrison.server.errors import (
+    ForbiddenError,
+    NotAuthenticatedError,
+    StationDeniedError,
+    UnknownStationError,
+)
+from garrison.server.events import emitters
 from garrison.server.settings import Settings
 from garrison.server.stations import service as stations
+from garrison.server.stations.failures import FailureLimiter
 from garrison.server.stations.models import Station
 from garrison.server.store.engine import Database
 from garrison.server.store.prepared import PreparedSelect
+
+log = structlog.get_logger("garrison.server")
 
 
 @dataclass(frozen=True)
@@ -75,15 +85,31 @@ def reporting_station(session: Session, caller: Caller) -> Station:
         raise UnknownStationError("unknown agent uuid; run the Enrollment task first", field="uuid")
     if caller.agent_id not in (0, found.id):
         raise ForbiddenError("agent_id does not match this uuid", field="agent_id")
-    return found
+    return allowed(found)
 
 
 def named_station(session: Session, station_id: int) -> Station:
-    """The station a credential names, which may have gone since the token was checked."""
+    """The station a credential names, which may have gone since the token was checked (or
+    been denied: another node may still trust its cached token, for a report's sake)."""
     station = session.get(Station, station_id)
     if station is None:
         raise NotAuthenticatedError("this agent's station no longer exists; enroll again")
+    return allowed(station)
+
+
+def allowed(station: Station) -> Station:
+    """The station, unless it is denied (``stations/transitions.py``)."""
+    if station.denied_at is not None:
+        raise denied(station.id)
     return station
+
+
+def denied(station_id: int) -> StationDeniedError:
+    return StationDeniedError(
+        "this station was denied by the station_authorization_in_progress procedure; "
+        f"an administrator must allow it (POST /admin/v1/stations/{station_id}/allow)",
+        station_id=station_id,
+    )
 
 
 class CachedToken(NamedTuple):
@@ -170,46 +196,70 @@ class TokenCache:
 
 
 class AgentAuthenticator:
+    """Checks an agent request's credentials; refuses a denied station's
+    (``StationDeniedError``) and reports failures as ``station_authorization_failed``, at most
+    once per client address per ``auth_failure_report_seconds`` (see ``failures.py``).
+
+    The token cache holds only stations allowed to work: a denied station's token is read
+    from the database at each request (its row says it is denied), and a denial drops the
+    station's cached tokens at commit, so the cached hot path never checks for denial.
+    """
+
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
         self.cache = TokenCache(settings.token_cache_seconds)
+        self.failures = FailureLimiter(settings.auth_failure_report_seconds)
         self._by_token_hash = PreparedSelect(db.engine, stations.BY_TOKEN_HASH)
 
     @property
     def challenge(self) -> str:
         return f'Basic realm="{self.settings.agent_basic_realm}"'
 
-    def _station_for_token(self, token: str) -> tuple[int, str] | None:
+    def _station_for_token(self, token: str) -> _TokenOwner | None:
         digest = token_hash(token)
         cache = self.cache
         hit = cache.get(digest)
         if hit is not None:
-            return hit.station_id, hit.uuid
+            return _TokenOwner(hit.station_id, hit.uuid, False)
         since = cache.revocations
         row = self._by_token_hash.first(digest=digest)
         if row is None:
             return None
-        found = (int(row[0]), str(row[1]))
-        cache.put(digest, *found, since=since)
+        found = _TokenOwner(int(row[0]), str(row[1]), bool(row[2]))
+        if not found.denied:
+            cache.put(digest, found.station_id, found.uuid, since=since)
         return found
 
-    def authenticate(self, authorization: str | None) -> AgentCredential:
-        """Runs in a worker thread: it may read the database."""
-        if authorization:
-            scheme, _, value = authorization.strip().partition(" ")
-            scheme = scheme.lower()
-            if scheme == "bearer":
-                found = self._station_for_token(value.strip())
-                if found is None:
-                    raise NotAuthenticatedError("invalid agent token; enroll again")
-                return AgentCredential("token", found[0], found[1])
-            if scheme == "basic":
-                return self._basic(value.strip())
-            raise NotAuthenticatedError(f"unsupported authorization scheme {scheme!r}")
-        if self.settings.allow_unauthenticated_agents:
-            return AgentCredential("none")
-        raise NotAuthenticatedError("authentication required")
+    def authenticate(self, authorization: str | None, address: str = "") -> AgentCredential:
+        """Runs in a worker thread: it may read the database, and write the rare
+        ``station_authorization_failed`` event in a transaction of its own."""
+        if not authorization:
+            # Not a failure: an Armadito agent asks first without credentials, and answers
+            # the 401's Basic challenge.
+            if self.settings.allow_unauthenticated_agents:
+                return AgentCredential("none")
+            raise NotAuthenticatedError("authentication required")
+        try:
+            return self._check(authorization)
+        except StationDeniedError as exc:
+            self._failed(exc.message, address, exc.station_id)
+            raise
+        except NotAuthenticatedError as exc:
+            self._failed(exc.message, address, None)
+            raise
+
+    def _check(self, authorization: str) -> AgentCredential:
+        scheme, _, value = authorization.strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer":
+            found = self._station_for_token(value.strip())
+            if found is None:
+                raise NotAuthenticatedError("invalid agent token; enroll again")
+            return found.credential("token")
+        if scheme == "basic":
+            return self._basic(value.strip())
+        raise NotAuthenticatedError(f"unsupported authorization scheme {scheme!r}")
 
     def _basic(self, value: str) -> AgentCredential:
         try:
@@ -228,6 +278,33 @@ class AgentAuthenticator:
             if user_ok and pass_ok:
                 return AgentCredential("shared-basic")
         found = self._station_for_token(password)
-        if found is not None and user.upper() in (found[1], str(found[0])):
-            return AgentCredential("station-basic", found[0], found[1])
+        if found is not None and user.upper() in (found.uuid, str(found.station_id)):
+            return found.credential("station-basic")
         raise NotAuthenticatedError("wrong agent credentials")
+
+    def _failed(self, reason: str, address: str, station_id: int | None) -> None:
+        """Report a refused request, unless its address was reported within the interval.
+        Never the credentials themselves: only why they were refused."""
+        suppressed = self.failures.failed(address)
+        if suppressed is None:
+            return
+        try:
+            with self.db.transaction() as session:
+                station = session.get(Station, station_id) if station_id is not None else None
+                emitters.authorization_failed(
+                    session, reason, address, station, suppressed=suppressed
+                )
+        except Exception:
+            # The refusal stands even when it cannot be recorded (a database outage).
+            log.exception("could not record station_authorization_failed", address=address)
+
+
+class _TokenOwner(NamedTuple):
+    station_id: int
+    uuid: str
+    denied: bool
+
+    def credential(self, method: str) -> AgentCredential:
+        if self.denied:
+            raise denied(self.station_id)
+        return AgentCredential(method, self.station_id, self.uuid)

@@ -41,6 +41,9 @@ class Station(Base):
     last_alert_at: Mapped[dt.datetime | None]
     # False once the check-in timeout passed (DISCONNECTED emitted); True again on return.
     connected: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # Set when the authorization procedure denied the station as it came back; its requests
+    # are refused until an administrator or a procedure allows it (clears this).
+    denied_at: Mapped[dt.datetime | None]
     enrollment_key_id: Mapped[int | None] = mapped_column(
         ForeignKey("enrollment_keys.id", ondelete="SET NULL")
     )

@@ -1,8 +1,10 @@
-"""Coalesced ``last_seen`` writes.
+"""Coalesced ``last_seen`` writes, and the sweep that marks silent stations offline.
 
 Every agent checks in every minute; one UPDATE per request would make the database the
 bottleneck.  Check-ins are noted in memory and written in one batch every few seconds (and at
-shutdown).  A node that dies loses at most one interval of last-seen times, never data.
+shutdown).  A node that dies loses at most one interval of last-seen times, never data.  What
+a written check-in changes (a station's return, its authorization) is
+``stations/transitions.py``.
 """
 
 from __future__ import annotations
@@ -10,18 +12,19 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from sqlalchemy import bindparam, update
-
-from garrison.server.events.emitters import reconnected
-from garrison.server.stations.models import Station
+from garrison.server.options import service as options
+from garrison.server.procedures.sandbox import Limits
+from garrison.server.stations import transitions
 from garrison.server.store.base import utcnow
 from garrison.server.store.engine import Database
 
 
 class PresenceTracker:
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits = Limits()) -> None:
+        # The authorization procedure a return runs is bounded by these.
+        self.limits = limits
         self._lock = threading.Lock()
-        self._pending: dict[int, tuple[dt.datetime, str]] = {}
+        self._pending: dict[int, transitions.CheckIn] = {}
 
     def seen(self, station_id: int, address: str) -> None:
         with self._lock:
@@ -41,23 +44,21 @@ class PresenceTracker:
             batch, self._pending = self._pending, {}
         if not batch:
             return 0
-        rows = [
-            {"sid": sid, "seen": seen, "addr": addr[:64]} for sid, (seen, addr) in batch.items()
-        ]
         try:
             with db.transaction() as session:
-                session.connection().execute(
-                    update(Station.__table__)  # type: ignore[arg-type]
-                    .where(Station.__table__.c.id == bindparam("sid"))
-                    .where(Station.__table__.c.last_seen < bindparam("seen"))
-                    .values(last_seen=bindparam("seen"), address=bindparam("addr")),
-                    rows,
-                )
-                # A station seen again after its DISCONNECTED is connected again.
-                reconnected(session, {sid: seen for sid, (seen, _) in batch.items()})
+                transitions.checked_in(session, batch, self.limits)
         except Exception:
             with self._lock:
                 for sid, entry in batch.items():
                     self._pending.setdefault(sid, entry)
             raise
-        return len(rows)
+        return len(batch)
+
+    def sweep(self, db: Database) -> int:
+        """Mark the stations silent past the timeout disconnected; returns how many."""
+        # This node's pending check-ins first, so none of its stations looks silent.
+        self.flush(db)
+        with db.transaction() as session:
+            return transitions.disconnect_silent(
+                session, options.get(session, "offline_after_seconds")
+            )

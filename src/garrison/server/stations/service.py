@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, not_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from garrison.common.tokens import new_token, token_hash
@@ -84,10 +84,11 @@ def by_uuid(session: Session, uuid: str) -> Station | None:
     return session.scalar(select(Station).where(Station.uuid == uuid))
 
 
-# The station (id, uuid) holding an agent token, by the token's hash (bind ``digest``).
-BY_TOKEN_HASH = select(Station.id, Station.uuid).where(
-    Station.token_hash == bindparam("digest", type_=Station.token_hash.type)
-)
+# The station (id, uuid, 1 when denied else 0) holding an agent token, by the token's hash
+# (bind ``digest``).  The denial is an integer: the read returns driver values undecoded.
+BY_TOKEN_HASH = select(
+    Station.id, Station.uuid, case((Station.denied_at.is_(None), 0), else_=1).label("denied")
+).where(Station.token_hash == bindparam("digest", type_=Station.token_hash.type))
 
 
 def is_online(station: Station, offline_after: int, seen: dt.datetime | None = None) -> bool:
@@ -172,6 +173,18 @@ def delete(session: Session, actor: Actor, station_id: int) -> None:
     audit.record(session, actor, "station.delete", str(station_id), uuid=station.uuid)
     emitters.station_deleted(session, station_id, actor.username)
     remove(session, station)
+
+
+def allow(session: Session, actor: Actor, station_id: int) -> bool:
+    """Lift the station's denial (see ``stations/transitions.py``); returns whether it was
+    denied.  Its next return runs the authorization procedure again, as every return does."""
+    station = get(session, station_id)
+    was_denied = station.denied_at is not None
+    audit.record(
+        session, actor, "station.allow", str(station_id), uuid=station.uuid, was_denied=was_denied
+    )
+    station.denied_at = None
+    return was_denied
 
 
 def remove(session: Session, station: Station) -> None:
