@@ -103,7 +103,11 @@ class Rsyslog:
         path = self.outputs[name]
         if not path.exists():
             return []
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+        # rsyslog may be in the middle of writing the last line: only a line that ends in a
+        # newline is complete, so a partial one is left for the next poll.
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        complete = text[: text.rfind("\n") + 1]
+        return [line for line in complete.splitlines() if line]
 
     def wait_lines(
         self, name: str, predicate: Callable[[list[str]], bool], timeout: float = 20
