@@ -155,6 +155,7 @@ def test_large_files_are_hashed_in_the_background(tmp_path: Path) -> None:
         assert facts.status == "pending"
         assert facts.digests is None
         digests = wait_for(lambda: cache.get_for(facts), what="the background hash")
+        assert digests is not None
         assert len(digests.sha256) == 64
         later = cache.facts(str(big))
         assert later is not None
