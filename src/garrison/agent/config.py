@@ -135,6 +135,31 @@ class DaemonConfig(_Section):
     max_db_age_days: Count = 30
 
 
+class SensorsConfig(_Section):
+    """``[sensors]``: the endpoint sensors ``garrison-agent run`` starts (Linux, root).
+
+    Local settings for now; the server's policy (issue 14, item 2) will override them."""
+
+    enabled: Bool = True
+    process: Bool = True
+    # Token bucket per sensor: events per second, and the burst it absorbs first.
+    rate_per_second: Count = 2000
+    burst: Count = 10000
+    # Environment variables whose values are replaced by "<redacted>" (case-insensitive
+    # globs on the name).
+    redact: Paths = Field(default_factory=lambda: ["*TOKEN*", "*PASSWORD*", "*SECRET*", "*KEY*"])
+    health_interval: Seconds = 60.0
+    # Files up to this size are hashed on the event path; larger ones by the background
+    # worker (up to hash_max_size; above it, no hash).
+    hash_inline_max: Count = 8 * MIB
+    hash_max_size: Count = 2048 * MIB
+    # The netlink socket's receive buffer (SO_RCVBUFFORCE as root).
+    netlink_rcvbuf: Count = 8 * MIB
+    # The share of the spool's max_bytes sensor events may fill: the rest is kept for
+    # alerts, scan results and job answers.
+    spool_share: Seconds = 0.8
+
+
 class ServerConfig(_Section):
     url: Text = ""
 
@@ -162,6 +187,7 @@ class AgentConfig(_Section):
     scan: ScanConfig = Field(default_factory=ScanConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    sensors: SensorsConfig = Field(default_factory=SensorsConfig)
     scheduler: Annotated[dict[str, str], BeforeValidator(_schedule)] = Field(
         default_factory=lambda: dict(DEFAULT_SCHEDULE)
     )

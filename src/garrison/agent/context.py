@@ -98,8 +98,8 @@ class Agent:
     def send(self, path: str, task: str, obj: Any) -> str:
         return self.spool.enqueue(path, task, obj)
 
-    def event(self, event_type: str, data: dict[str, Any]) -> str:
-        return self.spool.enqueue_event(event_type, data)
+    def event(self, event_type: str, data: dict[str, Any], event_id: str | None = None) -> str:
+        return self.spool.enqueue_event(event_type, data, event_id=event_id)
 
     def flush(self, force: bool = True, transport: Transport | None = None) -> FlushResult:
         """Send what is queued; one flusher at a time across processes."""

@@ -6,7 +6,10 @@
 - flushes the spool in a thread, with backoff while the server is away;
 - sends STARTING_UP, SHUTTING_DOWN (with ``ts``) and CONNECTED (HOST_NAME, MAC_ADDRESS,
   IS_SEGREGATED) after every (re)connection;
-- re-applies saved network isolation at start; stops cleanly on SIGTERM/SIGINT.
+- re-applies saved network isolation at start; stops cleanly on SIGTERM/SIGINT;
+- starts the endpoint sensors (``garrison.agent.sensors``, Linux, root) with the
+  ``[sensors]`` settings, all on by default; ``KERNEL_ACQ_AVAILABLE`` says whether the
+  kernel process sensor runs.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from garrison.agent import host, isolation
 from garrison.agent.context import Agent
 from garrison.agent.errors import AgentError, RefusedError
 from garrison.agent.schedule import CronSchedule
+from garrison.agent.sensors.runner import SensorRunner
 from garrison.agent.spool import backoff_delay
 from garrison.agent.tasks import avconfig, getjobs, runjobs, scheduler, state
 
@@ -39,6 +43,7 @@ class Daemon:
         self.connected = False
         self._connected_lock = threading.Lock()
         self.threads: list[threading.Thread] = []
+        self.sensors: SensorRunner | None = None
 
     # -- connection state ------------------------------------------------------------------
 
@@ -49,7 +54,9 @@ class Daemon:
             data: dict[str, object] = {
                 "HOST_NAME": host.hostname(),
                 "IS_SEGREGATED": 1 if isolation.is_isolated(self.agent.state) else 0,
-                "KERNEL_ACQ_AVAILABLE": 0,
+                "KERNEL_ACQ_AVAILABLE": 1
+                if self.sensors and self.sensors.kernel_acq_available
+                else 0,
             }
             mac = host.mac_address()
             if mac:
@@ -165,6 +172,7 @@ class Daemon:
         except isolation.IsolationError as exc:
             log.error("could not re-apply network isolation: %s", exc)
         agent.event("STARTING_UP", {"ts": int(time.time())})
+        self._start_sensors()
         self._start("flusher", self._flusher)
         self._start("poller", self._poller)
         for name in ("Scheduler", "AVConfig", "State"):
@@ -186,8 +194,26 @@ class Daemon:
             self.run_jobs_now.wait(1.0)
         return self._shutdown()
 
+    def _start_sensors(self) -> None:
+        agent = self.agent
+        self.sensors = SensorRunner(
+            agent.config.sensors,
+            agent.spool,
+            lambda kind, data, event_id: agent.event(kind, data, event_id=event_id),
+            on_queued=self.flush_now.set,
+        )
+        try:
+            self.sensors.start()
+        except Exception:
+            log.exception("starting the sensors crashed; the agent runs without them")
+
     def _shutdown(self) -> int:
         agent = self.agent
+        if self.sensors is not None:
+            try:
+                self.sensors.stop()
+            except Exception:
+                log.exception("stopping the sensors crashed")
         if agent.state.path.exists():  # gone after Uninstall
             agent.event("SHUTTING_DOWN", {"ts": int(time.time())})
             try:

@@ -79,6 +79,17 @@ class Message:
 
 
 @dataclass
+class SpoolEvent:
+    """A sensor's event on its way into the spool; ``sensor`` is who counts it."""
+
+    sensor: str
+    event_type: str
+    event_id: str
+    when: float
+    data: dict[str, Any]
+
+
+@dataclass
 class FlushResult:
     sent: int = 0
     dropped: int = 0
@@ -157,12 +168,59 @@ class Spool:
         return mid
 
     def enqueue_event(
-        self, event_type: str, data: dict[str, Any], when: float | None = None
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        when: float | None = None,
+        event_id: str | None = None,
     ) -> str:
-        """Queue an event for ``POST /api/events``; its spool id is its event id."""
-        mid = uuid.uuid4().hex
+        """Queue an event for ``POST /api/events``; its spool id is its event id.
+
+        ``event_id``: a producer's stable id (a sensor derives it from what it saw), so the
+        same event queued twice is stored once, here and on the server."""
+        mid = event_id or uuid.uuid4().hex
         event = {"id": mid, "type": event_type, "time": int(when or self.clock()), "data": data}
         return self.enqueue(EVENTS, "Events", event, message_id=mid)
+
+    def enqueue_telemetry(
+        self, events: list[SpoolEvent], ceiling: int
+    ) -> tuple[list[SpoolEvent], list[SpoolEvent]]:
+        """Queue sensor events in one transaction without evicting anything: an event that
+        would take the spool past ``ceiling`` bytes is refused instead, so telemetry never
+        pushes out alerts, scan results or job answers.  Returns (queued, refused); the
+        caller counts the refused ones.  An event whose id is already queued counts as
+        queued (it is there)."""
+        queued: list[SpoolEvent] = []
+        refused: list[SpoolEvent] = []
+        now = self.clock()
+        try:
+            with self._tx() as db:
+                self._expire(db, now)
+                total = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0])
+                for item in events:
+                    body = json.dumps(
+                        {
+                            "id": item.event_id,
+                            "type": item.event_type,
+                            "time": int(item.when),
+                            "data": item.data,
+                        },
+                        separators=(",", ":"),
+                    )
+                    if total + len(body) > min(ceiling, self.max_bytes):
+                        refused.append(item)
+                        continue
+                    db.execute(
+                        "INSERT OR IGNORE INTO messages(id, path, task, body, size, created) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (item.event_id, EVENTS, "Events", body, len(body), now),
+                    )
+                    total += len(body)
+                    queued.append(item)
+                self._count(db, "dropped_telemetry_full", len(refused))
+        except sqlite3.Error as exc:
+            raise LocalError(f"spool: cannot queue {len(events)} sensor event(s): {exc}") from None
+        return queued, refused
 
     def _expire(self, db: sqlite3.Connection, now: float) -> None:
         cutoff = now - self.max_age
@@ -219,7 +277,13 @@ class Spool:
             "oldest": oldest,
             "next_attempt": next_at,
             **{
-                k: counters.get(k, 0) for k in ("dropped_expired", "dropped_cap", "dropped_refused")
+                k: counters.get(k, 0)
+                for k in (
+                    "dropped_expired",
+                    "dropped_cap",
+                    "dropped_refused",
+                    "dropped_telemetry_full",
+                )
             },
         }
 

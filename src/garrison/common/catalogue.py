@@ -13,11 +13,17 @@ from typing import Any
 
 from garrison.common.catalogue_drweb import DRWEB_EVENTS
 from garrison.common.catalogue_eset import ESET_EVENTS
-from garrison.common.catalogue_sensor import SENSOR_EVENTS
+from garrison.common.catalogue_sensor import SENSOR_EVENTS, SENSOR_HEALTH_EVENTS
 from garrison.common.catalogue_telemetry import TELEMETRY_EVENTS
 from garrison.common.catalogue_types import EventType, Family, Field
 
-ALL: tuple[EventType, ...] = (*DRWEB_EVENTS, *SENSOR_EVENTS, *TELEMETRY_EVENTS, *ESET_EVENTS)
+ALL: tuple[EventType, ...] = (
+    *DRWEB_EVENTS,
+    *SENSOR_EVENTS,
+    *TELEMETRY_EVENTS,
+    *ESET_EVENTS,
+    *SENSOR_HEALTH_EVENTS,
+)
 CATALOGUE: dict[str, EventType] = {e.name: e for e in ALL}
 if len(CATALOGUE) != len(ALL):
     raise RuntimeError("two event types share a name")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from garrison.common.catalogue_types import EventType, Field
+from garrison.common.catalogue_types import EventType, Family, Field
 from garrison.common.vocabulary import Severity
 
 SRC = "limacharlie-sensor-events.txt"
@@ -91,5 +91,46 @@ SENSOR_EVENTS: tuple[EventType, ...] = (
         "station",
         "Result of a power-on self test requested from the sensor.",
         (INVESTIGATION, Field("ERROR", "integer"), Field("RESULT", "object")),
+    ),
+)
+
+
+# Garrison's own: the agent's report on its sensors (no seed declares one).
+GARRISON_SRC = "garrison"
+SENSOR_HEALTH_EVENTS: tuple[EventType, ...] = (
+    EventType(
+        "sensor_health",
+        GARRISON_SRC,
+        "station",
+        "The agent's sensors: state and counters since the agent started, sent periodically "
+        "and when a sensor's state changes. Every event a sensor did not deliver is counted "
+        "in one of the drop counters or in the kernel overflows.",
+        (
+            Field("time", "timestamp", True, "when the counters were read"),
+            Field("started_at", "timestamp", doc="when the agent started: counters are since"),
+        ),
+        families=(
+            Family(
+                "count",
+                (
+                    Field("sensor", required=True, doc="sensor name (process, …)"),
+                    Field("state", required=True, doc="running, failed, disabled or stopped"),
+                    Field("reason", doc="why the sensor is not running"),
+                    Field("produced", "integer", doc="events queued to the spool"),
+                    Field("dropped", "integer", doc="events lost, all causes below"),
+                    Field("dropped_rate_limit", "integer", doc="over the sensor's rate limit"),
+                    Field("dropped_queue", "integer", doc="the agent's in-memory queue full"),
+                    Field("dropped_spool", "integer", doc="the spool full or failing"),
+                    Field(
+                        "overflows",
+                        "integer",
+                        doc="kernel-side overflows (ENOBUFS on netlink): events lost unseen",
+                    ),
+                    Field("hash_pending", "integer", doc="large files waiting for a hash"),
+                ),
+                max_items=64,
+            ),
+        ),
+        time_field="time",
     ),
 )

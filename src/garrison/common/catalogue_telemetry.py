@@ -59,6 +59,22 @@ PARENT = (
     Field("parent_sha256", "sha256", search="hash"),
     Field("parent_command_line", doc="start options of the parent"),
 )
+# What the Linux agent adds to the seed's process events (the seed has no field for them).
+LINUX_PROCESS = (
+    Field("uid", "integer", doc="real user id (Linux)"),
+    Field("gid", "integer", doc="real group id (Linux)"),
+    Field("working_directory", doc="current directory at exec (Linux)"),
+    Field("parent_pid", "integer", doc="process ID of the parent"),
+    Field(
+        "hash_status",
+        doc="ok, pending (a large file: hashed in the background, the hashes come in later "
+        "events of the same file), too_large, or unreadable",
+    ),
+    Field(
+        "unavailable",
+        doc="comma-separated fields that could not be read (the process was gone too soon)",
+    ),
+)
 OS_LOG_HEADER = (
     "ProviderName",
     "EventId",
@@ -252,6 +268,7 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("environment", "object", doc="environment variables"),
         Field("start_time", "timestamp", doc="process start time"),
         *PARENT,
+        *LINUX_PROCESS,
     ),
     _telemetry(
         "process_stopped",
@@ -261,7 +278,11 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("pid", "integer"),
         Field("command_line", doc="process start options"),
         Field("end_time", "timestamp", doc="process end time"),
+        Field("start_time", "timestamp", doc="process start time"),
         *PARENT,
+        *LINUX_PROCESS,
+        Field("exit_code", "integer", doc="exit status (Linux), when the process exited"),
+        Field("exit_signal", "integer", doc="signal that ended the process (Linux), if any"),
     ),
     _telemetry(
         "module_loaded",

@@ -1,0 +1,214 @@
+"""The kernel's process connector: fork, exec and exit of every process, over netlink.
+
+``NETLINK_CONNECTOR`` with the ``CN_IDX_PROC`` multicast group (``linux/connector.h``,
+``linux/cn_proc.h``).  A datagram is a ``struct nlmsghdr``, a ``struct cn_msg`` and a
+``struct proc_event``; the layouts below are those of the kernel headers (native byte
+order, as netlink is).  Root (``CAP_NET_ADMIN``) is needed to join the group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC = 1
+CN_VAL_PROC = 1
+NLMSG_NOOP = 1
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+PROC_CN_MCAST_LISTEN = 1
+PROC_CN_MCAST_IGNORE = 2
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+# struct nlmsghdr { __u32 nlmsg_len; __u16 nlmsg_type; __u16 nlmsg_flags; __u32 nlmsg_seq;
+#                   __u32 nlmsg_pid; }
+NLMSGHDR = struct.Struct("=IHHII")
+# struct cn_msg { struct cb_id { __u32 idx; __u32 val; } id; __u32 seq; __u32 ack;
+#                 __u16 len; __u16 flags; __u8 data[]; }
+CN_MSG = struct.Struct("=IIIIHH")
+# struct proc_event { enum what (u32); __u32 cpu; __u64 __attribute__((aligned(8)))
+#                     timestamp_ns; union event_data ...}
+PROC_EVENT_HEADER = struct.Struct("=IIQ")
+# event_data members (pid_t / __kernel_pid_t are 32-bit signed):
+FORK = struct.Struct("=iiii")  # parent_pid, parent_tgid, child_pid, child_tgid
+EXEC = struct.Struct("=ii")  # process_pid, process_tgid
+# process_pid, process_tgid, exit_code, exit_signal, then (since 4.17) parent_pid,
+# parent_tgid; older kernels send only the first four.
+EXIT = struct.Struct("=iiII")
+EXIT_PARENT = struct.Struct("=ii")
+ACK = struct.Struct("=I")  # err
+
+PROC_EVENT_NONE = 0x00000000  # the answer to a LISTEN request (ack.err)
+PROC_EVENT_FORK = 0x00000001
+PROC_EVENT_EXEC = 0x00000002
+PROC_EVENT_EXIT = 0x80000000
+RECV_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Fork:
+    timestamp_ns: int
+    parent_pid: int
+    parent_tgid: int
+    child_pid: int
+    child_tgid: int
+
+
+@dataclass(frozen=True)
+class Exec:
+    timestamp_ns: int
+    pid: int
+    tgid: int
+
+
+@dataclass(frozen=True)
+class Exit:
+    timestamp_ns: int
+    pid: int
+    tgid: int
+    exit_code: int  # the wait status: (code << 8) | signal
+    exit_signal: int  # the signal sent to the parent (SIGCHLD), not the one that killed
+    parent_pid: int | None
+    parent_tgid: int | None
+
+    @property
+    def code(self) -> int | None:
+        """The exit status when the process exited, None when a signal ended it."""
+        return None if self.exit_code & 0x7F else (self.exit_code >> 8) & 0xFF
+
+    @property
+    def killed_by(self) -> int | None:
+        """The signal that ended the process, None when it exited."""
+        signum = self.exit_code & 0x7F
+        return signum or None
+
+
+@dataclass(frozen=True)
+class Ack:
+    err: int
+
+
+ProcEvent = Fork | Exec | Exit | Ack
+
+
+def listen_message(op: int = PROC_CN_MCAST_LISTEN, seq: int = 0) -> bytes:
+    """The request that subscribes (or unsubscribes) this socket to process events."""
+    payload = struct.pack("=I", op)
+    cn = CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, seq, 0, len(payload), 0) + payload
+    return NLMSGHDR.pack(NLMSGHDR.size + len(cn), NLMSG_DONE, 0, seq, 0) + cn
+
+
+def parse_proc_event(data: bytes | memoryview) -> ProcEvent | None:
+    """A ``struct proc_event``; None for the kinds this sensor does not use (uid, gid, sid,
+    ptrace, comm, coredump) or a truncated one."""
+    if len(data) < PROC_EVENT_HEADER.size:
+        return None
+    what, _cpu, ts = PROC_EVENT_HEADER.unpack_from(data, 0)
+    body = PROC_EVENT_HEADER.size
+    rest = len(data) - body
+    if what == PROC_EVENT_EXEC and rest >= EXEC.size:
+        pid, tgid = EXEC.unpack_from(data, body)
+        return Exec(ts, pid, tgid)
+    if what == PROC_EVENT_FORK and rest >= FORK.size:
+        return Fork(ts, *FORK.unpack_from(data, body))
+    if what == PROC_EVENT_EXIT and rest >= EXIT.size:
+        pid, tgid, code, signum = EXIT.unpack_from(data, body)
+        parent: tuple[int, int] | tuple[None, None] = (None, None)
+        if rest >= EXIT.size + EXIT_PARENT.size:
+            parent = EXIT_PARENT.unpack_from(data, body + EXIT.size)
+        return Exit(ts, pid, tgid, code, signum, parent[0], parent[1])
+    if what == PROC_EVENT_NONE and rest >= ACK.size:
+        return Ack(ACK.unpack_from(data, body)[0])
+    return None
+
+
+def parse_datagram(data: bytes | memoryview) -> Iterator[ProcEvent]:
+    """Every process event in one netlink datagram (normally one; several are allowed)."""
+    offset = 0
+    view = memoryview(data)
+    while offset + NLMSGHDR.size <= len(view):
+        length, kind, _flags, _seq, _pid = NLMSGHDR.unpack_from(view, offset)
+        if length < NLMSGHDR.size or offset + length > len(view):
+            return
+        if kind not in (NLMSG_NOOP, NLMSG_ERROR):
+            start = offset + NLMSGHDR.size
+            if length - NLMSGHDR.size >= CN_MSG.size:
+                idx, val, _s, _a, size, _f = CN_MSG.unpack_from(view, start)
+                payload = start + CN_MSG.size
+                if (idx, val) == (CN_IDX_PROC, CN_VAL_PROC):
+                    end = min(payload + size, offset + length)
+                    event = parse_proc_event(view[payload:end])
+                    if event is not None:
+                        yield event
+        offset += (length + 3) & ~3  # NLMSG_ALIGN
+
+
+class ProcConnector:
+    """The subscribed socket.  ``recv`` returns events; ENOBUFS (the kernel dropped events
+    because the receive buffer was full) is counted in ``overflows`` and reading goes on."""
+
+    def __init__(self, rcvbuf: int, timeout: float = 0.5) -> None:
+        self.overflows = 0
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        try:
+            self._size_buffer(rcvbuf)
+            self.sock.bind((0, CN_IDX_PROC))
+            self.sock.settimeout(2.0)
+            self.sock.send(listen_message())
+            self._await_ack()
+            self.sock.settimeout(timeout)
+        except BaseException:
+            self.sock.close()
+            raise
+        self._buffer = bytearray(RECV_SIZE)
+
+    def _size_buffer(self, rcvbuf: int) -> None:
+        # SO_RCVBUFFORCE (root) passes net.core.rmem_max; a small value asks for a small
+        # buffer on purpose (the overflow test), which SO_RCVBUF gives.
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+        except OSError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+
+    @property
+    def rcvbuf(self) -> int:
+        return int(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+    def _await_ack(self) -> None:
+        """The kernel answers LISTEN with a PROC_EVENT_NONE whose err is 0 (kernels before
+        3.x send nothing: then the first real event proves the subscription)."""
+        try:
+            while True:
+                data = self.sock.recv(RECV_SIZE)
+                for event in parse_datagram(data):
+                    if isinstance(event, Ack):
+                        if event.err:
+                            raise OSError(event.err, os.strerror(event.err))
+                        return
+                    return
+        except TimeoutError:
+            return
+
+    def recv(self) -> list[ProcEvent]:
+        """The events of one datagram; [] on a timeout or after an overflow."""
+        try:
+            n = self.sock.recv_into(self._buffer)
+        except TimeoutError:
+            return []
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                self.overflows += 1
+                return []
+            raise
+        return list(parse_datagram(memoryview(self._buffer)[:n]))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.send(listen_message(PROC_CN_MCAST_IGNORE))
+        self.sock.close()

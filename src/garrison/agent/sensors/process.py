@@ -1,0 +1,375 @@
+"""The process sensor: ``process_started`` at exec, ``process_stopped`` at exit.
+
+The kernel's process connector (:mod:`.procconn`) says *that* a process forked, exec'd or
+exited; ``/proc/<pid>`` says *what* it is, read at once on the exec event (the process may
+be gone a millisecond later).  What is read at exec is kept in a bounded table by pid: the
+exit event (sent after the kernel has released the process's memory and files) and the
+process's children take their facts from it.
+
+A process that is gone before it could be read is still reported, with what the kernel
+gave (pid, times, parent, exit code) and ``unavailable`` naming what could not be read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from garrison.agent import host
+from garrison.agent.sensors import procinfo
+from garrison.agent.sensors.base import Sensor, SensorUnavailableError, Sink
+from garrison.agent.sensors.hashes import FileFacts, HashCache
+from garrison.agent.sensors.procconn import Exec, Exit, Fork, ProcConnector
+
+log = logging.getLogger("garrison.agent.sensors.process")
+
+TABLE_SIZE = 32768
+
+
+@dataclass
+class ProcessRecord:
+    pid: int
+    unique_pid: str
+    start_time: float | None
+    path: str | None
+    command_line: str | None
+    facts: FileFacts | None
+    ppid: int | None = None
+    parent_unique_pid: str | None = None
+    parent_path: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    login_uid: int | None = None
+    unavailable: list[str] = field(default_factory=list)
+
+
+def event_id(event_type: str, unique_pid: str, kernel_ns: int) -> str:
+    """Stable for one kernel event: queued twice (a retry, a restart that re-reads it), it
+    is stored once, in the spool and on the server."""
+    text = f"{event_type}|{unique_pid}|{kernel_ns}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _file_fields(prefix: str, path: str | None, facts: FileFacts | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if path:
+        name = path.rsplit("/", 1)[-1]
+        out[f"{prefix}file_name"] = name
+        out[f"{prefix}file_path"] = path
+        out[f"{prefix}full_name"] = path
+    if facts is not None:
+        out[f"{prefix}size"] = facts.size
+        out[f"{prefix}modified_at"] = facts.mtime
+        if facts.digests is not None:
+            out[f"{prefix}md5"] = facts.digests.md5
+            out[f"{prefix}sha256"] = facts.digests.sha256
+    return out
+
+
+class ProcessSensor(Sensor):
+    name = "process"
+
+    def __init__(
+        self,
+        hashes: HashCache,
+        redact: list[str],
+        rcvbuf: int,
+        needs_root: bool = True,
+    ) -> None:
+        super().__init__()
+        self.hashes = hashes
+        self.redact = procinfo.redactor(redact)
+        self.rcvbuf = rcvbuf
+        self.needs_root = needs_root
+        self.table: OrderedDict[int, ProcessRecord] = OrderedDict()
+        self.forked_from: OrderedDict[int, int] = OrderedDict()  # child tgid -> parent tgid
+        self._sink: Sink | None = None
+        self._conn: ProcConnector | None = None
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._host = host.hostname()
+        self._os = host.platform_name()
+        self._wall_offset = time.time() - time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _start(self, sink: Sink) -> None:
+        if not hasattr(os, "geteuid") or not os.path.isdir("/proc/self"):
+            raise SensorUnavailableError("needs Linux (the kernel process connector)")
+        if self.needs_root and os.geteuid() != 0:
+            raise SensorUnavailableError("needs root")
+        try:
+            self._conn = ProcConnector(self.rcvbuf)
+        except OSError as exc:
+            raise SensorUnavailableError(
+                f"the kernel process connector is unavailable: {exc.strerror or exc}"
+            ) from None
+        log.info("process connector subscribed, receive buffer %d bytes", self._conn.rcvbuf)
+        self._sink = sink
+        self._stop_event.clear()
+        self._thread = threading.Thread(target=self._run, name="sensor-process", daemon=True)
+        self._thread.start()
+
+    def _stop(self) -> None:
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def extra_status(self) -> dict[str, int]:
+        return {"hash_pending": self.hashes.pending}
+
+    def _run(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        while not self._stop_event.is_set():
+            try:
+                events = conn.recv()
+            except OSError as exc:
+                self.fail(f"reading the process connector: {exc.strerror or exc}")
+                return
+            overflows = conn.overflows
+            if overflows:
+                conn.overflows = 0
+                self.counters.add("overflows", overflows)
+                log.warning("process connector overflow: the kernel dropped events (counted)")
+            for event in events:
+                try:
+                    self.handle(event)
+                except Exception:
+                    log.exception("process sensor: handling %r crashed", event)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def handle(self, event: object) -> None:
+        if isinstance(event, Fork):
+            if event.child_pid == event.child_tgid:  # a process, not a thread
+                self._remember_fork(event.child_tgid, event.parent_tgid)
+        elif isinstance(event, Exec):
+            if event.pid == event.tgid:
+                self.on_exec(event)
+        elif isinstance(event, Exit) and event.pid == event.tgid:
+            self.on_exit(event)
+
+    def _remember_fork(self, child: int, parent: int) -> None:
+        self.forked_from[child] = parent
+        self.forked_from.move_to_end(child)
+        while len(self.forked_from) > TABLE_SIZE:
+            self.forked_from.popitem(last=False)
+
+    def _remember(self, record: ProcessRecord) -> None:
+        self.table[record.pid] = record
+        self.table.move_to_end(record.pid)
+        while len(self.table) > TABLE_SIZE:
+            self.table.popitem(last=False)
+
+    def _wall(self, kernel_ns: int) -> float:
+        # The connector's timestamp is CLOCK_MONOTONIC (ktime_get_ns).
+        return kernel_ns / 1e9 + self._wall_offset
+
+    def read_process(self, pid: int, kernel_ns: int, with_parent: bool = True) -> ProcessRecord:
+        """Everything /proc still says about ``pid``, now."""
+        missing: list[str] = []
+        stat = procinfo.read_stat(pid)
+        if stat is not None:
+            uid_text = procinfo.unique_pid(pid, stat.start_ticks)
+            start: float | None = stat.start_time
+        else:
+            # Gone and reaped: the kernel's event time stands in for the start time.
+            uid_text = f"{procinfo.boot_id()}-{pid}-ns{kernel_ns}"
+            start = None
+            missing.append("start_time")
+        exe = f"/proc/{pid}/exe"
+        path = procinfo.read_link(pid, "exe")
+        facts = self.hashes.facts(exe) if path is not None else None
+        if path is None:
+            missing.append("file_path")
+        if facts is None or facts.digests is None:
+            missing.append("sha256")
+        command_line = procinfo.read_cmdline(pid)
+        if command_line is None:
+            missing.append("command_line")
+        ids = procinfo.read_ids(pid)
+        if ids is None:
+            missing.append("user")
+        record = ProcessRecord(
+            pid=pid,
+            unique_pid=uid_text,
+            start_time=start,
+            path=path.removesuffix(" (deleted)") if path else None,
+            command_line=command_line,
+            facts=facts,
+            ppid=stat.ppid if stat is not None else self.forked_from.get(pid),
+            uid=ids.uid if ids else None,
+            gid=ids.gid if ids else None,
+            login_uid=ids.login_uid if ids else None,
+            unavailable=missing,
+        )
+        if with_parent and record.ppid:
+            parent = self.parent_of(record.ppid, kernel_ns)
+            record.parent_unique_pid = parent.unique_pid
+            record.parent_path = parent.path
+        return record
+
+    def parent_of(self, ppid: int, kernel_ns: int) -> ProcessRecord:
+        known = self.table.get(ppid)
+        if known is not None:
+            return known
+        # A parent that exec'd before the agent started: read it once, keep it.
+        parent = self.read_process(ppid, kernel_ns, with_parent=False)
+        if "start_time" not in parent.unavailable:
+            self._remember(parent)
+        return parent
+
+    def _common(self, record: ProcessRecord, when: float) -> dict[str, Any]:
+        data: dict[str, Any] = {"time": when, "host": self._host, "os": self._os, "pid": record.pid}
+        data["unique_pid"] = record.unique_pid
+        if record.uid is not None:
+            data["uid"] = record.uid
+            data["user"] = procinfo.user_name(record.uid)
+        if record.gid is not None:
+            data["gid"] = record.gid
+            data["user_group"] = procinfo.group_name(record.gid)
+        if record.login_uid is not None:
+            data["login_user"] = procinfo.user_name(record.login_uid)
+        if record.start_time is not None:
+            data["start_time"] = record.start_time
+        if record.command_line is not None:
+            data["command_line"] = record.command_line
+        facts = self._fresh_facts(record)
+        data.update(_file_fields("", record.path, facts))
+        if facts is not None:
+            data["hash_status"] = facts.status
+        if record.ppid:
+            data["parent_pid"] = record.ppid
+            parent = self.table.get(record.ppid)
+            if record.parent_unique_pid:
+                data["parent_unique_pid"] = record.parent_unique_pid
+            if record.parent_path:
+                data["parent_path"] = record.parent_path
+            if parent is not None and parent.unique_pid == record.parent_unique_pid:
+                parent_facts = self._fresh_facts(parent)
+                if parent_facts is not None and parent_facts.digests is not None:
+                    data["parent_md5"] = parent_facts.digests.md5
+                    data["parent_sha256"] = parent_facts.digests.sha256
+                if parent.command_line is not None:
+                    data["parent_command_line"] = parent.command_line
+        return data
+
+    def _fresh_facts(self, record: ProcessRecord) -> FileFacts | None:
+        """A pending hash may be ready by now: take it from the cache."""
+        facts = record.facts
+        if facts is None or facts.status != "pending" or record.path is None:
+            return facts
+        digests = self.hashes.get_for(facts)
+        if digests is None:
+            return facts
+        record.facts = replace(facts, status="ok", digests=digests)
+        return record.facts
+
+    def on_exec(self, event: Exec) -> None:
+        sink = self._sink
+        if sink is None or not sink.allow(self):
+            return
+        record = self.read_process(event.pid, event.timestamp_ns)
+        self._remember(record)
+        when = self._wall(event.timestamp_ns)
+        data = self._common(record, when)
+        cwd = procinfo.read_link(event.pid, "cwd")
+        if cwd is not None:
+            data["working_directory"] = cwd
+        else:
+            record.unavailable.append("working_directory")
+        environment = procinfo.read_environ(event.pid, self.redact)
+        if environment is not None:
+            data["environment"] = environment
+        else:
+            record.unavailable.append("environment")
+        if record.unavailable:
+            data["unavailable"] = ",".join(record.unavailable)
+        sink.submit(
+            self,
+            "process_started",
+            data,
+            event_id("process_started", record.unique_pid, event.timestamp_ns),
+            when,
+        )
+
+    def on_exit(self, event: Exit) -> None:
+        sink = self._sink
+        if sink is None or not sink.allow(self):
+            self.table.pop(event.pid, None)
+            self.forked_from.pop(event.pid, None)
+            return
+        record = self.table.pop(event.pid, None)
+        parent_tgid = self.forked_from.pop(event.pid, None)
+        if record is None:
+            record = self._record_at_exit(event, parent_tgid)
+        when = self._wall(event.timestamp_ns)
+        data = self._common(record, when)
+        data["end_time"] = when
+        if event.code is not None:
+            data["exit_code"] = event.code
+        if event.killed_by is not None:
+            data["exit_signal"] = event.killed_by
+        unavailable = [
+            f for f in record.unavailable if f not in ("working_directory", "environment")
+        ]
+        if unavailable:
+            data["unavailable"] = ",".join(unavailable)
+        sink.submit(
+            self,
+            "process_stopped",
+            data,
+            event_id("process_stopped", record.unique_pid, event.timestamp_ns),
+            when,
+        )
+
+    def _record_at_exit(self, event: Exit, parent_tgid: int | None) -> ProcessRecord:
+        """A process the sensor did not see exec: started before the agent, or forked
+        without exec (it runs its parent's image).  Its memory is gone at exit: /proc
+        still has its stat while it is a zombie."""
+        missing: list[str] = []
+        stat = procinfo.read_stat(event.pid)
+        if stat is not None:
+            uid_text = procinfo.unique_pid(event.pid, stat.start_ticks)
+            start: float | None = stat.start_time
+        else:
+            uid_text = f"{procinfo.boot_id()}-{event.pid}-ns{event.timestamp_ns}"
+            start = None
+            missing.append("start_time")
+        ppid = event.parent_tgid or parent_tgid or (stat.ppid if stat else None)
+        image = self.table.get(parent_tgid) if parent_tgid else None
+        ids = procinfo.read_ids(event.pid)
+        record = ProcessRecord(
+            pid=event.pid,
+            unique_pid=uid_text,
+            start_time=start,
+            path=image.path if image else None,
+            command_line=image.command_line if image else None,
+            facts=image.facts if image else None,
+            ppid=ppid,
+            uid=ids.uid if ids else None,
+            gid=ids.gid if ids else None,
+            unavailable=missing,
+        )
+        if image is None:
+            missing += ["file_path", "sha256", "command_line"]
+        if ids is None:
+            missing.append("user")
+        if ppid:
+            parent = self.table.get(ppid)
+            if parent is not None:
+                record.parent_unique_pid = parent.unique_pid
+                record.parent_path = parent.path
+        return record
