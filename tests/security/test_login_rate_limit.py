@@ -14,8 +14,6 @@ import httpx
 from sqlalchemy import select, update
 
 from garrison.server.store.base import utcnow
-from garrison.server.users.lockout import Policy
-from garrison.server.users.models import LoginLockout
 from tests.conftest import Server, ServerFactory
 from tests.security.checks import audit_actions
 from tests.support import Admin, assert_json_error
@@ -88,6 +86,9 @@ def test_an_account_locks_on_every_node(server_factory: ServerFactory) -> None:
 
 
 def expire_lock(server: Server, username: str) -> None:
+    from garrison.server.users.models import LoginLockout  # new: imported here, so that the
+    # other tests of this module run (and fail) on code from before the lockout
+
     with server.db.transaction() as session:
         session.execute(
             update(LoginLockout)
@@ -115,6 +116,8 @@ def test_the_lock_expires_doubles_and_clears_on_success(server_factory: ServerFa
     # Expired again: the real user logs in, and the count starts over.
     expire_lock(server, "lena")
     assert login(server, "lena", PASSWORD).status_code == 200
+    from garrison.server.users.models import LoginLockout
+
     with server.db.reading() as session:
         assert session.scalar(select(LoginLockout).where(LoginLockout.username == "lena")) is None
     assert_json_error(login(server, "lena", "wrong-password"), 401)
@@ -153,6 +156,8 @@ def test_unknown_accounts_lock_alike(server_factory: ServerFactory) -> None:
 
 
 def test_the_lock_is_capped() -> None:
+    from garrison.server.users.lockout import Policy
+
     policy = Policy(after=5, base=30, maximum=900)
     assert [policy.lock_seconds(n) for n in (1, 4, 5, 6, 7)] == [0, 0, 30, 60, 120]
     assert policy.lock_seconds(10) == 900
