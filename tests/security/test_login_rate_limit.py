@@ -22,9 +22,10 @@ PASSWORD = "lena-password-123"
 
 
 def login(server: Server, username: str, password: str) -> httpx.Response:
-    return server.client.post(
+    response: httpx.Response = server.client.post(
         "/admin/v1/auth/login", json={"username": username, "password": password}
     )
+    return response
 
 
 def assert_429(response: httpx.Response) -> dict[str, Any]:

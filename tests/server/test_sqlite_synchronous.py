@@ -48,4 +48,4 @@ def test_the_server_uses_the_setting(tmp_path: Path, setting: str | None, expect
 
 def test_an_unknown_value_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="sqlite_synchronous"):
-        Settings(data_dir=tmp_path, sqlite_synchronous="off")  # type: ignore[arg-type]
+        Settings(data_dir=tmp_path, sqlite_synchronous="off")
