@@ -8,7 +8,6 @@ SQLAlchemy itself: the store reports what went wrong in its own errors.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -64,7 +63,7 @@ def open_database(settings: Settings) -> Database:
     from garrison.server.store.engine import Database, UnsupportedDatabaseError
 
     try:
-        return Database(settings.resolved_database_url())
+        return Database(settings.resolved_database_url(), settings.sqlite_synchronous)
     except UnsupportedDatabaseError as exc:
         err.print(f"[red]error:[/] cannot use database: {first_line(exc)}", markup=True)
         raise typer.Exit(1) from None
@@ -156,8 +155,9 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds) or None,
-        proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        # The app reads X-Forwarded-For itself, and only from GARRISON_TRUSTED_PROXIES
+        # (middleware.resolve_client): uvicorn's own handling would believe any local peer.
+        proxy_headers=False,
         server_header=False,
     )
     server = _graceful_server(config)
@@ -194,6 +194,32 @@ def db_upgrade(data_dir: DataDir = None) -> None:
     finally:
         db.dispose()
     Console().print(f"database at revision {migrate.current_head()} ({db.backend})")
+
+
+@db_app.command("admin-token")
+def db_admin_token(
+    data_dir: DataDir = None,
+    user: Annotated[str, typer.Option("--user", help="an active admin")] = "admin",
+) -> None:
+    """Write a new admin API token to <data-dir>/admin.token (replacing the user's old
+    one): on the server's host, when admin.token was revoked, lost or leaked."""
+    from garrison.server.bootstrap import new_admin_token
+    from garrison.server.errors import GarrisonError
+    from garrison.server.store.engine import DatabaseUnreachableError
+
+    settings = load_settings(data_dir=data_dir)
+    db = open_database(settings)
+    try:
+        path = new_admin_token(db, settings.data_dir, user)
+    except DatabaseUnreachableError as exc:
+        err.print(f"[red]error:[/] database unreachable: {exc}", markup=True)
+        raise typer.Exit(1) from None
+    except GarrisonError as exc:
+        err.print(f"[red]error:[/] {exc.message}", markup=True)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+    Console().print(f"new API token for {user} written to {path}")
 
 
 def register(app: typer.Typer) -> None:

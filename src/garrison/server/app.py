@@ -38,7 +38,13 @@ from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.export.consumer import ExportManager
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
-from garrison.server.middleware import BodyLimit, is_agent_path, normalize_path
+from garrison.server.middleware import (
+    BodyLimit,
+    Networks,
+    is_agent_path,
+    normalize_path,
+    resolve_client,
+)
 from garrison.server.options import service as options
 from garrison.server.procedures.dispatcher import ProcedureConsumer
 from garrison.server.procedures.sandbox import Limits
@@ -48,6 +54,7 @@ from garrison.server.stations.credentials import AgentAuthenticator
 from garrison.server.stations.presence import PresenceTracker
 from garrison.server.store.effects import Signal
 from garrison.server.store.engine import Database
+from garrison.server.users.throttle import AddressThrottle, LoginGuard
 
 log = structlog.get_logger("garrison.server")
 ADMIN_PREFIX = "/admin/v1"
@@ -80,10 +87,11 @@ class GarrisonApp(FastAPI):
 
     agent_edge: AgentEdge | None = None
     request_log: logs.RequestLog | None = None
+    trusted_proxies: Networks = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            scope = normalize_path(scope)
+            scope = resolve_client(normalize_path(scope), self.trusted_proxies)
             if self.agent_edge is not None and is_agent_path(scope["path"]):
                 scope["app"] = self
                 await self.agent_edge(scope, receive, send)
@@ -118,7 +126,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         logs.configure_structlog(
             settings.log_level, human=False, cache=False, flush_seconds=settings.log_flush_seconds
         )
-    database = db or Database(settings.resolved_database_url())
+    database = db or Database(settings.resolved_database_url(), settings.sqlite_synchronous)
     metrics = Metrics()
     runner = ConsumerRunner(database)
     ctx = ServerContext(
@@ -131,6 +139,10 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         job_waiters=JobWaiters(database, interval=settings.job_watch_seconds),
         # Export targets are consumers of the same runner, added as targets appear.
         exports=ExportManager(database, runner, metrics),
+        login_guard=LoginGuard.from_settings(settings),
+        enrollment_throttle=AddressThrottle(
+            settings.auth_address_failures, settings.auth_address_window_seconds
+        ),
     )
     ctx.consumers.add(ProcedureConsumer(Limits.from_settings(settings)))
     database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.consumers.wake())
@@ -192,6 +204,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.trusted_proxies = settings.trusted_proxy_networks()
     errors_http.install(app)
     docs_page.install(app, f"{ADMIN_PREFIX}/docs", f"{ADMIN_PREFIX}/openapi.json")
 

@@ -46,3 +46,16 @@ def prepare(db: Database, data_dir: Path) -> FirstStart | None:
         token_path=token_path,
         enrollment_key=created.enrollment_key,
     )
+
+
+def new_admin_token(db: Database, data_dir: Path, username: str = "admin") -> Path:
+    """Replace ``username``'s admin.token (revoked by a role change, lost, or leaked) and
+    write it to ``<data_dir>/admin.token``; the way back in for an operator on the host.
+    Raises NotFoundError or ConflictError when ``username`` is no active admin, and
+    DatabaseUnreachableError."""
+    migrate.upgrade(db.url)
+    with reporting_unreachable():
+        token = users.reissue_admin_token(db, username)
+    token_path = data_dir / "admin.token"
+    write_secret(token_path, token)
+    return token_path

@@ -12,6 +12,7 @@ from garrison.server.settings import Settings
 from garrison.server.stations.credentials import AgentAuthenticator
 from garrison.server.stations.presence import PresenceTracker
 from garrison.server.store.engine import Database
+from garrison.server.users.throttle import AddressThrottle, LoginGuard
 
 
 @dataclass
@@ -24,3 +25,6 @@ class ServerContext:
     consumers: ConsumerRunner
     job_waiters: JobWaiters
     exports: ExportManager
+    # Per node: the limits on failed password logins and refused enrollment keys.
+    login_guard: LoginGuard
+    enrollment_throttle: AddressThrottle

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class GarrisonError(Exception):
     """Base of every error Garrison reports to a caller."""
@@ -62,6 +64,17 @@ class UnknownStationError(NotFoundError):
 
 class UnknownJobError(NotFoundError):
     code = "unknown_job"
+
+
+class RateLimitedError(GarrisonError):
+    """Too many failed attempts (logins, enrollment keys): try again in ``retry_after``
+    seconds (a whole number, at least 1)."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 class UpstreamFailedError(GarrisonError):

@@ -34,6 +34,7 @@ STATUSES: Mapping[type[e.GarrisonError], int] = {
     e.NotFoundError: 404,
     e.ConflictError: 409,
     e.InvalidInputError: 422,
+    e.RateLimitedError: 429,
     e.UpstreamFailedError: 502,
 }
 
@@ -47,6 +48,7 @@ HTTP_CODES: Mapping[int, str] = {
     409: "conflict",
     413: "payload_too_large",
     422: "invalid_input",
+    429: "rate_limited",
     500: "internal_error",
 }
 
@@ -89,10 +91,14 @@ def garrison_error_response(
     """``challenge`` is the ``WWW-Authenticate`` of a 401: Armadito agents send their Basic
     credentials only after a Basic challenge; the admin API asks for a Bearer token."""
     headers = None
+    extra: dict[str, Any] = {}
     if isinstance(exc, e.NotAuthenticatedError):
         logs.authentication_refused(method, path, exc.message)
         headers = {"WWW-Authenticate": challenge}
-    return error_response(status_of(exc), exc.message, exc.code, exc.field, headers)
+    elif isinstance(exc, e.RateLimitedError):
+        headers = {"Retry-After": str(exc.retry_after)}
+        extra["retry_after"] = exc.retry_after
+    return error_response(status_of(exc), exc.message, exc.code, exc.field, headers, **extra)
 
 
 def http_error_response(exc: HTTPException, method: str, path: str) -> Response:

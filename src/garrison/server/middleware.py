@@ -1,8 +1,11 @@
-"""What runs before routing: path normalisation and the body size limit."""
+"""What runs before routing: path normalisation, the client address behind trusted
+proxies, and the body size limit."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -30,6 +33,58 @@ def normalize_path(scope: Scope) -> Scope:
     scope = dict(scope)
     scope["path"] = clean
     scope["raw_path"] = clean.encode("utf-8")
+    return scope
+
+
+Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, proxies: Networks) -> bool:
+    return any(address.version == net.version and address in net for net in proxies)
+
+
+def resolve_client(scope: Scope, proxies: Networks) -> Scope:
+    """The scope with ``client`` set to the real client's address: the TCP peer's, unless
+    the peer is one of ``proxies`` (GARRISON_TRUSTED_PROXIES; none by default), when
+    ``X-Forwarded-For`` is read from the right, past every trusted proxy, to the first
+    address that is not one.  A hop that is not an address ends the walk at the last proxy:
+    a forged or garbled header can never name an arbitrary client.  Every user of the client
+    address (station address, audit, the login and enrollment limits) reads ``client``."""
+    client = scope.get("client")
+    if not proxies or not client:
+        return scope
+    peer = _address(str(client[0]))
+    if peer is None or not _trusted(peer, proxies):
+        return scope
+    hops = [
+        hop
+        for name, value in scope.get("headers", [])
+        if name == b"x-forwarded-for"
+        for hop in value.decode("latin-1").split(",")
+        if hop.strip()
+    ]
+    found = peer
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            break
+        found = address
+        if not _trusted(address, proxies):
+            break
+    if found == peer:
+        return scope
+    scope = dict(scope)
+    scope["client"] = (str(found), 0)
     return scope
 
 

@@ -7,7 +7,9 @@ changes at run time (getjobs limit, offline timeout) live in the database: see
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +41,22 @@ class Settings(BaseSettings):
     # client address per this many seconds; 0 reports every one.
     auth_failure_report_seconds: float = Field(default=60.0, ge=0)
     admin_token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
+    # Password logins (see users.throttle): after this many consecutive failures an account
+    # is locked for login_lockout_seconds, doubled at each further failure up to
+    # login_lockout_max_seconds.  The lock lives in the database: it holds on every node.
+    login_lockout_after: int = Field(default=5, ge=1)
+    login_lockout_seconds: float = Field(default=30.0, gt=0)
+    login_lockout_max_seconds: float = Field(default=900.0, gt=0)
+    # Per client address, on each node: at most this many failed logins (and, separately,
+    # refused enrollment keys) per auth_address_window_seconds; more answer 429.
+    auth_address_failures: int = Field(default=10, ge=1)
+    auth_address_window_seconds: float = Field(default=60.0, gt=0)
+    # Peers whose X-Forwarded-For is believed (comma-separated addresses or networks, e.g.
+    # "10.0.0.5, 192.168.0.0/24"); by default none: the client address is the TCP peer's.
+    trusted_proxies: str = ""
+    # SQLite only: "full" syncs each commit to disk (an acknowledged event survives a power
+    # loss); "normal" is faster but the last commits before a power cut may be lost.
+    sqlite_synchronous: Literal["full", "normal"] = "full"
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
     # debug, info (each request), warning, error, critical; see garrison.server.logs.
     log_level: str = "info"
@@ -61,7 +79,35 @@ class Settings(BaseSettings):
         logs.level_number(value)  # ValueError names the levels
         return value.strip().lower()
 
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _lower_synchronous(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: str) -> str:
+        parse_networks(value)  # ValueError names the bad entry
+        return value
+
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return parse_networks(self.trusted_proxies)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'garrison.db').resolve()}"
+
+
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``"10.0.0.5, 192.168.0.0/24"`` as networks (an address is a network of one)."""
+    networks = []
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"not an address or network: {part!r}") from None
+    return tuple(networks)

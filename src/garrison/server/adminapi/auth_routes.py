@@ -13,11 +13,23 @@ from garrison.server.users import actions
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/login", response_model=s.LoginOut, summary="Exchange a password for a token")
+@router.post(
+    "/login",
+    response_model=s.LoginOut,
+    summary="Exchange a password for a token",
+    description="Failed logins are limited per client address and per account: past the "
+    "limit the answer is 429 with a Retry-After header (see docs/security.md).",
+    responses={429: {"description": "too many failed logins; retry after Retry-After seconds"}},
+)
 def login(body: s.LoginIn, request: Request, ctx: Ctx) -> s.LoginOut:
     address = request.client.host if request.client else ""
     done = actions.login(
-        ctx.db, body.username, body.password, address, ctx.settings.admin_token_ttl_seconds
+        ctx.db,
+        body.username,
+        body.password,
+        address,
+        ctx.settings.admin_token_ttl_seconds,
+        ctx.login_guard,
     )
     return s.LoginOut(
         token=done.token,

@@ -32,6 +32,7 @@ from garrison.server.errors import (
     GarrisonError,
     InvalidInputError,
     MalformedRequestError,
+    RateLimitedError,
 )
 from garrison.server.events import reports as event_reports
 from garrison.server.jobs import reports as job_reports
@@ -167,11 +168,25 @@ class AgentApi:
             parsing.enrollment_key(envelope.obj), envelope.identity(address, kind)
         )
         enrollments = self.ctx.metrics.enrollments
+        # Refused keys are limited per client address (on this node), like failed logins:
+        # past the limit the key is not even checked.
+        throttle = self.ctx.enrollment_throttle
+        wait = throttle.retry_after(address)
+        if wait is not None:
+            enrollments.labels("throttled").inc()
+            raise RateLimitedError(
+                "too many refused enrollment keys from this address; try again later",
+                retry_after=wait,
+            )
         try:
             enrolled = enrollment_reports.enroll(
                 self.ctx.db, Limits.from_settings(self.ctx.settings), request
             )
-        except (EnrollmentRefusedError, ForbiddenError):
+        except EnrollmentRefusedError:
+            throttle.failed(address)
+            enrollments.labels("refused").inc()
+            raise
+        except ForbiddenError:
             enrollments.labels("refused").inc()
             raise
         enrollments.labels("created" if enrolled.created else "re-enrolled").inc()

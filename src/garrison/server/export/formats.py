@@ -14,6 +14,7 @@ import orjson
 from garrison import __version__
 from garrison.common.vocabulary import Severity
 from garrison.server.export.mapping import TIME_KEY, Record
+from garrison.server.export.syslog import blank_separators, escape_separators
 
 VENDOR = "Garrison"
 PRODUCT = "Garrison Server"
@@ -21,8 +22,10 @@ Formatter = Callable[[Record], str]
 
 
 def eset_json(record: Record) -> str:
-    """One JSON object, keys and types as ESET PROTECT exports them."""
-    return orjson.dumps(record.fields).decode("utf-8")
+    """One JSON object, keys and types as ESET PROTECT exports them.  orjson escapes C0
+    controls but writes DEL, C1 (U+0085) and U+2028/U+2029 raw, which line-based receivers
+    split on: those are escaped too (they can only occur inside strings)."""
+    return escape_separators(orjson.dumps(record.fields).decode("utf-8"))
 
 
 # LEEF -----------------------------------------------------------------------------------
@@ -54,15 +57,14 @@ LEEF_KEYS = {
 
 
 def _leef_header(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return blank_separators(value.replace("\\", "\\\\").replace("|", "\\|"))
 
 
 def _leef_value(value: Any, delimiter: str) -> str:
     text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    # A value may never hold the delimiter (nor a line break): the record must stay whole.
-    for bad in {delimiter, "\t", "\r", "\n"}:
-        text = text.replace(bad, " ")
-    return text
+    # A value may never hold the delimiter (nor a line break or other separator): the
+    # record must stay whole.  LEEF has no escape: they become spaces.
+    return blank_separators(text.replace(delimiter, " ").replace("\t", " "))
 
 
 def _leef_attributes(record: Record, delimiter: str) -> str:
@@ -159,12 +161,14 @@ CEF_LABELS = {
 
 
 def _cef_header(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return blank_separators(value.replace("\\", "\\\\").replace("|", "\\|"))
 
 
 def _cef_value(value: Any) -> str:
     text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    return (
+    # CEF's own escapes first; any other separator as \uXXXX (unambiguous: every literal
+    # backslash is doubled before).
+    return escape_separators(
         text.replace("\\", "\\\\")
         .replace("=", "\\=")
         .replace("\r\n", "\\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socket
 
 from garrison.common.vocabulary import Severity
@@ -20,6 +21,30 @@ SYSLOG_SEVERITY: dict[str, int] = {
 }
 HOSTNAME = socket.gethostname() or "garrison"
 APP_NAME = "garrison"
+# What a receiver may take for the end of a message (or mangle): C0 controls but the tab,
+# DEL, C1 controls (U+0085 NEL among them) and the Unicode line and paragraph separators.  Each
+# format escapes them in its own way (see formats.py); none ever reaches the wire raw.
+SEPARATORS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _unicode_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def escape_separators(text: str) -> str:
+    """Each separator as ``\\uXXXX``: lossless in JSON strings (a valid escape there) and
+    in CEF values (whose backslashes are doubled first, so the escape is unambiguous)."""
+    return SEPARATORS.sub(_unicode_escape, text)
+
+
+def blank_separators(text: str) -> str:
+    """Each separator as a space: for fields whose syntax has no escape (LEEF, headers)."""
+    return SEPARATORS.sub(" ", text)
+
+
+# The envelope's own guard, whatever the format: line terminators only (a LEEF payload's
+# attribute delimiter is a tab or another control, which must stay).
+_LINE_BREAKS = re.compile("[\r\n\x85\u2028\u2029]")
 
 
 def _truncate_utf8(text: str, limit: int) -> str:
@@ -42,7 +67,7 @@ def envelope(
 ) -> bytes:
     """The whole syslog message, truncated to ``max_bytes`` (ESET cuts at 8 KB)."""
     pri = facility * 8 + SYSLOG_SEVERITY.get(severity, 6)
-    payload = payload.replace("\r", " ").replace("\n", " ")  # one message, one line
+    payload = _LINE_BREAKS.sub(" ", payload)  # one message, one line
     if kind == "rfc5424":
         stamp = time.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         msgid = (msgid or "-")[:32].replace(" ", "_")

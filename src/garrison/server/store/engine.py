@@ -69,16 +69,31 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=15000")
-    cursor.close()
+# SQLite's ``synchronous`` in WAL mode: FULL syncs the WAL at every commit, so an answered
+# (committed) request survives a power loss; NORMAL syncs only at checkpoints, and the last
+# commits before a power cut can be lost (never corrupted).  See docs/security.md.
+SQLITE_SYNCHRONOUS = ("full", "normal")
 
 
-def make_engine(url: str) -> Engine:
+def _sqlite_pragmas(synchronous: str) -> Any:
+    if synchronous not in SQLITE_SYNCHRONOUS:
+        raise UnsupportedDatabaseError(
+            f"sqlite synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}"
+        )
+    statement = f"PRAGMA synchronous={synchronous.upper()}"
+
+    def pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(statement)
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.close()
+
+    return pragmas
+
+
+def make_engine(url: str, sqlite_synchronous: str = "full") -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -91,7 +106,7 @@ def make_engine(url: str) -> Engine:
         else:
             # One in-memory database must be one connection, shared.
             engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool, **_JSON)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous))
 
         # pysqlite's own transaction handling defers BEGIN until the first write and cannot
         # upgrade a reader to a writer without SQLITE_BUSY; BEGIN IMMEDIATE up front makes
@@ -114,10 +129,10 @@ def make_engine(url: str) -> Engine:
 class Database:
     """Owns the engine; hands out one transaction per unit of work."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sqlite_synchronous: str = "full") -> None:
         self.url = normalize_url(url)
         try:
-            self.engine = make_engine(self.url)
+            self.engine = make_engine(self.url, sqlite_synchronous)
         except SQLAlchemyError as exc:  # e.g. a driver name SQLAlchemy does not know
             raise UnsupportedDatabaseError(str(exc)) from exc
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)

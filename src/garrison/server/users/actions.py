@@ -10,10 +10,13 @@ from sqlalchemy.exc import IntegrityError
 from garrison.server.audit import service as audit
 from garrison.server.audit.actor import SYSTEM, Actor
 from garrison.server.enrollment import service as enrollment
-from garrison.server.errors import NotAuthenticatedError
+from garrison.server.errors import NotAuthenticatedError, RateLimitedError
+from garrison.server.store.base import utcnow
 from garrison.server.store.unit import Transactions
+from garrison.server.users import lockout
 from garrison.server.users import service as users
 from garrison.server.users.models import User
+from garrison.server.users.throttle import LoginGuard
 
 FIRST_KEY_USES = 100
 FIRST_KEY_SECONDS = 7 * 86400
@@ -26,22 +29,88 @@ class Login:
     expires_at: dt.datetime
 
 
-def login(db: Transactions, username: str, password: str, address: str, ttl_seconds: int) -> Login:
-    """A new login token; a refused attempt is audited (and still refused)."""
+def login(
+    db: Transactions,
+    username: str,
+    password: str,
+    address: str,
+    ttl_seconds: int,
+    guard: LoginGuard,
+) -> Login:
+    """A new login token.  Refused with RateLimitedError (before the password is checked)
+    while ``address`` has used up its failures on this node or the account is locked (see
+    ``users.throttle`` and ``users.lockout``); a failed attempt is audited, counted towards
+    both, and still refused."""
+    wait = guard.addresses.retry_after(address)
+    if wait is not None:
+        _throttled(db, guard, "address", username, address, wait)
+        raise RateLimitedError(
+            "too many failed logins from this address; try again later", retry_after=wait
+        )
     try:
         with db.transaction() as session:
+            now = utcnow()
+            until = lockout.locked_until(session, username, now)
+            if until is not None:
+                raise RateLimitedError(
+                    "this account is locked after too many failed logins; try again later",
+                    retry_after=(until - now).total_seconds(),
+                )
             user, token, expires = users.login(session, username, password, ttl_seconds)
+            lockout.clear(session, username)
             return Login(user, token, expires)
+    except RateLimitedError as exc:
+        _throttled(db, guard, "account", username, address, exc.retry_after)
+        raise
     except NotAuthenticatedError:
+        guard.addresses.failed(address)
         # In its own transaction: the attempt's own one was rolled back.
         with db.transaction() as session:
-            audit.record(session, Actor(username[:64], "", address), "auth.login_failed")
+            actor = Actor(lockout.key(username), "", address)
+            audit.record(session, actor, "auth.login_failed")
+            failure = lockout.record_failure(session, username, guard.policy)
+            if failure.locked_until is not None:
+                audit.record(
+                    session,
+                    actor,
+                    "auth.login_locked",
+                    lockout.key(username),
+                    failures=failure.failures,
+                    locked_until=failure.locked_until.isoformat(),
+                )
         raise
+
+
+def _throttled(
+    db: Transactions, guard: LoginGuard, scope: str, username: str, address: str, wait: float
+) -> None:
+    """Audit a refused attempt, at most once per address (or account) per interval: a
+    flood of attempts must not flood the audit log.  The entry's ``suppressed`` counts the
+    refusals since the last entry that it stands for."""
+    subject = address if scope == "address" else lockout.key(username)
+    suppressed = guard.refusals.failed(f"{scope}:{subject}")
+    if suppressed is None:
+        return
+    with db.transaction() as session:
+        audit.record(
+            session,
+            Actor(lockout.key(username), "", address),
+            "auth.login_throttled",
+            subject,
+            limit=scope,
+            retry_after=max(1, round(wait)),
+            suppressed=suppressed,
+        )
 
 
 def logout(db: Transactions, token: str) -> None:
     with db.transaction() as session:
         users.logout(session, token)
+
+
+def reissue_admin_token(db: Transactions, username: str) -> str:
+    with db.transaction() as session:
+        return users.reissue_admin_token(session, username)
 
 
 def create_user(db: Transactions, actor: Actor, username: str, password: str, role: str) -> User:

@@ -30,3 +30,16 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime | None]
+
+
+class LoginLockout(Base):
+    """Consecutive failed password logins for a username (known or not: a lock must not
+    tell an existing account from a missing one), and until when it is locked.  In the
+    database, so that a lock holds on every node."""
+
+    __tablename__ = "login_lockouts"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failed_at: Mapped[dt.datetime] = mapped_column(index=True)
+    locked_until: Mapped[dt.datetime | None]

@@ -24,6 +24,7 @@ from garrison.server.errors import (
     NotFoundError,
 )
 from garrison.server.store.base import utcnow
+from garrison.server.users import lockout
 from garrison.server.users.models import ApiToken, User
 
 _hasher = PasswordHasher()
@@ -107,20 +108,28 @@ def update_user(
     disabled: bool | None = None,
 ) -> User:
     user = get_user(session, username)
+    # Only what actually changes counts: a PATCH repeating the current role (or state)
+    # changes nothing, so it ends no session and revokes no token (admin.token included).
+    role_changes = role is not None and role != user.role
+    disabling = disabled is True and not user.disabled
     changes: dict[str, object] = {}
-    demoting = (role is not None and role != Role.ADMIN) or disabled is True
+    demoting = (role_changes and role != Role.ADMIN) or disabling
     if user.role == Role.ADMIN and demoting and _admins_left(session, user.id) == 0:
         raise ConflictError("the last active admin cannot be demoted or disabled")
     if role is not None:
-        user.role = _check_role(role)
+        _check_role(role)
+    if role is not None and role_changes:
+        user.role = role
         changes["role"] = role
     if password is not None:
         user.password_hash = _hasher.hash(_check_password(password))
         changes["password"] = "changed"  # noqa: S105 (audit note, no secret)
-    if disabled is not None:
+        # A new password set by an administrator also lifts a login lockout.
+        lockout.clear(session, username)
+    if disabled is not None and disabled != user.disabled:
         user.disabled = disabled
         changes["disabled"] = disabled
-    if role is not None or disabled:
+    if role_changes or disabling:
         # A changed role or a disabled account ends every session and API token.
         session.query(ApiToken).filter(ApiToken.user_id == user.id).delete()
     elif password is not None:
@@ -129,7 +138,8 @@ def update_user(
         session.query(ApiToken).filter(
             ApiToken.user_id == user.id, ApiToken.name == LOGIN_TOKEN
         ).delete()
-    audit.record(session, actor, "user.update", username, **changes)
+    if changes:
+        audit.record(session, actor, "user.update", username, **changes)
     return user
 
 
@@ -194,7 +204,34 @@ def resolve_token(session: Session, token: str) -> Principal:
 
 
 def logout(session: Session, token: str) -> None:
+    """End the login session of ``token``.  A long-lived API token (``admin.token``) is no
+    session: logging out with it is refused rather than revoking it for good, which would
+    lock scripts (and the operator) out."""
+    name = session.scalar(select(ApiToken.name).where(ApiToken.token_hash == token_hash(token)))
+    if name is not None and name != LOGIN_TOKEN:
+        raise ConflictError(
+            f"this is the long-lived API token {name!r}, not a login session: logout does not "
+            "revoke it (see docs/security.md to replace admin.token)"
+        )
     session.query(ApiToken).filter(ApiToken.token_hash == token_hash(token)).delete()
+
+
+ADMIN_TOKEN = "admin.token"  # noqa: S105 (the name of the long-lived token of the file)
+
+
+def reissue_admin_token(session: Session, username: str) -> str:
+    """A new long-lived API token for the active admin ``username``, replacing the one it
+    had (a leaked or revoked admin.token is rotated); for ``garrison db admin-token``, which
+    runs on the server's host with access to its database."""
+    user = get_user(session, username)
+    if user.role != Role.ADMIN or user.disabled:
+        raise ConflictError(f"user {username!r} is not an active admin")
+    session.query(ApiToken).filter(
+        ApiToken.user_id == user.id, ApiToken.name == ADMIN_TOKEN
+    ).delete()
+    token, _ = issue_token(session, user, ADMIN_TOKEN, None)
+    audit.record(session, SYSTEM, "user.admin_token", username)
+    return token
 
 
 def bootstrap_admin(session: Session) -> tuple[str, str] | None:
@@ -205,6 +242,6 @@ def bootstrap_admin(session: Session) -> tuple[str, str] | None:
     user = User(username="admin", password_hash=_hasher.hash(password), role=Role.ADMIN)
     session.add(user)
     session.flush()
-    token, _ = issue_token(session, user, "admin.token", None)
+    token, _ = issue_token(session, user, ADMIN_TOKEN, None)
     audit.record(session, SYSTEM, "user.bootstrap", "admin")
     return password, token

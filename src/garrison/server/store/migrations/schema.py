@@ -21,7 +21,7 @@ from garrison.server.scans.models import Scan
 from garrison.server.states.models import StationState
 from garrison.server.stations.models import Group, Station, station_groups
 from garrison.server.store.base import Base
-from garrison.server.users.models import ApiToken, User
+from garrison.server.users.models import ApiToken, LoginLockout, User
 
 metadata = Base.metadata
 
@@ -42,6 +42,7 @@ __all__ = [
     "Group",
     "Job",
     "JobTarget",
+    "LoginLockout",
     "Option",
     "Procedure",
     "ProcedureError",
