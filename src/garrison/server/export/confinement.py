@@ -78,6 +78,9 @@ class Confinement:
     file_dirs: tuple[Path, ...]
     allow_local: bool = False
     allow_networks: tuple[IPNetwork, ...] = field(default_factory=tuple)
+    # Never written but below file_dirs[0], even when an extra directory holds it: the
+    # database, admin.token and secrets.key live there.
+    data_dir: Path | None = None
 
     @classmethod
     def of(
@@ -102,7 +105,7 @@ class Confinement:
             for n in allow_networks.split(",")
             if n.strip()
         )
-        return cls(tuple(dirs), allow_local, networks)
+        return cls(tuple(dirs), allow_local, networks, Path(os.path.abspath(data_dir)))
 
     # -- files ---------------------------------------------------------------------------
 
@@ -119,12 +122,30 @@ class Confinement:
         for base in self.file_dirs:
             if candidate != base and candidate.is_relative_to(base):
                 self._no_escape(base, candidate)
+                self._not_in_data_dir(candidate)
                 return candidate
         allowed = ", ".join(str(d) for d in self.file_dirs)
         raise ConfinementError(
             f"path must be a file below {allowed} (set by the operator: GARRISON_EXPORT_FILE_DIRS)",
             "path",
         )
+
+    def _not_in_data_dir(self, candidate: Path) -> None:
+        if self.data_dir is None:
+            return
+        export = self.file_dirs[0]
+        real = Path(os.path.realpath(candidate))
+        for path in (candidate, real):
+            inside_data = path.is_relative_to(self.data_dir) or path.is_relative_to(
+                os.path.realpath(self.data_dir)
+            )
+            inside_export = path.is_relative_to(export) or path.is_relative_to(
+                os.path.realpath(export)
+            )
+            if inside_data and not inside_export:
+                raise ConfinementError(
+                    "path may not be in the data directory (only below its export/)", "path"
+                )
 
     @staticmethod
     def _no_escape(base: Path, candidate: Path) -> None:
