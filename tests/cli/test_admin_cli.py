@@ -311,7 +311,7 @@ def test_the_cli_finds_the_local_server_by_its_data_dir(live: LiveServer, tmp_pa
     GARRISON_SERVER_URL the CLI uses it (the token comes from the same directory)."""
     recorded = live.data_dir / "server.url"
     assert recorded.read_text(encoding="utf-8") == live.url + "\n"
-    assert stat.S_IMODE(recorded.stat().st_mode) == 0o644
+    assert stat.S_IMODE(recorded.stat().st_mode) == 0o600  # every file of the data dir
     result = garrison("whoami", "--data-dir", str(live.data_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"at {live.url}" in result.stdout

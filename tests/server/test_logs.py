@@ -89,7 +89,7 @@ def test_a_real_server_logs_each_request_and_the_events_of_note(tmp_path: Path) 
         ("POST", "/api/agents", 200),
         ("POST", "/api/agents", 403),
         ("GET", "/api/jobs", 401),
-        ("GET", "/admin/v1/enrollment-keys", 200),
+        ("POST", "/admin/v1/enrollment-keys", 201),
         ("GET", "/admin/v1/stations", 200),  # the path, never the query (a key)
     }
     notes = {line["event"]: line for line in lines if line["event"] != "request"}
