@@ -35,6 +35,7 @@ from bench.certs import make_certs
 from bench.common import LOAD_CPU, ROOT, on_server_core, taskset
 from garrison.common.catalogue import CATALOGUE, validate
 from garrison.server.export.config import TargetOptions
+from garrison.server.export.confinement import Confinement
 from garrison.server.export.encoding import encoder
 from garrison.server.export.formats import FORMATS
 from garrison.server.export.mapping import StationInfo, build
@@ -357,7 +358,8 @@ def measure(
     path = workdir / f"{fmt}-{transport_name}.ndjson"
     chosen = target(fmt, transport_name, sink, path)
     encode = encoder(chosen)
-    transport = make_transport(chosen)
+    # The sinks listen on loopback: the bench is the operator, and allows it.
+    transport = make_transport(chosen, Confinement((workdir,), allow_local=True))
     key = delivered_key(transport_name) if transport_name != "file" else ""
     before = sink.stats()[key] if key else 0
     produced: list[bytes] = []

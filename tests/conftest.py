@@ -153,7 +153,7 @@ def server_factory(
         overrides.setdefault("token_cache_seconds", token_cache_seconds)
         settings = make_settings(tmp_path, database_url, **overrides)
         database = Database(database_url)
-        first = prepare(database, settings.data_dir)
+        first = prepare(database, settings.data_dir, settings.resolved_secrets_key_file())
         token = (settings.data_dir / "admin.token").read_text().strip()
         app = create_app(settings, database)
         client = TestClient(app, raise_server_exceptions=False)

@@ -15,7 +15,15 @@ from tests.support import ArmaditoAgent
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("server") / "data")
+    # The export tests write files in their own directories and send to 127.0.0.1, as an
+    # operator allows with these settings.
+    server = start_server(
+        tmp_path_factory.mktemp("server") / "data",
+        extra_env={
+            "GARRISON_EXPORT_FILE_DIRS": str(tmp_path_factory.getbasetemp()),
+            "GARRISON_EXPORT_ALLOW_LOCAL": "true",
+        },
+    )
     try:
         yield server
     finally:

@@ -34,18 +34,22 @@ def test_keys_create_list_revoke(cli: Cli) -> None:
     assert (created["uses"], created["used"], created["status"]) == (3, 0, "active")
     assert created["description"] == "[b]cli[/b]"
 
-    assert created["key"] in [k["key"] for k in cli.json("keys", "list")]
+    # Listed by prefix only: keys are stored hashed.
+    listed = {k["id"]: k for k in cli.json("keys", "list")}
+    assert listed[created["id"]]["key"] is None
+    assert listed[created["id"]]["prefix"] == created["key"][:5]
     table = cli("keys", "list")
     assert table.returncode == 0, table.stderr
     assert not table.stdout.lstrip().startswith(("[", "{"))
     assert "status" in table.stdout
-    assert created["key"] in table.stdout
+    assert created["key"] not in table.stdout
+    assert f"{created['key'][:5]}-…" in table.stdout
     assert "[b]cli[/b]" in table.stdout  # server text is shown as is, never as markup
 
     revoked = cli.json("keys", "revoke", created["key"])
     assert revoked["id"] == created["id"]
     assert revoked["status"] == "revoked"
-    assert created["key"] not in [k["key"] for k in cli.json("keys", "list", "--active")]
+    assert created["id"] not in [k["id"] for k in cli.json("keys", "list", "--active")]
 
     again = assert_one_line_error(cli("keys", "revoke", created["id"]), 1)
     assert "already revoked" in again
@@ -307,7 +311,7 @@ def test_the_cli_finds_the_local_server_by_its_data_dir(live: LiveServer, tmp_pa
     GARRISON_SERVER_URL the CLI uses it (the token comes from the same directory)."""
     recorded = live.data_dir / "server.url"
     assert recorded.read_text(encoding="utf-8") == live.url + "\n"
-    assert stat.S_IMODE(recorded.stat().st_mode) == 0o644
+    assert stat.S_IMODE(recorded.stat().st_mode) == 0o600  # every file of the data dir
     result = garrison("whoami", "--data-dir", str(live.data_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"at {live.url}" in result.stdout

@@ -130,10 +130,11 @@ def test_syslog_target_created_disabled_from_the_beginning(cli: Cli) -> None:
     listed = cli("export", "list")
     assert f"127.0.0.1:{port}" in listed.stdout
 
-    # Nobody listens on the port: the test send fails, in one line, with the reason.
+    # Nobody listens on the port: the test send fails, in one line, without telling a
+    # closed port from others (tests/security/test_export_confinement.py).
     failed = assert_one_line_error(cli("export", "test", created["id"]), 1)
     assert "not delivered" in failed
-    assert f"127.0.0.1:{port}" in failed
+    assert "refused" not in failed.lower()
     cli.json("export", "delete", created["id"], "--yes")
 
 

@@ -24,6 +24,7 @@ import structlog
 from syslog_rfc5424_parser import SyslogMessage
 
 from bench.common import free_port
+from garrison.server.export.actions import NOT_DELIVERED
 from tests.conftest import Server
 from tests.export import checks
 from tests.support import assert_json_error, sqlite_only, wait_for
@@ -451,22 +452,24 @@ def test_test_send_to_a_listening_target_and_to_a_closed_port(
     closed = create_target(server, "down", "cef", "tcp", host="127.0.0.1", port=port)
     failed = server.admin.post(f"/export-targets/{closed['id']}/test")
     error = assert_json_error(failed, 502, "export_test_failed")
-    assert f"127.0.0.1:{port}" in error["error"]
-    assert "refused" in error["error"].lower()
+    # Not "connection refused": the answer does not tell a closed port from others (the
+    # server log has the reason; tests/security/test_export_confinement.py).
+    assert error["error"] == NOT_DELIVERED
 
     assert server.admin.post("/export-targets/999999/test").status_code == 404
 
 
 @pytest.mark.usefixtures("json_logs")
 @sqlite_only
-def test_test_send_with_an_unreadable_ca_file_names_the_reason(server: Server) -> None:
+def test_test_send_with_an_unreadable_ca_file_is_not_delivered(server: Server) -> None:
     target = create_target(
         server, "tls", "cef", "tls", host="127.0.0.1", port=free_port(),
         options={"tls_ca": "/nonexistent/ca.pem"}, enabled=False,
     )  # fmt: skip
     failed = server.admin.post(f"/export-targets/{target['id']}/test")
     assert failed.status_code == 502, failed.text
-    assert "/nonexistent/ca.pem" in failed.json()["error"]
+    # Which file, and whether it exists, is for the server log only.
+    assert failed.json()["error"] == NOT_DELIVERED
 
 
 # The admin API: checks and roles ----------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import update
 
 from garrison.server.enrollment.models import EnrollmentKey
+from garrison.server.enrollment.service import key_digest
 from tests.conftest import Server, ServerFactory
 from tests.interop.armadito import (
     BASIC,
@@ -55,7 +56,7 @@ def expired(w: World) -> httpx.Response:
     with w.server.db.transaction() as session:
         session.execute(
             update(EnrollmentKey)
-            .where(EnrollmentKey.key == key)
+            .where(EnrollmentKey.key_hash == key_digest(key))
             .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
         )
     return w.stranger.enroll(key)

@@ -54,7 +54,10 @@ def test_a_real_server_logs_each_request_and_the_events_of_note(tmp_path: Path) 
     live = start_server(tmp_path / "data")
     try:
         admin = {"Authorization": f"Bearer {live.token}"}
-        key = httpx.get(f"{live.url}/admin/v1/enrollment-keys", headers=admin).json()[0]["key"]
+        # Keys are listed without their text (stored hashed): make one.
+        key = httpx.post(
+            f"{live.url}/admin/v1/enrollment-keys", json={"uses": 5}, headers=admin
+        ).json()["key"]
         with httpx.Client(base_url=live.url) as client:
             agent = ArmaditoAgent(client)
             assert agent.enroll(key).status_code == 200
@@ -86,7 +89,7 @@ def test_a_real_server_logs_each_request_and_the_events_of_note(tmp_path: Path) 
         ("POST", "/api/agents", 200),
         ("POST", "/api/agents", 403),
         ("GET", "/api/jobs", 401),
-        ("GET", "/admin/v1/enrollment-keys", 200),
+        ("POST", "/admin/v1/enrollment-keys", 201),
         ("GET", "/admin/v1/stations", 200),  # the path, never the query (a key)
     }
     notes = {line["event"]: line for line in lines if line["event"] != "request"}
@@ -110,7 +113,10 @@ def test_a_server_stopped_with_sigterm_has_written_every_request_line(tmp_path: 
     checkins = 40
     try:
         admin = {"Authorization": f"Bearer {live.token}"}
-        key = httpx.get(f"{live.url}/admin/v1/enrollment-keys", headers=admin).json()[0]["key"]
+        # Keys are listed without their text (stored hashed): make one.
+        key = httpx.post(
+            f"{live.url}/admin/v1/enrollment-keys", json={"uses": 5}, headers=admin
+        ).json()["key"]
         with httpx.Client(base_url=live.url) as client:
             agent = ArmaditoAgent(client)
             assert agent.enroll(key).status_code == 200

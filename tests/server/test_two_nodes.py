@@ -28,8 +28,14 @@ def nodes(tmp_path: Path, database_url: str) -> Iterator[Nodes]:
     """Two `garrison serve` processes on one PostgreSQL database, and an enrollment key."""
     if not database_url.startswith("postgresql"):
         pytest.skip("several nodes share a PostgreSQL database")
-    first = start_server(tmp_path / "a", database_url)
-    second = start_server(tmp_path / "b", database_url)
+    # Nodes of one database share the secrets key (docs/operations.md); the export test
+    # writes in tmp_path, as the operator allows.
+    env = {
+        "GARRISON_SECRETS_KEY_FILE": str(tmp_path / "secrets.key"),
+        "GARRISON_EXPORT_FILE_DIRS": str(tmp_path),
+    }
+    first = start_server(tmp_path / "a", database_url, env)
+    second = start_server(tmp_path / "b", database_url, env)
     try:
         admin = {"Authorization": f"Bearer {first.token}"}
         key = httpx.post(

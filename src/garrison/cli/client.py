@@ -75,10 +75,13 @@ def local_url(host: str, port: int) -> str:
 
 def write_url_file(data_dir_path: Path, host: str, port: int) -> Path:
     """Written by ``garrison serve`` at start: the admin commands run next to it find its
-    port without ``--server``.  Not a secret (mode 0644)."""
+    port without ``--server``.  Mode 0600, as every file of the data dir: only the server's
+    user (and root) run the admin commands from it."""
     path = data_dir_path / URL_FILE
-    path.write_text(local_url(host, port) + "\n", encoding="utf-8")
-    path.chmod(0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(local_url(host, port) + "\n")
+    path.chmod(0o600)
     return path
 
 

@@ -8,6 +8,7 @@ SQLAlchemy itself: the store reports what went wrong in its own errors.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -123,15 +124,21 @@ def serve(
     from garrison.server.store.engine import DatabaseUnreachableError
 
     settings = load_settings(host=host, port=port, data_dir=data_dir, log_level=log_level)
+    # Everything the server creates (database, WAL, tokens, keys, exported files) is the
+    # server user's alone: 0600 files, 0700 directories.
+    os.umask(0o077)
     configure_logging(settings)
     db = open_database(settings)
     try:
-        first = prepare(db, settings.data_dir)
+        first = prepare(db, settings.data_dir, settings.resolved_secrets_key_file())
     except DatabaseUnreachableError as exc:
         err.print(f"[red]error:[/] database unreachable: {exc}", markup=True)
         raise typer.Exit(1) from None
     except PermissionError as exc:
         err.print(f"[red]error:[/] cannot write the data directory: {exc}", markup=True)
+        raise typer.Exit(1) from None
+    except ValueError as exc:  # a secrets key file that holds no key
+        err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
     out = Console(soft_wrap=True)
     if first is not None:
@@ -139,7 +146,11 @@ def serve(
         out.print(f"  admin password (shown once): [bold]{first.admin_password}[/]")
         out.print(f"  admin API token written to:  {first.token_path}")
         out.print(f"  enrollment key (100 uses, 7 days): [bold]{first.enrollment_key}[/]")
-    app = create_app(settings, db)
+    try:
+        app = create_app(settings, db)
+    except ValueError as exc:  # a GARRISON_EXPORT_* setting that cannot be used
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
     write_url_file(settings.data_dir, settings.host, settings.port)
     out.print(
         f"Garrison listening on http://{settings.host}:{settings.port} "

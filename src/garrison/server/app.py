@@ -36,6 +36,7 @@ from garrison.server.context import ServerContext
 from garrison.server.events import retention
 from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.export.consumer import ExportManager
+from garrison.server.export.policy import ExportPolicy
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
 from garrison.server.middleware import (
@@ -138,7 +139,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         consumers=runner,
         job_waiters=JobWaiters(database, interval=settings.job_watch_seconds),
         # Export targets are consumers of the same runner, added as targets appear.
-        exports=ExportManager(database, runner, metrics),
+        exports=ExportManager(database, runner, metrics, ExportPolicy.from_settings(settings)),
         login_guard=LoginGuard.from_settings(settings),
         enrollment_throttle=AddressThrottle(
             settings.auth_address_failures, settings.auth_address_window_seconds

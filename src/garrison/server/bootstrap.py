@@ -1,4 +1,5 @@
-"""First start: schema migrations, the ``admin`` user, its token file, a first enrollment key."""
+"""First start: schema migrations, the ``admin`` user, its token file, a first enrollment key;
+at every start: a private data dir, the secrets key, secrets of older versions sealed."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from garrison.server.export import actions as exports
+from garrison.server.export.secrets import SecretBox
 from garrison.server.store import migrate
 from garrison.server.store.engine import Database, reporting_unreachable
 from garrison.server.users import actions as users
@@ -20,22 +23,44 @@ class FirstStart:
 
 def write_secret(path: Path, text: str) -> None:
     """Create ``path`` with mode 0600 from the start: the secret is never world-readable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text + "\n")
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 
-def prepare(db: Database, data_dir: Path) -> FirstStart | None:
+def secure_data_dir(data_dir: Path) -> None:
+    """The data dir 0700, every directory in it 0700 and every file 0600 (the SQLite
+    database and its WAL and SHM files, ``admin.token``, ``server.url``, ``secrets.key``,
+    exported files): a data dir made by an older version (0755, files 0644) is closed too.
+    Symbolic links are neither followed nor changed."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    for root, dirs, files in os.walk(data_dir, followlinks=False):
+        for name in dirs:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o700)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)
+
+
+def prepare(db: Database, data_dir: Path, key_file: Path | None = None) -> FirstStart | None:
     """Migrate, then on an empty database create the admin and a first key (exactly once,
-    even with several nodes starting together).  Raises DatabaseUnreachableError when the
-    database cannot be reached."""
+    even with several nodes starting together).  ``key_file``: the secrets key (made at the
+    first start; default ``<data_dir>/secrets.key``).  Raises DatabaseUnreachableError when
+    the database cannot be reached."""
+    secure_data_dir(data_dir)
     migrate.upgrade(db.url)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(data_dir)  # the SQLite files migrate created; WAL and SHM take their mode
+    box = SecretBox.load_or_create(key_file or data_dir / "secrets.key")
     with reporting_unreachable():
+        exports.seal_clear_secrets(db, box)
         created = users.bootstrap(db)
     if created is None:
         return None

@@ -72,6 +72,19 @@ class Settings(BaseSettings):
     disconnect_sweep_seconds: float = Field(default=10.0, gt=0)
     # Jobs created on this node wake their long-polls at once; this bounds the others.
     job_watch_seconds: float = Field(default=0.5, gt=0)
+    # Export confinement, set by the operator only (never through the API); see
+    # docs/security.md "Secrets and confinement".  File targets write only below
+    # <data-dir>/export and these extra directories (os.pathsep-separated absolute paths).
+    export_file_dirs: str = ""
+    # Network targets may not reach loopback, link-local, unspecified or multicast addresses,
+    # nor this host's own: unless this is true, or the address is in one of these networks
+    # (comma-separated CIDRs, e.g. "127.0.0.1/32,fd00::/8").
+    export_allow_local: bool = False
+    export_allow_networks: str = ""
+    # The key that encrypts export-target secrets (webhook credentials); created, mode 0600,
+    # at the first start.  Nodes sharing a database must share this file.  Default:
+    # <data-dir>/secrets.key.
+    secrets_key_file: Path | None = None
 
     @field_validator("log_level")
     @classmethod
@@ -92,6 +105,9 @@ class Settings(BaseSettings):
 
     def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return parse_networks(self.trusted_proxies)
+
+    def resolved_secrets_key_file(self) -> Path:
+        return self.secrets_key_file or self.data_dir / "secrets.key"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

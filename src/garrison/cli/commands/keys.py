@@ -18,7 +18,8 @@ COLUMNS = ("id", "key", "status", "used", "expires", "description", "created by"
 def _row(k: dict[str, Any]) -> list[Any]:
     return [
         k.get("id"),
-        k.get("key"),
+        # The full key only in the answer to its creation: it is stored hashed.
+        k.get("key") or f"{k.get('prefix', '')}-…",
         k.get("status"),
         f"{k.get('used', 0)}/{k.get('uses', 0)}",
         output.when(k.get("expires_at")),
@@ -40,7 +41,8 @@ def create(
     ] = 7 * 86400,
     description: Annotated[str, typer.Option(help="a note for other administrators")] = "",
 ) -> None:
-    """Create an enrollment key; give it to the agents (garrison-agent -t Enrollment -k KEY)."""
+    """Create an enrollment key; give it to the agents (garrison-agent -t Enrollment -k KEY).
+    The full key is shown now only: it is stored hashed, and listed by its first group."""
     body = {"uses": uses, "expires_in": expires_in, "description": description}
     call.emit(call.api.post("/enrollment-keys", body), _show_one)
 

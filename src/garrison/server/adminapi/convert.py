@@ -15,7 +15,7 @@ from garrison.server.adminapi import schemas as s
 from garrison.server.enrollment.models import EnrollmentKey
 from garrison.server.enrollment.service import key_status
 from garrison.server.events.models import Event
-from garrison.server.export.service import TargetView, parse_options
+from garrison.server.export.service import TargetView, shown_options
 from garrison.server.jobs.service import JobView
 from garrison.server.stations.models import Station
 from garrison.server.stations.service import is_online
@@ -37,9 +37,17 @@ class Computed:
         return getattr(self._row, name)
 
 
-def key(k: EnrollmentKey) -> s.KeyOut:
+def key(k: EnrollmentKey, text: str | None = None) -> s.KeyOut:
+    """``text``: the full key, given only when it has just been created."""
     return s.KeyOut.model_validate(
-        Computed(k, uses=k.uses_total, used=k.uses_count, status=key_status(k))
+        Computed(
+            k,
+            key=text,
+            prefix=k.key_prefix,
+            uses=k.uses_total,
+            used=k.uses_count,
+            status=key_status(k),
+        )
     )
 
 
@@ -74,7 +82,7 @@ def export_target(view: TargetView) -> s.ExportTargetOut:
     return s.ExportTargetOut.model_validate(
         Computed(
             t,
-            options=parse_options(t.options).model_dump(),
+            options=shown_options(t),
             position=view.position,
             lag=view.lag,
         )

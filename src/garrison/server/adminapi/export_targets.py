@@ -20,6 +20,7 @@ router = APIRouter(prefix="/export-targets", tags=["export"])
 def create_target(body: s.ExportTargetIn, actor: Admin, ctx: Ctx) -> s.ExportTargetOut:
     view = actions.create_target(
         ctx.db,
+        ctx.exports.policy,
         actor,
         body.name,
         body.format,
@@ -52,7 +53,9 @@ def update_target(
     target_id: int, body: s.ExportTargetPatch, actor: Admin, ctx: Ctx
 ) -> s.ExportTargetOut:
     changes = body.model_dump(exclude_none=True)
-    return convert.export_target(actions.update_target(ctx.db, actor, target_id, changes))
+    return convert.export_target(
+        actions.update_target(ctx.db, ctx.exports.policy, actor, target_id, changes)
+    )
 
 
 @router.delete("/{target_id}", status_code=204)
@@ -66,5 +69,5 @@ def delete_target(target_id: int, actor: Admin, ctx: Ctx) -> None:
     summary="Send one test event now; 502 with the reason if it cannot be delivered",
 )
 def test_target(target_id: int, actor: Admin, ctx: Ctx) -> s.ExportTestOut:
-    message = actions.send_test_event(ctx.db, target_id)
+    message = actions.send_test_event(ctx.db, ctx.exports.policy, target_id)
     return s.ExportTestOut(sent=True, message=message.decode("utf-8", errors="replace"))

@@ -11,11 +11,15 @@ from garrison.server.enrollment import service as enrollment
 router = APIRouter(prefix="/enrollment-keys", tags=["enrollment keys"])
 
 
-@router.post("", response_model=s.KeyOut, status_code=201, summary="Create an enrollment key")
+@router.post(
+    "",
+    response_model=s.KeyOut,
+    status_code=201,
+    summary="Create an enrollment key (the full key is shown in this answer only)",
+)
 def create_key(body: s.KeyIn, actor: Admin, ctx: Ctx) -> s.KeyOut:
-    return convert.key(
-        actions.create_key(ctx.db, actor, body.uses, body.expires_in, body.description)
-    )
+    key, text = actions.create_key(ctx.db, actor, body.uses, body.expires_in, body.description)
+    return convert.key(key, text)
 
 
 @router.get("", response_model=list[s.KeyOut])
@@ -24,6 +28,6 @@ def list_keys(actor: Admin, ctx: Ctx, active: bool = False) -> list[s.KeyOut]:
         return [convert.key(k) for k in enrollment.list_keys(session, include_inactive=not active)]
 
 
-@router.delete("/{ref}", response_model=s.KeyOut, summary="Revoke a key (by id or key text)")
+@router.delete("/{ref}", response_model=s.KeyOut, summary="Revoke a key (by id or full key text)")
 def revoke_key(ref: str, actor: Admin, ctx: Ctx) -> s.KeyOut:
     return convert.key(actions.revoke_key(ctx.db, actor, ref))

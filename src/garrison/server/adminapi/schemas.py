@@ -58,7 +58,11 @@ class KeyIn(Strict):
 
 class KeyOut(FromRow):
     id: int
-    key: str
+    key: str | None = Field(
+        default=None,
+        description="the full key: in the answer to its creation only (it is stored hashed)",
+    )
+    prefix: str = Field(description="the key's first group, e.g. ABCDE: tells keys apart")
     uses: int
     used: int
     expires_at: dt.datetime

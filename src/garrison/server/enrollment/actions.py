@@ -10,7 +10,8 @@ from garrison.server.store.unit import Transactions
 
 def create_key(
     db: Transactions, actor: Actor, uses: int, expires_in: int, description: str = ""
-) -> EnrollmentKey:
+) -> tuple[EnrollmentKey, str]:
+    """The key and its text: shown once, never stored."""
     with db.transaction() as session:
         return enrollment.create_key(session, actor, uses, expires_in, description)
 

@@ -12,7 +12,10 @@ class EnrollmentKey(Base):
     __tablename__ = "enrollment_keys"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(String(29), unique=True)
+    # The key is shown once, at creation; kept are its SHA-256 (what an enrollment looks up)
+    # and its first group, which tells keys apart in lists.  See enrollment/service.py.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(5))
     uses_total: Mapped[int]
     uses_count: Mapped[int] = mapped_column(default=0)
     expires_at: Mapped[dt.datetime]

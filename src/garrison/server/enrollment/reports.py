@@ -138,7 +138,7 @@ def _enroll(
             emitters.station_deleted(session, known.id, "procedure:" + "authorization")
             stations.remove(session, known)
             session.flush()
-    keys.consume(session, key.key)
+    keys.consume(session, key_text)
     station, token, created = stations.enroll(session, identity, key.id)
     if created:
         emitters.station_created(session, station, f"enrollment-key:{key.id}")

@@ -1,4 +1,12 @@
-"""Enrollment keys: CSPRNG-made, with an expiry, a use counter and revocation."""
+"""Enrollment keys: CSPRNG-made, with an expiry, a use counter and revocation.
+
+A key is stored as its SHA-256 only (with its first group, to tell keys apart): a copy of
+the database does not let anyone enroll.  Unsalted and fast on purpose: a key is 25
+characters drawn by ``secrets`` from 36, about 129 bits, so there is no dictionary to
+precompute and no brute force to slow down, and an enrollment finds its key with one
+indexed lookup by digest instead of trying a slow, salted hash against every key (the
+reasoning of agent and admin tokens, ``garrison.common.tokens``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ import secrets
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from garrison.common.tokens import token_hash
 from garrison.server.audit import service as audit
 from garrison.server.audit.actor import Actor
 from garrison.server.enrollment.models import EnrollmentKey
@@ -30,17 +39,30 @@ def generate_key() -> str:
     return "-".join("".join(secrets.choice(_ALPHABET) for _ in range(5)) for _ in range(5))
 
 
+def key_digest(normalized: str) -> str:
+    """What is stored of a key (already upper-cased and checked)."""
+    return token_hash(normalized)
+
+
+def shown(key: EnrollmentKey) -> str:
+    """How a stored key is named in lists, the audit log and messages: its first group."""
+    return f"{key.key_prefix}-…"
+
+
 def create_key(
     session: Session, actor: Actor, uses: int, expires_in: int, description: str = ""
-) -> EnrollmentKey:
+) -> tuple[EnrollmentKey, str]:
+    """The stored key and its text, which exists nowhere else once this returns."""
     if not 1 <= uses <= MAX_USES:
         raise InvalidInputError(f"uses must be between 1 and {MAX_USES}", field="uses")
     if not 60 <= expires_in <= MAX_EXPIRY_SECONDS:
         raise InvalidInputError(
             f"expires_in must be between 60 and {MAX_EXPIRY_SECONDS} seconds", field="expires_in"
         )
+    text = generate_key()
     key = EnrollmentKey(
-        key=generate_key(),
+        key_hash=key_digest(text),
+        key_prefix=text[:5],
         uses_total=uses,
         expires_at=utcnow() + dt.timedelta(seconds=expires_in),
         description=description[:255],
@@ -48,8 +70,10 @@ def create_key(
     )
     session.add(key)
     session.flush()
-    audit.record(session, actor, "enrollment_key.create", key.key, uses=uses, expires_in=expires_in)
-    return key
+    audit.record(
+        session, actor, "enrollment_key.create", shown(key), uses=uses, expires_in=expires_in
+    )
+    return key, text
 
 
 def list_keys(session: Session, *, include_inactive: bool = True) -> list[EnrollmentKey]:
@@ -76,11 +100,12 @@ def key_status(key: EnrollmentKey, now: dt.datetime | None = None) -> str:
 
 
 def find_key(session: Session, ref: str) -> EnrollmentKey:
+    """By id, or by the key's full text."""
     query = select(EnrollmentKey)
     query = (
         query.where(EnrollmentKey.id == int(ref))
         if ref.isdigit()
-        else query.where(EnrollmentKey.key == ref.strip().upper())
+        else query.where(EnrollmentKey.key_hash == key_digest(ref.strip().upper()))
     )
     key = session.scalar(query)
     if key is None:
@@ -91,9 +116,9 @@ def find_key(session: Session, ref: str) -> EnrollmentKey:
 def revoke_key(session: Session, actor: Actor, ref: str) -> EnrollmentKey:
     key = find_key(session, ref)
     if key.revoked_at is not None:
-        raise ConflictError(f"key {key.key} is already revoked")
+        raise ConflictError(f"key {shown(key)} is already revoked")
     key.revoked_at = utcnow()
-    audit.record(session, actor, "enrollment_key.revoke", key.key)
+    audit.record(session, actor, "enrollment_key.revoke", shown(key))
     return key
 
 
@@ -109,19 +134,19 @@ def _refusal(key: EnrollmentKey, now: dt.datetime) -> EnrollmentRefusedError:
     )
 
 
-def _normalized(text: str) -> str:
+def _digest(text: str) -> str:
     candidate = text.strip().upper()
     if not KEY_RE.match(candidate):
         raise EnrollmentRefusedError(
             "invalid enrollment key format (expected XXXXX-XXXXX-XXXXX-XXXXX-XXXXX)", field="key"
         )
-    return candidate
+    return key_digest(candidate)
 
 
 def check(session: Session, text: str) -> EnrollmentKey:
     """The key, if it may be used now; says why not otherwise.  Uses nothing."""
-    candidate = _normalized(text)
-    key = session.scalar(select(EnrollmentKey).where(EnrollmentKey.key == candidate))
+    digest = _digest(text)
+    key = session.scalar(select(EnrollmentKey).where(EnrollmentKey.key_hash == digest))
     if key is None:
         raise EnrollmentRefusedError("unknown enrollment key", field="key")
     if key_status(key) != "active":
@@ -131,13 +156,13 @@ def check(session: Session, text: str) -> EnrollmentKey:
 
 def consume(session: Session, text: str) -> EnrollmentKey:
     """Use one enrollment of a key, atomically, or say exactly why it is refused."""
-    candidate = _normalized(text)
+    digest = _digest(text)
     now = utcnow()
     # One conditional UPDATE: two agents racing for the last use cannot both win.
     result = session.execute(
         update(EnrollmentKey)
         .where(
-            EnrollmentKey.key == candidate,
+            EnrollmentKey.key_hash == digest,
             EnrollmentKey.revoked_at.is_(None),
             EnrollmentKey.expires_at > now,
             EnrollmentKey.uses_count < EnrollmentKey.uses_total,
@@ -145,7 +170,7 @@ def consume(session: Session, text: str) -> EnrollmentKey:
         .values(uses_count=EnrollmentKey.uses_count + 1)
         .execution_options(synchronize_session=False)
     )
-    key = session.scalar(select(EnrollmentKey).where(EnrollmentKey.key == candidate))
+    key = session.scalar(select(EnrollmentKey).where(EnrollmentKey.key_hash == digest))
     if key is None:
         raise EnrollmentRefusedError("unknown enrollment key", field="key")
     # The key may already be in this session (check() loaded it): read its counters afresh.

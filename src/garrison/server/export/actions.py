@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
+
 from garrison.server.audit.actor import Actor
 from garrison.server.errors import UpstreamFailedError
 from garrison.server.export import service as targets
 from garrison.server.export.encoding import encoder
 from garrison.server.export.mapping import StationInfo, build
+from garrison.server.export.policy import ExportPolicy
+from garrison.server.export.secrets import SecretBox
 from garrison.server.export.target import Target, make_transport
 from garrison.server.export.transports import TransportError
 from garrison.server.store.base import utcnow
 from garrison.server.store.engine import Database
 from garrison.server.store.unit import Transactions
+
+log = structlog.get_logger("garrison.export")
+# What a failed test send answers: an administrator learns that the event did not arrive,
+# not whether a port is closed, filtered or answered something (that would make the test a
+# port scanner); the reason is in the server log.
+NOT_DELIVERED = "test event not delivered: could not deliver to the target (see the server log)"
 
 
 class ExportTestFailedError(UpstreamFailedError):
@@ -22,6 +32,7 @@ class ExportTestFailedError(UpstreamFailedError):
 
 def create_target(
     db: Transactions,
+    policy: ExportPolicy,
     actor: Actor,
     name: str,
     format_: str,
@@ -40,6 +51,7 @@ def create_target(
     with db.transaction() as session:
         target = targets.create(
             session,
+            policy,
             actor,
             name,
             format_,
@@ -56,11 +68,11 @@ def create_target(
 
 
 def update_target(
-    db: Transactions, actor: Actor, target_id: int, changes: dict[str, Any]
+    db: Transactions, policy: ExportPolicy, actor: Actor, target_id: int, changes: dict[str, Any]
 ) -> targets.TargetView:
     """Change the given fields (``options`` are merged into the current ones)."""
     with db.transaction() as session:
-        return targets.view(session, targets.update(session, actor, target_id, changes))
+        return targets.view(session, targets.update(session, policy, actor, target_id, changes))
 
 
 def delete_target(db: Transactions, actor: Actor, target_id: int) -> None:
@@ -68,12 +80,18 @@ def delete_target(db: Transactions, actor: Actor, target_id: int) -> None:
         targets.delete(session, actor, target_id)
 
 
-def send_test_event(db: Database, target_id: int) -> bytes:
+def seal_clear_secrets(db: Transactions, box: SecretBox) -> int:
+    """At start: seal the secrets an older version stored in clear."""
+    with db.transaction() as session:
+        return targets.seal_clear_secrets(session, box)
+
+
+def send_test_event(db: Database, policy: ExportPolicy, target_id: int) -> bytes:
     """Encode and send one test event to the target now, outside any transaction; returns
     the message sent.  Raises :class:`ExportTestFailedError` with the reason when it cannot
     be delivered."""
     with db.reading() as session:
-        target = Target.of(targets.get(session, target_id))
+        target = Target.of(targets.get(session, target_id), policy)
     record = build(
         "threat_detected",
         4,
@@ -90,13 +108,14 @@ def send_test_event(db: Database, target_id: int) -> bytes:
     )
     message: bytes = encoder(target)(record)
     try:
-        transport = make_transport(target)
+        transport = make_transport(target, policy.confinement)
+        try:
+            transport.send([message])
+        finally:
+            transport.close()
     except TransportError as exc:
-        raise ExportTestFailedError(f"test event not delivered: {exc}") from None
-    try:
-        transport.send([message])
-    except TransportError as exc:
-        raise ExportTestFailedError(f"test event not delivered: {exc}") from None
-    finally:
-        transport.close()
+        if exc.refused:  # a rule of the operator's: saying which one tells nothing more
+            raise ExportTestFailedError(f"test event not delivered: {exc}") from None
+        log.warning("export test failed", target=target.name, error=str(exc))
+        raise ExportTestFailedError(NOT_DELIVERED) from None
     return message

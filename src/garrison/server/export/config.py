@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -67,3 +68,35 @@ class TargetOptions(BaseModel):
         if self.tls_key and not self.tls_cert:
             raise ValueError("tls_key needs tls_cert")
         return self
+
+
+# Set by the HTTP client or meaningful for one connection only (RFC 9110 §7.6.1): a target
+# that set them could address another virtual host than its URL names (Host), or smuggle
+# a second request (Transfer-Encoding, Content-Length).
+FORBIDDEN_HEADERS = frozenset(
+    {
+        "host",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    }
+)
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why ``name: value`` may not be sent, or None."""
+    if not _TOKEN.match(name):
+        return f"{name!r} is not a valid header name"
+    if name.lower() in FORBIDDEN_HEADERS:
+        return f"the {name} header is set by the server and may not be given"
+    if _BAD_VALUE.search(value):
+        return f"the {name} header's value holds a control character"
+    return None

@@ -27,6 +27,7 @@ from garrison.server.export.encoding import encoder, heartbeat_record
 from garrison.server.export.filters import forwarded
 from garrison.server.export.mapping import Record, StationInfo, build
 from garrison.server.export.models import ExportTarget
+from garrison.server.export.policy import ExportPolicy
 from garrison.server.export.service import cursor_name
 from garrison.server.export.target import Target, make_transport
 from garrison.server.export.transports import Transport, TransportError
@@ -45,9 +46,10 @@ class ExportConsumer(Consumer):
     # The target's cursor is made with the target and deleted with it.
     create_cursor = False
 
-    def __init__(self, target: Target, metrics: Metrics) -> None:
+    def __init__(self, target: Target, metrics: Metrics, policy: ExportPolicy) -> None:
         o = target.options
         self.target = target
+        self.policy = policy
         self.name = cursor_name(target.id)
         self.batch_size = o.batch_size
         self.max_backlog = o.max_backlog
@@ -112,7 +114,7 @@ class ExportConsumer(Consumer):
 
     def _transport(self) -> Transport:
         if self.transport is None:
-            self.transport = make_transport(self.target)
+            self.transport = make_transport(self.target, self.policy.confinement)
         return self.transport
 
     def measured(self, behind: int, dropped: int) -> None:
@@ -147,9 +149,15 @@ class ExportManager:
     node (the targets table is read every ``refresh_seconds``)."""
 
     def __init__(
-        self, db: Database, runner: ConsumerRunner, metrics: Metrics, refresh_seconds: float = 2.0
+        self,
+        db: Database,
+        runner: ConsumerRunner,
+        metrics: Metrics,
+        policy: ExportPolicy,
+        refresh_seconds: float = 2.0,
     ) -> None:
         self.db = db
+        self.policy = policy
         self.runner = runner
         self.metrics = metrics
         self.refresh_seconds = refresh_seconds
@@ -160,7 +168,7 @@ class ExportManager:
     def refresh(self) -> None:
         with self.db.reading() as session:
             rows = session.scalars(select(ExportTarget).where(ExportTarget.enabled.is_(True)))
-            targets = {row.id: Target.of(row) for row in rows}
+            targets = {row.id: Target.of(row, self.policy) for row in rows}
         for target_id, consumer in list(self.consumers.items()):
             current = targets.get(target_id)
             if current is None or current.version != consumer.target.version:
@@ -168,7 +176,7 @@ class ExportManager:
                 self.runner.remove(consumer.name)
         for target_id, target in targets.items():
             if target_id not in self.consumers:
-                consumer = ExportConsumer(target, self.metrics)
+                consumer = ExportConsumer(target, self.metrics, self.policy)
                 self.consumers[target_id] = consumer
                 self.runner.add(consumer)
 

@@ -24,6 +24,9 @@ class ExportTarget(Base):
     url: Mapped[str] = mapped_column(Text, default="")  # HTTP exporter
     # Everything else (syslog envelope, framing, TLS, filter, aggregation, backlog…).
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Write-only values, sealed with the data dir's secrets key (export/secrets.py):
+    # {"http_headers": {name: fernet token}}.
+    secrets: Mapped[dict[str, Any]] = mapped_column(default=dict)
     enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

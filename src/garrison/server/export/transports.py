@@ -14,13 +14,33 @@ from typing import Any, Protocol
 
 import httpx
 
+from garrison.server.export.config import header_problem
+from garrison.server.export.confinement import Confinement, ConfinementError
+
 
 class TransportError(Exception):
-    """``sent``: how many messages of the call were delivered before the failure."""
+    """``sent``: how many messages of the call were delivered before the failure;
+    ``refused``: the confinement refused the address or path (the message says which rule,
+    and may be shown to an administrator; other messages go to the server log only)."""
 
-    def __init__(self, message: str, sent: int = 0) -> None:
+    def __init__(self, message: str, sent: int = 0, *, refused: bool = False) -> None:
         super().__init__(message)
         self.sent = sent
+        self.refused = refused
+
+
+def _resolved(
+    confinement: Confinement | None, host: str, port: int, kind: int
+) -> list[tuple[int, str]]:
+    """The addresses to connect to: each checked by the confinement (``None``: unchecked,
+    for tests of the transports themselves)."""
+    if confinement is None:
+        infos = socket.getaddrinfo(host, port, type=kind)
+        return [(family, str(sockaddr[0])) for family, _, _, _, sockaddr in infos]
+    try:
+        return confinement.resolve(host, port, kind)
+    except ConfinementError as exc:
+        raise TransportError(exc.message, refused=True) from None
 
 
 class Transport(Protocol):
@@ -31,9 +51,14 @@ class Transport(Protocol):
 
 
 class UdpTransport:
-    def __init__(self, host: str, port: int) -> None:
-        self.address = (host, port)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    """Sends to the address ``host`` resolved to when it was made (checked then)."""
+
+    def __init__(self, host: str, port: int, confinement: Confinement | None = None) -> None:
+        try:
+            family, address = _resolved(confinement, host, port, socket.SOCK_DGRAM)[0]
+        except OSError as exc:
+            raise TransportError(f"cannot resolve {host}: {exc}") from exc
+        self.address = (address, port)
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
 
     def send(self, messages: list[bytes]) -> int:
@@ -54,16 +79,34 @@ class StreamTransport:
     void."""
 
     def __init__(
-        self, host: str, port: int, tls: ssl.SSLContext | None = None, timeout: float = 10.0
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
+        confinement: Confinement | None = None,
     ) -> None:
         self.host, self.port, self.tls, self.timeout = host, port, tls, timeout
+        self.confinement = confinement
         self.sock: socket.socket | None = None
 
     def _connect(self) -> socket.socket:
+        """Resolved, and every address checked, at each connection; the connection goes to
+        a checked address, not to a second resolution of the name."""
         try:
-            raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            addresses = _resolved(self.confinement, self.host, self.port, socket.SOCK_STREAM)
         except OSError as exc:
-            raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            raise TransportError(f"cannot resolve {self.host}: {exc}") from exc
+        raw: socket.socket | None = None
+        failure: OSError | None = None
+        for _, address in addresses:
+            try:
+                raw = socket.create_connection((address, self.port), timeout=self.timeout)
+                break
+            except OSError as exc:
+                failure = exc
+        if raw is None:
+            raise TransportError(f"cannot connect to {self.host}:{self.port}: {failure}")
         if self.tls is None:
             return raw
         try:
@@ -133,40 +176,72 @@ class StreamTransport:
 
 
 def tls_context(options: dict[str, Any]) -> ssl.SSLContext:
-    for name in ("tls_ca", "tls_cert", "tls_key"):
-        path = options.get(name)
-        if path and not os.access(path, os.R_OK):
-            raise TransportError(f"cannot read {name} {path}")
-    context = ssl.create_default_context(cafile=options.get("tls_ca") or None)
+    """The TLS context of ``tls_ca``, ``tls_cert``, ``tls_key`` and ``tls_verify``.  Any
+    failure is the same TransportError, whether a file is missing, unreadable or not a
+    certificate: the answer must not tell an administrator which files exist on the server."""
+    try:
+        context = ssl.create_default_context(cafile=options.get("tls_ca") or None)
+        if options.get("tls_cert"):
+            context.load_cert_chain(options["tls_cert"], options.get("tls_key") or None)
+    except (OSError, ssl.SSLError, ValueError):
+        raise TransportError(
+            "cannot use the TLS files given (tls_ca, tls_cert, tls_key): each must be a "
+            "readable PEM file"
+        ) from None
     if options.get("tls_verify", True) is False:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    if options.get("tls_cert"):
-        context.load_cert_chain(options["tls_cert"], options.get("tls_key") or None)
     return context
 
 
 class FileTransport:
-    """NDJSON lines appended to a file, rotated at ``max_bytes`` keeping ``keep`` old files."""
+    """NDJSON lines appended to a file, rotated at ``max_bytes`` keeping ``keep`` old files.
 
-    def __init__(self, path: str, max_bytes: int = 100 * 1024 * 1024, keep: int = 5) -> None:
-        self.path = Path(path)
+    With a confinement, the path is checked again at each write (a directory swapped for a
+    symbolic link since the target was made is refused), the file is opened without
+    following a symbolic link, and every file is created with mode 0600."""
+
+    def __init__(
+        self,
+        path: str,
+        max_bytes: int = 100 * 1024 * 1024,
+        keep: int = 5,
+        confinement: Confinement | None = None,
+    ) -> None:
+        self.raw = path
+        self.confinement = confinement
+        self.path = self._checked()
         self.max_bytes = max_bytes
         self.keep = keep
 
+    def _checked(self) -> Path:
+        if self.confinement is None:
+            return Path(self.raw)
+        try:
+            return self.confinement.file_path(self.raw)
+        except ConfinementError as exc:
+            raise TransportError(exc.message, refused=True) from None
+
     def _rotate(self) -> None:
+        # rename() moves a symbolic link itself, never what it points to; lexists() does
+        # not follow one either.
         for index in range(self.keep - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{index}")
-            if older.exists():
+            if os.path.lexists(older):
                 older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
         self.path.replace(self.path.with_name(f"{self.path.name}.1"))
 
     def send(self, messages: list[bytes]) -> int:
+        self.path = self._checked()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.exists() and self.path.stat().st_size >= self.max_bytes:
+            self._make_parent()
+            self.path = self._checked()  # the directories made are inside too
+            fd = self._open()
+            if os.fstat(fd).st_size >= self.max_bytes:
+                os.close(fd)
                 self._rotate()
-            with open(self.path, "ab") as handle:
+                fd = self._open()
+            with os.fdopen(fd, "ab") as handle:
                 for message in messages:
                     handle.write(message.rstrip(b"\n") + b"\n")
                 handle.flush()
@@ -174,6 +249,22 @@ class FileTransport:
         except OSError as exc:
             raise TransportError(f"cannot write {self.path}: {exc}", 0) from exc
         return len(messages)
+
+    def _open(self) -> int:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.open(self.path, flags, 0o600)
+
+    def _make_parent(self) -> None:
+        """Each missing directory is made private (0700): ``mkdir(parents=True)`` would give
+        the parents the default mode."""
+        missing = []
+        for directory in self.path.parents:
+            if os.path.lexists(directory):
+                break
+            missing.append(directory)
+        for directory in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                directory.mkdir(mode=0o700)
 
     def close(self) -> None:
         return None
@@ -186,20 +277,45 @@ class HttpTransport:
         self,
         url: str,
         headers: dict[str, str] | None = None,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
         timeout: float = 10.0,
+        confinement: Confinement | None = None,
     ) -> None:
         self.url = url
+        self.confinement = confinement
+        for name, value in (headers or {}).items():
+            problem = header_problem(name, value)
+            if problem is not None:  # a row stored before the rule existed
+                raise TransportError(f"header refused: {problem}", refused=True)
+        # No redirects (the default, said again): one could lead to an address the
+        # confinement refuses.
         self.client = httpx.Client(
             timeout=timeout,
             verify=verify,
+            follow_redirects=False,
             headers={"Content-Type": "application/x-ndjson", **(headers or {})},
         )
+
+    def _pinned(self) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+        """The URL with its host replaced by a checked address, the Host header and the TLS
+        server name it had: the name is resolved and checked here, at each send, and the
+        request goes to the address checked (no second resolution to rebind)."""
+        url = httpx.URL(self.url)
+        if self.confinement is None:
+            return url, {}, {}
+        port = url.port or (443 if url.scheme == "https" else 80)
+        _, address = _resolved(self.confinement, url.host, port, socket.SOCK_STREAM)[0]
+        host_header = url.netloc.decode("ascii")
+        extensions: dict[str, Any] = {"sni_hostname": url.host} if url.scheme == "https" else {}
+        return url.copy_with(host=address), {"Host": host_header}, extensions
 
     def send(self, messages: list[bytes]) -> int:
         body = b"".join(m.rstrip(b"\n") + b"\n" for m in messages)
         try:
-            response = self.client.post(self.url, content=body)
+            url, headers, extensions = self._pinned()
+            response = self.client.post(url, content=body, headers=headers, extensions=extensions)
+        except OSError as exc:
+            raise TransportError(f"POST {self.url}: cannot resolve: {exc}", 0) from exc
         except httpx.HTTPError as exc:
             raise TransportError(f"POST {self.url} failed: {exc}", 0) from exc
         if not 200 <= response.status_code < 300:
@@ -222,8 +338,9 @@ class RelpTransport:
         tls: ssl.SSLContext | None = None,
         timeout: float = 10.0,
         window: int = 256,
+        confinement: Confinement | None = None,
     ) -> None:
-        self.stream = StreamTransport(host, port, tls, timeout)
+        self.stream = StreamTransport(host, port, tls, timeout, confinement)
         self.window = window
         self.txnr = 0
         self.buffer = b""

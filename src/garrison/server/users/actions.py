@@ -155,9 +155,9 @@ def bootstrap(db: Transactions) -> FirstAccounts | None:
             if created is None:
                 return None
             password, token = created
-            key = enrollment.create_key(
+            _, key = enrollment.create_key(
                 session, SYSTEM, FIRST_KEY_USES, FIRST_KEY_SECONDS, "created at first start"
             )
-            return FirstAccounts(password, token, key.key)
+            return FirstAccounts(password, token, key)
     except IntegrityError:
         return None
