@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,9 +34,12 @@ NOBODY = 65534
 
 
 @pytest.fixture
-def tmpfs(tmp_path: Path, connector: None) -> Iterator[Path]:  # noqa: F811
-    """A tmpfs of the test's own: the only filesystem the file sensor marks here."""
-    mount = tmp_path / "watched"
+def tmpfs(connector: None) -> Iterator[Path]:  # noqa: F811
+    """A tmpfs of the test's own: the only filesystem the file sensor marks here.  Under a
+    directory anyone can traverse (the test writes into it as nobody)."""
+    base = Path(tempfile.mkdtemp(prefix="garrison-fs-"))
+    base.chmod(0o755)
+    mount = base / "watched"
     mount.mkdir()
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=16m,mode=1777", "tmpfs", str(mount)],
@@ -46,6 +50,7 @@ def tmpfs(tmp_path: Path, connector: None) -> Iterator[Path]:  # noqa: F811
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _sensor_running(admin: Admin, name: str) -> dict[str, Any]:
@@ -82,7 +87,7 @@ def test_a_file_written_into_a_watched_tmpfs_is_reported(
     (tmpfs / "sub").mkdir(mode=0o777)
     os.chmod(tmpfs / "sub", 0o777)
     writer = subprocess.Popen(
-        ["/bin/sh", "-c", f"umask 027; printf %s {content} > {target}; sleep 0.5"],
+        ["/bin/sh", "-c", f"set -e; umask 027; printf %s {content} > {target}; sleep 0.5"],
         user=NOBODY,
         group=NOBODY,
     )
