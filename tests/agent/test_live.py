@@ -205,6 +205,7 @@ def test_daemon_long_poll_events_and_sigterm(server: LiveServer, tmp_path: Path)
     # A short long-poll: the server holds a pending poll until it expires, even at shutdown.
     config = configmod.load(tmp_path / "agent" / "agent.toml")
     config.daemon.long_poll = 5
+    config.sensors.file = False  # it would mark the host's root filesystem (its defaults)
     configmod.save(tmp_path / "agent" / "agent.toml", config)
     daemon = subprocess.Popen(
         [*AGENT, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

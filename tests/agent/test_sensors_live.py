@@ -93,6 +93,9 @@ def agent(
         config = configmod.load(path)
         config.daemon.long_poll = 5
         config.sensors.health_interval = 1.0
+        # The file sensor marks whole filesystems: with its default paths that would be the
+        # host's root filesystem.  Tests that want it watch a tmpfs of their own.
+        config.sensors.file = False
         tweak(config)
         configmod.save(path, config)
         daemon = Daemon(env, tmp_path / "agent.log")

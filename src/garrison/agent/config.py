@@ -158,6 +158,36 @@ class SensorsConfig(_Section):
     # The share of the spool's max_bytes sensor events may fill: the rest is kept for
     # alerts, scan results and job answers.
     spool_share: Seconds = 0.8
+    # -- files, kernel modules, shared libraries ----------------------------------------------
+    file: Bool = True
+    # Trees where file_created is reported (a missing one is named in the sensor status).
+    file_paths: Paths = Field(
+        default_factory=lambda: [
+            "/tmp",  # noqa: S108
+            "/var/tmp",  # noqa: S108
+            "/dev/shm",  # noqa: S108
+            "/home",
+            "/root",
+            "/etc",
+            "/usr/local/bin",
+            "/usr/local/sbin",
+        ]
+    )
+    # Absolute prefixes or globs on the path or the name, as scan.exclude.
+    file_exclude: Paths = Field(
+        default_factory=lambda: ["/home/*/.cache/*", "/root/.cache/*", "*.swp", "*.swx"]
+    )
+    # A created file still open for writing after this long is reported without hashes.
+    file_hash_wait: Seconds = 5.0
+    driver: Bool = True
+    driver_interval: Seconds = 1.0  # how often /proc/modules is read
+    module: Bool = True
+    # /proc/<pid>/maps is read this long after an exec (the loader maps the libraries
+    # then), and again after module_late (what it dlopen'd since).
+    module_delay: Seconds = 0.05
+    module_late: Seconds = 1.0
+    module_dedupe: Count = 16384  # (image, library hash) pairs remembered
+    # -- end of files, kernel modules, shared libraries ---------------------------------------
 
 
 class ServerConfig(_Section):

@@ -75,6 +75,32 @@ LINUX_PROCESS = (
         doc="comma-separated fields that could not be read (the process was gone too soon)",
     ),
 )
+# -- what the Linux file, driver and module sensors add (the seed has no field for them) --
+_HASH_STATUS = "ok, pending (hashed in the background), too_large, or unreadable"
+LINUX_FILE = (
+    Field("pid", "integer", doc="process ID of the creating process (Linux: from fanotify)"),
+    Field("unique_pid", doc="UniquePID of the creating process"),
+    Field("process_path", doc="file path of the creating process"),
+    Field("owner_uid", "integer", doc="uid owning the file (Linux)"),
+    Field("owner_gid", "integer", doc="gid owning the file (Linux)"),
+    Field(
+        "hash_status",
+        doc=_HASH_STATUS + "; still_open: the file was still open for writing, no hash",
+    ),
+    Field("unavailable", doc="file: gone before it could be read (reported by name)"),
+)
+LINUX_DRIVER = (
+    Field("module_name", doc="kernel module name (Linux, /proc/modules)"),
+    Field("module_memory_size", "integer", doc="kernel memory the module takes (Linux)"),
+    Field("seen_at_start", "boolean", doc="already loaded when the sensor started"),
+    Field("hash_status", doc=_HASH_STATUS),
+    Field("unavailable", doc="file_path: no module file found (built in, or removed)"),
+)
+LINUX_MODULE = (
+    Field("pid", "integer", doc="process ID of the loading process"),
+    Field("dll_hash_status", doc=_HASH_STATUS),
+)
+# -- end of the Linux file, driver and module sensors' fields --
 OS_LOG_HEADER = (
     "ProviderName",
     "EventId",
@@ -216,7 +242,12 @@ def _telemetry(
 
 TELEMETRY_EVENTS: tuple[EventType, ...] = (
     _telemetry(
-        "file_created", "A file was created.", *ACTOR, *_file(), Field("file_type", doc="file type")
+        "file_created",
+        "A file was created.",
+        *ACTOR,
+        *_file(),
+        Field("file_type", doc="file type (Linux: file, directory, symlink, fifo, socket…)"),
+        *LINUX_FILE,
     ),
     _telemetry(
         "registry_changed",
@@ -231,7 +262,7 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("previous_value_data"),
         Field("previous_value_type"),
     ),
-    _telemetry("driver_loaded", "A driver was loaded.", *_file()),
+    _telemetry("driver_loaded", "A driver was loaded.", *_file(), *LINUX_DRIVER),
     _telemetry(
         "port_listening",
         "A process opened a listening port.",
@@ -299,6 +330,7 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("dll_modified_at", "timestamp"),
         Field("dll_signer"),
         Field("dll_signature_valid", "boolean"),
+        *LINUX_MODULE,
     ),
     _telemetry(
         "process_start_blocked",

@@ -7,7 +7,10 @@
 - :mod:`.procconn`: the kernel process connector (netlink), struct layouts and socket;
 - :mod:`.procinfo`: reading ``/proc``: UniquePID, command line, environment, user;
 - :mod:`.hashes`: the file-hash cache and its bounded background worker;
-- :mod:`.process`: the process sensor (``process_started``, ``process_stopped``).
+- :mod:`.process`: the process sensor (``process_started``, ``process_stopped``);
+- :mod:`.fanotify`, :mod:`.files`: fanotify through ctypes, the file sensor (``file_created``);
+- :mod:`.drivers`: the driver sensor (``driver_loaded``, ``/proc/modules``);
+- :mod:`.modules`: the module sensor (``module_loaded``, libraries mapped after exec).
 
 A new sensor is a :class:`~.base.Sensor` subclass and one entry in ``runner.FACTORIES``.
 """

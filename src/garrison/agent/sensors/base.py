@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -116,6 +117,10 @@ class Sensor:
     def _set(self, state: SensorState, reason: str) -> None:
         with self._state_lock:
             self.state, self.reason = state, reason
+
+    def connect(self, sensors: Sequence[Sensor]) -> None:
+        """Hook up to the agent's other sensors before any starts (the module sensor
+        listens to the process sensor's execs); nothing by default."""
 
     def _start(self, sink: Sink) -> None:
         raise NotImplementedError

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -96,6 +97,12 @@ class ProcessSensor(Sensor):
         self._host = host.hostname()
         self._os = host.platform_name()
         self._wall_offset = time.time() - time.monotonic()
+        self._exec_observers: list[Callable[[ProcessRecord], None]] = []
+
+    def add_exec_observer(self, observe: Callable[[ProcessRecord], None]) -> None:
+        """``observe(record)`` is called on this sensor's thread after each exec it
+        reports (the module sensor's hook): it must return at once (queue, not work)."""
+        self._exec_observers.append(observe)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -304,6 +311,11 @@ class ProcessSensor(Sensor):
             event_id("process_started", record.unique_pid, event.timestamp_ns),
             when,
         )
+        for observe in self._exec_observers:
+            try:
+                observe(record)
+            except Exception:
+                log.exception("process sensor: an exec observer crashed")
 
     def on_exit(self, event: Exit) -> None:
         sink = self._sink

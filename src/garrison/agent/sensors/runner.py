@@ -18,8 +18,11 @@ from typing import Any
 from garrison.agent.config import SensorsConfig
 from garrison.agent.errors import AgentError
 from garrison.agent.sensors.base import Sensor, SensorState
+from garrison.agent.sensors.drivers import DriverSensor
 from garrison.agent.sensors.emitter import Emitter
+from garrison.agent.sensors.files import FileSensor
 from garrison.agent.sensors.hashes import HashCache
+from garrison.agent.sensors.modules import ModuleSensor
 from garrison.agent.sensors.process import ProcessSensor
 from garrison.agent.spool import Spool
 
@@ -32,9 +35,18 @@ HEALTH_EVENT = "sensor_health"
 Factory = Callable[[SensorsConfig, HashCache], Sensor]
 FACTORIES: dict[str, Factory] = {
     "process": lambda cfg, hashes: ProcessSensor(hashes, cfg.redact, cfg.netlink_rcvbuf),
+    # -- files, kernel modules, shared libraries ------------------------------------------
+    "file": lambda cfg, hashes: FileSensor(
+        hashes, cfg.file_paths, cfg.file_exclude, cfg.file_hash_wait
+    ),
+    "driver": lambda cfg, hashes: DriverSensor(hashes, cfg.driver_interval),
+    "module": lambda cfg, hashes: ModuleSensor(
+        hashes, cfg.module_delay, cfg.module_late, cfg.module_dedupe
+    ),
+    # -- end of files, kernel modules, shared libraries -----------------------------------
 }
 # Sensors that read the kernel's own event sources (what KERNEL_ACQ_AVAILABLE means).
-KERNEL_SENSORS = ("process",)
+KERNEL_SENSORS = ("process", "file")
 
 
 class SensorRunner:
@@ -56,6 +68,8 @@ class SensorRunner:
         self.sensors: list[Sensor] = [
             make(config, self.hashes) for make in (factories or FACTORIES).values()
         ]
+        for sensor in self.sensors:
+            sensor.connect(self.sensors)
         self.started_at = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
