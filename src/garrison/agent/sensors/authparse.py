@@ -24,7 +24,12 @@ SU_FAILED = "su_failed"
 SUDO_COMMAND = "sudo"
 SUDO_FAILED = "sudo_failed"
 
-MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
 _TRADITIONAL = re.compile(
     r"^(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<clock>\d\d:\d\d:\d\d) "
     r"(?P<host>\S+) (?P<ident>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)$"
@@ -46,6 +51,7 @@ _SSH_INVALID = re.compile(rf"^Invalid user (?P<user>\S*) from {_ADDR}(?: port (?
 _SU_TO = re.compile(r"^\(to (?P<target>\S+)\) (?P<user>\S+) on (?P<tty>\S+)")
 _SU_OK = re.compile(r"^Successful su for (?P<target>\S+) by (?P<user>\S+)")
 _SU_FAILED = re.compile(r"^FAILED su for (?P<target>\S+) by (?P<user>\S+)")
+_SU_FAILED_TO = re.compile(r"^FAILED SU \(to (?P<target>\S+)\) (?P<user>\S+) on (?P<tty>\S+)")
 _PAM_SU_FAILURE = re.compile(
     r"^pam_unix\(su(?:-l)?:auth\): authentication failure;.*?ruser=(?P<user>\S*).*?"
     r"(?: user=(?P<target>\S+))?$"
@@ -140,6 +146,7 @@ def _su(message: str) -> AuthEvent | None:
         (_SU_TO, SU_SESSION, "success"),
         (_SU_OK, SU_SESSION, "success"),
         (_SU_FAILED, SU_FAILED, "failure"),
+        (_SU_FAILED_TO, SU_FAILED, "failure"),
         (_PAM_SU_FAILURE, SU_FAILED, "failure"),
     ):
         match = pattern.match(message)

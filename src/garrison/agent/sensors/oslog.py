@@ -105,11 +105,10 @@ class LogFollower:
         return out
 
     def poll(self) -> list[tuple[bytes, tuple[int, int, int]]]:
-        if self._file is None:
-            # Not there at the last poll (rotated away, not created yet): a new file is
-            # read from its start.
-            if not self.open(at_end=False):
-                return []
+        # Not there at the last poll (rotated away, not created yet): a new file is read
+        # from its start.
+        if self._file is None and not self.open(at_end=False):
+            return []
         out = self._read()
         try:
             st = os.stat(self.path)
@@ -196,6 +195,7 @@ class OsLogSensor(Sensor):
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        self._close_child()
         if self._follower is not None:
             self._follower.close()
             self._follower = None
@@ -226,7 +226,7 @@ class OsLogSensor(Sensor):
 
     def _spawn(self) -> None:
         try:
-            self._child = subprocess.Popen(
+            self._child = subprocess.Popen(  # noqa: S603 - the configured journalctl, no shell
                 self._command(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -248,6 +248,10 @@ class OsLogSensor(Sensor):
                 child.kill()
                 child.wait()
 
+    def _close_child(self) -> None:
+        if self._child is not None and self._child.stdout is not None:
+            self._child.stdout.close()
+
     def _follow_journal(self) -> None:
         backoff = 1.0
         while not self._stop_event.is_set():
@@ -264,6 +268,7 @@ class OsLogSensor(Sensor):
                     last_text = text[:300]
                     log.warning("journalctl: %s", last_text)
             code = child.wait()
+            child.stdout.close()
             if self._stop_event.is_set():
                 return
             # journalctl ended (journald restarted, vacuumed files): run it again from the
