@@ -14,16 +14,15 @@ from typing import Any
 
 from garrison.agent import config as configmod
 from garrison.agent.sensors import utmp
+from tests.agent import test_sensors_live as live
 from tests.agent.test_live import Admin
-from tests.agent.test_sensors_live import (  # noqa: F401 - pytest fixtures
-    Daemon,
-    _events,
-    agent,
-    connector,
-    server,
-)
+from tests.agent.test_sensors_live import Daemon, _events
 from tests.live import LiveServer
 from tests.support import wait_for
+
+pytestmark = live.pytestmark
+# The fixtures of the process sensor's live tests: root, a real server, a real agent.
+connector, server, agent = live.connector, live.server, live.agent
 
 LISTENER = (
     "import socket, sys; s = socket.socket(socket.AF_INET6); s.bind(('::', 0)); s.listen();"
