@@ -7,7 +7,10 @@
 - :mod:`.procconn`: the kernel process connector (netlink), struct layouts and socket;
 - :mod:`.procinfo`: reading ``/proc``: UniquePID, command line, environment, user;
 - :mod:`.hashes`: the file-hash cache and its bounded background worker;
-- :mod:`.process`: the process sensor (``process_started``, ``process_stopped``).
+- :mod:`.process`: the process sensor (``process_started``, ``process_stopped``);
+- :mod:`.sockdiag`, :mod:`.ports`: NETLINK_SOCK_DIAG and the listening-port sensor;
+- :mod:`.authparse`, :mod:`.oslog`: sshd/su/sudo lines and the OS-log sensor;
+- :mod:`.utmp`: utmp records and the terminal-session sensor.
 
 A new sensor is a :class:`~.base.Sensor` subclass and one entry in ``runner.FACTORIES``.
 """
