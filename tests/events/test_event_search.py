@@ -242,3 +242,19 @@ def test_search_and_sweep_order_events_alike_within_a_second(server: Server) -> 
     expected = ["at-.9", "tie-2", "tie-1", "at-.1"]
     assert ids(server, hash=MD5) == expected
     assert sweep(server, [MD5])[0] == expected
+
+
+def test_port_filter_finds_listening_port_events(server: Server) -> None:
+    agent = server.enrolled_agent()
+    batch = [
+        {"id": "p1", "type": "port_listening", "data": {"time": T0, "port": 8080}},
+        {"id": "p2", "type": "port_listening", "data": {"time": T0 + 1, "port": 22}},
+        {"id": "p3", "type": "port_closed", "data": {"time": T0 + 2, "port": 8080}},
+    ]
+    assert post_events(server, agent, batch).json()["stored"] == 3
+    assert ids(server, port=8080) == ["p3", "p1"]
+    assert ids(server, port=8080, type="port_listening") == ["p1"]
+    assert ids(server, port=22) == ["p2"]
+    assert ids(server, port=443) == []
+    body = assert_json_error(server.admin.get("/events", port=70000), 422)
+    assert "port" in str(body)

@@ -188,6 +188,18 @@ class SensorsConfig(_Section):
     module_late: Seconds = 1.0
     module_dedupe: Count = 16384  # (image, library hash) pairs remembered
     # -- end of files, kernel modules, shared libraries ---------------------------------------
+    # -- listening ports, OS log, terminal sessions (issue 14; docs/agent.md "Sensors") --
+    ports: Bool = True
+    # Seconds between two sweeps of the listening sockets (one sweep: about 1 ms).
+    port_interval: Seconds = 1.0
+    os_log: Bool = True
+    # auto: the journal where journald runs, else os_log_path; or journal, or file.
+    os_log_source: Text = "auto"
+    os_log_path: Text = "/var/log/auth.log"
+    os_log_journalctl: Text = "journalctl"
+    terminal: Bool = True
+    utmp_path: Text = "/var/run/utmp"
+    # -- end of listening ports, OS log, terminal sessions --
 
 
 class ServerConfig(_Section):

@@ -6,6 +6,7 @@ Mac agents add the login details.  Hash fields take MD5 or SHA-256 as the seed s
 
 from __future__ import annotations
 
+from garrison.common.catalogue_sensor import GARRISON_SRC
 from garrison.common.catalogue_types import EventType, Field
 from garrison.common.vocabulary import Severity
 
@@ -101,6 +102,44 @@ LINUX_MODULE = (
     Field("dll_hash_status", doc=_HASH_STATUS),
 )
 # -- end of the Linux file, driver and module sensors' fields --
+# The listening-port events (Linux agent): the seed's port_listening fields, then what the
+# Linux agent adds (the owning process, the protocol).
+PORT = (
+    *ACTOR,
+    Field("port", "integer", True, "port number", search="port"),
+    Field("adapter_ip", "ip", doc="adapter IP address"),
+    Field("protocol", doc="tcp or udp (Linux)"),
+    Field("ip_version", "integer", doc="4 or 6 (Linux)"),
+    Field("pid", "integer", doc="process ID of the owning process"),
+    Field("unique_pid", doc="UniquePID of the owning process"),
+    Field("process_path", doc="file path of the owning process", search="process"),
+    Field("command_line", doc="command line of the owning process"),
+    Field("uid", "integer", doc="user id owning the socket (Linux)"),
+    Field("socket_inode", "integer", doc="the socket's inode (Linux)"),
+    Field("unavailable", doc="comma-separated fields that could not be read"),
+)
+# What the Linux agent's authentication events add (sshd, su, sudo lines).
+OS_LOG_LINUX = (
+    Field("remote_port", "integer", doc="remote port (ssh)"),
+    Field("auth_method", doc="password, publickey, keyboard-interactive… (ssh)"),
+    Field("invalid_user", "boolean", doc="the user name does not exist (ssh)"),
+    Field("target_user", doc="the user su or sudo runs as", search="user"),
+    Field("tty", doc="terminal"),
+    Field("command", doc="the command run (sudo)"),
+    Field("working_directory", doc="working directory (sudo)"),
+    Field("failure_reason", doc="why it failed (sudo)"),
+    Field("pid", "integer", doc="process ID of the logging program"),
+    Field("message", doc="the log line as written"),
+)
+# Login sessions (utmp): the common fields carry user, login_user and remote_host.
+TERMINAL = (
+    Field("tty", required=True, doc="terminal line (pts/0, tty1…)"),
+    Field("pid", "integer", doc="process ID of the session leader"),
+    Field("session_id", "integer", doc="session ID"),
+    Field("start_time", "timestamp", doc="login time"),
+    Field("remote", "boolean", doc="a remote login (remote host or address)"),
+    Field("remote_ip", "ip", doc="remote IP address"),
+)
 OS_LOG_HEADER = (
     "ProviderName",
     "EventId",
@@ -226,10 +265,11 @@ def _telemetry(
     *fields: Field,
     severity: Severity = Severity.INFORMATION,
     eset_type: str | None = None,
+    source: str = SRC,
 ) -> EventType:
     return EventType(
         name,
-        SRC,
+        source,
         "station",
         doc,
         (*COMMON, *fields),
@@ -263,12 +303,10 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("previous_value_type"),
     ),
     _telemetry("driver_loaded", "A driver was loaded.", *_file(), *LINUX_DRIVER),
+    _telemetry("port_listening", "A process opened a listening port.", *PORT),
+    # Garrison's (Linux agent): the seed has no event for a port that stops listening.
     _telemetry(
-        "port_listening",
-        "A process opened a listening port.",
-        *ACTOR,
-        Field("port", "integer", True, "port number"),
-        Field("adapter_ip", "ip", doc="adapter IP address"),
+        "port_closed", "A listening port was closed (Linux agent).", *PORT, source=GARRISON_SRC
     ),
     _telemetry(
         "os_log_event",
@@ -282,6 +320,7 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("remote_ip", "ip", doc="remote IP address"),
         Field("event_type", doc="event type (Linux, Mac)"),
         Field("result", doc="result of the operation (Linux, Mac)"),
+        *OS_LOG_LINUX,
         *PARENT,
         Field("header", "object", doc="event header fields", keys=OS_LOG_HEADER),
         Field("body", "object", doc="event body fields", keys=OS_LOG_BODY),
@@ -374,6 +413,17 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("amsi_content", doc="script content scanned with AMSI"),
         severity=Severity.CRITICAL,
         eset_type="Threat_Event",
+    ),
+    # The seed's "information about terminal sessions" (Linux agent, from utmp).
+    _telemetry(
+        "terminal_session_started", "A login session started.", *TERMINAL, source=GARRISON_SRC
+    ),
+    _telemetry(
+        "terminal_session_ended",
+        "A login session ended.",
+        *TERMINAL,
+        Field("end_time", "timestamp", doc="logout time"),
+        source=GARRISON_SRC,
     ),
     _telemetry(
         "amsi_scan",

@@ -23,8 +23,8 @@ FieldType = Literal[
 ]
 # Where an event comes from: a station (agent), the server only, or either.
 Origin = Literal["station", "server", "both"]
-# Field roles searchable with GET /admin/v1/events (hash=, process=, path=, user=).
-Search = Literal["hash", "process", "path", "user", "host", "ip"]
+# Field roles searchable with GET /admin/v1/events (hash=, process=, path=, user=, port=).
+Search = Literal["hash", "process", "path", "user", "host", "ip", "port"]
 
 
 @dataclass(frozen=True)

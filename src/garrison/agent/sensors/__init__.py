@@ -11,6 +11,9 @@
 - :mod:`.fanotify`, :mod:`.files`: fanotify through ctypes, the file sensor (``file_created``);
 - :mod:`.drivers`: the driver sensor (``driver_loaded``, ``/proc/modules``);
 - :mod:`.modules`: the module sensor (``module_loaded``, libraries mapped after exec).
+- :mod:`.sockdiag`, :mod:`.ports`: NETLINK_SOCK_DIAG and the listening-port sensor;
+- :mod:`.authparse`, :mod:`.oslog`: sshd/su/sudo lines and the OS-log sensor;
+- :mod:`.utmp`: utmp records and the terminal-session sensor.
 
 A new sensor is a :class:`~.base.Sensor` subclass and one entry in ``runner.FACTORIES``.
 """

@@ -23,7 +23,10 @@ from garrison.agent.sensors.emitter import Emitter
 from garrison.agent.sensors.files import FileSensor
 from garrison.agent.sensors.hashes import HashCache
 from garrison.agent.sensors.modules import ModuleSensor
+from garrison.agent.sensors.oslog import OsLogSensor
+from garrison.agent.sensors.ports import PortSensor
 from garrison.agent.sensors.process import ProcessSensor
+from garrison.agent.sensors.utmp import TerminalSensor
 from garrison.agent.spool import Spool
 
 log = logging.getLogger("garrison.agent.sensors")
@@ -44,6 +47,11 @@ FACTORIES: dict[str, Factory] = {
         hashes, cfg.module_delay, cfg.module_late, cfg.module_dedupe
     ),
     # -- end of files, kernel modules, shared libraries -----------------------------------
+    # -- listening ports, OS log, terminal sessions --
+    "ports": lambda cfg, hashes: PortSensor(hashes, cfg.port_interval),
+    "os_log": lambda cfg, _: OsLogSensor(cfg.os_log_source, cfg.os_log_path, cfg.os_log_journalctl),
+    "terminal": lambda cfg, _: TerminalSensor(cfg.utmp_path),
+    # -- end of listening ports, OS log, terminal sessions --
 }
 # Sensors that read the kernel's own event sources (what KERNEL_ACQ_AVAILABLE means).
 KERNEL_SENSORS = ("process", "file")

@@ -70,6 +70,7 @@ def search(
     user: Annotated[str | None, typer.Option(help="a user name (exact, any case)")] = None,
     host: Annotated[str | None, typer.Option(help="a host name (exact, any case)")] = None,
     ip: Annotated[str | None, typer.Option(help="an IP address (exact)")] = None,
+    port: Annotated[int | None, typer.Option(help="a port number (listening-port events)")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     offset: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
@@ -86,6 +87,7 @@ def search(
         "user": user,
         "host": host,
         "ip": ip,
+        "port": port,
         "limit": limit,
         "offset": offset,
     }

@@ -41,6 +41,7 @@ def search_events(
     user: Annotated[str | None, Query(max_length=255)] = None,
     host: Annotated[str | None, Query(max_length=255)] = None,
     ip: Annotated[str | None, Query(max_length=64)] = None,
+    port: Annotated[int | None, Query(ge=0, le=65535)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> s.Page[s.EventOut]:
@@ -55,6 +56,7 @@ def search_events(
         user=user,
         host=host,
         ip=ip,
+        port=None if port is None else str(port),
     )
     with ctx.db.reading() as session:
         rows, total = events.search(session, query, limit, offset)

@@ -167,6 +167,7 @@ class EventQuery:
     user: str | None = None
     host: str | None = None
     ip: str | None = None
+    port: str | None = None
 
 
 def _term_filter(role: str, value: str) -> Any:
@@ -189,7 +190,7 @@ def search(session: Session, q: EventQuery, limit: int, offset: int) -> tuple[li
         query = query.where(Event.time >= q.since)
     if q.until is not None:
         query = query.where(Event.time < q.until)
-    for role in ("hash", "process", "path", "user", "host", "ip"):
+    for role in ("hash", "process", "path", "user", "host", "ip", "port"):
         value = getattr(q, role)
         if value:
             query = query.where(_term_filter(role, value))
