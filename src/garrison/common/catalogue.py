@@ -40,6 +40,11 @@ class EventInvalidError(ValueError):
         self.problem = problem
 
 
+def is_mac(value: str) -> bool:
+    """A MAC address in a form the ``mac`` field type accepts."""
+    return bool(_MAC_RE.match(value.strip()))
+
+
 def _in_range(value: dt.datetime, field: str) -> dt.datetime:
     """In UTC, and within years 1-9999 once there (or it cannot be stored or formatted)."""
     try:
