@@ -196,7 +196,7 @@ def process_started(uid: str) -> dict[str, Any]:
     return {
         "id": uid,
         "type": "process_started",
-        "data": {"time": 1700000000, "unique_pid": uid, "pid": 7, "file_path": "/usr/bin/nc"},
+        "data": {"time": 1700000000, "unique_pid": "u7", "pid": 7, "file_path": "/usr/bin/nc"},
     }
 
 
