@@ -262,3 +262,16 @@ def test_an_event_id_with_nul_is_refused_by_item(server: Server) -> None:
     assert results[0]["status"] == "refused", results
     assert "id" in results[0]["error"], results
     assert stored_ids(server) == ["ok"]
+
+
+@pytest.mark.parametrize("pid", [1e308, -1e300, 2**64, "99999999999999999999"])
+def test_an_event_integer_beyond_64_bits_is_refused_by_item(server: Server, pid: Any) -> None:
+    agent = server.enrolled_agent()
+    huge = process_started("huge")
+    huge["data"]["pid"] = pid
+    response = post_events(server, agent, [huge, process_started("ok")])
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert results[0]["status"] == "refused", results
+    assert "pid" in results[0]["error"], results
+    assert stored_ids(server) == ["ok"]
