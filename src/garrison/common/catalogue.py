@@ -31,6 +31,10 @@ PROCEDURES: dict[str, EventType] = {e.procedure: e for e in ALL if e.procedure}
 
 MAX_STRING = 65536
 MAX_EVENT_BYTES = 256 * 1024
+# The integers the event log can store: its JSON is written with orjson, which holds signed
+# and unsigned 64-bit values (1e308 sent for an integer would otherwise be a 1,024-bit one).
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
 _HEX = {"md5": 32, "sha1": 40, "sha256": 64}
 _HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
 _MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}([-:]?)[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$")
@@ -44,6 +48,11 @@ class EventInvalidError(ValueError):
         super().__init__(f"{field}: {problem}" if field else problem)
         self.field = field
         self.problem = problem
+
+
+def is_mac(value: str) -> bool:
+    """A MAC address in a form the ``mac`` field type accepts."""
+    return bool(_MAC_RE.match(value.strip()))
 
 
 def _in_range(value: dt.datetime, field: str) -> dt.datetime:
@@ -100,13 +109,18 @@ def _coerce(f: Field, value: Any, name: str) -> Any:
     if kind == "integer":
         if isinstance(value, bool):
             raise EventInvalidError(name, "must be an integer, not a boolean")
+        whole: int | None = None
         if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str) and re.fullmatch(r"-?\d{1,19}", value.strip()):
-            return int(value)
-        raise EventInvalidError(name, f"must be an integer, got {value!r:.64}")
+            whole = value
+        elif isinstance(value, float) and value.is_integer():
+            whole = int(value)
+        elif isinstance(value, str) and re.fullmatch(r"-?\d{1,20}", value.strip()):
+            whole = int(value.strip())
+        if whole is None:
+            raise EventInvalidError(name, f"must be an integer, got {value!r:.64}")
+        if not INT_MIN <= whole <= INT_MAX:
+            raise EventInvalidError(name, f"is out of range: {value!r:.64}")
+        return whole
     if kind == "number":
         if isinstance(value, bool):
             raise EventInvalidError(name, "must be a number, not a boolean")

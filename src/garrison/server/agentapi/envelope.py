@@ -1,4 +1,9 @@
-"""Parsing of the Armadito request envelope, with every observed quirk absorbed."""
+"""Parsing of the Armadito request envelope, with every observed quirk absorbed.
+
+The envelope's strings are the station's identity: NUL characters are removed from them
+rather than refused (a station must be able to enroll, and a refused enrollment must still
+be recorded), and their limits are the lengths of the station's columns.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from typing import Any
 import orjson
 
 from garrison.common.wire import WireValueError, as_int, as_str, normalize_uuid
+from garrison.server.agentapi.bodies import check_depth
 from garrison.server.errors import InvalidInputError, MalformedRequestError
-from garrison.server.stations.service import Identity
+from garrison.server.stations.service import IDENTITY_LENGTHS, Identity
 
 
 @dataclass(frozen=True)
@@ -26,28 +32,42 @@ class Envelope:
     extra: dict[str, Any]
 
     def identity(self, address: str, agent_kind: str) -> Identity:
+        """Garrison agents' ``hostname``, ``mac`` and ``platform`` are kept as sent (a MAC in
+        an unusual form too), cut to their columns (``Identity.cleaned``)."""
+        try:
+            platform = _text(self.extra.get("platform"), "platform")
+            hostname = _text(self.extra.get("hostname"), "hostname")
+            mac = _text(self.extra.get("mac"), "mac")
+        except WireValueError as exc:
+            raise wire_error(exc) from None
         return Identity(
             uuid=self.uuid,
             agent_version=self.agent_version,
             antivirus_name=self.antivirus_name,
             antivirus_version=self.antivirus_version,
             os_name=self.os_name,
-            os_platform=as_str(self.extra.get("platform"), "platform", required=False)
-            or self.os_libpath,
-            hostname=as_str(self.extra.get("hostname"), "hostname", required=False),
-            mac=as_str(self.extra.get("mac"), "mac", required=False),
+            os_platform=platform or self.os_libpath,
+            hostname=hostname,
+            mac=mac,
             address=address,
             agent_kind=agent_kind,
-        )
+        ).cleaned()
+
+
+def _text(value: Any, field: str, max_len: int = 4096) -> str:
+    """An optional envelope string, NUL characters removed."""
+    return as_str(value, field, required=False, max_len=max_len).replace("\x00", "")
 
 
 def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise MalformedRequestError("request body is empty; a JSON body is required")
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedRequestError(f"request body is not valid JSON: {exc}") from None
+    check_depth(data)
+    return data
 
 
 def wire_error(exc: WireValueError) -> InvalidInputError:
@@ -75,24 +95,25 @@ def parse_envelope(body: bytes) -> Envelope:
         return Envelope(
             agent_id=as_int(data.get("agent_id"), "agent_id", required=False, default=0),
             uuid=normalize_uuid(data.get("uuid")),
-            agent_version=as_str(
-                data.get("agent_version"), "agent_version", required=False, max_len=64
+            agent_version=_text(
+                data.get("agent_version"), "agent_version", IDENTITY_LENGTHS["agent_version"]
             ),
-            task_name=as_str(task.get("name"), "task.name", required=False, max_len=64),
-            antivirus_name=as_str(
-                antivirus.get("name"), "task.antivirus.name", required=False, max_len=64
+            task_name=_text(task.get("name"), "task.name", 64),
+            antivirus_name=_text(
+                antivirus.get("name"), "task.antivirus.name", IDENTITY_LENGTHS["antivirus_name"]
             ),
-            antivirus_version=as_str(
-                antivirus.get("version"), "task.antivirus.version", required=False, max_len=64
+            antivirus_version=_text(
+                antivirus.get("version"),
+                "task.antivirus.version",
+                IDENTITY_LENGTHS["antivirus_version"],
             ),
-            os_name=as_str(
-                os_info.get("name"), "task.antivirus.os_info.name", required=False, max_len=64
+            os_name=_text(
+                os_info.get("name"), "task.antivirus.os_info.name", IDENTITY_LENGTHS["os_name"]
             ),
-            os_libpath=as_str(
+            os_libpath=_text(
                 os_info.get("libpath"),
                 "task.antivirus.os_info.libpath",
-                required=False,
-                max_len=128,
+                IDENTITY_LENGTHS["os_platform"],
             ),
             obj=task.get("obj"),
             extra={k: v for k, v in data.items() if k in ("hostname", "mac", "platform")},

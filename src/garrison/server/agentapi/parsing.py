@@ -1,4 +1,10 @@
-"""Task objects (``task.obj``) of each agent request, read leniently."""
+"""Task objects (``task.obj``) of each agent request, read leniently.
+
+Text an agent reports is refused when it holds a NUL character (PostgreSQL cannot store one,
+and no antivirus names a threat or a module with one), with the field named; the one
+exception is a job's result message, whose NUL characters are removed so that the job still
+leaves ``downloaded``.  Length limits come from the columns that store each value.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +21,22 @@ from garrison.common.wire import (
     unwrap,
 )
 from garrison.server.agentapi.envelope import wire_error
+from garrison.server.alerts import service as alerts_service
 from garrison.server.alerts.service import AlertReport
+from garrison.server.configs import service as configs_service
 from garrison.server.errors import InvalidInputError
 from garrison.server.jobs.service import JobResult
 from garrison.server.scans.service import ScanReport
+from garrison.server.states.service import GLOBAL_STATUS_LENGTH, MAX_MODULES
 
 MAX_ALERTS = 10_000
+
+
+def _text(value: Any, field: str, max_len: int, required: bool = True) -> str:
+    text = as_str(value, field, required=required, max_len=max_len)
+    if "\x00" in text:
+        raise WireValueError(field, "must not contain NUL characters")
+    return text
 
 
 def _obj(value: Any, what: str) -> dict[str, Any]:
@@ -51,11 +67,12 @@ def job_result(obj: Any) -> JobResult:
     try:
         code = as_int(data.get("code"), "task.obj.code")
         message = as_str(data.get("message"), "task.obj.message", required=False, max_len=1 << 20)
+        # Failures carry the error text MIME-base64 encoded.
+        text = decode_mime_base64(message) if code != 0 else message
         return JobResult(
             job_id=as_int(data.get("job_id"), "task.obj.job_id"),
             code=code,
-            # Failures carry the error text MIME-base64 encoded.
-            message=decode_mime_base64(message) if code != 0 else message,
+            message=text.replace("\x00", ""),
             start_time=as_optional_int(data.get("start_time"), "task.obj.start_time"),
             end_time=as_optional_int(data.get("end_time"), "task.obj.end_time"),
         )
@@ -110,22 +127,40 @@ def alerts(obj: Any) -> tuple[int | None, list[AlertReport]]:
             field = f"task.obj.alerts[{i}]"
             if not isinstance(item, dict):
                 raise InvalidInputError(f"{field} must be a JSON object", field=field)
-            info = item.get("info")
+            info = alert_info(item.get("info"))
+            sha256 = info.get("sha256")
+            if sha256 is not None and not (
+                isinstance(sha256, str) and alerts_service.SHA256_RE.match(sha256)
+            ):
+                raise InvalidInputError(
+                    f"{field}.info.sha256 must be 64 hexadecimal digits",
+                    field=f"{field}.info.sha256",
+                )
             reports.append(
                 AlertReport(
-                    threat_name=as_str(item.get("name"), f"{field}.name", max_len=255),
-                    filepath=as_str(item.get("filepath"), f"{field}.filepath", max_len=4096),
-                    action=as_str(
-                        item.get("action"), f"{field}.action", required=False, max_len=64
+                    threat_name=_text(
+                        item.get("name"), f"{field}.name", alerts_service.THREAT_NAME_LENGTH
                     ),
-                    module_name=as_str(
-                        item.get("module_name"), f"{field}.module_name", required=False, max_len=64
+                    filepath=_text(
+                        item.get("filepath"), f"{field}.filepath", alerts_service.FILEPATH_LENGTH
+                    ),
+                    action=_text(
+                        item.get("action"),
+                        f"{field}.action",
+                        alerts_service.ACTION_LENGTH,
+                        required=False,
+                    ),
+                    module_name=_text(
+                        item.get("module_name"),
+                        f"{field}.module_name",
+                        alerts_service.MODULE_NAME_LENGTH,
+                        required=False,
                     ),
                     # Some backends send no detection_time: the receive time stands in.
                     detection_time=_epoch_time(
                         item.get("detection_time"), f"{field}.detection_time"
                     ),
-                    info=alert_info(info),
+                    info=info,
                 )
             )
     except WireValueError as exc:
@@ -143,6 +178,10 @@ def state(obj: Any) -> tuple[str, dt.datetime | None, list[dict[str, Any]], list
         raise InvalidInputError(
             "task.obj.dbinfo.modules must be an array", field="task.obj.dbinfo.modules"
         )
+    if len(modules_raw) > MAX_MODULES:
+        raise InvalidInputError(
+            f"at most {MAX_MODULES} modules per State", field="task.obj.dbinfo.modules"
+        )
     avdetails = data.get("avdetails", [])
     if not isinstance(avdetails, list):
         raise InvalidInputError("task.obj.avdetails must be an array", field="task.obj.avdetails")
@@ -156,24 +195,25 @@ def state(obj: Any) -> tuple[str, dt.datetime | None, list[dict[str, Any]], list
                 module.get("mod_update_timestamp"), f"{field}.mod_update_timestamp"
             )
             entry: dict[str, Any] = {
-                "name": as_str(module.get("name"), f"{field}.name", max_len=128),
-                "mod_status": as_str(
-                    module.get("mod_status"), f"{field}.mod_status", required=False, max_len=64
+                "name": _text(module.get("name"), f"{field}.name", 128),
+                "mod_status": _text(
+                    module.get("mod_status"), f"{field}.mod_status", 64, required=False
                 ),
                 "mod_update_time": updated.isoformat() if updated else None,
             }
             # Garrison's agent adds the base's version and record count; kept when sent.
-            version = as_str(
-                module.get("mod_version"), f"{field}.mod_version", required=False, max_len=128
-            )
+            version = _text(module.get("mod_version"), f"{field}.mod_version", 128, required=False)
             if version:
                 entry["mod_version"] = version
             records = as_optional_int(module.get("mod_records"), f"{field}.mod_records")
             if records is not None:
                 entry["mod_records"] = records
             modules.append(entry)
-        status = as_str(
-            dbinfo.get("global_status"), "task.obj.dbinfo.global_status", required=False, max_len=64
+        status = _text(
+            dbinfo.get("global_status"),
+            "task.obj.dbinfo.global_status",
+            GLOBAL_STATUS_LENGTH,
+            required=False,
         )
         updated_at = _epoch_time(
             dbinfo.get("global_update_timestamp"), "task.obj.dbinfo.global_update_timestamp"
@@ -193,13 +233,8 @@ def _pairs(items: Any, field: str) -> list[tuple[str, str]]:
                 raise InvalidInputError(f"{field}[{i}] must be a JSON object", field=field)
             pairs.append(
                 (
-                    as_str(item.get("attr"), f"{field}[{i}].attr", max_len=255),
-                    as_str(
-                        unwrap(item.get("value")),
-                        f"{field}[{i}].value",
-                        required=False,
-                        max_len=65536,
-                    ),
+                    _text(item.get("attr"), f"{field}[{i}].attr", configs_service.ATTR_LENGTH),
+                    _text(unwrap(item.get("value")), f"{field}[{i}].value", 65536, required=False),
                 )
             )
     except WireValueError as exc:
@@ -214,7 +249,7 @@ def avconfig(obj: Any) -> list[tuple[str, str]]:
 def scheduler(obj: Any) -> tuple[str, list[tuple[str, str]]]:
     data = _obj(obj, "Scheduler")
     try:
-        name = as_str(data.get("name"), "task.obj.name", required=False, max_len=64)
+        name = _text(data.get("name"), "task.obj.name", configs_service.NAME_LENGTH, required=False)
     except WireValueError as exc:
         raise wire_error(exc) from None
     return name, _pairs(data.get("confdetails", []), "task.obj.confdetails")

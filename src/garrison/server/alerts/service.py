@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +18,18 @@ from garrison.server.audit.actor import Actor
 from garrison.server.errors import ConflictError, NotFoundError
 from garrison.server.jobs import service as jobs
 from garrison.server.stations.models import Station
-from garrison.server.store.base import utcnow
+from garrison.server.store.base import column_length, utcnow
 from garrison.server.store.upsert import insert_ignore_many
 
 # Rows per INSERT: 11 parameters each stays under SQLite's 32,766 variables.
 INSERT_ROWS = 500
+
+# The longest value of each text an agent reports, from the columns that hold it.
+THREAT_NAME_LENGTH = column_length(Alert.threat_name)
+ACTION_LENGTH = column_length(Alert.action)
+MODULE_NAME_LENGTH = column_length(Alert.module_name)
+FILEPATH_LENGTH = 4096  # a Text column: the longest path of the systems agents run on
+SHA256_RE = re.compile(r"^[0-9A-Fa-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ class AlertReport:
     def sha256(self) -> str | None:
         """The detected file's SHA-256, when the agent's info carries a well-formed one."""
         value = self.info.get("sha256")
-        return value if isinstance(value, str) and len(value) == 64 else None
+        return value if isinstance(value, str) and SHA256_RE.match(value) else None
 
 
 def checksum(

@@ -24,11 +24,14 @@ from garrison.server.configs.models import (
     ConfigReport,
 )
 from garrison.server.errors import InvalidInputError, NotFoundError
-from garrison.server.store.base import utcnow
+from garrison.server.store.base import column_length, utcnow
 from garrison.server.store.upsert import insert_ignore, upsert
 
 Pairs = Sequence[tuple[str, str]]
 MAX_ATTRS = 5000
+# From the columns: the longest attribute name and scheduler name stored.
+ATTR_LENGTH = column_length(ConfigBaseline.attr)
+NAME_LENGTH = column_length(ConfigReport.name)
 
 
 def check_kind(kind: str) -> str:
@@ -42,8 +45,8 @@ def _dedupe(pairs: Pairs) -> dict[str, str]:
         raise InvalidInputError(f"at most {MAX_ATTRS} attributes", field="attr")
     merged: dict[str, str] = {}
     for attr, value in pairs:
-        if not attr or len(attr) > 255:
-            raise InvalidInputError("attr must be 1-255 characters", field="attr")
+        if not attr or len(attr) > ATTR_LENGTH:
+            raise InvalidInputError(f"attr must be 1-{ATTR_LENGTH} characters", field="attr")
         merged[attr] = value  # the last one reported wins
     return merged
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from garrison.common.catalogue import format_timestamp
+from garrison.common.catalogue import format_timestamp, is_mac
 from garrison.server import logs
 from garrison.server.events.service import emit, emit_many
 from garrison.server.stations.models import Station
@@ -31,6 +31,12 @@ def station_args(station: Station, address: str | None = None) -> dict[str, Any]
         "address": address or station.address,
         "station": station.hostname or station.uuid,
     }
+
+
+def compmac(station: Station) -> str | None:
+    """The station's MAC for an event's ``compmac``: a station stores the MAC its agent sent
+    as given, and one in a form that is no MAC address is left out of the event."""
+    return station.mac if station.mac and is_mac(station.mac) else None
 
 
 def station_created(session: Session, station: Station, login: str) -> None:
@@ -58,7 +64,7 @@ def station_connected(session: Session, station: Station) -> None:
             "os": station.os_name,
             "platform": station.os_platform,
             "compsid": station.uuid,
-            "compmac": station.mac or None,
+            "compmac": compmac(station),
         },
     )
 
@@ -85,7 +91,7 @@ def authorization_failed(
             "reason": reason,
             "type": "station",
             "compsid": station.uuid if station else (name or None),
-            "compmac": (station.mac or None) if station else None,
+            "compmac": compmac(station) if station else None,
             "suppressed": suppressed,
         },
     )
@@ -193,7 +199,7 @@ def threats_detected(session: Session, station: Station, threats: Sequence[Threa
                 "action": t.action,
                 "objecttype": 0,
                 "compsid": station.uuid,
-                "compmac": station.mac or None,
+                "compmac": compmac(station),
                 "sha256": t.sha256,
             }
             for t in threats

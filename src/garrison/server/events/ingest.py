@@ -95,6 +95,9 @@ def parse_item(item: Any, station: Station, address: str) -> NewEvent:
         raise EventInvalidError("type", f"{event_type} is produced by the server only")
     if uid is not None and (not isinstance(uid, str) or not 1 <= len(uid) <= MAX_UID):
         raise EventInvalidError("id", f"must be a string of 1 to {MAX_UID} characters")
+    if uid is not None and "\x00" in uid:
+        # It is stored in a text column, which cannot hold NUL on PostgreSQL.
+        raise EventInvalidError("id", "must not contain NUL characters")
     if not isinstance(data, dict):
         raise EventInvalidError("data", "must be a JSON object")
     data = dict(data)

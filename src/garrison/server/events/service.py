@@ -17,7 +17,14 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from garrison.common.catalogue import CATALOGUE, event_time, search_terms, validate
+from garrison.common.catalogue import (
+    CATALOGUE,
+    EventInvalidError,
+    event_time,
+    search_terms,
+    validate,
+)
+from garrison.common.catalogue_types import EventType
 from garrison.common.vocabulary import severity_rank
 from garrison.server.errors import InvalidInputError
 from garrison.server.events.models import Event, EventTerm
@@ -94,6 +101,18 @@ def append(session: Session, events: Sequence[NewEvent]) -> list[int | None]:
     return positions
 
 
+def _server_event(declared: EventType, data: dict[str, Any]) -> dict[str, Any]:
+    """A server event's data, validated.  Its values come from requests (a station's name, a
+    threat's path): one the catalogue refuses is the request's fault, a domain error (4xx),
+    never a crash (500) that drops the connection and, for a refusal, its record."""
+    try:
+        return validate(declared, {k: v for k, v in data.items() if v is not None})
+    except EventInvalidError as exc:
+        raise InvalidInputError(
+            f"{exc.field or 'value'} of the {declared.name} event: {exc.problem}", field=exc.field
+        ) from None
+
+
 def emit(
     session: Session,
     event_type: str,
@@ -104,8 +123,7 @@ def emit(
     time: dt.datetime | None = None,
 ) -> int | None:
     """Record an event only the server sees; its data must match the catalogue."""
-    declared = CATALOGUE[event_type]
-    clean = validate(declared, {k: v for k, v in data.items() if v is not None})
+    clean = _server_event(CATALOGUE[event_type], data)
     return append(session, [NewEvent(event_type, clean, station_id, "server", uid, time)])[0]
 
 
@@ -119,7 +137,7 @@ def emit_many(
         [
             NewEvent(
                 event_type,
-                validate(declared, {k: v for k, v in data.items() if v is not None}),
+                _server_event(declared, data),
                 station_id,
                 "server",
             )

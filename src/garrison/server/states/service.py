@@ -8,9 +8,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from garrison.common.catalogue import CATALOGUE
 from garrison.server.errors import NotFoundError
 from garrison.server.states.models import StationState
-from garrison.server.store.base import utcnow
+from garrison.server.store.base import column_length, utcnow
+
+GLOBAL_STATUS_LENGTH = column_length(StationState.global_status)
+# A State's modules become one indexed field each of virus_bases_received and
+# components_list_received: at most as many as those events hold.
+MAX_MODULES = min(
+    family.max_items
+    for name in ("virus_bases_received", "components_list_received")
+    for family in CATALOGUE[name].families
+)
 
 
 def record(

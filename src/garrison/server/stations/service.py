@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, not_, or_, select
 from sqlalchemy.orm import Session
@@ -16,7 +16,7 @@ from garrison.server.audit.actor import Actor
 from garrison.server.errors import ConflictError, InvalidInputError, NotFoundError
 from garrison.server.events import emitters
 from garrison.server.stations.models import Group, Station, station_groups
-from garrison.server.store.base import utcnow
+from garrison.server.store.base import column_length, utcnow
 from garrison.server.store.effects import Signal, signal
 
 
@@ -34,6 +34,33 @@ class Identity:
     mac: str = ""
     address: str = ""
     agent_kind: str = AgentKind.ARMADITO
+
+    def cleaned(self) -> Identity:
+        """As stored: NUL characters removed (PostgreSQL refuses them in text, and an agent
+        must still be able to enroll and be recorded when refused) and each value cut to
+        its column (:data:`IDENTITY_LENGTHS`)."""
+        values = {
+            name: getattr(self, name).replace("\x00", "")[:length]
+            for name, length in IDENTITY_LENGTHS.items()
+        }
+        return replace(self, **values)
+
+
+# The identity a station reports, each value with the length of its column: the one source
+# of the limits the agent API applies to them.
+IDENTITY_LENGTHS: dict[str, int] = {
+    name: column_length(getattr(Station, name))
+    for name in (
+        "agent_version",
+        "antivirus_name",
+        "antivirus_version",
+        "os_name",
+        "os_platform",
+        "hostname",
+        "mac",
+        "address",
+    )
+}
 
 
 def enroll(
@@ -56,19 +83,11 @@ def enroll(
     station.enrollment_key_id = enrollment_key_id
     station.agent_kind = identity.agent_kind
     station.last_seen = utcnow()
-    for name in (
-        "agent_version",
-        "antivirus_name",
-        "antivirus_version",
-        "os_name",
-        "os_platform",
-        "hostname",
-        "mac",
-        "address",
-    ):
-        value = getattr(identity, name)
+    clean = identity.cleaned()
+    for name in IDENTITY_LENGTHS:
+        value = getattr(clean, name)
         if value:
-            setattr(station, name, value[:255])
+            setattr(station, name, value)
     session.flush()
     return station, token, created
 

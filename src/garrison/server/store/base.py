@@ -50,3 +50,13 @@ class Base(DeclarativeBase):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def column_length(column: Any) -> int:
+    """The declared length of a ``String`` column: the longest value every backend keeps
+    (PostgreSQL refuses a longer one, SQLite would keep it).  Input limits are read from here
+    so that a limit and its column cannot disagree."""
+    length = getattr(getattr(column, "type", None), "length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{column!r} is not a String column with a length")
+    return length
