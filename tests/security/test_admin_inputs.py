@@ -299,7 +299,7 @@ def test_procedure_source_with_nul_is_refused(server: Server) -> None:
         content=b"return 1 -- \x00",
         headers={**server.admin.headers, "Content-Type": "text/plain"},
     )
-    assert_refused(response, "body", "procedure text")
+    assert_refused(response, "source", "procedure text")
     response = server.admin.put("/procedures/threat_detected", {"source": "return '\x00'"})
     assert_refused(response, "source", "procedure json")
     assert_json_error(server.admin.get("/procedures/threat_detected"), 404)

@@ -9,7 +9,7 @@ refused with 422 naming the field.  NUL
 cannot be stored in PostgreSQL text nor in an event (the catalogue refuses it, and every
 admin change is an ``audit`` event), so no admin input may hold one, nor a lone
 surrogate (which no UTF-8 store can hold): ``storable_input`` refuses both wherever they
-are (path, query, JSON body, text body) before any route runs.
+are (path, query, JSON body) before any route runs.
 """
 
 from __future__ import annotations
@@ -98,10 +98,8 @@ async def storable_input(request: Request) -> None:
         return
     content_type = request.headers.get("content-type", "")
     if content_type and "json" not in content_type:
-        # A text body (a procedure's Lua source) is stored as it is.  In a JSON body a raw
-        # NUL is malformed JSON, which the route answers with 400.
-        if b"\x00" in body:
-            raise InvalidInputError("body: must not contain NUL characters", field="body")
+        # A text body is the route's to check: the one there is, a procedure's Lua source,
+        # is refused with NUL by procedures/service.put, after the bytecode check.
         return
     try:
         # The standard library's parser, as the routes' own: it keeps integers of any size.

@@ -34,6 +34,9 @@ def put(session: Session, actor: Actor, name: str, source: str, enabled: bool = 
     problem = check_syntax(source, name)
     if problem:
         raise InvalidInputError(problem, field="source")
+    if "\x00" in source:
+        # Lua would run it, but PostgreSQL text cannot store it (nor the event log).
+        raise InvalidInputError("procedure source must not contain NUL characters", field="source")
     current = session.get(Procedure, name, with_for_update=True)
     version = next_version(session, name, current)
     if current is None:
