@@ -32,6 +32,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from schemathesis import Case, GenerationMode
+from schemathesis.core.result import Err
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -151,7 +152,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
             next(scratch, None)
 
 
-def _confine(case: Case, target: Target) -> None:
+def _confine(case: Case[Any], target: Target) -> None:
     """Keep what the fuzzer sends where it cannot hurt: export targets at loopback (a closed
     port) or a file in the data directory, and no user operation on the run's own user."""
     params = case.path_parameters or {}
@@ -159,10 +160,11 @@ def _confine(case: Case, target: Target) -> None:
         params["username"] = THROWAWAY_USER
     if not case.path.startswith("/admin/v1/export-targets") or not isinstance(case.body, dict):
         return
-    body = case.body
+    body: dict[str, Any] = case.body
     if isinstance(body.get("host"), str) and body["host"]:
         body["host"] = "127.0.0.1"
-    if isinstance(body.get("port"), int) and 1 <= body["port"] <= 65535:
+    port = body.get("port")
+    if isinstance(port, int) and 1 <= port <= 65535:
         body["port"] = target.closed_port
     if isinstance(body.get("url"), str) and body["url"]:
         body["url"] = f"http://127.0.0.1:{target.closed_port}/fuzz"
@@ -175,7 +177,7 @@ def _confine(case: Case, target: Target) -> None:
             options.pop(name, None)
 
 
-def _curl(case: Case, headers: dict[str, str]) -> str:
+def _curl(case: Case[Any], headers: dict[str, str]) -> str:
     shown = {**headers, "Authorization": "Bearer $TOKEN"}
     command: str = case.as_curl_command(headers=shown)
     return command
@@ -200,7 +202,7 @@ def _fuzz(operation: Any, target: Target, fuzzed: Fuzzed) -> None:
         print_blob=False,
     )
     @given(case=strategy)
-    def run(case: Case) -> None:
+    def run(case: Case[Any]) -> None:
         _confine(case, target)
         token = target.login(THROWAWAY_USER) if key in WITH_THROWAWAY_TOKEN else target.token
         headers = {"Authorization": f"Bearer {token}"}
@@ -230,6 +232,8 @@ def test_admin_api_answers_no_unexpected_5xx(
     schema = schemathesis.openapi.from_url(f"{target.url}/admin/v1/openapi.json")
     fuzzed = Fuzzed(backend)
     for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            raise result.err()  # the document itself is invalid
         operation = result.ok()
         fuzzed.operations += 1
         _fuzz(operation, target, fuzzed)

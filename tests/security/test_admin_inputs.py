@@ -119,7 +119,10 @@ def request(
     if body is not None:
         content = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
-    return server.client.request(method, url, params=params, content=content, headers=headers)
+    response: httpx.Response = server.client.request(
+        method, url, params=params, content=content, headers=headers
+    )
+    return response
 
 
 def assert_refused(response: httpx.Response, field: str, label: str) -> None:
