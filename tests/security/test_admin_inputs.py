@@ -9,9 +9,11 @@ soon as it exists.
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +22,7 @@ import pytest
 from garrison.server.adminapi.inputs import ID_MAX, INT64_MAX, INT64_MIN
 from garrison.server.export.models import ExportTarget
 from tests.conftest import Server
+from tests.live import start_server
 from tests.support import assert_json_error
 
 BIG = 2**64
@@ -398,3 +401,44 @@ def test_procedure_versions_keep_rising_across_a_delete(server: Server) -> None:
         (2, "return 2"),
         (1, "return 1"),
     ]
+
+
+# Keep-alive --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_refused_inputs_keep_the_connection_alive(tmp_path: Path, database_url: str) -> None:
+    """A 500 ended the client's keep-alive connection (the server closes it after an
+    unhandled error); the audit's three examples now answer 422 on one connection, which
+    then still answers."""
+    live = start_server(tmp_path / "data", database_url)
+    try:
+        host, port = live.url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        headers = {"Authorization": f"Bearer {live.token}", "Content-Type": "application/json"}
+        asks = [
+            ("GET", "/admin/v1/scans?offset=9999999999999999999", None),
+            ("DELETE", "/admin/v1/export-targets/10000000000000000000", None),
+            (
+                "POST",
+                "/admin/v1/alerts/acknowledge",
+                b'{"alert_ids":[2139063889266892056035328]}',
+            ),
+            ("POST", "/admin/v1/groups", b'{"name":"ops\\u0000"}'),
+        ]
+        conn.connect()
+        sock = conn.sock
+        for method, path, body in asks:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            assert response.status == 422, (path, response.status, payload)
+            assert response.getheader("connection", "").lower() != "close", path
+        conn.request("GET", "/admin/v1/health")
+        health = conn.getresponse()
+        health.read()
+        assert health.status == 200
+        assert conn.sock is sock, "the server closed the connection"
+        conn.close()
+    finally:
+        live.stop()
