@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,6 +23,7 @@ from garrison.server.adminapi import (
     configs,
     events,
     export_targets,
+    inputs,
     jobs,
     keys,
     procedures,
@@ -209,7 +210,8 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     errors_http.install(app)
     docs_page.install(app, f"{ADMIN_PREFIX}/docs", f"{ADMIN_PREFIX}/openapi.json")
 
-    admin = APIRouter(prefix=ADMIN_PREFIX)
+    # One check before every admin route: no NUL, no integer beyond 64 bits (adminapi/inputs).
+    admin = APIRouter(prefix=ADMIN_PREFIX, dependencies=[Depends(inputs.storable_input)])
 
     @admin.get(
         "/health",

@@ -1,35 +1,31 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Ctx, Operator, Viewer
+from garrison.server.adminapi.inputs import Id, Limit, Offset, UtcTime
 from garrison.server.alerts import actions
 from garrison.server.alerts import service as alerts
 from garrison.server.scans import service as scans
 
 router = APIRouter(tags=["alerts"])
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 @router.get("/alerts", response_model=s.Page[s.AlertOut])
 def list_alerts(
     actor: Viewer,
     ctx: Ctx,
-    station_id: int | None = None,
+    station_id: Id | None = None,
     threat: Annotated[str | None, Query(max_length=255)] = None,
     acknowledged: bool | None = None,
-    since: dt.datetime | None = None,
-    job_id: int | None = None,
+    since: UtcTime | None = None,
+    job_id: Id | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> s.Page[s.AlertOut]:
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=dt.UTC)
     with ctx.db.reading() as session:
         rows, total = alerts.search(
             session,
@@ -55,8 +51,8 @@ def acknowledge(body: s.AckIn, actor: Operator, ctx: Ctx) -> list[s.AlertOut]:
 def list_scans(
     actor: Viewer,
     ctx: Ctx,
-    station_id: int | None = None,
-    job_id: int | None = None,
+    station_id: Id | None = None,
+    job_id: Id | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> s.Page[s.ScanOut]:
@@ -69,6 +65,6 @@ def list_scans(
 
 
 @router.get("/scans/{scan_id}", response_model=s.ScanOut, tags=["scans"])
-def get_scan(scan_id: int, actor: Viewer, ctx: Ctx) -> s.ScanOut:
+def get_scan(scan_id: Id, actor: Viewer, ctx: Ctx) -> s.ScanOut:
     with ctx.db.reading() as session:
         return s.ScanOut.model_validate(scans.get(session, scan_id))

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
@@ -9,32 +8,21 @@ from garrison.common.catalogue import ALL
 from garrison.server.adminapi import convert
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Viewer
-from garrison.server.errors import InvalidInputError
+from garrison.server.adminapi.inputs import Id, Limit, Offset, UtcTime
 from garrison.server.events import actions, retention
 from garrison.server.events import service as events
 
 router = APIRouter(prefix="/events", tags=["events"])
 
 
-def _utc(value: dt.datetime | None, field: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    try:
-        return value.astimezone(dt.UTC)
-    except OverflowError:
-        raise InvalidInputError(f"{field} is out of range", field=field) from None
-
-
 @router.get("", response_model=s.Page[s.EventOut], summary="Search events, newest first")
 def search_events(
     actor: Viewer,
     ctx: Ctx,
-    station_id: int | None = None,
+    station_id: Id | None = None,
     type: Annotated[list[str] | None, Query(description="one or more event types")] = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: UtcTime | None = None,
+    until: UtcTime | None = None,
     hash: Annotated[str | None, Query(max_length=64, description="MD5, SHA-1 or SHA-256")] = None,
     process: Annotated[str | None, Query(max_length=255)] = None,
     path: Annotated[str | None, Query(max_length=255)] = None,
@@ -42,14 +30,14 @@ def search_events(
     host: Annotated[str | None, Query(max_length=255)] = None,
     ip: Annotated[str | None, Query(max_length=64)] = None,
     port: Annotated[int | None, Query(ge=0, le=65535)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> s.Page[s.EventOut]:
     query = events.EventQuery(
         station_id=station_id,
         types=tuple(type or ()),
-        since=_utc(since, "since"),
-        until=_utc(until, "until"),
+        since=since,
+        until=until,
         hash=hash,
         process=process,
         path=path,

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from garrison.server.adminapi import convert
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Viewer
+from garrison.server.adminapi.inputs import Id
 from garrison.server.export import actions
 from garrison.server.export import service as targets
 
@@ -43,14 +44,14 @@ def list_targets(actor: Viewer, ctx: Ctx) -> list[s.ExportTargetOut]:
 
 
 @router.get("/{target_id}", response_model=s.ExportTargetOut)
-def get_target(target_id: int, actor: Viewer, ctx: Ctx) -> s.ExportTargetOut:
+def get_target(target_id: Id, actor: Viewer, ctx: Ctx) -> s.ExportTargetOut:
     with ctx.db.reading() as session:
         return convert.export_target(targets.view(session, targets.get(session, target_id)))
 
 
 @router.patch("/{target_id}", response_model=s.ExportTargetOut)
 def update_target(
-    target_id: int, body: s.ExportTargetPatch, actor: Admin, ctx: Ctx
+    target_id: Id, body: s.ExportTargetPatch, actor: Admin, ctx: Ctx
 ) -> s.ExportTargetOut:
     changes = body.model_dump(exclude_none=True)
     return convert.export_target(
@@ -59,7 +60,7 @@ def update_target(
 
 
 @router.delete("/{target_id}", status_code=204)
-def delete_target(target_id: int, actor: Admin, ctx: Ctx) -> None:
+def delete_target(target_id: Id, actor: Admin, ctx: Ctx) -> None:
     actions.delete_target(ctx.db, actor, target_id)
 
 
@@ -68,6 +69,6 @@ def delete_target(target_id: int, actor: Admin, ctx: Ctx) -> None:
     response_model=s.ExportTestOut,
     summary="Send one test event now; 502 with the reason if it cannot be delivered",
 )
-def test_target(target_id: int, actor: Admin, ctx: Ctx) -> s.ExportTestOut:
+def test_target(target_id: Id, actor: Admin, ctx: Ctx) -> s.ExportTestOut:
     message = actions.send_test_event(ctx.db, ctx.exports.policy, target_id)
     return s.ExportTestOut(sent=True, message=message.decode("utf-8", errors="replace"))

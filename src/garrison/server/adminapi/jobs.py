@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from garrison.server.adminapi import convert
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Ctx, Operator, Viewer
+from garrison.server.adminapi.inputs import Id, Limit, Offset
 from garrison.server.jobs import actions
 from garrison.server.jobs import service as jobs
 
@@ -36,11 +35,11 @@ def create_job(body: s.JobIn, actor: Operator, ctx: Ctx) -> s.JobOut:
 def list_jobs(
     actor: Viewer,
     ctx: Ctx,
-    station_id: int | None = None,
+    station_id: Id | None = None,
     status: str | None = None,
     type: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> s.Page[s.JobOut]:
     with ctx.db.reading() as session:
         rows, total = jobs.search(
@@ -51,7 +50,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=s.JobOut)
-def get_job(job_id: int, actor: Viewer, ctx: Ctx) -> s.JobOut:
+def get_job(job_id: Id, actor: Viewer, ctx: Ctx) -> s.JobOut:
     with ctx.db.reading() as session:
         return convert.job(jobs.views(session, [jobs.get(session, job_id)])[0])
 
@@ -62,7 +61,7 @@ def get_job(job_id: int, actor: Viewer, ctx: Ctx) -> s.JobOut:
     summary="Cancel a job for stations that have not downloaded it yet",
 )
 def cancel_job(
-    job_id: int, actor: Operator, ctx: Ctx, body: s.CancelIn | None = None
+    job_id: Id, actor: Operator, ctx: Ctx, body: s.CancelIn | None = None
 ) -> s.CancelOut:
     count = actions.cancel_job(ctx.db, actor, job_id, body.station_ids if body else None)
     return s.CancelOut(job_id=job_id, cancelled=count)

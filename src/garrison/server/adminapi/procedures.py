@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from typing import Annotated
-
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Viewer
+from garrison.server.adminapi.inputs import Limit
 from garrison.server.errors import InvalidInputError, MalformedRequestError
 from garrison.server.procedures import actions
 from garrison.server.procedures import service as procedures
@@ -68,7 +67,7 @@ def procedure_errors(
     actor: Viewer,
     ctx: Ctx,
     procedure: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
 ) -> list[s.ProcedureErrorOut]:
     with ctx.db.reading() as session:
         rows = procedures.recent_errors(session, procedure, limit)

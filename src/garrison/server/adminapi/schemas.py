@@ -8,6 +8,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from garrison.common.vocabulary import JobPriority, JobType, Role, spoken
+from garrison.server.adminapi.inputs import Id
 
 T = TypeVar("T")
 
@@ -115,8 +116,8 @@ class GroupOut(FromRow):
 
 
 class MembershipIn(Strict):
-    add: list[int] = Field(default_factory=list, max_length=100_000)
-    remove: list[int] = Field(default_factory=list, max_length=100_000)
+    add: list[Id] = Field(default_factory=list, max_length=100_000)
+    remove: list[Id] = Field(default_factory=list, max_length=100_000)
 
 
 class MembershipOut(BaseModel):
@@ -126,7 +127,7 @@ class MembershipOut(BaseModel):
 
 class JobIn(Strict):
     type: str = Field(description=spoken(JobType))
-    station_ids: list[int] = Field(default_factory=list, max_length=100_000)
+    station_ids: list[Id] = Field(default_factory=list, max_length=100_000)
     group: str | None = Field(default=None, description="also target every station of a group")
     priority: int = Field(
         default=JobPriority.MEDIUM.value,
@@ -161,7 +162,7 @@ class JobOut(FromRow):
 
 
 class CancelIn(Strict):
-    station_ids: list[int] | None = None
+    station_ids: list[Id] | None = Field(default=None, max_length=100_000)
 
 
 class CancelOut(BaseModel):
@@ -186,7 +187,7 @@ class AlertOut(FromRow):
 
 
 class AckIn(Strict):
-    alert_ids: list[int] = Field(min_length=1, max_length=10_000)
+    alert_ids: list[Id] = Field(min_length=1, max_length=10_000)
 
 
 class ScanOut(FromRow):
@@ -307,17 +308,23 @@ class EventTypeOut(BaseModel):
     fields: list[dict[str, Any]]
 
 
+PROCEDURE_VERSION = (
+    "rises by one at every PUT, across a DELETE too: the history of a deleted procedure is "
+    "kept, so a procedure set again goes on from its last version instead of starting at 1"
+)
+
+
 class ProcedureOut(FromRow):
     name: str
     enabled: bool
-    version: int
+    version: int = Field(description=PROCEDURE_VERSION)
     updated_at: dt.datetime
     updated_by: str
     source: str
 
 
 class ProcedureVersionOut(FromRow):
-    version: int
+    version: int = Field(description=PROCEDURE_VERSION)
     created_at: dt.datetime
     created_by: str
     source: str

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from garrison.server.adminapi import convert
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Operator, Viewer
+from garrison.server.adminapi.inputs import Id, Limit, Offset
 from garrison.server.configs import service as configs
 from garrison.server.context import ServerContext
 from garrison.server.options import service as options
@@ -15,8 +16,6 @@ from garrison.server.stations import actions
 from garrison.server.stations import service as stations
 
 router = APIRouter(tags=["stations"])
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 @router.get("/stations", response_model=s.Page[s.StationOut])
@@ -58,12 +57,12 @@ def _station_out(ctx: ServerContext, station_id: int) -> s.StationOut:
 
 
 @router.get("/stations/{station_id}", response_model=s.StationOut)
-def get_station(station_id: int, actor: Viewer, ctx: Ctx) -> s.StationOut:
+def get_station(station_id: Id, actor: Viewer, ctx: Ctx) -> s.StationOut:
     return _station_out(ctx, station_id)
 
 
 @router.delete("/stations/{station_id}", status_code=204)
-def delete_station(station_id: int, actor: Admin, ctx: Ctx) -> None:
+def delete_station(station_id: Id, actor: Admin, ctx: Ctx) -> None:
     actions.delete_station(ctx.db, actor, station_id)
 
 
@@ -72,14 +71,14 @@ def delete_station(station_id: int, actor: Admin, ctx: Ctx) -> None:
     response_model=s.StationOut,
     summary="Lift the station's denial by the authorization procedure",
 )
-def allow_station(station_id: int, actor: Admin, ctx: Ctx) -> s.StationOut:
+def allow_station(station_id: Id, actor: Admin, ctx: Ctx) -> s.StationOut:
     """Admin, like deleting a station: it overrides an authorization decision."""
     actions.allow_station(ctx.db, actor, station_id)
     return _station_out(ctx, station_id)
 
 
 @router.get("/stations/{station_id}/state", response_model=s.StateOut)
-def get_state(station_id: int, actor: Viewer, ctx: Ctx) -> s.StateOut:
+def get_state(station_id: Id, actor: Viewer, ctx: Ctx) -> s.StateOut:
     with ctx.db.reading() as session:
         stations.get(session, station_id)
         return s.StateOut.model_validate(states.get(session, station_id))
@@ -90,7 +89,7 @@ def get_state(station_id: int, actor: Viewer, ctx: Ctx) -> s.StateOut:
     response_model=s.StationConfigOut,
     summary="Baseline, this station's differences and its effective configuration",
 )
-def station_config(station_id: int, kind: str, actor: Viewer, ctx: Ctx) -> s.StationConfigOut:
+def station_config(station_id: Id, kind: str, actor: Viewer, ctx: Ctx) -> s.StationConfigOut:
     with ctx.db.reading() as session:
         stations.get(session, station_id)
         configs.check_kind(kind)

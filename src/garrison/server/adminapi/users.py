@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body
 
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx
+from garrison.server.adminapi.inputs import Limit, Offset, UtcTime
 from garrison.server.audit import service as audit
 from garrison.server.options import actions as option_actions
 from garrison.server.options import service as options
@@ -47,12 +47,10 @@ def list_audit(
     ctx: Ctx,
     user: str | None = None,
     action: str | None = None,
-    since: dt.datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    since: UtcTime | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[s.AuditOut]:
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=dt.UTC)
     with ctx.db.reading() as session:
         rows = audit.search(
             session, actor=user, action=action, since=since, limit=limit, offset=offset

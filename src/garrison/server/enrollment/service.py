@@ -104,7 +104,9 @@ def find_key(session: Session, ref: str) -> EnrollmentKey:
     query = select(EnrollmentKey)
     query = (
         query.where(EnrollmentKey.id == int(ref))
-        if ref.isdigit()
+        # ASCII digits only ("²".isdigit() holds, int() refuses it) and no larger than an
+        # id column holds (32-bit on PostgreSQL): anything else is looked up as key text.
+        if ref.isascii() and ref.isdigit() and len(ref) <= 10 and int(ref) < 2**31
         else query.where(EnrollmentKey.key_hash == key_digest(ref.strip().upper()))
     )
     key = session.scalar(query)

@@ -7,7 +7,7 @@ from typing import Any
 import structlog
 
 from garrison.server.audit.actor import Actor
-from garrison.server.errors import UpstreamFailedError
+from garrison.server.errors import InvalidInputError, UpstreamFailedError
 from garrison.server.export import service as targets
 from garrison.server.export.encoding import encoder
 from garrison.server.export.mapping import StationInfo, build
@@ -107,6 +107,12 @@ def send_test_event(db: Database, policy: ExportPolicy, target_id: int) -> bytes
         StationInfo(uuid="00000000-0000-0000-0000-000000000000", hostname="garrison-test"),
     )
     message: bytes = encoder(target)(record)
+    try:
+        # A host or URL stored before they were checked may not encode or parse: the socket
+        # layer would raise TypeError or UnicodeError (a 500); it is undeliverable instead.
+        targets.check_address(target.transport, target.host, target.url)
+    except InvalidInputError as exc:
+        raise ExportTestFailedError(f"test event not delivered: {exc.message}") from None
     try:
         transport = make_transport(target, policy.confinement)
         try:

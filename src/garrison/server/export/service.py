@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -43,6 +44,48 @@ def parse_options(raw: dict[str, Any]) -> TargetOptions:
         raise InvalidInputError(f"{field}: {first['msg']}", field=field) from None
 
 
+def _encodable(host: str) -> bool:
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
+def check_host(host: str) -> None:
+    """The resolver encodes a host name with IDNA: a name it cannot encode (an empty or
+    64+ character label, characters IDNA refuses) can never be reached, and would fail
+    every send with ``UnicodeError`` rather than a transport error."""
+    if not _encodable(host):
+        raise InvalidInputError(
+            "host is not a host name or address that can be resolved", field="host"
+        )
+
+
+def check_url(url: str) -> None:
+    """A webhook URL the HTTP client can parse and connect to: its host encodable as above
+    and its port 1-65535 (the client parses ``:99999`` and fails at connect)."""
+    try:
+        parsed: httpx.URL | None = httpx.URL(url)
+    except httpx.InvalidURL:
+        parsed = None
+    if (
+        parsed is None
+        or not parsed.host
+        or not _encodable(parsed.host)
+        or (parsed.port is not None and not 1 <= parsed.port <= 65535)
+    ):
+        raise InvalidInputError("url is not a URL the server can send to", field="url")
+
+
+def check_address(transport: str, host: str, url: str) -> None:
+    """The host (or webhook URL) of a target can be sent to at all; see check_host."""
+    if transport in ("udp", "tcp", "tls", "relp") and host:
+        check_host(host)
+    if transport == "http":
+        check_url(url)
+
+
 def _check(
     confinement: Confinement,
     format_: str,
@@ -61,6 +104,7 @@ def _check(
     for name, value in (("host", host), ("path", path), ("url", url)):
         if "\x00" in value:
             raise InvalidInputError(f"{name} may not contain NUL", field=name)
+    check_address(transport, host, url)
     try:
         if transport in ("udp", "tcp", "tls", "relp"):
             if not host:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import PROCEDURES
@@ -34,8 +34,11 @@ def put(session: Session, actor: Actor, name: str, source: str, enabled: bool = 
     problem = check_syntax(source, name)
     if problem:
         raise InvalidInputError(problem, field="source")
+    if "\x00" in source:
+        # Lua would run it, but PostgreSQL text cannot store it (nor the event log).
+        raise InvalidInputError("procedure source must not contain NUL characters", field="source")
     current = session.get(Procedure, name, with_for_update=True)
-    version = (current.version if current else 0) + 1
+    version = next_version(session, name, current)
     if current is None:
         current = Procedure(name=name, source=source, enabled=enabled, version=version)
         session.add(current)
@@ -50,6 +53,16 @@ def put(session: Session, actor: Actor, name: str, source: str, enabled: bool = 
     session.flush()
     audit.record(session, actor, "procedure.set", name, version=version, enabled=enabled)
     return current
+
+
+def next_version(session: Session, name: str, current: Procedure | None) -> int:
+    """One more than any version the procedure has had: a deleted procedure keeps its
+    history, so the numbers go on rising after a delete rather than restarting at 1 and
+    colliding with the versions kept."""
+    kept = session.scalar(
+        select(func.max(ProcedureVersion.version)).where(ProcedureVersion.name == name)
+    )
+    return max(current.version if current else 0, kept or 0) + 1
 
 
 def get(session: Session, name: str) -> Procedure:
