@@ -8,6 +8,7 @@ from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.export.consumer import ExportManager
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
+from garrison.server.procedures.runner import ProcedureRunner
 from garrison.server.settings import Settings
 from garrison.server.stations.credentials import AgentAuthenticator
 from garrison.server.stations.presence import PresenceTracker
@@ -24,3 +25,6 @@ class ServerContext:
     consumers: ConsumerRunner
     job_waiters: JobWaiters
     exports: ExportManager
+    # Runs every Lua procedure, in worker processes (the consumer, enrollment, returns,
+    # dry runs).
+    procedures: ProcedureRunner
