@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Server
-from tests.events.helpers import audit_targets, events, procedure_errors, put_procedure
+from tests.events.helpers import audit_targets, events, put_procedure
 from tests.support import assert_json_error, sqlite_only
 
 SOURCE = "local args = ...\ngarrison.log('threat ' .. args.virus)\n"
