@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -262,6 +262,10 @@ STALLING = [
 ]
 
 
+def more_than(count: int) -> Callable[[list[Any]], bool]:
+    return lambda items: len(items) > count
+
+
 def test_stalling_procedures_leave_the_server_answering(live_server: Live) -> None:
     s = live_server
     for what, source, path, expected in STALLING:
@@ -275,13 +279,13 @@ def test_stalling_procedures_leave_the_server_answering(live_server: Live) -> No
         s.answers_meanwhile()
         errors = wait_for(
             lambda: s.admin.get("/procedures/errors").json(),
-            lambda e, n=errors_before: len(e) > n,
+            more_than(errors_before),
             timeout=LIVE_BUDGET + SLACK_SECONDS,
             what=f"{what}: its failure recorded",
         )
         assert errors[0]["error"].startswith(expected), (what, errors[0])
         assert time.monotonic() - started < LIVE_BUDGET + SLACK_SECONDS, what
-        # Disabling a procedure works while it runs, too (it holds no lock).
+    # Disabling a procedure works while it runs, too (it holds no lock).
     s.admin.put("/procedures/threat_detected", {"source": DOT_MINUS})
     before = children_cpu(s.live.process.pid)
     assert s.alert(s.agent).status_code == 200
