@@ -1,8 +1,11 @@
-"""Lua procedure cost per event: ``garrison.server.procedures.sandbox.run`` with a realistic
-``threat_detected`` procedure, beside the empty call (``return nil`` through the same
-sandbox: a fresh Lua state, the prelude, the budget hook) — the floor of any procedure.
-A second line shows what the sandbox itself costs: the empty sandboxed call beside a bare
-lupa call of an empty function in a state that already exists.
+"""Lua procedure cost per event, as the server runs them: through a warm worker process of
+``garrison.server.procedures.workers.WorkerPool`` (the round trip over its pipes included),
+a realistic ``threat_detected`` procedure (one host read, ``garrison.station``, answered by
+this process, and two collected writes) beside the empty call (``return nil`` through the
+same path: checkout, the pipe both ways, a fresh environment, the budget hook, the
+collection after the run) — the floor of any procedure.  A second line shows what the
+isolation costs: the empty call beside a bare lupa call of an empty function in a state
+that already exists, in this process.
 
     python -m bench.lua [--size tiny|full]
 """
@@ -11,13 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from garrison.common.catalogue import CATALOGUE, validate
-from garrison.server.procedures.sandbox import Limits
-from garrison.server.procedures.sandbox import run as sandbox_run
+from garrison.server.procedures.sandbox import Limits, cap_args
+from garrison.server.procedures.workers import WorkerPool
 
 SIZES: dict[str, dict[str, Any]] = {"tiny": {"calls": 200}, "full": {"calls": 5000}}
 
@@ -70,7 +76,8 @@ def event_args() -> dict[str, Any]:
     )
 
 
-def host() -> dict[str, Callable[..., Any]]:
+def host() -> Callable[[str, list[Any]], Any]:
+    """The host reads, answered from memory (not the database reads the server does)."""
     station = {
         "id": 42,
         "uuid": "4C4C4544-0033-4A10-8051-B5C04F4E4E31",
@@ -80,20 +87,54 @@ def host() -> dict[str, Callable[..., Any]]:
         "groups": ["workstations", "finance"],
         "connected": True,
     }
-    return {
-        "station": lambda sid: station,
-        "log": lambda message: None,
-        "audit": lambda action, target="", detail="": None,
-    }
+    return lambda fn, args: station if fn == "station" else None
 
 
-def per_call(source: str, calls: int) -> float:
-    args, functions, limits = event_args(), host(), Limits()
-    sandbox_run(source, "threat_detected", args, functions, limits)  # warm imports and caches
+def per_call(pool: WorkerPool, source: str, calls: int) -> float:
+    reads, limits = host(), Limits()
+    # As the runner does: the arguments capped here, on every call.
+    args: Callable[[], Any] = lambda: cap_args(event_args())  # noqa: E731
+    for _ in range(3):  # start the worker, warm its caches
+        reply = pool.run("threat_detected", source, args(), limits, reads)
+        if reply.error is not None:
+            raise RuntimeError(reply.error)
     started = time.perf_counter()
     for _ in range(calls):
-        sandbox_run(source, "threat_detected", args, functions, limits)
+        pool.run("threat_detected", source, args(), limits, reads)
     return (time.perf_counter() - started) / calls
+
+
+ECHO = (
+    "import os\n"
+    "while True:\n"
+    "    data = os.read(0, 65536)\n"
+    "    if not data: break\n"
+    "    os.write(1, data)\n"
+)
+
+
+def pipe_round_trip(calls: int) -> float:
+    """The floor of any worker call: a small message to another process and back."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", ECHO], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
+    )
+    if child.stdin is None or child.stdout is None:
+        raise RuntimeError("no pipes")
+    out, inp = child.stdin.fileno(), child.stdout.fileno()
+    message = b"x" * 300
+    try:
+        for _ in range(10):
+            os.write(out, message)
+            os.read(inp, 65536)
+        started = time.perf_counter()
+        for _ in range(calls):
+            os.write(out, message)
+            os.read(inp, 65536)
+        return (time.perf_counter() - started) / calls
+    finally:
+        child.stdin.close()
+        child.wait()
+        child.stdout.close()
 
 
 def bare_call(calls: int) -> float:
@@ -110,14 +151,20 @@ def bare_call(calls: int) -> float:
 
 def run(size: str) -> dict[str, Any]:
     calls = SIZES[size]["calls"]
-    empty = per_call(EMPTY, calls)
-    realistic = per_call(REALISTIC, calls)
+    pool = WorkerPool(1)
+    try:
+        empty = per_call(pool, EMPTY, calls)
+        realistic = per_call(pool, REALISTIC, calls)
+    finally:
+        pool.close()
     bare = bare_call(calls * 10)
+    pipe = pipe_round_trip(calls)
     return {
         "scenario": "lua",
         "title": "Lua procedure cost per event (threat_detected)",
         "figures": [
             fig_rate("realistic procedure", realistic, empty, "empty sandboxed call"),
+            fig_rate("empty sandboxed call", empty, pipe, "pipe round trip"),
             fig_rate("empty sandboxed call", empty, bare, "bare lupa call"),
         ],
         "targets": [],
@@ -126,10 +173,12 @@ def run(size: str) -> dict[str, Any]:
             "realistic_us_per_event": round(realistic * 1e6, 1),
             "empty_us_per_event": round(empty * 1e6, 1),
             "bare_lupa_us_per_call": round(bare * 1e6, 3),
+            "pipe_round_trip_us": round(pipe * 1e6, 1),
         },
         "notes": [
-            "Host functions are in-memory stubs: the figure is the sandbox and the Lua work, "
-            "not the database reads a real garrison.station() does.",
+            "Each call goes through a warm worker process (one Lua state, a fresh environment "
+            "per call) and back; garrison.station() is a real round trip to this process, "
+            "answered from memory, not the database read the server does.",
         ],
     }
 

@@ -13,6 +13,9 @@ from garrison.server.events.models import Event
 from garrison.server.events.service import NewEvent, append
 from garrison.server.procedures import service as procedures
 from garrison.server.procedures.dispatcher import ProcedureConsumer
+from garrison.server.procedures.runner import ProcedureRunner
+from garrison.server.procedures.sandbox import Limits
+from garrison.server.procedures.workers import WorkerPool
 from garrison.server.store.engine import Database
 
 WANTED = "threat_detected"
@@ -99,7 +102,7 @@ def test_wanting_nothing_moves_the_cursor_without_handing_anything(db: Database)
 
 
 def test_the_procedure_consumer_wants_the_types_of_its_enabled_procedures(db: Database) -> None:
-    consumer = ProcedureConsumer()
+    consumer = ProcedureConsumer(ProcedureRunner(db, WorkerPool(1), Limits()))
     actor = Actor(username="test", role="admin")
     with db.transaction() as session:
         assert consumer.wanted_types(session) == frozenset()

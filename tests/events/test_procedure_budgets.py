@@ -45,7 +45,8 @@ def send(server: Server, agent: Any, *names: str) -> None:
 def test_bad_procedures_are_stopped_recorded_and_the_pipeline_goes_on(
     server_factory: ServerFactory,
 ) -> None:
-    server: Server = server_factory(procedure_seconds=0.5)
+    # Five failures in a row would disable the procedure (test_poison_events.py): not here.
+    server: Server = server_factory(procedure_seconds=0.5, procedure_disable_after=0)
     put_procedure(server, "threat_detected", SOURCE)
     agent = server.enrolled_agent()
     started = time.monotonic()

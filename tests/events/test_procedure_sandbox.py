@@ -1,32 +1,46 @@
-"""The Lua sandbox: no io, os.execute, require, load, debug, string.dump, Python attribute
-access; and a CPU budget that a procedure cannot get around."""
+"""The Lua sandbox, as a worker process runs it: no io, os.execute, require, load, debug,
+string.dump, no Python object reachable; a CPU budget that a procedure cannot get around;
+and nothing of one run left for the next."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from garrison.server.procedures.host import _int
-from garrison.server.procedures.sandbox import Limits, ProcedureFailedError, run
+from garrison.server.procedures.sandbox import Limits
+from garrison.server.procedures.workers import WorkerPool
 from tests.conftest import Server
 from tests.support import SLACK_SECONDS, sqlite_only
 
 LIMITS = Limits(instructions=5_000_000, memory_bytes=16 * 1024 * 1024, seconds=0.5)
-HOST: dict[str, Callable[..., Any]] = {
-    "log": lambda message: None,
-    "station": lambda station_id: {"id": _int(station_id, "station id"), "groups": ["a"]},
-}
+POOL: WorkerPool | None = None
+
+
+def reads(fn: str, args: list[Any]) -> Any:
+    if fn == "station":
+        return {"id": _int(args[0] if args else None, "station id"), "groups": ["a"]}
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pool() -> Iterator[WorkerPool]:
+    global POOL
+    POOL = WorkerPool(1, LIMITS.memory_bytes)
+    yield POOL
+    POOL.close()
+    POOL = None
 
 
 def outcome(source: str, args: dict[str, Any] | None = None) -> tuple[str, Any]:
-    """("ok", value) or ("error", message) of one sandboxed run."""
-    try:
-        return "ok", run(source, "threat_detected", args or {}, HOST, LIMITS).value
-    except ProcedureFailedError as exc:
-        return "error", str(exc)
+    """("ok", value) or ("error", message) of one run in a worker."""
+    if POOL is None:
+        raise RuntimeError("no pool")
+    reply = POOL.run("threat_detected", source, args or {}, LIMITS, reads)
+    return ("error", reply.error) if reply.error is not None else ("ok", reply.value)
 
 
 def nil_global(name: str, kind: str = "call") -> tuple[str, str]:
@@ -44,7 +58,13 @@ def nil_field(name: str) -> tuple[str, str]:
     )
 
 
-ATTRIBUTES = ("error", "runtime error: attribute access is not allowed in procedures")
+def not_a_table(field: str) -> tuple[str, str]:
+    """A host function is a Lua closure: there is no Python object behind it to reach."""
+    return (
+        "error",
+        f"runtime error: threat_detected:1: attempt to index a function value (field '{field}')",
+    )
+
 
 ESCAPES: list[tuple[str, tuple[str, Any]]] = [
     ("return io.open('/etc/passwd')", nil_global("io", "index")),
@@ -62,17 +82,26 @@ ESCAPES: list[tuple[str, tuple[str, Any]]] = [
     ("return debug.getinfo(1)", nil_global("debug", "index")),
     ("return debug", ("ok", None)),
     ("return string.dump(function() end)", nil_field("dump")),
-    ("return getmetatable('').__index.dump", ("ok", None)),
+    # The string metatable is locked: what method calls use cannot be reached or changed.
+    ("return getmetatable('')", ("ok", "string")),
+    (
+        "getmetatable('').__index.upper = nil",
+        (
+            "error",
+            "runtime error: threat_detected:1: attempt to index a nil value (field '__index')",
+        ),
+    ),
     ("return collectgarbage('count')", nil_global("collectgarbage")),
     ("return python.eval('1')", nil_global("python", "index")),
     ("return coroutine.wrap(function() end)", nil_global("coroutine", "index")),
     ("return rawget(_G, 'io')", ("ok", None)),
     ("return _G.os.execute", ("ok", None)),
-    ("return garrison.log.__globals__", ATTRIBUTES),
-    ("return garrison.log.__code__", ATTRIBUTES),
-    ("return garrison.log.__class__", ATTRIBUTES),
-    ("return garrison.station.__closure__", ATTRIBUTES),
-    ("local ok, e = pcall(garrison.station, 'x') return e.__traceback__", ATTRIBUTES),
+    ("return garrison.log.__globals__", not_a_table("log")),
+    ("return garrison.log.__code__", not_a_table("log")),
+    ("return garrison.log.__class__", not_a_table("log")),
+    ("return garrison.station.__closure__", not_a_table("station")),
+    # A refused host call is a Lua error with a message, not a Python exception object.
+    ("local ok, e = pcall(garrison.station, 'x') return e.__traceback__", ("ok", None)),
     (
         "local ok, e = pcall(garrison.station, 'x') return tostring(e)",
         ("ok", "station id must be an integer"),
@@ -101,8 +130,15 @@ return {table.concat(t, ","), math.max(3, 9), os.time{year=2020, month=1, day=1,
 
 
 def test_state_does_not_leak_from_one_call_to_the_next() -> None:
-    assert outcome("leaked = 'yes'; string.secret = 1; return leaked") == ("ok", "yes")
-    assert outcome("return {leaked == nil, string.secret == nil}") == ("ok", [True, True])
+    """One warm Lua state runs every call: each gets its own globals and library tables."""
+    assert outcome(
+        "leaked = 'yes'; string.secret = 1; table.insert = nil; math.pi = 3; "
+        "os.time = nil; _G.x = 1; return leaked"
+    ) == ("ok", "yes")
+    assert outcome(
+        "return {leaked == nil, string.secret == nil, table.insert ~= nil, math.pi > 3.1, "
+        "os.time ~= nil, x == nil, ('a'):upper()}"
+    ) == ("ok", [True, True, True, True, True, True, "A"])
 
 
 def test_each_kind_of_runaway_is_stopped() -> None:
@@ -167,8 +203,8 @@ def test_sandbox_escapes_fail_through_the_dry_run_endpoint(server: Server) -> No
         ("return io.open('/etc/passwd'):read('a')", nil_global("io", "index")[1]),
         ("return require('io')", nil_global("require")[1]),
         ("return load(string.dump(print))", nil_field("dump")[1]),
-        ("return garrison.log.__globals__", ATTRIBUTES[1]),
-        ("return garrison.create_job.__self__", ATTRIBUTES[1]),
+        ("return garrison.log.__globals__", not_a_table("log")[1]),
+        ("return garrison.create_job.__self__", not_a_table("create_job")[1]),
     ):
         response = server.admin.post(
             "/procedures/threat_detected/test", {"args": {}, "source": source}

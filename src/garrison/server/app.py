@@ -49,7 +49,9 @@ from garrison.server.middleware import (
 )
 from garrison.server.options import service as options
 from garrison.server.procedures.dispatcher import ProcedureConsumer
+from garrison.server.procedures.runner import ProcedureRunner
 from garrison.server.procedures.sandbox import Limits
+from garrison.server.procedures.workers import WorkerPool
 from garrison.server.settings import Settings
 from garrison.server.stations import service as station_service
 from garrison.server.stations.credentials import AgentAuthenticator
@@ -131,10 +133,15 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     database = db or Database(settings.resolved_database_url(), settings.sqlite_synchronous)
     metrics = Metrics()
     runner = ConsumerRunner(database)
+    limits = Limits.from_settings(settings)
+    # Workers start when first needed; the lifespan's end kills them.
+    procedure_runner = ProcedureRunner(
+        database, WorkerPool(settings.procedure_workers, limits.memory_bytes), limits
+    )
     ctx = ServerContext(
         settings=settings,
         db=database,
-        presence=PresenceTracker(Limits.from_settings(settings)),
+        presence=PresenceTracker(procedure_runner),
         agent_auth=AgentAuthenticator(settings, database),
         metrics=metrics,
         consumers=runner,
@@ -145,8 +152,9 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         enrollment_throttle=AddressThrottle(
             settings.auth_address_failures, settings.auth_address_window_seconds
         ),
+        procedures=procedure_runner,
     )
-    ctx.consumers.add(ProcedureConsumer(Limits.from_settings(settings)))
+    ctx.consumers.add(ProcedureConsumer(procedure_runner, settings.procedure_disable_after))
     database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.consumers.wake())
     database.hooks.subscribe(Signal.JOBS_QUEUED, ctx.job_waiters.queued)
     database.hooks.subscribe(Signal.STATION_CREDENTIALS_REVOKED, ctx.agent_auth.cache.forget)
@@ -190,6 +198,9 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
                     await task
             # Shutdown: the last check-ins are written, consumers finish their batch.
             await run_in_threadpool(ctx.presence.flush, ctx.db)
+            # A procedure still running is cut short (its event runs again at the next
+            # start), so that stopping waits for no budget.
+            ctx.procedures.close()
             await run_in_threadpool(ctx.exports.stop)
             await run_in_threadpool(ctx.consumers.stop)
             # Every request has been answered: its buffered log line goes out now.

@@ -8,6 +8,7 @@ from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.export.consumer import ExportManager
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
+from garrison.server.procedures.runner import ProcedureRunner
 from garrison.server.settings import Settings
 from garrison.server.stations.credentials import AgentAuthenticator
 from garrison.server.stations.presence import PresenceTracker
@@ -28,3 +29,6 @@ class ServerContext:
     # Per node: the limits on failed password logins and refused enrollment keys.
     login_guard: LoginGuard
     enrollment_throttle: AddressThrottle
+    # Runs every Lua procedure, in worker processes (the consumer, enrollment, returns,
+    # dry runs).
+    procedures: ProcedureRunner

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     procedure_instructions: int = Field(default=5_000_000, ge=10_000)
     procedure_memory_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
     procedure_seconds: float = Field(default=2.0, gt=0)
+    # Worker processes procedures run in (each one Lua state, kept warm), and how many
+    # failures in a row of one procedure from the event log disable it (0: never).
+    procedure_workers: int = Field(default=2, ge=1, le=64)
+    procedure_disable_after: int = Field(default=5, ge=0)
     event_retention_interval_seconds: float = Field(default=60.0, gt=0)
     disconnect_sweep_seconds: float = Field(default=10.0, gt=0)
     # Jobs created on this node wake their long-polls at once; this bounds the others.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import anyio
 import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -10,7 +11,6 @@ from garrison.server.adminapi.inputs import Limit
 from garrison.server.errors import InvalidInputError, MalformedRequestError
 from garrison.server.procedures import actions
 from garrison.server.procedures import service as procedures
-from garrison.server.procedures.sandbox import Limits
 
 router = APIRouter(prefix="/procedures", tags=["procedures"])
 LUA_BODY = {
@@ -116,19 +116,44 @@ def procedure_versions(event: str, actor: Viewer, ctx: Ctx) -> list[s.ProcedureV
         return [s.ProcedureVersionOut.model_validate(v) for v in procedures.history(session, event)]
 
 
+def _dry_run_slots(request: Request, size: int) -> anyio.CapacityLimiter:
+    """Dry runs wait for a worker here, on the event loop, not in a thread each: a flood of
+    them (hanging ones included) holds no more threads than there are workers."""
+    slots: anyio.CapacityLimiter | None = getattr(request.app.state, "dry_run_slots", None)
+    if slots is None:
+        slots = anyio.CapacityLimiter(size)
+        request.app.state.dry_run_slots = slots
+    return slots
+
+
 @router.post(
     "/{event}/test",
     response_model=s.ProcedureTestOut,
-    summary="Dry run with the given args: nothing it does is kept",
+    summary="Dry run with the given args: its writes are shown, none is made",
 )
-def test_procedure(
-    event: str, body: s.ProcedureTestIn, actor: Admin, ctx: Ctx
+async def test_procedure(
+    event: str, body: s.ProcedureTestIn, request: Request, actor: Admin, ctx: Ctx
 ) -> s.ProcedureTestOut:
-    limits = Limits.from_settings(ctx.settings)
-    result = actions.dry_run(ctx.db, event, body.args, limits, body.source)
+    runner = ctx.procedures
+    slots = _dry_run_slots(request, runner.pool.size)
+    acquired = False
+    with anyio.move_on_after(runner.limits.seconds):
+        await slots.acquire()
+        acquired = True
+    if acquired:
+        try:
+            result = await run_in_threadpool(
+                actions.dry_run, runner, actor, event, body.args, body.source
+            )
+        finally:
+            slots.release()
+    else:
+        busy = f"all {runner.pool.size} procedure workers were busy for {runner.limits.seconds:g} s"
+        result = await run_in_threadpool(actions.dry_run_refused, runner, actor, event, busy)
     return s.ProcedureTestOut(
         result=result.value,
         error=result.error,
         logs=result.logs,
+        writes=[s.ProcedureWriteOut(action=a.fn, args=a.args) for a in result.actions],
         elapsed_ms=round(result.elapsed * 1000, 3),
     )

@@ -337,10 +337,20 @@ class ProcedureTestIn(Strict):
     )
 
 
+class ProcedureWriteOut(BaseModel):
+    action: str = Field(
+        description="the host function: create_job, allow_station, raise_alert, audit"
+    )
+    args: list[Any]
+
+
 class ProcedureTestOut(BaseModel):
     result: Any
     error: str | None
     logs: list[str]
+    writes: list[ProcedureWriteOut] = Field(
+        default_factory=list, description="what the run would have written (nothing is)"
+    )
     elapsed_ms: float
 
 

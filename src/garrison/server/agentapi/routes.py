@@ -36,7 +36,6 @@ from garrison.server.errors import (
 )
 from garrison.server.events import reports as event_reports
 from garrison.server.jobs import reports as job_reports
-from garrison.server.procedures.sandbox import Limits
 from garrison.server.scans import reports as scan_reports
 from garrison.server.states import reports as state_reports
 from garrison.server.stations.credentials import Caller
@@ -179,9 +178,7 @@ class AgentApi:
                 retry_after=wait,
             )
         try:
-            enrolled = enrollment_reports.enroll(
-                self.ctx.db, Limits.from_settings(self.ctx.settings), request
-            )
+            enrolled = enrollment_reports.enroll(self.ctx.db, self.ctx.procedures, request)
         except EnrollmentRefusedError:
             throttle.failed(address)
             enrollments.labels("refused").inc()

@@ -1,7 +1,14 @@
-"""The Enrollment report: an agent enrolling, in one transaction.
+"""The Enrollment report: an agent enrolling.
 
 Key check, the authorization procedure, the station, its events, and at commit the old
 token's revocation (``Signal.STATION_CREDENTIALS_REVOKED``, raised by the station slice).
+
+The procedure never runs inside the write transaction (on SQLite that is the database's
+one write lock): a read transaction finds the known station and builds the procedure's
+arguments, the procedure runs in a worker with none open (bounded by its deadline), then
+the write transaction checks the key and the station again and applies the answer.  If
+the station changed meanwhile (created, deleted, re-enrolled with another id) the request
+starts over, once.
 
 For a uuid Garrison already knows, ``station_authorization_in_progress`` runs first and its
 answer decides:
@@ -21,6 +28,7 @@ denial) or ``'newbie'``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -30,8 +38,14 @@ from garrison.server.enrollment import service as keys
 from garrison.server.errors import ConflictError, EnrollmentRefusedError, ForbiddenError
 from garrison.server.events import emitters
 from garrison.server.options import service as options
-from garrison.server.procedures.dispatcher import authorization_decision
-from garrison.server.procedures.sandbox import Limits
+from garrison.server.procedures.dispatcher import (
+    Authorization,
+    authorization_source,
+    authorize,
+    decision,
+)
+from garrison.server.procedures.runner import ProcedureRunner
+from garrison.server.procedures.sandbox import cap_args
 from garrison.server.stations import service as stations
 from garrison.server.store.engine import Database
 
@@ -57,12 +71,26 @@ class _Outcome:
     refused: str | None = None  # why the authorization was refused (committed as an event)
 
 
-def enroll(db: Database, limits: Limits, request: EnrollmentRequest) -> Enrollment:
+class _StationChangedError(Exception):
+    """The station the procedure was asked about is not the one the write transaction finds."""
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What the procedure was asked, before the write transaction: about which station
+    (None: unknown uuid, nothing was asked), with which arguments, and its run."""
+
+    station_id: int | None
+    args: dict[str, Any] | None = None
+    run: Authorization | None = None
+
+
+def enroll(db: Database, procedures: ProcedureRunner, request: EnrollmentRequest) -> Enrollment:
     """Enroll, or re-enroll, the station; raises EnrollmentRefusedError for a bad key and
     ForbiddenError when the authorization procedure (or the clone rule) refuses: both after
     committing the ``station_authorization_failed`` event."""
     try:
-        outcome = _enroll_retrying(db, limits, request)
+        outcome = _enroll_retrying(db, procedures, request)
     except EnrollmentRefusedError as exc:
         identity = request.identity
         with db.transaction() as session:
@@ -81,46 +109,72 @@ def enroll(db: Database, limits: Limits, request: EnrollmentRequest) -> Enrollme
     return Enrollment(outcome.station_id, outcome.token, outcome.created)
 
 
-def _enroll_retrying(db: Database, limits: Limits, request: EnrollmentRequest) -> _Outcome:
-    try:
-        return _enroll_once(db, limits, request)
-    except IntegrityError:
-        # The same new uuid enrolling twice at once: the loser retries and finds the
-        # station the winner created (a re-enrollment).
+def _enroll_retrying(
+    db: Database, procedures: ProcedureRunner, request: EnrollmentRequest
+) -> _Outcome:
+    for _ in range(2):
         try:
-            return _enroll_once(db, limits, request)
+            return _enroll_once(db, procedures, request)
         except IntegrityError:
-            raise ConflictError(
-                "this station is enrolling from elsewhere at the same time; retry", field="uuid"
-            ) from None
+            # The same new uuid enrolling twice at once: the loser retries and finds the
+            # station the winner created (a re-enrollment).
+            pass
+        except _StationChangedError:
+            pass  # asked about another station than the one there now: ask again
+    raise ConflictError(
+        "this station is enrolling from elsewhere at the same time; retry", field="uuid"
+    )
 
 
-def _enroll_once(db: Database, limits: Limits, request: EnrollmentRequest) -> _Outcome:
+def _ask(db: Database, procedures: ProcedureRunner, request: EnrollmentRequest) -> _Asked:
+    """Before the write transaction: the procedure's arguments, read, and its answer."""
+    identity = request.identity
+    with db.reading() as session:
+        keys.check(session, request.key)  # a refused key runs no procedure
+        known = stations.by_uuid(session, identity.uuid)
+        if known is None:
+            return _Asked(None)
+        online = stations.is_online(known, options.get(session, "offline_after_seconds"))
+        args = emitters.authorization_args(known, online, identity.hostname, identity.address)
+        source = authorization_source(session)
+    # Capped before the procedure sees them, and so in the event too: a 60,000-character
+    # hostname is neither a procedure's subject nor an event's.
+    args = dict(cap_args(args))
+    return _Asked(known.id, args, authorize(procedures, source, args))
+
+
+def _enroll_once(db: Database, procedures: ProcedureRunner, request: EnrollmentRequest) -> _Outcome:
+    asked = _ask(db, procedures, request)
     with db.transaction() as session:
-        offline_after = options.get(session, "offline_after_seconds")
-        return _enroll(session, request.key, request.identity, offline_after, limits)
+        return _enroll(session, procedures, request.key, request.identity, asked)
 
 
 def _enroll(
-    session: Session, key_text: str, identity: stations.Identity, offline_after: int, limits: Limits
+    session: Session,
+    procedures: ProcedureRunner,
+    key_text: str,
+    identity: stations.Identity,
+    asked: _Asked,
 ) -> _Outcome:
     key = keys.check(session, key_text)  # raises EnrollmentRefusedError: nothing is written
     known = stations.by_uuid(session, identity.uuid)
-    if known is not None:
-        online = stations.is_online(known, offline_after)
-        args = emitters.authorization_args(known, online, identity.hostname, identity.address)
+    if (known.id if known else None) != asked.station_id:
+        raise _StationChangedError
+    if known is not None and asked.args is not None:
+        args = asked.args
+        online = bool(args["connected"])
         emitters.authorization_in_progress(session, args)
-        decision = authorization_decision(session, args, limits)
+        answer = decision(procedures, session, asked.run)
         reason = None
-        if decision == "deny":
+        if answer == "deny":
             reason = "authorization denied by the station_authorization_in_progress procedure"
-        elif known.denied_at is not None and decision != "force" and decision != "newbie":
+        elif known.denied_at is not None and answer != "force" and answer != "newbie":
             reason = (
                 "this station is denied; an administrator must allow it "
                 f"(POST /admin/v1/stations/{known.id}/allow), unless the procedure answers 'force'"
             )
         elif (
-            decision is None
+            answer is None
             and online
             and known.address
             and identity.address
@@ -134,7 +188,7 @@ def _enroll(
             emitters.authorization_failed(session, reason, identity.address, known)
             return _Outcome(known.id, None, False, refused=reason)
         known.denied_at = None  # 'force' lifts a denial; 'newbie' deletes the station
-        if decision == "newbie":
+        if answer == "newbie":
             emitters.station_deleted(session, known.id, "procedure:" + "authorization")
             stations.remove(session, known)
             session.flush()

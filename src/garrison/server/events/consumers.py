@@ -15,6 +15,12 @@ ever delivered after it was committed.  Two ways to handle a batch, chosen per c
   the advance sends again.  With several nodes on PostgreSQL, an advisory lock held without
   a transaction (:func:`garrison.server.store.locks.exclusive`) lets one node at a time feed
   the consumer; the others find it taken and poll.
+- **outside the transaction, event by event** (a :class:`CheckpointedSend`): as above, but
+  the send advances the cursor itself (:class:`Checkpoint`), past each event, inside the
+  short transaction that writes what that event did (the procedures: what a procedure
+  asked for is applied after it ran, with no transaction open while it ran).  Exactly once
+  again: an event's writes commit with the cursor moving past it, and a crash before that
+  runs the event again.
 
 One thread per consumer, woken when this node appends events and polling otherwise (for
 events other nodes append); a failing batch is retried with exponential backoff.  Consumers
@@ -24,6 +30,7 @@ can be added and removed while the runner runs (export targets change at run tim
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -60,6 +67,43 @@ class BatchIncompleteError(Exception):
     """A consumer reported part of its batch failed (what was done is recorded)."""
 
 
+class CursorMovedError(Exception):
+    """The cursor is not where this batch left it: another node moved it meanwhile."""
+
+
+class Checkpoint:
+    """The cursor of a :class:`CheckpointedSend`'s consumer, as its send moves it."""
+
+    def __init__(self, name: str, position: int) -> None:
+        self.name = name
+        self.position = position
+
+    def advance(self, session: Session, seq: int) -> None:
+        """Move the cursor past ``seq`` in ``session``, the transaction that writes what
+        the event did.  Raises CursorMovedError (the caller's transaction then rolls back,
+        writes and all) when someone else moved it."""
+        if seq <= self.position:
+            return
+        moved = session.execute(
+            update(ConsumerCursor)
+            .where(ConsumerCursor.name == self.name, ConsumerCursor.position == self.position)
+            .values(position=seq, updated_at=utcnow())
+        ).rowcount  # type: ignore[attr-defined]
+        if moved != 1:
+            raise CursorMovedError(f"the cursor of {self.name!r} moved meanwhile")
+        self.position = seq
+
+
+class CheckpointedSend(ABC):
+    """The work of an outside-the-transaction consumer that advances its cursor itself,
+    event by event (see the module docstring).  ``run`` returns how much of the batch is
+    handled; the runtime then moves the cursor from where the send left it past the rest
+    that was handled (events the consumer did not want)."""
+
+    @abstractmethod
+    def run(self, checkpoint: Checkpoint) -> Progress: ...
+
+
 class Consumer:
     """A consumer of the event log.  Subclass it, name it (its cursor's name) and override
     :meth:`handle`; the other methods have defaults."""
@@ -82,7 +126,9 @@ class Consumer:
         passed over without being read."""
         return None
 
-    def handle(self, session: Session, batch: Sequence[Event]) -> Progress | Send | None:
+    def handle(
+        self, session: Session, batch: Sequence[Event]
+    ) -> Progress | Send | CheckpointedSend | None:
         """Process events in order.  None: all of them (as ``Progress(len(batch))``); less
         than all: the rest is read again next time.  Raising rolls back the batch (it is
         retried)."""
@@ -225,7 +271,7 @@ def run_batch(db: Database, consumer: Consumer) -> int:
             current = 0
         read = _read(session, consumer, int(current))
         outcome = consumer.handle(session, read.batch) if read.batch else None
-        if callable(outcome):
+        if callable(outcome) or isinstance(outcome, CheckpointedSend):
             raise TypeError(f"consumer {consumer.name!r} returned a send: set outside_transaction")
         progress = _done(consumer, read, outcome)
         new = _new_position(consumer, read, progress.done)
@@ -242,7 +288,16 @@ def _run_outside(db: Database, consumer: Consumer) -> int:
             return 0
         current, read, outcome = prepared
         # The read transaction has ended: the send holds nothing open.
-        progress = _done(consumer, read, outcome() if callable(outcome) else outcome)
+        if isinstance(outcome, CheckpointedSend):
+            checkpoint = Checkpoint(consumer.name, current)
+            try:
+                result: Progress | None = outcome.run(checkpoint)
+            except CursorMovedError:
+                return 0  # another node handled this batch: read again from its cursor
+            current = checkpoint.position
+        else:
+            result = outcome() if callable(outcome) else outcome
+        progress = _done(consumer, read, result)
         new = _new_position(consumer, read, progress.done)
         with db.transaction() as session:
             _advance(session, consumer.name, current, new)
@@ -251,7 +306,7 @@ def _run_outside(db: Database, consumer: Consumer) -> int:
 
 def _prepare_outside(
     db: Database, consumer: Consumer
-) -> tuple[int, _Read, Progress | Send | None] | None:
+) -> tuple[int, _Read, Progress | Send | CheckpointedSend | None] | None:
     for _ in range(2):
         with db.reading() as session:
             current = session.scalar(

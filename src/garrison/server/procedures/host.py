@@ -1,14 +1,24 @@
-"""What a procedure may read and do: the ``garrison`` table it sees in Lua.
+"""What a procedure may read and do: the ``garrison`` table it sees in Lua, server side.
 
-Everything runs in the procedure's own transaction (a savepoint), so a procedure that fails
-half-way leaves nothing behind.  Its actions are the administrators' use cases, joined to
-that transaction: a job it creates is the admin API's job creation, down to the after-commit
-wake-up of the station's long-poll.
+A procedure runs in a worker process with no database (:mod:`.worker`), and no transaction
+is open while it runs:
+
+- **reads** (``station``, ``recent_alerts``, ``groups``; ``allow_station`` reads whether
+  the station is denied) come back to the server as host calls, each answered here in a
+  short read transaction of its own (:class:`HostReads`);
+- **writes** (``create_job``, ``allow_station``, ``raise_alert``, ``audit``, ``log``) are
+  collected while it runs and applied after it, in order, in one short transaction
+  (:func:`apply`), inside a savepoint: a run that fails, or a write that fails, leaves
+  nothing behind.  The writes are the administrators' use cases, joined to that
+  transaction: a job a procedure creates is the admin API's job creation, down to the
+  after-commit wake-up of the station's long-poll.  Since they happen after the run,
+  ``create_job`` returns ``true`` (the job's id is logged once it exists) and reads during
+  the run do not see the run's own writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -23,143 +33,161 @@ from garrison.server.audit import service as audit
 from garrison.server.audit.actor import Actor
 from garrison.server.errors import InvalidInputError
 from garrison.server.jobs import actions as jobs
+from garrison.server.procedures.sandbox import cap_args
+from garrison.server.procedures.workers import Action
 from garrison.server.stations import actions as stations
 from garrison.server.stations.models import Station
+from garrison.server.store.engine import Database
 from garrison.server.store.unit import Joined
 
 log = structlog.get_logger("garrison.procedures")
-MAX_LOGS = 100
 
 
 def _int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
         raise InvalidInputError(f"{what} must be an integer")
+    if abs(value) >= 1 << 63:
+        raise InvalidInputError(f"{what} is out of range")
     return int(value)
 
 
-class ProcedureHost:
-    def __init__(self, session: Session, procedure: str, event_seq: int | None) -> None:
-        self.session = session
-        self.procedure = procedure
-        self.event_seq = event_seq
-        self.actor = Actor(username=f"procedure:{procedure}", role=Role.OPERATOR)
-        self.logs: list[str] = []
+def _arg(args: Sequence[Any], index: int, default: Any = None) -> Any:
+    return args[index] if len(args) > index else default
 
-    def functions(self) -> dict[str, Callable[..., Any]]:
-        return {
-            "station": self.station,
-            "recent_alerts": self.recent_alerts,
-            "groups": self.groups,
-            "create_job": self.create_job,
-            "allow_station": self.allow_station,
-            "raise_alert": self.raise_alert,
-            "audit": self.audit,
-            "log": self.log,
-        }
+
+class HostReads:
+    """Answers a running procedure's reads, each in its own read transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def __call__(self, fn: str, args: list[Any]) -> Any:
+        if fn == "station":
+            return self.station(_arg(args, 0))
+        if fn == "recent_alerts":
+            return self.recent_alerts(_arg(args, 0), _arg(args, 1, 10))
+        if fn == "groups":
+            return self.groups(_arg(args, 0))
+        if fn == "allow_station":
+            return self.denied(_arg(args, 0))
+        raise InvalidInputError(f"no host function {fn!r}")
 
     def station(self, station_id: Any) -> dict[str, Any] | None:
-        st = self.session.get(Station, _int(station_id, "station id"))
-        if st is None:
-            return None
-        return {
-            "id": st.id,
-            "uuid": st.uuid,
-            "hostname": st.hostname,
-            "address": st.address,
-            "mac": st.mac,
-            "os": st.os_name,
-            "platform": st.os_platform,
-            "antivirus": st.antivirus_name,
-            "antivirus_version": st.antivirus_version,
-            "agent_version": st.agent_version,
-            "agent_kind": st.agent_kind,
-            "enrolled_at": format_timestamp(st.enrolled_at),
-            "last_seen": format_timestamp(st.last_seen),
-            "connected": st.connected,
-            "denied": st.denied_at is not None,
-            "groups": [g.name for g in st.groups],
-        }
+        sid = _int(station_id, "station id")
+        with self.db.reading() as session:
+            st = session.get(Station, sid)
+            if st is None:
+                return None
+            found = {
+                "id": st.id,
+                "uuid": st.uuid,
+                "hostname": st.hostname,
+                "address": st.address,
+                "mac": st.mac,
+                "os": st.os_name,
+                "platform": st.os_platform,
+                "antivirus": st.antivirus_name,
+                "antivirus_version": st.antivirus_version,
+                "agent_version": st.agent_version,
+                "agent_kind": st.agent_kind,
+                "enrolled_at": format_timestamp(st.enrolled_at),
+                "last_seen": format_timestamp(st.last_seen),
+                "connected": st.connected,
+                "denied": st.denied_at is not None,
+                "groups": [g.name for g in st.groups],
+            }
+        return dict(cap_args(found))
 
     def recent_alerts(self, station_id: Any, limit: Any = 10) -> list[dict[str, Any]]:
         count = max(1, min(_int(limit, "limit"), 100))
-        rows = self.session.scalars(
-            select(Alert)
-            .where(Alert.station_id == _int(station_id, "station id"))
-            .order_by(Alert.id.desc())
-            .limit(count)
-        )
-        return [
-            {
-                "id": a.id,
-                "threat": a.threat_name,
-                "path": a.filepath,
-                "action": a.action,
-                "detection_time": format_timestamp(a.detection_time),
-                "acknowledged": a.acknowledged_at is not None,
-            }
-            for a in rows
-        ]
+        sid = _int(station_id, "station id")
+        with self.db.reading() as session:
+            rows = session.scalars(
+                select(Alert).where(Alert.station_id == sid).order_by(Alert.id.desc()).limit(count)
+            )
+            found = [
+                {
+                    "id": a.id,
+                    "threat": a.threat_name,
+                    "path": a.filepath,
+                    "action": a.action,
+                    "detection_time": format_timestamp(a.detection_time),
+                    "acknowledged": a.acknowledged_at is not None,
+                }
+                for a in rows
+            ]
+        return list(cap_args(found))
 
     def groups(self, station_id: Any) -> list[str]:
-        st = self.session.get(Station, _int(station_id, "station id"))
-        return [g.name for g in st.groups] if st else []
+        sid = _int(station_id, "station id")
+        with self.db.reading() as session:
+            st = session.get(Station, sid)
+            return list(cap_args([g.name for g in st.groups])) if st else []
 
-    def create_job(
-        self, station_id: Any, job_type: Any, params: Any = None, priority: Any = 1
-    ) -> int:
-        if not isinstance(job_type, str):
-            raise InvalidInputError("job type must be a string")
-        view = jobs.create_job(
-            Joined(self.session),
-            self.actor,
-            job_type,
-            _int(priority, "priority"),
-            params if isinstance(params, dict) else {},
-            station_ids=[_int(station_id, "station id")],
-            target_limit=0,
-        )
-        self.log(f"created {job_type} job {view.job.id} for station {station_id}")
-        return view.job.id
+    def denied(self, station_id: Any) -> bool:
+        """``allow_station``'s answer: whether the station is denied now (the allow itself
+        is applied after the run)."""
+        sid = _int(station_id, "station id")
+        with self.db.reading() as session:
+            st = session.get(Station, sid)
+            return st is not None and st.denied_at is not None
 
-    def allow_station(self, station_id: Any) -> bool:
-        """Lift a denial by the authorization procedure (the admin API's allow, audited as
-        this procedure); whether the station was denied.  Lua: garrison.allow_station(id)."""
-        was_denied = stations.allow_station(
-            Joined(self.session), self.actor, _int(station_id, "station id")
-        )
-        self.log(f"allowed station {station_id}" + ("" if was_denied else " (was not denied)"))
-        return was_denied
 
-    def raise_alert(
-        self, station_id: Any, threat: Any, path: Any = "", action: Any = "procedure"
-    ) -> bool:
-        result = alerts.ingest(
-            self.session,
-            _int(station_id, "station id"),
-            "garrison",
-            [
-                alerts.AlertReport(
-                    threat_name=str(threat)[:255],
-                    filepath=str(path),
-                    action=str(action)[:64],
-                    module_name=self.procedure[:64],
-                )
-            ],
-        )
-        return result.stored == 1
-
-    def audit(self, action: Any, target: Any = "", detail: Any = "") -> None:
-        audit.record(
-            self.session,
-            self.actor,
-            f"procedure.{str(action)[:40]}",
-            str(target)[:255],
-            detail=str(detail)[:1000],
-            event_seq=self.event_seq,
-        )
-
-    def log(self, message: Any) -> None:
-        text = str(message)[:2000]
-        if len(self.logs) < MAX_LOGS:
-            self.logs.append(text)
-        log.info("procedure log", procedure=self.procedure, event_seq=self.event_seq, message=text)
+def apply(
+    session: Session, procedure: str, event_seq: int | None, actions: Sequence[Action]
+) -> list[str]:
+    """Apply what a run asked for, in order, in ``session``; returns what it did, as log
+    lines.  Raises the first error (the caller's savepoint undoes the rest)."""
+    actor = Actor(username=f"procedure:{procedure}", role=Role.OPERATOR)
+    done: list[str] = []
+    for action in actions:
+        args = action.args
+        if action.fn == "create_job":
+            station_id, job_type = _int(_arg(args, 0), "station id"), _arg(args, 1)
+            if not isinstance(job_type, str):
+                raise InvalidInputError("job type must be a string")
+            params = _arg(args, 2)
+            view = jobs.create_job(
+                Joined(session),
+                actor,
+                job_type,
+                _int(_arg(args, 3, 1), "priority"),
+                params if isinstance(params, dict) else {},
+                station_ids=[station_id],
+                target_limit=0,
+            )
+            done.append(f"created {job_type} job {view.job.id} for station {station_id}")
+        elif action.fn == "allow_station":
+            station_id = _int(_arg(args, 0), "station id")
+            was_denied = stations.allow_station(Joined(session), actor, station_id)
+            done.append(
+                f"allowed station {station_id}" + ("" if was_denied else " (was not denied)")
+            )
+        elif action.fn == "raise_alert":
+            alerts.ingest(
+                session,
+                _int(_arg(args, 0), "station id"),
+                "garrison",
+                [
+                    alerts.AlertReport(
+                        threat_name=str(_arg(args, 1, ""))[:255],
+                        filepath=str(_arg(args, 2, ""))[:4096],
+                        action=str(_arg(args, 3, "procedure"))[:64],
+                        module_name=procedure[:64],
+                    )
+                ],
+            )
+        elif action.fn == "audit":
+            audit.record(
+                session,
+                actor,
+                f"procedure.{str(_arg(args, 0, ''))[:40]}",
+                str(_arg(args, 1, ""))[:255],
+                detail=str(_arg(args, 2, ""))[:1000],
+                event_seq=event_seq,
+            )
+        else:
+            raise InvalidInputError(f"no host action {action.fn!r}")
+    for line in done:
+        log.info("procedure log", procedure=procedure, event_seq=event_seq, message=line)
+    return done

@@ -1,17 +1,17 @@
-"""Running one administrator-written Lua procedure, sandboxed.
+"""What every procedure run is bounded by, what its input is cut to, and the syntax check.
 
-Each call gets a fresh Lua 5.4 state (nothing leaks from one call to the next) with:
-- only safe globals: no ``io``, ``os.execute``, ``require``, ``load``/``dofile``, ``debug``,
-  ``collectgarbage``, ``string.dump``; source is compiled in text mode only (no bytecode);
-- no access to Python attributes of the host functions it is given;
-- a CPU budget (a count hook, which ``pcall`` cannot swallow) and a wall-clock limit;
-- a memory cap enforced by the Lua allocator.
+Procedures never run in the server's process: a worker process runs them
+(:mod:`garrison.server.procedures.worker`, managed by
+:mod:`garrison.server.procedures.workers`), because some of what Lua can do (a ``__gc``
+finalizer, a backtracking pattern inside C) is beyond any in-process budget.  This module
+holds what both sides share and the one thing the server does with Lua source itself:
+compile it to check its syntax.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,104 +23,32 @@ if TYPE_CHECKING:
 DEFAULT_INSTRUCTIONS = 5_000_000
 DEFAULT_MEMORY = 16 * 1024 * 1024
 DEFAULT_SECONDS = 2.0
-HOOK_EVERY = 1000
 
-_PRELUDE = r"""
-local budget_error = setmetatable({}, {__tostring = function() return "cpu budget exceeded" end})
-local raw_pcall, raw_xpcall, raw_error = pcall, xpcall, error
-local sethook, clock, load = debug.sethook, os.clock, load
-string.dump = nil
-
--- Once the budget is spent it stays spent: no pcall, xpcall handler or __close can
--- swallow it.
-local exhausted = false
-local function rethrow_budget(ok, ...)
-  if exhausted or (not ok and select(1, ...) == budget_error) then
-    exhausted = true
-    raw_error(budget_error, 0)
-  end
-  return ok, ...
-end
-local function guarded_handler(h)
-  return function(e)
-    if exhausted or e == budget_error then return budget_error end
-    return h(e)
-  end
-end
-
--- Lua patterns run inside C, where no budget can stop them: refuse the backtracking-heavy
--- ones on long subjects.
-local MAX_QUANTIFIERS = 3
-local function quantifiers(p)
-  local n, i = 0, 1
-  while i <= #p do
-    local c = p:sub(i, i)
-    if c == "%" then i = i + 1
-    elseif c == "*" or c == "-" or c == "+" then n = n + 1 end
-    i = i + 1
-  end
-  return n
-end
-local function checked(fn)
-  return function(s, p, ...)
-    if type(s) == "string" and type(p) == "string" and #s > 64
-        and quantifiers(p) > MAX_QUANTIFIERS then
-      raw_error("pattern too complex for a procedure (more than 3 repetitions on a long "
-                .. "string)", 2)
-    end
-    return fn(s, p, ...)
-  end
-end
-string.find = checked(string.find)
-string.match = checked(string.match)
-string.gmatch = checked(string.gmatch)
-string.gsub = checked(string.gsub)
-
-local env = {
-  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
-  select = select, tonumber = tonumber, tostring = tostring, type = type,
-  rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = rawset,
-  setmetatable = setmetatable, getmetatable = getmetatable,
-  pcall = function(f, ...) return rethrow_budget(raw_pcall(f, ...)) end,
-  xpcall = function(f, h, ...) return rethrow_budget(raw_xpcall(f, guarded_handler(h), ...)) end,
-  string = string, table = table, math = math, utf8 = utf8,
-  os = {time = os.time, date = os.date, clock = os.clock, difftime = os.difftime},
-}
-env._G = env
-
-return function(source, name, args, host, instructions, seconds)
-  local chunk, err = load(source, "=" .. name, "t", env)
-  if not chunk then return false, "syntax error: " .. tostring(err) end
-  env.garrison = host
-  local used, deadline = 0, clock() + seconds
-  sethook(function()
-    used = used + HOOK_EVERY
-    if exhausted or used > instructions or clock() > deadline then
-      exhausted = true
-      raw_error(budget_error, 0)
-    end
-  end, "", HOOK_EVERY)
-  local result = table.pack(raw_pcall(chunk, args))
-  sethook()
-  if not result[1] then
-    local e = result[2]
-    if exhausted or e == budget_error then return false, "cpu budget exceeded" end
-    return false, "runtime error: " .. tostring(e)
-  end
-  if exhausted then return false, "cpu budget exceeded" end
-  return true, result[2]
-end
-""".replace("HOOK_EVERY", str(HOOK_EVERY))
+# Every string a procedure is given (event fields, host names, what the host API answers) is
+# cut to this many characters before it reaches Lua: a pattern's cost grows with its
+# subject, and no event field needs more to be judged.
+MAX_ARG_STRING = 4096
+# Tables a procedure is given: at most this deep, and this many items in all.
+MAX_ARG_DEPTH = 8
+MAX_ARG_ITEMS = 2000
 
 
 class ProcedureFailedError(Exception):
-    """The procedure raised, timed out, used too much memory or returned a wrong type."""
+    """The procedure raised, ran out of budget (instructions, memory, time), or returned
+    what its caller cannot use.  Recorded with its event; the default applies."""
+
+
+class ProcedureUnavailableError(Exception):
+    """The procedure could not be run at all (every worker busy past the wait, or the
+    server stopping): not the procedure's fault, so not counted against it."""
 
 
 @dataclass(frozen=True)
 class Limits:
     instructions: int = DEFAULT_INSTRUCTIONS
     memory_bytes: int = DEFAULT_MEMORY
+    # The wall-clock deadline of one run, host calls included, enforced from outside the
+    # worker: past it the worker is killed.
     seconds: float = DEFAULT_SECONDS
 
     @classmethod
@@ -131,32 +59,62 @@ class Limits:
             settings.procedure_seconds,
         )
 
+    @property
+    def cpu_seconds(self) -> int:
+        """The CPU time a worker may spend on one run before the kernel stops it (SIGXCPU):
+        the wall-clock budget rounded up, plus a second (the limit counts whole seconds)."""
+        return math.ceil(self.seconds) + 1
 
-@dataclass(frozen=True)
-class Outcome:
-    value: Any
-    elapsed: float
+
+def cap_args(value: Any) -> Any:
+    """``value`` with every string cut to :data:`MAX_ARG_STRING` characters, tables cut to
+    :data:`MAX_ARG_DEPTH` levels and :data:`MAX_ARG_ITEMS` items in all (the rest dropped),
+    and anything JSON cannot carry made a string."""
+    budget = [MAX_ARG_ITEMS]
+    return _cap(value, 0, budget)
+
+
+def _cap(value: Any, depth: int, budget: list[int]) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1 << 63:
+            return float(value)  # Lua integers are 64-bit
+        return value
+    if isinstance(value, str):
+        return value[:MAX_ARG_STRING]
+    if isinstance(value, Mapping):
+        if depth >= MAX_ARG_DEPTH:
+            return None
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if budget[0] <= 0:
+                break
+            budget[0] -= 1
+            out[str(key)[:MAX_ARG_STRING]] = _cap(item, depth + 1, budget)
+        return out
+    if isinstance(value, list | tuple):
+        if depth >= MAX_ARG_DEPTH:
+            return None
+        items: list[Any] = []
+        for item in value:
+            if budget[0] <= 0:
+                break
+            budget[0] -= 1
+            items.append(_cap(item, depth + 1, budget))
+        return items
+    return str(value)[:MAX_ARG_STRING]
 
 
 def _deny_attributes(obj: object, name: str, is_setting: bool) -> str:
     raise AttributeError("attribute access is not allowed in procedures")
 
 
-def _to_python(value: Any) -> Any:
-    if lua54.lua_type(value) == "table":
-        items = dict(value.items())
-        if (
-            items
-            and all(isinstance(k, int) for k in items)
-            and sorted(items) == list(range(1, len(items) + 1))
-        ):
-            return [_to_python(items[i]) for i in range(1, len(items) + 1)]
-        return {str(k): _to_python(v) for k, v in items.items()}
-    return value
-
-
 def check_syntax(source: str, name: str) -> str | None:
-    """The syntax error in ``source``, or None; compiles without running anything."""
+    """The syntax error in ``source``, or None; compiles without running anything.
+
+    This runs in the server's process, and cannot hang it: compiling runs no procedure code
+    (no metamethod, no finalizer: the chunk is never called), Lua's compiler is one pass,
+    linear in the source (which is at most 256 KiB, see ``service.MAX_SOURCE``), nesting is
+    bounded by the C-stack limit (200 levels), and memory by the state's cap."""
     runtime = lua54.LuaRuntime(
         register_eval=False,
         register_builtins=False,
@@ -171,57 +129,3 @@ def check_syntax(source: str, name: str) -> str | None:
     except lua54.LuaError as exc:
         return f"syntax error: {exc}"
     return f"syntax error: {error}" if error else None
-
-
-def run(
-    source: str,
-    name: str,
-    args: Mapping[str, Any],
-    host: Mapping[str, Callable[..., Any]],
-    limits: Limits = Limits(),
-) -> Outcome:
-    """Run ``source`` with ``local args = ...``; ``host`` becomes the ``garrison`` table.
-
-    Host functions receive Lua tables converted to Python, and their results are converted
-    to Lua tables.
-    """
-    started = time.perf_counter()
-    runtime = lua54.LuaRuntime(
-        register_eval=False,
-        register_builtins=False,
-        unpack_returned_tuples=True,
-        attribute_filter=_deny_attributes,
-        max_memory=limits.memory_bytes,
-    )
-
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*params: Any) -> Any:
-            result = fn(*[_to_python(p) for p in params])
-            if isinstance(result, dict | list):
-                return runtime.table_from(result, recursive=True)
-            return result
-
-        return call
-
-    try:
-        runner = runtime.execute(_PRELUDE)
-        host_table = runtime.table_from({k: wrap(v) for k, v in host.items()})
-        ok, value = runner(
-            source,
-            name,
-            runtime.table_from(dict(args)),
-            host_table,
-            limits.instructions,
-            limits.seconds,
-        )
-    except lua54.LuaMemoryError:
-        raise ProcedureFailedError(
-            f"memory limit of {limits.memory_bytes} bytes exceeded"
-        ) from None
-    except lua54.LuaError as exc:
-        raise ProcedureFailedError(f"runtime error: {exc}") from None
-    if not ok:
-        if "not enough memory" in str(value):
-            raise ProcedureFailedError(f"memory limit of {limits.memory_bytes} bytes exceeded")
-        raise ProcedureFailedError(str(value))
-    return Outcome(value=_to_python(value), elapsed=time.perf_counter() - started)

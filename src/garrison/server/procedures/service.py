@@ -115,6 +115,16 @@ def enabled_sources(session: Session, names: set[str]) -> dict[str, str]:
     return {name: source for name, source in rows}
 
 
+def enabled_versions(session: Session, names: set[str]) -> dict[str, tuple[str, int]]:
+    """The enabled procedures among ``names``: their source and version."""
+    rows = session.execute(
+        select(Procedure.name, Procedure.source, Procedure.version).where(
+            Procedure.name.in_(names), Procedure.enabled.is_(True)
+        )
+    )
+    return {name: (source, version) for name, source, version in rows}
+
+
 def recent_errors(session: Session, procedure: str | None, limit: int) -> list[ProcedureError]:
     """The newest failures first, of one procedure or of all."""
     query = select(ProcedureError).order_by(ProcedureError.id.desc()).limit(limit)

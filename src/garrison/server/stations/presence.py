@@ -13,16 +13,16 @@ import datetime as dt
 import threading
 
 from garrison.server.options import service as options
-from garrison.server.procedures.sandbox import Limits
+from garrison.server.procedures.runner import ProcedureRunner
 from garrison.server.stations import transitions
 from garrison.server.store.base import utcnow
 from garrison.server.store.engine import Database
 
 
 class PresenceTracker:
-    def __init__(self, limits: Limits = Limits()) -> None:
-        # The authorization procedure a return runs is bounded by these.
-        self.limits = limits
+    def __init__(self, procedures: ProcedureRunner | None = None) -> None:
+        # Runs the authorization procedure of a return (None: returns run none).
+        self.procedures = procedures
         self._lock = threading.Lock()
         self._pending: dict[int, transitions.CheckIn] = {}
 
@@ -46,12 +46,15 @@ class PresenceTracker:
             return 0
         try:
             with db.transaction() as session:
-                transitions.checked_in(session, batch, self.limits)
+                returns = transitions.checked_in(session, batch, self.procedures)
         except Exception:
             with self._lock:
                 for sid, entry in batch.items():
                     self._pending.setdefault(sid, entry)
             raise
+        # Written: the returns' procedures run now, each with no transaction open.
+        if returns and self.procedures is not None:
+            transitions.authorize_returns(db, self.procedures, returns)
         return len(batch)
 
     def sweep(self, db: Database) -> int:

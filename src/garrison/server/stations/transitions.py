@@ -23,28 +23,43 @@ of a known station), with the arguments it gets at re-enrollment, and its answer
   new authorization.
 
 The decision is taken here, when the presence flush writes the return, not in the request
-that came back: a request does not know the station was disconnected without a database read,
-and the check-in hot path (a cached token, nothing queued) does no database read at all.  The
-cost is that the requests of the first flush interval after a return (a few seconds) are
-served before the procedure has answered; a denial holds from the next request on.
+that came back.  Not inside the flush's transaction, though: the flush writes ``last_seen``
+and notes who returned (:func:`checked_in`); each return's procedure then runs in a worker
+with no transaction open, and a short transaction of its own applies its answer
+(:func:`authorize_returns`), if the station is still away and not denied by then (another
+node may have settled the same return meanwhile: its answer holds).  With no procedure
+enabled the return is settled in the flush's transaction, as nothing runs.  A request does
+not know the station was disconnected without a database read, and the check-in hot path
+(a cached token, nothing queued) does no database read at all.  The cost is that the
+requests of the first flush interval after a return (a few seconds) are served before the
+procedure has answered; a denial holds from the next request on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from garrison.server.events import emitters
-from garrison.server.procedures.dispatcher import authorization_decision, authorization_source
-from garrison.server.procedures.sandbox import Limits
+from garrison.server.procedures.dispatcher import (
+    Authorization,
+    authorization_source,
+    authorize,
+    decision,
+)
+from garrison.server.procedures.runner import ProcedureRunner
+from garrison.server.procedures.sandbox import cap_args
 from garrison.server.stations import service as stations
 from garrison.server.stations.models import Station
 from garrison.server.store.base import utcnow
 from garrison.server.store.effects import Signal, signal
+from garrison.server.store.engine import Database
 
 DENIED_REASON = "authorization denied by the station_authorization_in_progress procedure"
 
@@ -52,11 +67,24 @@ DENIED_REASON = "authorization denied by the station_authorization_in_progress p
 CheckIn = tuple[dt.datetime, str]
 
 
-def checked_in(session: Session, batch: Mapping[int, CheckIn], limits: Limits) -> int:
-    """Write check-ins as ``last_seen`` (never backwards) and authorize the stations that
-    return; returns how many returned."""
+@dataclass(frozen=True)
+class Return:
+    """A station that came back, written by the flush, whose procedure is still to run."""
+
+    station_id: int
+    seen: dt.datetime
+    address: str
+    args: dict[str, Any]
+
+
+def checked_in(
+    session: Session, batch: Mapping[int, CheckIn], procedures: ProcedureRunner | None
+) -> list[Return]:
+    """Write check-ins as ``last_seen`` (never backwards) and find the stations that return.
+    With no procedure enabled (or no runner), their returns are settled here; otherwise
+    they are returned, for :func:`authorize_returns` once this transaction has ended."""
     if not batch:
-        return 0
+        return []
     # The disconnected ones first, locked and read before the write: a return's procedure
     # gets the address and time of the station's last connection, not of this check-in.
     # A check-in not after ``last_seen`` (begun before a SHUTTING_DOWN, noted after it) is no
@@ -75,6 +103,17 @@ def checked_in(session: Session, batch: Mapping[int, CheckIn], limits: Limits) -
         )
         if station.last_seen < batch[station.id][0]
     ]
+    # ``connected``: no other station with this id is connected, this one was not.
+    args = {
+        station.id: dict(
+            cap_args(
+                emitters.authorization_args(
+                    station, False, station.hostname or station.uuid, batch[station.id][1][:64]
+                )
+            )
+        )
+        for station in away
+    }
     table = Station.__table__
     session.connection().execute(
         update(table)  # type: ignore[arg-type]
@@ -83,42 +122,62 @@ def checked_in(session: Session, batch: Mapping[int, CheckIn], limits: Limits) -
         .values(last_seen=bindparam("seen"), address=bindparam("addr")),
         [{"sid": sid, "seen": seen, "addr": addr[:64]} for sid, (seen, addr) in batch.items()],
     )
-    if away:
-        # Read once: after an outage thousands of stations may return in one flush.
-        source = authorization_source(session)
+    if not away:
+        return []
+    # Read once: after an outage thousands of stations may return in one flush.
+    source = authorization_source(session) if procedures is not None else None
+    if source is None:
         for station in away:
-            returned(session, station, *batch[station.id], limits, source)
-    return len(away)
+            _settle(session, None, station, *batch[station.id], args[station.id], None)
+        return []
+    return [Return(st.id, *batch[st.id], args[st.id]) for st in away]
 
 
-def returned(
+def authorize_returns(db: Database, procedures: ProcedureRunner, returns: list[Return]) -> int:
+    """Run each return's procedure, outside any transaction, then settle it in a short
+    transaction of its own; returns how many were settled here."""
+    settled = 0
+    for back in returns:
+        with db.reading() as session:
+            source = authorization_source(session)
+        run = authorize(procedures, source, back.args)
+        with db.transaction() as session:
+            station = session.scalar(
+                select(Station).where(Station.id == back.station_id).with_for_update()
+            )
+            # Still away and not denied: no other node settled this return meanwhile.
+            if station is None or station.connected or station.denied_at is not None:
+                continue
+            _settle(session, procedures, station, back.seen, back.address, back.args, run)
+            settled += 1
+    return settled
+
+
+def _settle(
     session: Session,
+    procedures: ProcedureRunner | None,
     station: Station,
     seen: dt.datetime,
     address: str,
-    limits: Limits,
-    source: str | None,
+    args: dict[str, Any],
+    run: Authorization | None,
 ) -> str | None:
     """A disconnected station checked in at ``seen`` from ``address`` (already written):
-    its authorization by the procedure ``source`` (None: none enabled).  Returns its
-    answer."""
-    name = station.hostname or station.uuid
-    # ``connected``: no other station with this id is connected, this one was not.
-    args = emitters.authorization_args(station, False, name, address[:64])
+    its authorization, by ``run`` (None: no procedure).  Returns the answer."""
     # What the row holds now (the UPDATE wrote it), for the events that follow.
     set_committed_value(station, "last_seen", seen)
     set_committed_value(station, "address", address[:64])
     emitters.authorization_in_progress(session, args)
-    decision = authorization_decision(session, args, limits, source)
-    if decision == "deny":
+    answer = decision(procedures, session, run) if procedures is not None else None
+    if answer == "deny":
         deny(session, station, DENIED_REASON, address)
-    elif decision == "newbie":
+    elif answer == "newbie":
         emitters.station_deleted(session, station.id, "procedure:authorization")
         stations.remove(session, station)
     else:
         station.connected = True
         emitters.station_connected(session, station)
-    return decision
+    return answer
 
 
 def deny(session: Session, station: Station, reason: str, address: str) -> None:

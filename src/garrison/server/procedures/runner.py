@@ -1,0 +1,70 @@
+"""Running a procedure for the server: in a worker, with no transaction held, then settling
+what it came to in the caller's (short) transaction.
+
+``ProcedureRunner.run`` caps the arguments (:func:`.sandbox.cap_args`), runs the source in
+a worker of the pool (:mod:`.workers`) answering its reads from the database
+(:class:`.host.HostReads`, each read its own transaction) and returns the ``Reply``.
+``settle`` then applies the writes the run asked for, in a savepoint of the caller's
+transaction, or records why it failed (``procedure_errors``).  Built once by the app: the
+consumer, enrollment, the presence flush and the dry run all use the same pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session
+
+from garrison.server.procedures import host
+from garrison.server.procedures.models import ProcedureError
+from garrison.server.procedures.sandbox import Limits, cap_args
+from garrison.server.procedures.workers import Reply, WorkerPool
+from garrison.server.store.engine import Database
+
+log = structlog.get_logger("garrison.procedures")
+
+
+class ProcedureRunner:
+    def __init__(self, db: Database, pool: WorkerPool, limits: Limits) -> None:
+        self.db = db
+        self.pool = pool
+        self.limits = limits
+        self.reads = host.HostReads(db)
+
+    def run(
+        self, name: str, source: str, args: Mapping[str, Any], event_seq: int | None = None
+    ) -> Reply:
+        """Run it; raises ProcedureUnavailableError when no worker could (not counted as
+        the procedure's failure).  No transaction is open meanwhile."""
+        reply = self.pool.run(name, source, cap_args(dict(args)), self.limits, self.reads)
+        for line in reply.logs:
+            log.info("procedure log", procedure=name, event_seq=event_seq, message=line)
+        return reply
+
+    def settle(
+        self, session: Session, name: str, event_seq: int | None, reply: Reply
+    ) -> str | None:
+        """Apply ``reply``'s writes in a savepoint of ``session``, or record its error (also
+        a write that fails); returns the error, None when it succeeded."""
+        error = reply.error
+        if error is None:
+            savepoint = session.begin_nested()
+            try:
+                host.apply(session, name, event_seq, reply.actions)
+                savepoint.commit()
+            except Exception as exc:  # a procedure's write must never stop the caller
+                savepoint.rollback()
+                error = f"host error: {exc}"
+        if error is not None:
+            self.record_error(session, name, event_seq, error)
+        return error
+
+    @staticmethod
+    def record_error(session: Session, name: str, event_seq: int | None, error: str) -> None:
+        session.add(ProcedureError(procedure=name, event_seq=event_seq, error=error[:4000]))
+        log.warning("procedure failed", procedure=name, event_seq=event_seq, error=error)
+
+    def close(self) -> None:
+        self.pool.close()
