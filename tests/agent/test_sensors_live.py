@@ -229,7 +229,9 @@ def test_a_restart_mid_stream_duplicates_nothing(
     events = [e for e in events if e["data"].get("file_path") == str(exe)]
     unique_pids = [e["data"]["unique_pid"] for e in events]
     assert len(unique_pids) == len(set(unique_pids)), "a process was reported twice"
-    command_lines = [e["data"]["command_line"] for e in events]
+    # Under load a process may be gone before /proc could be read: it is reported without
+    # its command line (``unavailable`` says so), which is no duplicate.
+    command_lines = [e["data"]["command_line"] for e in events if "command_line" in e["data"]]
     assert len(command_lines) == len(set(command_lines))
     assert f"{exe} {exe2_args}" in command_lines
 

@@ -17,8 +17,8 @@ from tests.support import assert_json_error
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def test_every_admin_operation_is_in_the_admin_api_doc() -> None:
-    spec = create_app(Settings(database_url="sqlite://")).openapi()
+def test_every_admin_operation_is_in_the_admin_api_doc(tmp_path: Path) -> None:
+    spec = create_app(Settings(database_url="sqlite://", data_dir=tmp_path)).openapi()
     text = (DOCS / "admin-api.md").read_text()
     documented = set(re.findall(r"^\| (GET|POST|PUT|PATCH|DELETE) \| `([^`]+)`", text, re.M))
     operations = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}

@@ -48,7 +48,10 @@ class SecretBox:
     @classmethod
     def load_or_create(cls, path: Path) -> SecretBox:
         """The key in ``path``; a new one, written with mode 0600 from the start, when the
-        file does not exist.  Raises ValueError when the file holds no valid key."""
+        file does not exist (its directory made 0700 if missing: a server built without
+        the start-up preparation, e.g. to read its OpenAPI document, still has a key).  Raises
+        ValueError when the file holds no valid key."""
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:
