@@ -211,7 +211,9 @@ class Daemon:
             return
         if policy is None:
             return
-        if sensors.apply_policy(policy.settings, policy.version):
+        applied = sensors.apply_policy(policy.settings, policy.version)
+        self.flush_now.set()  # the sensor_health saying so goes out now, not at the next flush
+        if applied:
             self._refused_policy = ""
             try:
                 sensorpolicy.save(self.agent, policy)
