@@ -91,6 +91,7 @@ class Daemon:
 
     def _poller(self) -> None:
         failures = 0
+        self._sensor_policy()  # at start too, not only after the first (long) poll
         while not self.stop.is_set():
             wait = self.agent.config.daemon.long_poll
             try:

@@ -76,6 +76,10 @@ RULES: dict[str, Rule] = {
 KEYS = tuple(RULES)
 
 
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
 def _number(key: str, rule: Rule, value: Any) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PolicyError(key, f"must be a number, not {type(value).__name__}")
@@ -86,7 +90,7 @@ def _number(key: str, rule: Rule, value: Any) -> int | float:
     if isinstance(value, float) and not math.isfinite(value):
         raise PolicyError(key, "must be a finite number")
     if not rule.low <= value <= rule.high:
-        raise PolicyError(key, f"must be between {rule.low:g} and {rule.high:g}")
+        raise PolicyError(key, f"must be between {_plain(rule.low)} and {_plain(rule.high)}")
     return value if rule.kind == "int" else float(value)
 
 

@@ -132,7 +132,12 @@ class SensorRunner:
         if not self._enabled(sensor):
             sensor.disable(self._off_reason(sensor))
             return
-        sensor.start(self.emitter)
+        try:
+            sensor.start(self.emitter)
+        except Exception as exc:
+            # One sensor's bug must not leave the others (or a new policy) half started.
+            log.exception("starting sensor %s crashed", sensor.name)
+            sensor.fail(f"crashed at start: {type(exc).__name__}")
 
     def start(self) -> None:
         self.emitter.start()

@@ -56,7 +56,7 @@ def checked(settings: Any) -> dict[str, Any]:
         return rules.validate(settings)
     except rules.PolicyError as exc:
         field = "settings" if exc.key == "policy" else f"settings.{exc.key}"
-        raise InvalidInputError(exc.message, field=field) from None
+        raise InvalidInputError(f"{field}: {exc.message}", field=field) from None
 
 
 def _priority(priority: int) -> int:
@@ -144,8 +144,7 @@ def _store(
         keys=["scope"],
         update=["priority", "settings", "updated_at", "updated_by"],
     )
-    session.expire_all()
-    stored = session.get(SensorPolicy, scope)
+    stored = session.get(SensorPolicy, scope, populate_existing=True)
     if stored is None:  # the upsert above wrote it in this transaction
         raise NotFoundError(f"sensor policy {scope} vanished")
     return stored
