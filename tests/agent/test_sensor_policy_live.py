@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from garrison.agent import config as configmod
@@ -87,7 +88,12 @@ def test_a_group_policy_turns_a_sensor_off_within_one_check_in(
     assert daemon.process.poll() is None  # the same agent, never restarted
 
     # Dropping the group's policy turns it back on (agent.toml's value).
-    admin.call("DELETE", "/groups/servers/sensor-policy")
+    deleted = httpx.delete(
+        f"{server.url}/admin/v1/groups/servers/sensor-policy",
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=30,
+    )
+    assert deleted.status_code == 204, deleted.text
     wait_for(
         lambda: _state(admin, station, "ports") == ("running", ""),
         timeout=LONG_POLL + 3,

@@ -6,22 +6,26 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
+import pytest
 
 from tests.cli.helpers import Cli, assert_one_line_error
 from tests.server.test_sensor_policy_api import GarrisonAgent
 
 
-def _garrison_station(cli: Cli) -> GarrisonAgent:
+@pytest.fixture
+def agent(cli: Cli) -> Iterator[GarrisonAgent]:
+    """A station enrolled as a Garrison agent (the policy is theirs only)."""
     key = cli.json("keys", "create", "--uses", "1")["key"]
-    agent = GarrisonAgent(httpx.Client(base_url=cli.live.url))
-    assert agent.enroll(key).status_code == 200
-    return agent
+    made = GarrisonAgent(httpx.Client(base_url=cli.live.url))
+    assert made.enroll(key).status_code == 200
+    yield made
+    made.client.close()
 
 
-def test_policy_set_show_unset_effective(cli: Cli) -> None:
-    agent = _garrison_station(cli)
+def test_policy_set_show_unset_effective(cli: Cli, agent: GarrisonAgent) -> None:
     cli.json("groups", "create", "cli-sensors")
     cli.json("groups", "add", "cli-sensors", agent.agent_id)
 
@@ -60,8 +64,7 @@ def test_policy_set_show_unset_effective(cli: Cli) -> None:
     assert "rate_per_second" in assert_one_line_error(refused, 1)
 
 
-def test_status_shows_the_latest_sensor_health(cli: Cli) -> None:
-    agent = _garrison_station(cli)
+def test_status_shows_the_latest_sensor_health(cli: Cli, agent: GarrisonAgent) -> None:
     empty = cli("sensors", "status", agent.agent_id)
     assert empty.returncode == 0
     assert "no sensor_health report" in empty.stdout
