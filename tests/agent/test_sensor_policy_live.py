@@ -129,11 +129,13 @@ def test_a_malformed_policy_is_refused_and_the_previous_stays(
     finally:
         db.dispose()
 
-    def refused() -> dict[str, Any] | None:
-        status = _sensors(admin, station)
-        return status if status["policy_error"] else None
-
-    status = wait_for(refused, timeout=LONG_POLL + 5, what="the policy refused", every=0.2)
+    status = wait_for(
+        lambda: _sensors(admin, station),
+        lambda found: bool(found["policy_error"]),
+        timeout=LONG_POLL + 5,
+        what="the policy refused",
+        every=0.2,
+    )
     assert "ports: must be true or false" in status["policy_error"]
     assert status["policy_version"] == good
     assert _state(admin, station, "terminal") == ("disabled", POLICY_OFF)  # still the old one
