@@ -138,7 +138,9 @@ class DaemonConfig(_Section):
 class SensorsConfig(_Section):
     """``[sensors]``: the endpoint sensors ``garrison-agent run`` starts (Linux, root).
 
-    Local settings for now; the server's policy (issue 14, item 2) will override them."""
+    The server's sensor policy (``GET /api/sensor-policy``) overrides the keys it sets
+    (``garrison.common.sensor_policy.KEYS``); these local values are the fallback for the
+    others, and for all of them while the server has no policy."""
 
     enabled: Bool = True
     process: Bool = True
@@ -158,6 +160,10 @@ class SensorsConfig(_Section):
     # The share of the spool's max_bytes sensor events may fill: the rest is kept for
     # alerts, scan results and job answers.
     spool_share: Seconds = 0.8
+    # Events of processes whose file name or path matches one of these globs, and events
+    # naming a file whose MD5 or SHA-256 is listed, are not sent (counted as ``excluded``).
+    exclude_processes: Paths = Field(default_factory=list)
+    exclude_hashes: Paths = Field(default_factory=list)
     # -- files, kernel modules, shared libraries ----------------------------------------------
     file: Bool = True
     # Trees where file_created is reported (a missing one is named in the sensor status).

@@ -9,7 +9,9 @@
 - re-applies saved network isolation at start; stops cleanly on SIGTERM/SIGINT;
 - starts the endpoint sensors (``garrison.agent.sensors``, Linux, root) with the
   ``[sensors]`` settings, all on by default; ``KERNEL_ACQ_AVAILABLE`` says whether the
-  kernel process sensor runs.
+  kernel process sensor runs;
+- fetches the server's sensor policy at each check-in (after every Getjobs poll) and has
+  the sensors apply it without a restart (``tasks/sensorpolicy.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from garrison.agent.errors import AgentError, RefusedError
 from garrison.agent.schedule import CronSchedule
 from garrison.agent.sensors.runner import SensorRunner
 from garrison.agent.spool import backoff_delay
-from garrison.agent.tasks import avconfig, getjobs, runjobs, scheduler, state
+from garrison.agent.tasks import avconfig, getjobs, runjobs, scheduler, sensorpolicy, state
 
 log = logging.getLogger("garrison.agent.daemon")
 
@@ -44,6 +46,7 @@ class Daemon:
         self._connected_lock = threading.Lock()
         self.threads: list[threading.Thread] = []
         self.sensors: SensorRunner | None = None
+        self._refused_policy = ""
 
     # -- connection state ------------------------------------------------------------------
 
@@ -88,6 +91,7 @@ class Daemon:
 
     def _poller(self) -> None:
         failures = 0
+        self._sensor_policy()  # at start too, not only after the first (long) poll
         while not self.stop.is_set():
             wait = self.agent.config.daemon.long_poll
             try:
@@ -96,6 +100,7 @@ class Daemon:
                 self._mark(True)
                 if added:
                     self.run_jobs_now.set()
+                self._sensor_policy()
             except AgentError as exc:
                 failures += 1
                 if not isinstance(exc, RefusedError):
@@ -194,6 +199,30 @@ class Daemon:
             self.run_jobs_now.wait(1.0)
         return self._shutdown()
 
+    def _sensor_policy(self) -> None:
+        """Fetch the server's sensor policy and apply it if it changed.  A failure to fetch
+        keeps what is in force (the next check-in asks again)."""
+        sensors = self.sensors
+        if sensors is None:
+            return
+        try:
+            policy = sensorpolicy.fetch(self.agent, [sensors.policy_version, self._refused_policy])
+        except AgentError as exc:
+            log.warning("sensor policy: %s", exc.message)
+            return
+        if policy is None:
+            return
+        applied = sensors.apply_policy(policy.settings, policy.version)
+        self.flush_now.set()  # the sensor_health saying so goes out now, not at the next flush
+        if applied:
+            self._refused_policy = ""
+            try:
+                sensorpolicy.save(self.agent, policy)
+            except AgentError as exc:
+                log.warning("sensor policy: %s", exc.message)
+        else:
+            self._refused_policy = policy.version
+
     def _start_sensors(self) -> None:
         agent = self.agent
         self.sensors = SensorRunner(
@@ -202,6 +231,14 @@ class Daemon:
             lambda kind, data, event_id: agent.event(kind, data, event_id=event_id),
             on_queued=self.flush_now.set,
         )
+        try:
+            kept = sensorpolicy.saved(agent)
+        except AgentError as exc:
+            log.warning("sensor policy: %s", exc.message)
+            kept = None
+        if kept is not None:
+            # The last policy the server gave, until it answers (it may be away).
+            self.sensors.apply_policy(kept.settings, kept.version)
         try:
             self.sensors.start()
         except Exception:

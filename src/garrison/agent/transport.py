@@ -90,7 +90,7 @@ class Transport:
             headers["Authorization"] = f"Bearer {self.identity.token}"
         return headers
 
-    def request(
+    def _send(
         self,
         method: str,
         path: str,
@@ -98,7 +98,8 @@ class Transport:
         json_body: Any = None,
         params: Any = None,
         timeout: float | None = None,
-    ) -> Any:
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         url = api_url(self.base_url, path)
         try:
             response = self.client.request(
@@ -106,7 +107,7 @@ class Transport:
                 url,
                 json=json_body,
                 params=params,
-                headers=self._headers(),
+                headers={**self._headers(), **(headers or {})},
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.TimeoutException:
@@ -126,6 +127,10 @@ class Transport:
                 f"({response.status_code}): {_error_text(response)}",
                 response.status_code,
             )
+        return response
+
+    @staticmethod
+    def _json(method: str, path: str, response: httpx.Response) -> Any:
         try:
             return response.json() if response.content.strip() else {}
         except ValueError:
@@ -134,6 +139,27 @@ class Transport:
                 f"JSON ({response.headers.get('content-type', 'no content type')})",
                 response.status_code,
             ) from None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        response = self._send(method, path, json_body=json_body, params=params, timeout=timeout)
+        return self._json(method, path, response)
+
+    def get_if_changed(self, path: str, etag: str) -> tuple[str, Any] | None:
+        """``(ETag, JSON body)``, or None when the server answers 304: what ``etag`` names
+        is still current (a conditional GET: an unchanged answer costs no body)."""
+        headers = {"If-None-Match": etag} if etag else None
+        response = self._send("GET", path, headers=headers)
+        if response.status_code == 304:
+            return None
+        return response.headers.get("etag", ""), self._json("GET", path, response)
 
     def post_task(self, path: str, task: str, obj: Any) -> Any:
         return self.request("POST", path, json_body=self.envelope(task, obj))

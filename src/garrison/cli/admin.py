@@ -1,7 +1,7 @@
 """The admin commands of ``garrison``: they drive a server's admin API over HTTP.
 
 ``garrison keys|stations|groups|jobs|alerts|scans|users|settings|audit|procedures|events|
-export …``, ``garrison login`` and ``garrison whoami``.  Each command takes ``--server``,
+export|sensors …``, ``garrison login`` and ``garrison whoami``.  Each command takes ``--server``,
 ``--token``, ``--data-dir`` and ``--json`` (see :mod:`garrison.cli.command`).
 """
 
@@ -20,6 +20,7 @@ from garrison.cli.commands import (
     keys,
     procedures,
     scans,
+    sensors,
     settings,
     stations,
     users,
@@ -43,6 +44,7 @@ def register(app: typer.Typer) -> None:
         ("procedures", procedures.app),
         ("events", events.app),
         ("export", export.app),
+        ("sensors", sensors.app),
     ):
         app.add_typer(group, name=name, rich_help_panel=ADMIN)
     command(app, "login")(auth.login)

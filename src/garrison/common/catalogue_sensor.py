@@ -108,6 +108,12 @@ SENSOR_HEALTH_EVENTS: tuple[EventType, ...] = (
         (
             Field("time", "timestamp", True, "when the counters were read"),
             Field("started_at", "timestamp", doc="when the agent started: counters are since"),
+            Field("policy_version", doc="the server's sensor policy applied (its version)"),
+            Field(
+                "policy_error",
+                doc="why the latest sensor policy from the server was refused (the previous "
+                "one stays)",
+            ),
         ),
         families=(
             Family(
@@ -127,6 +133,11 @@ SENSOR_HEALTH_EVENTS: tuple[EventType, ...] = (
                         doc="kernel-side overflows (ENOBUFS on netlink): events lost unseen",
                     ),
                     Field("hash_pending", "integer", doc="large files waiting for a hash"),
+                    Field(
+                        "excluded",
+                        "integer",
+                        doc="events not sent because the policy excludes them (not a loss)",
+                    ),
                 ),
                 max_items=64,
             ),

@@ -27,6 +27,7 @@ from garrison.server.adminapi import (
     jobs,
     keys,
     procedures,
+    sensors,
     stations,
     users,
 )
@@ -245,6 +246,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         events,
         procedures,
         export_targets,
+        sensors,
     ):
         admin.include_router(module.router)
     app.include_router(admin)

@@ -36,6 +36,8 @@ class Counters:
     dropped_queue: int = 0
     dropped_spool: int = 0
     overflows: int = 0
+    # Not a loss: events the policy's exclusions keep from being sent.
+    excluded: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -55,6 +57,7 @@ class Counters:
                 "dropped_queue": self.dropped_queue,
                 "dropped_spool": self.dropped_spool,
                 "overflows": self.overflows,
+                "excluded": self.excluded,
             }
 
 
@@ -121,6 +124,10 @@ class Sensor:
     def connect(self, sensors: Sequence[Sensor]) -> None:
         """Hook up to the agent's other sensors before any starts (the module sensor
         listens to the process sensor's execs); nothing by default."""
+
+    def disconnect(self, sensors: Sequence[Sensor]) -> None:
+        """Undo :meth:`connect` before this sensor is replaced (a new policy); nothing by
+        default."""
 
     def _start(self, sink: Sink) -> None:
         raise NotImplementedError

@@ -18,6 +18,7 @@ from typing import Any
 
 from garrison.agent.errors import LocalError
 from garrison.agent.sensors.base import Sensor
+from garrison.agent.sensors.exclusions import Exclusions
 from garrison.agent.sensors.ratelimit import TokenBucket
 from garrison.agent.spool import Spool, SpoolEvent
 
@@ -47,6 +48,13 @@ class Emitter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned: dict[str, float] = {}
+        self.exclusions = Exclusions()
+
+    def set_limits(self, rate: float, burst: float) -> None:
+        """A new rate limit (a new policy): each sensor's bucket starts again, full."""
+        if (rate, burst) != (self.rate, self.burst):
+            self.rate, self.burst = rate, burst
+            self._buckets = {}
 
     # -- the sensors' side ---------------------------------------------------------------------
 
@@ -70,6 +78,10 @@ class Emitter:
         event_id: str,
         when: float,
     ) -> bool:
+        exclusions = self.exclusions
+        if exclusions and exclusions.excludes(event_type, data):
+            sensor.counters.add("excluded")
+            return True
         try:
             self._queue.put_nowait(
                 (sensor, SpoolEvent(sensor.name, event_type, event_id, when, data))

@@ -139,6 +139,11 @@ class ModuleSensor(Sensor):
                 sensor.add_exec_observer(self.on_exec)
                 return
 
+    def disconnect(self, sensors: Sequence[Sensor]) -> None:
+        if self.source is not None:
+            self.source.remove_exec_observer(self.on_exec)
+            self.source = None
+
     def _start(self, sink: Sink) -> None:
         source = self.source
         if source is None:

@@ -102,7 +102,11 @@ class ProcessSensor(Sensor):
     def add_exec_observer(self, observe: Callable[[ProcessRecord], None]) -> None:
         """``observe(record)`` is called on this sensor's thread after each exec it
         reports (the module sensor's hook): it must return at once (queue, not work)."""
-        self._exec_observers.append(observe)
+        self._exec_observers = [*self._exec_observers, observe]
+
+    def remove_exec_observer(self, observe: Callable[[ProcessRecord], None]) -> None:
+        # A new list, not an in-place removal: this sensor's thread may be iterating it.
+        self._exec_observers = [o for o in self._exec_observers if o != observe]
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -4,6 +4,12 @@ Started with the defaults of ``[sensors]`` in agent.toml (all on), no flag neede
 that cannot run is reported ``failed`` with its reason (not root: "needs root"), in the log
 and in ``sensor_health``, which is sent at start, whenever a sensor's state changes and
 every ``health_interval`` seconds.
+
+The server's sensor policy is applied without a restart (:meth:`SensorRunner.apply_policy`):
+the keys it sets override agent.toml's, and only the sensors whose settings changed are
+stopped and started again (their counters carry on).  A policy that breaks the rules of
+``garrison.common.sensor_policy`` is refused: the previous one stays, and the reason is in
+the log and in ``sensor_health`` (``policy_error``).
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from garrison.agent.config import SensorsConfig
 from garrison.agent.errors import AgentError
 from garrison.agent.sensors.base import Sensor, SensorState
 from garrison.agent.sensors.drivers import DriverSensor
 from garrison.agent.sensors.emitter import Emitter
+from garrison.agent.sensors.exclusions import Exclusions
 from garrison.agent.sensors.files import FileSensor
 from garrison.agent.sensors.hashes import HashCache
 from garrison.agent.sensors.modules import ModuleSensor
@@ -28,6 +37,7 @@ from garrison.agent.sensors.ports import PortSensor
 from garrison.agent.sensors.process import ProcessSensor
 from garrison.agent.sensors.utmp import TerminalSensor
 from garrison.agent.spool import Spool
+from garrison.common import sensor_policy
 
 log = logging.getLogger("garrison.agent.sensors")
 
@@ -55,6 +65,21 @@ FACTORIES: dict[str, Factory] = {
 }
 # Sensors that read the kernel's own event sources (what KERNEL_ACQ_AVAILABLE means).
 KERNEL_SENSORS = ("process", "file")
+# The [sensors] keys each factory reads (besides its switch and "enabled"): a policy that
+# changes one of them restarts that sensor, and only that one.
+SENSOR_KEYS: dict[str, tuple[str, ...]] = {
+    "process": ("redact", "netlink_rcvbuf"),
+    "file": ("file_paths", "file_exclude", "file_hash_wait"),
+    "driver": ("driver_interval",),
+    "module": ("module_delay", "module_late", "module_dedupe"),
+    "ports": ("port_interval",),
+    "os_log": ("os_log_source", "os_log_path", "os_log_journalctl"),
+    "terminal": ("utmp_path",),
+}
+# A sensor hooked to another (connect) is replaced with it.
+DEPENDS_ON: dict[str, tuple[str, ...]] = {"module": ("process",)}
+LOCAL_OFF = "turned off in [sensors] of agent.toml"
+POLICY_OFF = "turned off by the server's sensor policy"
 
 
 class SensorRunner:
@@ -66,19 +91,32 @@ class SensorRunner:
         on_queued: Callable[[], None] = lambda: None,
         factories: dict[str, Factory] | None = None,
     ) -> None:
-        """``send_event(type, data, id)`` queues the health event (the agent's ``event``)."""
+        """``send_event(type, data, id)`` queues the health event (the agent's ``event``).
+        ``config`` is agent.toml's ``[sensors]``: the fallback under any server policy."""
+        self.local = config
         self.config = config
         self.send_event = send_event
         self.hashes = HashCache(config.hash_inline_max, config.hash_max_size)
         self.emitter = Emitter(
             spool, config.rate_per_second, config.burst, config.spool_share, on_queued
         )
-        self.sensors: list[Sensor] = [
-            make(config, self.hashes) for make in (factories or FACTORIES).values()
-        ]
+        self.emitter.exclusions = Exclusions(config.exclude_processes, config.exclude_hashes)
+        self.sensors: list[Sensor] = []
+        # Each sensor's factory, by the sensor's name: a new policy may need a fresh one.
+        self._factories: dict[str, Factory] = {}
+        for make in (factories or FACTORIES).values():
+            sensor = make(config, self.hashes)
+            self.sensors.append(sensor)
+            self._factories[sensor.name] = make
         for sensor in self.sensors:
             sensor.connect(self.sensors)
         self.started_at = time.time()
+        # The server's policy in force: its settings (the keys it sets) and version.
+        self.policy: dict[str, Any] = {}
+        self.policy_version = ""
+        self.policy_error = ""
+        self._running = False
+        self._reconfigure_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_states: list[tuple[str, str]] = []
@@ -86,13 +124,27 @@ class SensorRunner:
     def _enabled(self, sensor: Sensor) -> bool:
         return bool(self.config.enabled and getattr(self.config, sensor.name, True))
 
+    def _off_reason(self, sensor: Sensor) -> str:
+        by_policy = self.policy.get("enabled") is False or self.policy.get(sensor.name) is False
+        return POLICY_OFF if by_policy else LOCAL_OFF
+
+    def _start_one(self, sensor: Sensor) -> None:
+        if not self._enabled(sensor):
+            sensor.disable(self._off_reason(sensor))
+            return
+        try:
+            sensor.start(self.emitter)
+        except Exception as exc:
+            # One sensor's bug must not leave the others (or a new policy) half started.
+            log.exception("starting sensor %s crashed", sensor.name)
+            sensor.fail(f"crashed at start: {type(exc).__name__}")
+
     def start(self) -> None:
         self.emitter.start()
-        for sensor in self.sensors:
-            if not self._enabled(sensor):
-                sensor.disable("turned off in [sensors] of agent.toml")
-                continue
-            sensor.start(self.emitter)
+        with self._reconfigure_lock:
+            self._running = True
+            for sensor in self.sensors:
+                self._start_one(sensor)
         self.report()
         self._thread = threading.Thread(target=self._health, name="sensor-health", daemon=True)
         self._thread.start()
@@ -102,14 +154,93 @@ class SensorRunner:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
-        for sensor in self.sensors:
-            try:
-                sensor.stop()
-            except Exception:
-                log.exception("stopping sensor %s crashed", sensor.name)
+        with self._reconfigure_lock:
+            self._running = False
+            for sensor in self.sensors:
+                self._stop_one(sensor)
         self.emitter.stop()
         self.hashes.close()
         self.report()
+
+    @staticmethod
+    def _stop_one(sensor: Sensor) -> None:
+        try:
+            sensor.stop()
+        except Exception:
+            log.exception("stopping sensor %s crashed", sensor.name)
+
+    # -- the server's policy -----------------------------------------------------------------
+
+    def apply_policy(self, settings: Any, version: str) -> bool:
+        """Apply the server's policy (the keys it sets over agent.toml's); False when it is
+        refused, the previous policy staying in force and the reason reported."""
+        try:
+            checked = sensor_policy.validate(settings)
+            config = SensorsConfig.model_validate({**self.local.model_dump(), **checked})
+        except sensor_policy.PolicyError as exc:
+            return self._refuse(version, str(exc))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return self._refuse(version, f"{where}: {first['msg']}")
+        with self._reconfigure_lock:
+            changed = self._reconfigure(config, checked)
+            self.policy_version, self.policy_error = version, ""
+        log.info(
+            "sensor policy %s applied%s",
+            version or "(none: agent.toml)",
+            f"; restarted: {', '.join(changed)}" if changed else "",
+        )
+        if self._running:  # before start, start reports
+            self.report()
+        return True
+
+    def _refuse(self, version: str, reason: str) -> bool:
+        self.policy_error = f"policy {version or '(no version)'} refused: {reason}"
+        log.error("sensor %s; the previous policy stays", self.policy_error)
+        if self._running:
+            self.report()
+        return False
+
+    def _inputs(self, config: SensorsConfig, policy: dict[str, Any], name: str) -> tuple[Any, ...]:
+        keys = ("enabled", name, *SENSOR_KEYS.get(name, ()))
+        off_by_policy = policy.get("enabled") is False or policy.get(name) is False
+        return (*(getattr(config, key, None) for key in keys), off_by_policy)
+
+    def _reconfigure(self, config: SensorsConfig, policy: dict[str, Any]) -> list[str]:
+        """Swap in ``config``: replace the sensors whose inputs changed (and those hooked to
+        them), keep the others running untouched.  Returns the names replaced."""
+        changed = {
+            sensor.name
+            for sensor in self.sensors
+            if self._inputs(config, policy, sensor.name)
+            != self._inputs(self.config, self.policy, sensor.name)
+        }
+        changed |= {
+            s.name for s in self.sensors if any(d in changed for d in DEPENDS_ON.get(s.name, ()))
+        }
+        self.config, self.policy = config, policy
+        self.emitter.set_limits(config.rate_per_second, config.burst)
+        self.emitter.exclusions = Exclusions(config.exclude_processes, config.exclude_hashes)
+        if not changed:
+            return []
+        replaced = [s for s in self.sensors if s.name in changed]
+        for sensor in reversed(replaced):  # dependents first
+            self._stop_one(sensor)
+            sensor.disconnect(self.sensors)
+        for index, sensor in enumerate(self.sensors):
+            if sensor.name in changed:
+                fresh = self._factories[sensor.name](config, self.hashes)
+                fresh.counters = sensor.counters  # counters are since the agent started
+                self.sensors[index] = fresh
+        for sensor in self.sensors:
+            if sensor.name in changed:
+                sensor.connect(self.sensors)
+        if self._running:
+            for sensor in self.sensors:
+                if sensor.name in changed:
+                    self._start_one(sensor)
+        return [s.name for s in self.sensors if s.name in changed]
 
     @property
     def kernel_acq_available(self) -> bool:
@@ -125,6 +256,10 @@ class SensorRunner:
             for key, value in status.items():
                 data[f"{key}_{index}"] = value
         data["count"] = len(statuses)
+        if self.policy_version:
+            data["policy_version"] = self.policy_version
+        if self.policy_error:
+            data["policy_error"] = self.policy_error
         return data
 
     def report(self) -> None:

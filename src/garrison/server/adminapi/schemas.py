@@ -415,3 +415,62 @@ class ExportTargetOut(FromRow):
 class ExportTestOut(BaseModel):
     sent: bool
     message: str
+
+
+# Sensor policy and status (garrison.server.sensors) -------------------------------------------
+
+
+class SensorPolicyIn(Strict):
+    settings: dict[str, Any] = Field(
+        description="the [sensors] keys this policy sets (garrison.common.sensor_policy)"
+    )
+
+
+class GroupSensorPolicyIn(SensorPolicyIn):
+    priority: int = Field(
+        default=0,
+        ge=-1_000_000,
+        le=1_000_000,
+        description="a station in several groups: the higher priority wins a key both set",
+    )
+
+
+class SensorPolicyOut(BaseModel):
+    scope: str  # "default" | "group"
+    group: str | None = None
+    priority: int = 0
+    settings: dict[str, Any]
+    version: str
+    updated_at: dt.datetime | None = None
+    updated_by: str = ""
+
+
+class EffectiveSensorPolicyOut(BaseModel):
+    station_id: int
+    version: str
+    settings: dict[str, Any]
+    sources: dict[str, str] = Field(description='per key: "default" or "group:NAME"')
+    layers: list[str] = Field(description="the policies considered, the strongest first")
+
+
+class SensorStatusOut(BaseModel):
+    sensor: str
+    state: str
+    reason: str = ""
+    produced: int = 0
+    dropped: int = 0
+    dropped_rate_limit: int = 0
+    dropped_queue: int = 0
+    dropped_spool: int = 0
+    overflows: int = 0
+    excluded: int = 0
+    hash_pending: int = 0
+
+
+class StationSensorsOut(BaseModel):
+    station_id: int
+    reported_at: dt.datetime | None = Field(description="the latest sensor_health event's time")
+    received_at: dt.datetime | None = None
+    policy_version: str = ""
+    policy_error: str = ""
+    sensors: list[SensorStatusOut]

@@ -37,6 +37,7 @@ from garrison.server.errors import (
 from garrison.server.events import reports as event_reports
 from garrison.server.jobs import reports as job_reports
 from garrison.server.scans import reports as scan_reports
+from garrison.server.sensors import reports as sensor_reports
 from garrison.server.states import reports as state_reports
 from garrison.server.stations.credentials import Caller
 
@@ -89,6 +90,7 @@ class AgentApi:
             ("POST", "/api/schedulers", post("Scheduler", self._scheduler)),
             ("GET", "/api/schedulers", self.desired_scheduler),
             ("POST", "/api/events", self.events),
+            ("GET", "/api/sensor-policy", self.sensor_policy),
         ]
 
     # -- plumbing -------------------------------------------------------------------------
@@ -365,3 +367,34 @@ class AgentApi:
             return render.desired_pairs(config_reports.desired(self.ctx.db, kind))
 
         return await run_in_threadpool(read)
+
+    # -- the sensor policy (Garrison agents only) -------------------------------------------
+
+    async def sensor_policy(self, request: Request) -> Response:
+        """The station's effective sensor policy, with its version as a strong ETag: an agent
+        that sends it back in If-None-Match gets an empty 304 while the policy is unchanged."""
+
+        async def work() -> Response:
+            authorization = request.headers.get("authorization")
+            address = client_address(request)
+
+            def read() -> sensor_reports.AgentPolicy:
+                credential = self.ctx.agent_auth.authenticate(authorization, address)
+                return sensor_reports.policy_for_agent(self.ctx.db, credential)
+
+            found = await run_in_threadpool(read)
+            request.scope[hotpath.STATION_KEY] = found.station_id
+            etag = f'"{found.version}"'
+            headers = {"ETag": etag, "Cache-Control": "no-cache"}
+            if _etag_matches(request.headers.get("if-none-match"), etag):
+                return Response(status_code=304, headers=headers)
+            body = {"version": found.version, "settings": found.settings}
+            return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+
+        return await self._guard("SensorPolicy", work)
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    return any(tag.strip() in (etag, f"W/{etag}", "*") for tag in header.split(","))

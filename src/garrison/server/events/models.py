@@ -19,6 +19,8 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_type_time", "type", "time"),
         Index("ix_events_station_time", "station_id", "time"),
+        # A station's latest event of one type (its sensor status: the latest sensor_health).
+        Index("ix_events_station_type_seq", "station_id", "type", "seq"),
         # Retention: a type's events by the time they arrived (they arrive in order, so
         # inserts append to the end of this index).
         Index("ix_events_type_received_at", "type", "received_at"),

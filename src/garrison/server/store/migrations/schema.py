@@ -18,6 +18,7 @@ from garrison.server.jobs.models import Job, JobTarget
 from garrison.server.options.models import Option
 from garrison.server.procedures.models import Procedure, ProcedureError, ProcedureVersion
 from garrison.server.scans.models import Scan
+from garrison.server.sensors.models import SensorPolicy
 from garrison.server.states.models import StationState
 from garrison.server.stations.models import Group, Station, station_groups
 from garrison.server.store.base import Base
@@ -48,6 +49,7 @@ __all__ = [
     "ProcedureError",
     "ProcedureVersion",
     "Scan",
+    "SensorPolicy",
     "Station",
     "StationState",
     "User",
