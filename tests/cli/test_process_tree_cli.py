@@ -1,0 +1,54 @@
+"""``garrison stations tree``: the process tree of a station, against a live server."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.cli.helpers import Cli, assert_one_line_error, enroll
+from tests.events.test_process_tree import CHILD, GRANDCHILD, LONER, ROOT, SEED
+
+
+def _seeded(cli: Cli) -> int:
+    agent, station_id = enroll(cli)
+    try:
+        response = httpx.post(
+            f"{cli.live.url}/api/events", content=json.dumps(SEED), headers=agent.headers()
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["stored"] == len(SEED)
+    finally:
+        agent.client.close()
+    return station_id
+
+
+def test_the_tree_is_printed_indented_and_as_json(cli: Cli) -> None:
+    station_id = _seeded(cli)
+    done = cli("stations", "tree", station_id)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("[100] /bin/bash `/bin/bash --run 100` user=alice")
+    assert lines[0].endswith(f"running upid={ROOT}")
+    assert lines[1].startswith("  [200] /usr/bin/make ")
+    assert "exit=3" in lines[1]
+    assert lines[2].startswith("    [300] /usr/bin/cc ")
+    assert lines[3].startswith("[400] /usr/sbin/cron ")
+    assert lines[4] == f"4 process(es) on station {station_id}"
+
+    data = cli.json("stations", "tree", station_id, "--root", CHILD)
+    assert data["roots"][0]["unique_pid"] == CHILD
+    assert [c["unique_pid"] for c in data["roots"][0]["children"]] == [GRANDCHILD]
+
+    cut = cli("stations", "tree", station_id, "--limit", "1")
+    assert cut.returncode == 0, cut.stderr
+    assert cut.stdout.splitlines()[-1].startswith(f"1 process(es) on station {station_id}; cut:")
+    assert LONER in cut.stdout  # the newest process is the one kept
+
+
+def test_bad_input_is_one_line(cli: Cli) -> None:
+    assert "999999" in assert_one_line_error(cli("stations", "tree", 999_999), 1)
+    station_id = _seeded(cli)
+    assert "UniquePID" in assert_one_line_error(
+        cli("stations", "tree", station_id, "--root", "not a pid!"), 1
+    )
