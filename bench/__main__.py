@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import alerts, checkin, dispatch, fleet, growth, lua, report
-from bench import sensors as sensors_bench
 from bench import export as export_bench
 from bench import ingest as ingest_bench
+from bench import sensors as sensors_bench
 from bench.common import RESULTS, ROOT, fig, machine, raise_fd_limit, scratch_url, target
 
 INGEST_SIZES = {

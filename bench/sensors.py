@@ -190,11 +190,16 @@ class Agent:
         self.spool = Spool(self.spool_path, max_bytes=SPOOL_BYTES)
         self.hashes = HashCache(cfg.hash_inline_max, cfg.hash_max_size)
         self.emitter = Emitter(self.spool, cfg.rate_per_second, cfg.burst, cfg.spool_share)
-        self.emitter.start()
         self.sensor = ProcessSensor(self.hashes, cfg.redact, cfg.netlink_rcvbuf)
+        self.writer_profile: cProfile.Profile | None = None
         if profiler is not None:
             loop = self.sensor._run
             self.sensor._run = lambda: profiler.runcall(loop)  # type: ignore[method-assign]
+            # The spool writer is the agent's other busy thread: profiled on its own.
+            writer, write = cProfile.Profile(), self.emitter._run
+            self.emitter._run = lambda: writer.runcall(write)  # type: ignore[method-assign]
+            self.writer_profile = writer
+        self.emitter.start()
         if not self.sensor.start(self.emitter):
             raise RuntimeError(f"the process sensor did not start: {self.sensor.reason}")
 
@@ -396,6 +401,9 @@ def side(kind: str, workdir: Path, directory: Path | None, profile: Path | None)
     subject.stop()
     if profiler is not None and profile is not None:
         profiler.dump_stats(str(profile))
+        writer = getattr(subject, "writer_profile", None)
+        if writer is not None:
+            writer.dump_stats(str(profile) + ".writer")
     load = json.loads(Path(marker).read_text())
     keys: Counter[Any] = Counter(load["pids"] if "pids" in load else load["names"])
     out = {
@@ -431,7 +439,10 @@ def measure(
     from bench.common import LOAD_CPU, ROOT, SERVER_CPU
 
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     args = ["side", kind, "--workdir", str(workdir)]
     if directory is not None:
         args += ["--directory", str(directory)]
@@ -445,13 +456,13 @@ def measure(
         env=env,
     )
     try:
-        assert proc.stdin is not None and proc.stdout is not None
+        if proc.stdin is None or proc.stdout is None:
+            raise RuntimeError("the side's pipes are missing")
         ready = proc.stdout.readline().strip()
         if ready != "ready":
             raise RuntimeError(f"the {kind} side did not start (exit {proc.wait()})")
         marker = workdir / "load.json"
-        if kind.startswith("file"):
-            assert directory is not None
+        if directory is not None:
             for old in directory.iterdir():
                 old.unlink()
             generator = ["generate-files", str(rate), str(seconds), str(directory), str(marker)]
@@ -459,7 +470,9 @@ def measure(
             generator = ["generate-execs", str(rate), str(seconds), str(marker)]
         proc.stdin.write("go\n")
         proc.stdin.flush()
-        subprocess.run(_python(*generator, cpu=LOAD_CPU), check=True, env=env, timeout=seconds + 120)
+        subprocess.run(
+            _python(*generator, cpu=LOAD_CPU), check=True, env=env, timeout=seconds + 120
+        )
         proc.stdin.write(f"stop {marker}\n")
         proc.stdin.flush()
         answer = proc.stdout.readline()
@@ -486,7 +499,7 @@ def measure(
     return result
 
 
-# -- the scenario ------------------------------------------------------------------------------------
+# -- the scenario ------------------------------------------------------------------------------
 
 
 def _problem() -> str | None:
@@ -574,21 +587,50 @@ def run(size: str, workdir: Path, profile: Path | None = None) -> dict[str, Any]
             fig(f"{label}: agent CPU", a["cpu_percent"], "% of a core"),
             fig(f"{label}: floor CPU", f["cpu_percent"], "% of a core"),
             fig(f"{label}: agent RSS (peak)", a["rss_peak_mib"], "MiB"),
-            fig(f"{label}: capture (process_started)", 100 * a["capture"], "%",
+            fig(
+                f"{label}: capture (process_started)",
+                100 * a["capture"],
+                "%",
                 floor=100 * f["capture"] if f["capture"] > 0 else None,
-                floor_name="bare connector loop"),
+                floor_name="bare connector loop",
+            ),
             fig(f"{label}: counted drops", a["counted_drops"], "events"),
             fig(f"{label}: uncounted losses", a["uncounted"], "events"),
         ]
     by_rate = {row["rate"]: row["agent"] for row in rows}
     at_1000 = by_rate.get(1000)
     if at_1000 is not None:
-        figures.append(fig("spool bytes per event (JSON body)", at_1000["spool_body_bytes_per_event"], "bytes"))
-        figures.append(fig("spool bytes per event (file, WAL included)", at_1000["spool_file_bytes_per_event"], "bytes"))
+        figures.append(
+            fig("spool bytes per event (JSON body)", at_1000["spool_body_bytes_per_event"], "bytes")
+        )
+        figures.append(
+            fig(
+                "spool bytes per event (file, WAL included)",
+                at_1000["spool_file_bytes_per_event"],
+                "bytes",
+            )
+        )
         targets += [
-            target("capture ≥ 99.9% at 1,000 execs/s", round(100 * at_1000["capture"], 3), 99.9, unit="%"),
-            target("agent ≤ 15% of one core at 1,000 execs/s", round(at_1000["cpu_percent"], 2), 15, at_most=True, unit="% of a core"),
-            target("agent RSS ≤ 150 MiB at 1,000 execs/s", round(at_1000["rss_peak_mib"], 1), 150, at_most=True, unit="MiB"),
+            target(
+                "capture ≥ 99.9% at 1,000 execs/s",
+                round(100 * at_1000["capture"], 3),
+                99.9,
+                unit="%",
+            ),
+            target(
+                "agent ≤ 15% of one core at 1,000 execs/s",
+                round(at_1000["cpu_percent"], 2),
+                15,
+                at_most=True,
+                unit="% of a core",
+            ),
+            target(
+                "agent RSS ≤ 150 MiB at 1,000 execs/s",
+                round(at_1000["rss_peak_mib"], 1),
+                150,
+                at_most=True,
+                unit="MiB",
+            ),
         ]
     top = max(by_rate)
     targets.append(
@@ -657,9 +699,7 @@ def run(size: str, workdir: Path, profile: Path | None = None) -> dict[str, Any]
         "achieved_execs_per_second": {
             str(row["rate"]): round(row["agent"]["achieved_rate"]) for row in rows
         },
-        "agent_counters": {
-            str(row["rate"]): row["agent"]["counters"]["dropped"] for row in rows
-        },
+        "agent_counters": {str(row["rate"]): row["agent"]["counters"]["dropped"] for row in rows},
         "kernel_lost": {str(row["rate"]): row["agent"]["kernel_lost"] for row in rows},
         "floor_kernel_lost": {str(row["rate"]): row["floor"]["kernel_lost"] for row in rows},
         "floor_capture_percent": {
@@ -682,12 +722,18 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command")
     run_p = sub.add_parser("run", help="the scenario (the default)")
     run_p.add_argument("--size", choices=list(SIZES), default="tiny")
-    run_p.add_argument("--profile", type=Path, default=None, help="cProfile of the agent at 1,000/s")
+    run_p.add_argument(
+        "--profile", type=Path, default=None, help="cProfile of the agent at 1,000/s"
+    )
     side_p = sub.add_parser("side")
     side_p.add_argument("kind")
     side_p.add_argument("--workdir", type=Path, required=True)
     side_p.add_argument("--directory", type=Path, default=None)
     side_p.add_argument("--profile", type=Path, default=None)
+    prof = sub.add_parser("profile", help="cProfile of the agent's sensor thread")
+    prof.add_argument("--rate", type=float, default=1000)
+    prof.add_argument("--seconds", type=float, default=20)
+    prof.add_argument("--out", type=Path, required=True)
     gen = sub.add_parser("generate-execs")
     gen.add_argument("rate", type=float)
     gen.add_argument("seconds", type=float)
@@ -700,6 +746,10 @@ def main() -> None:
     args = parser.parse_args(sys.argv[1:] or ["run"])
     if args.command == "side":
         side(args.kind, args.workdir, args.directory, args.profile)
+    elif args.command == "profile":
+        with tempfile.TemporaryDirectory(prefix="garrison-sensors-") as tmp:
+            found = measure("agent", args.rate, args.seconds, Path(tmp), profile=args.out)
+        print(json.dumps({k: v for k, v in found.items() if k != "counters"}, indent=2))
     elif args.command == "generate-execs":
         generate_execs(args.rate, args.seconds, args.out)
     elif args.command == "generate-files":

@@ -52,7 +52,7 @@ def test_gaps_in_each_cpus_sequence_are_counted_as_lost_events() -> None:
         ]
     )
     events = [conn.recv() for _ in range(8)]
-    assert [len(e) for e in events] == [1, 1, 1, 0, 1, 0, 0, 1]
+    assert [len(e) for e in events] == [1, 1, 1, 0, 1, 0, 1, 1]  # the answer is an Ack
     assert conn.overflows == 1
     assert conn.lost == 3 + 3
 

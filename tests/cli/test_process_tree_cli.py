@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
 
@@ -11,10 +12,12 @@ from tests.events.test_process_tree import CHILD, GRANDCHILD, LONER, ROOT, SEED
 
 
 def _seeded(cli: Cli) -> int:
+    """A new station with the seed's processes (event ids of its own: ids are global)."""
     agent, station_id = enroll(cli)
+    items = [{**e, "id": f"{e['id']}-{uuid.uuid4().hex[:8]}"} for e in SEED]
     try:
         response = httpx.post(
-            f"{cli.live.url}/api/events", content=json.dumps(SEED), headers=agent.headers()
+            f"{cli.live.url}/api/events", content=json.dumps(items), headers=agent.headers()
         )
         assert response.status_code == 200, response.text
         assert response.json()["stored"] == len(SEED)
@@ -43,7 +46,8 @@ def test_the_tree_is_printed_indented_and_as_json(cli: Cli) -> None:
     cut = cli("stations", "tree", station_id, "--limit", "1")
     assert cut.returncode == 0, cut.stderr
     assert cut.stdout.splitlines()[-1].startswith(f"1 process(es) on station {station_id}; cut:")
-    assert LONER in cut.stdout  # the newest process is the one kept
+    assert CHILD in cut.stdout  # the process of the newest event (its stop) is kept
+    assert LONER not in cut.stdout
 
 
 def test_bad_input_is_one_line(cli: Cli) -> None:

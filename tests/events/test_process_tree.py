@@ -172,8 +172,6 @@ def test_unique_pid_searches_are_indexed_terms(server: Server, station: int) -> 
     assert [e["data"]["unique_pid"] for e in mine_only] == [CHILD]
     # Found through event_terms, as hash= is: the terms are there, lower-cased.
     with server.db.reading() as session:
-        roles = set(
-            session.scalars(select(EventTerm.role).where(EventTerm.value == CHILD.lower()))
-        )
+        roles = set(session.scalars(select(EventTerm.role).where(EventTerm.value == CHILD.lower())))
     assert roles == {"upid", "pupid"}
     assert events(server, unique_pid=CHILD.upper(), station_id=station)

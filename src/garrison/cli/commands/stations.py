@@ -11,7 +11,8 @@ from garrison.cli import output
 from garrison.cli.command import Call, command, confirm
 
 app = typer.Typer(
-    help="Stations: list, show, delete, allow, state, configuration, process tree.", no_args_is_help=True
+    help="Stations: list, show, delete, allow, state, configuration, process tree.",
+    no_args_is_help=True,
 )
 
 StationId = Annotated[int, typer.Argument(metavar="ID", help="station id")]

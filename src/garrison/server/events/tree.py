@@ -116,6 +116,7 @@ class _Builder:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.nodes: dict[str, ProcessNode] = {}
+        self.folded: set[int] = set()
         self.truncated = False
         self.reason: str | None = None
 
@@ -124,6 +125,9 @@ class _Builder:
         events of processes not yet in the tree are left out and the tree says so."""
         new: list[str] = []
         for event in events:
+            if event.seq in self.folded:
+                continue  # read again by another term (its own UniquePID and its parent's)
+            self.folded.add(event.seq)
             upid = str(event.data.get("unique_pid", "")).lower()
             if not upid:
                 continue
