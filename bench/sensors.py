@@ -343,10 +343,10 @@ class FileAgent:
         for body, size in rows:
             body_bytes += size
             event = json.loads(body)
-            if event["type"] == "file_created" and event["data"].get("file_path") == str(
-                self.directory
-            ):
-                seen[event["data"].get("file_name")] += 1
+            data = event["data"]
+            inside = str(data.get("file_path", "")).startswith(f"{self.directory}/")
+            if event["type"] == "file_created" and inside:
+                seen[data.get("file_name")] += 1
         self.spool.close()
         counters = self.sensor.counters.snapshot()
         return {
@@ -482,6 +482,9 @@ def measure(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
     result: dict[str, Any] = json.loads(answer)
     load = json.loads(marker.read_text())
     generated = len(load["pids"] if "pids" in load else load["names"])
