@@ -14,13 +14,13 @@ from tests.events.test_process_tree import CHILD, GRANDCHILD, LONER, ROOT, SEED
 def _seeded(cli: Cli) -> int:
     """A new station with the seed's processes (event ids of its own: ids are global)."""
     agent, station_id = enroll(cli)
-    items = [{**e, "id": f"{e['id']}-{uuid.uuid4().hex[:8]}"} for e in SEED]
+    items = [{**e, "id": uuid.uuid4().hex} for e in SEED]
     try:
         response = httpx.post(
             f"{cli.live.url}/api/events", content=json.dumps(items), headers=agent.headers()
         )
         assert response.status_code == 200, response.text
-        assert response.json()["stored"] == len(SEED)
+        assert response.json()["stored"] == len(SEED), response.text
     finally:
         agent.client.close()
     return station_id
