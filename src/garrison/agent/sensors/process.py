@@ -292,6 +292,11 @@ class ProcessSensor(Sensor):
     def on_exec(self, event: Exec) -> None:
         sink = self._sink
         if sink is None or not sink.allow(self):
+            # Its exit must not borrow the parent's image as a fork without exec does: the
+            # process runs an image nobody read (the sensors benchmark found stops of
+            # rate-limited execs named after their parent, python, not /bin/true).
+            self.forked_from.pop(event.pid, None)
+            self.table.pop(event.pid, None)
             return
         record = self.read_process(event.pid, event.timestamp_ns)
         self._remember(record)
