@@ -288,7 +288,7 @@ class FileFloor:
                     continue
                 entry = event.dir_entry()
                 if entry is not None and event.mask & self.fan.FAN_CREATE:
-                    self.names[entry.name] += 1
+                    self.names[entry.name or ""] += 1
 
     def progress(self) -> int:
         return self.events
