@@ -57,7 +57,11 @@ def test_an_ioc_sweep_names_the_station_and_the_tree_shows_parent_and_child(
         )
         return result
 
-    sweep = wait_for(swept, lambda r: r["events"], timeout=5, what="the sweep's events", every=0.1)
+    def both(result: dict[str, Any]) -> bool:
+        kinds = {e["type"] for e in result["events"]}
+        return {"process_started", "process_stopped"} <= kinds
+
+    sweep = wait_for(swept, both, timeout=5, what="the sweep's start and stop", every=0.1)
     assert sweep["station_ids"] == [station_id]
     # The probe's own events (the module sensor's module_loaded name its image too).
     assert {e["type"] for e in sweep["events"]} >= {"process_started", "process_stopped"}
