@@ -24,6 +24,7 @@ from typing import Any
 from bench import alerts, checkin, dispatch, fleet, growth, lua, report
 from bench import export as export_bench
 from bench import ingest as ingest_bench
+from bench import sensors as sensors_bench
 from bench.common import RESULTS, ROOT, fig, machine, raise_fd_limit, scratch_url, target
 
 INGEST_SIZES = {
@@ -141,6 +142,7 @@ SCENARIOS: dict[str, Callable[[str, Path, str | None], dict[str, Any]]] = {
     "export": export,
     "lua": lambda size, workdir, pg: lua.run(size),
     "growth": _server_scenario(growth),
+    "sensors": lambda size, workdir, pg: sensors_bench.run(size, workdir),
 }
 
 

@@ -317,3 +317,43 @@ def test_process_events_validate_against_the_catalogue(tmp_path: Path) -> None:
     assert ghost["exit_code"] == 0
     assert "file_path" in ghost["unavailable"]
     assert "start_time" in ghost["unavailable"]
+
+
+def test_the_stop_of_a_rate_limited_exec_does_not_borrow_the_parents_image() -> None:
+    """Dropped at exec (counted), the process's stop says its image is unknown: it must not
+    be reported as running its parent's, as a fork without exec is."""
+
+    class Limited:
+        def __init__(self) -> None:
+            self.events: list[tuple[str, dict[str, Any]]] = []
+            self.refuse_next = False
+
+        def allow(self, sensor: Sensor) -> bool:
+            if self.refuse_next:
+                self.refuse_next = False
+                return False
+            return True
+
+        def submit(
+            self, sensor: Sensor, event_type: str, data: dict[str, Any], event_id: str, when: float
+        ) -> bool:
+            self.events.append((event_type, data))
+            return True
+
+    sink = Limited()
+    sensor = ProcessSensor(HashCache(1 << 30, 1 << 30), [], 1 << 20)
+    sensor._sink = sink
+    me = os.getpid()
+    sensor.on_exec(procconn.Exec(1_000_000, me, me))  # the parent, read from /proc
+    child = 999_999_998
+    sensor.handle(procconn.Fork(1_500_000, me, me, child, child))
+    sink.refuse_next = True
+    sensor.handle(procconn.Exec(1_600_000, child, child))  # over the rate limit
+    sensor.handle(procconn.Exit(1_700_000, child, child, 0, 17, me, me))
+    kinds = [kind for kind, _ in sink.events]
+    assert kinds == ["process_started", "process_stopped"]
+    stopped = sink.events[1][1]
+    assert stopped["pid"] == child
+    assert "file_path" not in stopped
+    assert "file_path" in stopped["unavailable"]
+    assert stopped["parent_pid"] == me

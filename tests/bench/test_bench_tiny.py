@@ -11,12 +11,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ["checkin", "fleet", "dispatch", "ingestion", "alerts", "export", "lua", "growth"]
+SCENARIOS = [
+    "checkin",
+    "fleet",
+    "dispatch",
+    "ingestion",
+    "alerts",
+    "export",
+    "lua",
+    "growth",
+    "sensors",
+]
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_every_scenario_reports_positive_figures_and_renders(tmp_path: Path) -> None:
     out, docs = tmp_path / "latest.json", tmp_path / "BENCHMARKS.md"
     done = subprocess.run(
@@ -24,7 +34,7 @@ def test_every_scenario_reports_positive_figures_and_renders(tmp_path: Path) -> 
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=210,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     results = json.loads(out.read_text())
@@ -34,10 +44,14 @@ def test_every_scenario_reports_positive_figures_and_renders(tmp_path: Path) -> 
     assert list(results["scenarios"]) == SCENARIOS
     for name, scenario in results["scenarios"].items():
         assert "error" not in scenario, scenario.get("error")
+        if name == "sensors" and "skipped" in scenario["details"]:
+            continue  # not root, or no process connector: said in the scenario's note
         assert scenario["figures"], name
         for figure in scenario["figures"]:
             # An error rate may be zero; every other figure is a measured quantity.
-            if figure["name"] != "error rate":
+            if figure["name"] != "error rate" and not figure["name"].endswith(
+                ("counted drops", "uncounted losses")
+            ):
                 assert figure["value"] > 0, (name, figure)
             if "floor" in figure:
                 assert figure["floor"] > 0, (name, figure)

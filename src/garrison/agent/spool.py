@@ -55,6 +55,11 @@ CREATE TABLE IF NOT EXISTS messages (
   last_error TEXT
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- Each sensor batch sums the sizes and expires by age: without these indexes both scan every
+-- row, bodies included, and a spool filling while the server is away costs more per event
+-- the fuller it gets (bench/findings.md, the sensors scenario).
+CREATE INDEX IF NOT EXISTS messages_size ON messages(size);
+CREATE INDEX IF NOT EXISTS messages_created ON messages(created);
 """
 
 

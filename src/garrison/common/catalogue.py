@@ -249,7 +249,7 @@ def search_terms(event: EventType, data: dict[str, Any]) -> list[tuple[str, str]
         if declared is None or declared.search is None or value in (None, ""):
             continue
         text = str(value)
-        if declared.search in ("process", "path", "user", "host"):
+        if declared.search in ("process", "path", "user", "host", "upid", "pupid"):
             text = text.lower()
         terms.append((declared.search, text[:255]))
         if declared.search == "path" or declared.search == "process":

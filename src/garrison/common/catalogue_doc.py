@@ -17,12 +17,16 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+# The search parameter of a term role, where they differ (roles fit event_terms.role).
+SEARCH_PARAMETER = {"upid": "unique_pid", "pupid": "parent_unique_pid"}
+
+
 def _field_rows(fields: tuple[Field, ...], suffix: str = "") -> list[str]:
     rows = []
     for f in fields:
         notes = [f.doc] if f.doc else []
         if f.search:
-            notes.append(f"searchable as `{f.search}=`")
+            notes.append(f"searchable as `{SEARCH_PARAMETER.get(f.search, f.search)}=`")
         if f.keys:
             notes.append("keys: " + ", ".join(f.keys))
         rows.append(

@@ -130,7 +130,9 @@ SENSOR_HEALTH_EVENTS: tuple[EventType, ...] = (
                     Field(
                         "overflows",
                         "integer",
-                        doc="kernel-side overflows (ENOBUFS on netlink): events lost unseen",
+                        doc="events the kernel dropped before the sensor read them (netlink: "
+                        "the gaps in the process connector's sequence numbers; fanotify: "
+                        "each FAN_Q_OVERFLOW, one or more events)",
                     ),
                     Field("hash_pending", "integer", doc="large files waiting for a hash"),
                     Field(

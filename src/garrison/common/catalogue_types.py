@@ -23,8 +23,10 @@ FieldType = Literal[
 ]
 # Where an event comes from: a station (agent), the server only, or either.
 Origin = Literal["station", "server", "both"]
-# Field roles searchable with GET /admin/v1/events (hash=, process=, path=, user=, port=).
-Search = Literal["hash", "process", "path", "user", "host", "ip", "port"]
+# Field roles searchable with GET /admin/v1/events (hash=, process=, path=, user=, port=,
+# unique_pid=, parent_unique_pid=).  A role is at most 8 characters (event_terms.role):
+# "upid" is a process's UniquePID, "pupid" its parent's.
+Search = Literal["hash", "process", "path", "user", "host", "ip", "port", "upid", "pupid"]
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,16 @@ def parse_proc_event(data: bytes | memoryview) -> ProcEvent | None:
 
 def parse_datagram(data: bytes | memoryview) -> Iterator[ProcEvent]:
     """Every process event in one netlink datagram (normally one; several are allowed)."""
+    for _seq, _cpu, event in parse_sequenced(data):
+        if event is not None:
+            yield event
+
+
+def parse_sequenced(data: bytes | memoryview) -> Iterator[tuple[int, int, ProcEvent | None]]:
+    """(sequence number, cpu, event) for every process event of a datagram, including the
+    kinds this sensor does not use (event None): the kernel numbers each event it sends in
+    a counter per CPU (``cn_msg.seq``), so a gap is events lost.  The LISTEN answer is
+    numbered otherwise and yields cpu -1."""
     offset = 0
     view = memoryview(data)
     while offset + NLMSGHDR.size <= len(view):
@@ -139,22 +149,26 @@ def parse_datagram(data: bytes | memoryview) -> Iterator[ProcEvent]:
         if kind not in (NLMSG_NOOP, NLMSG_ERROR):
             start = offset + NLMSGHDR.size
             if length - NLMSGHDR.size >= CN_MSG.size:
-                idx, val, _s, _a, size, _f = CN_MSG.unpack_from(view, start)
+                idx, val, seq, _a, size, _f = CN_MSG.unpack_from(view, start)
                 payload = start + CN_MSG.size
-                if (idx, val) == (CN_IDX_PROC, CN_VAL_PROC):
-                    end = min(payload + size, offset + length)
+                end = min(payload + size, offset + length)
+                if (idx, val) == (CN_IDX_PROC, CN_VAL_PROC) and end - payload >= 8:
+                    what, cpu = struct.unpack_from("=Ii", view, payload)
                     event = parse_proc_event(view[payload:end])
-                    if event is not None:
-                        yield event
+                    yield seq, -1 if what == PROC_EVENT_NONE else cpu, event
         offset += (length + 3) & ~3  # NLMSG_ALIGN
 
 
 class ProcConnector:
     """The subscribed socket.  ``recv`` returns events; ENOBUFS (the kernel dropped events
-    because the receive buffer was full) is counted in ``overflows`` and reading goes on."""
+    because the receive buffer was full) is counted in ``overflows`` and reading goes on.
+    ``lost`` counts the events the kernel numbered but this socket never received (the gaps
+    in each CPU's sequence): how many an ENOBUFS cost, which ENOBUFS itself does not say."""
 
     def __init__(self, rcvbuf: int, timeout: float = 0.5) -> None:
         self.overflows = 0
+        self.lost = 0
+        self._next_seq: dict[int, int] = {}
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
         try:
             self._size_buffer(rcvbuf)
@@ -206,7 +220,18 @@ class ProcConnector:
                 self.overflows += 1
                 return []
             raise
-        return list(parse_datagram(memoryview(self._buffer)[:n]))
+        events: list[ProcEvent] = []
+        for seq, cpu, event in parse_sequenced(memoryview(self._buffer)[:n]):
+            if cpu >= 0:
+                expected = self._next_seq.get(cpu)
+                # A number below the expected one is the 32-bit counter wrapping (or a CPU
+                # brought back online): start counting from it again.
+                if expected is not None and seq > expected:
+                    self.lost += seq - expected
+                self._next_seq[cpu] = (seq + 1) & 0xFFFFFFFF
+            if event is not None:
+                events.append(event)
+        return events
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

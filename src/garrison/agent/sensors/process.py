@@ -98,6 +98,8 @@ class ProcessSensor(Sensor):
         self._os = host.platform_name()
         self._wall_offset = time.time() - time.monotonic()
         self._exec_observers: list[Callable[[ProcessRecord], None]] = []
+        # ENOBUFS read from the connector: a sign, not a count (the count is in overflows).
+        self.enobufs = 0
 
     def add_exec_observer(self, observe: Callable[[ProcessRecord], None]) -> None:
         """``observe(record)`` is called on this sensor's thread after each exec it
@@ -149,10 +151,13 @@ class ProcessSensor(Sensor):
             except OSError as exc:
                 self.fail(f"reading the process connector: {exc.strerror or exc}")
                 return
-            overflows = conn.overflows
-            if overflows:
-                conn.overflows = 0
-                self.counters.add("overflows", overflows)
+            # What the kernel dropped, counted in events: the gaps in its sequence numbers
+            # (exact; an ENOBUFS alone says only that some were lost).
+            lost, enobufs = conn.lost, conn.overflows
+            if lost or enobufs:
+                conn.lost = conn.overflows = 0
+                self.counters.add("overflows", lost)
+                self.enobufs += enobufs
                 log.warning("process connector overflow: the kernel dropped events (counted)")
             for event in events:
                 try:
@@ -291,6 +296,11 @@ class ProcessSensor(Sensor):
     def on_exec(self, event: Exec) -> None:
         sink = self._sink
         if sink is None or not sink.allow(self):
+            # Its exit must not borrow the parent's image as a fork without exec does: the
+            # process runs an image nobody read (the sensors benchmark found stops of
+            # rate-limited execs named after their parent, python, not /bin/true).
+            self.forked_from.pop(event.pid, None)
+            self.table.pop(event.pid, None)
             return
         record = self.read_process(event.pid, event.timestamp_ns)
         self._remember(record)

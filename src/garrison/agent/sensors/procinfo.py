@@ -79,9 +79,17 @@ def parse_stat(text: str) -> Stat | None:
         return None
 
 
+def _read(path: str) -> bytes:
+    """A /proc file's bytes.  Plain strings and ``open``, not ``pathlib``: on the event path
+    (several reads per exec) pathlib's path building cost a third of the sensor's time in
+    the ``sensors`` benchmark's profile (bench/findings.md)."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def read_stat(pid: int) -> Stat | None:
     try:
-        return parse_stat((PROC / str(pid) / "stat").read_text(errors="replace"))
+        return parse_stat(_read(f"/proc/{pid}/stat").decode(errors="replace"))
     except OSError:
         return None
 
@@ -104,7 +112,7 @@ def parse_cmdline(raw: bytes) -> str:
 
 def read_cmdline(pid: int) -> str | None:
     try:
-        raw = (PROC / str(pid) / "cmdline").read_bytes()
+        raw = _read(f"/proc/{pid}/cmdline")
     except OSError:
         return None
     return parse_cmdline(raw) if raw else None  # empty: a zombie or a kernel thread
@@ -140,7 +148,7 @@ def parse_environ(raw: bytes, redact: re.Pattern[str] | None) -> dict[str, str]:
 
 def read_environ(pid: int, redact: re.Pattern[str] | None) -> dict[str, str] | None:
     try:
-        raw = (PROC / str(pid) / "environ").read_bytes()
+        raw = _read(f"/proc/{pid}/environ")
     except OSError:
         return None
     return parse_environ(raw, redact)
@@ -148,7 +156,7 @@ def read_environ(pid: int, redact: re.Pattern[str] | None) -> dict[str, str] | N
 
 def read_link(pid: int, name: str) -> str | None:
     try:
-        target = os.readlink(PROC / str(pid) / name)
+        target = os.readlink(f"/proc/{pid}/{name}")
     except OSError:
         return None
     return target
@@ -174,16 +182,16 @@ def parse_status_ids(text: str) -> tuple[int, int] | None:
 
 
 def read_ids(pid: int) -> Ids | None:
-    base = PROC / str(pid)
+    base = f"/proc/{pid}"
     try:
-        ids = parse_status_ids((base / "status").read_text(errors="replace"))
+        ids = parse_status_ids(_read(f"{base}/status").decode(errors="replace"))
     except (OSError, ValueError):
         return None
     if ids is None:
         return None
     login: int | None = None
     try:
-        value = int((base / "loginuid").read_text().strip())
+        value = int(_read(f"{base}/loginuid").strip())
         login = None if value == NO_LOGIN_UID else value
     except (OSError, ValueError):
         pass

@@ -71,6 +71,12 @@ def search(
     host: Annotated[str | None, typer.Option(help="a host name (exact, any case)")] = None,
     ip: Annotated[str | None, typer.Option(help="an IP address (exact)")] = None,
     port: Annotated[int | None, typer.Option(help="a port number (listening-port events)")] = None,
+    unique_pid: Annotated[
+        str | None, typer.Option(metavar="UPID", help="a process's UniquePID (exact)")
+    ] = None,
+    parent_unique_pid: Annotated[
+        str | None, typer.Option(metavar="UPID", help="the parent's UniquePID (exact)")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     offset: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
@@ -88,6 +94,8 @@ def search(
         "host": host,
         "ip": ip,
         "port": port,
+        "unique_pid": unique_pid,
+        "parent_unique_pid": parent_unique_pid,
         "limit": limit,
         "offset": offset,
     }

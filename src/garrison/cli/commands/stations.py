@@ -11,7 +11,8 @@ from garrison.cli import output
 from garrison.cli.command import Call, command, confirm
 
 app = typer.Typer(
-    help="Stations: list, show, delete, allow, state, configuration.", no_args_is_help=True
+    help="Stations: list, show, delete, allow, state, configuration, process tree.",
+    no_args_is_help=True,
 )
 
 StationId = Annotated[int, typer.Argument(metavar="ID", help="station id")]
@@ -185,3 +186,73 @@ def config(
         output.show(output.table(columns, rows, title=title))
 
     call.emit(call.api.get(f"/stations/{station_id}/configs/{kind.value}"), render)
+
+
+def _process_label(node: dict[str, Any]) -> str:
+    """One line of the tree: pid, image, command line, user, times, exit."""
+    parts = [f"[{node.get('pid', '?')}]", str(node.get("path") or "?")]
+    command_line = node.get("command_line")
+    if command_line:
+        parts.append(f"`{command_line}`")
+    if node.get("user"):
+        parts.append(f"user={node['user']}")
+    parts.append(f"start={output.when(node.get('start_time'))}")
+    if node.get("end_time"):
+        parts.append(f"end={output.when(node.get('end_time'))}")
+        if node.get("exit_code") is not None:
+            parts.append(f"exit={node['exit_code']}")
+        if node.get("exit_signal") is not None:
+            parts.append(f"signal={node['exit_signal']}")
+    else:
+        parts.append("running")
+    parts.append(f"upid={node.get('unique_pid')}")
+    return " ".join(parts)
+
+
+def tree_lines(data: dict[str, Any]) -> list[str]:
+    """The tree indented two spaces a level (iteratively: the answer is bounded in depth,
+    but a walk needs no recursion)."""
+    lines: list[str] = []
+    stack: list[tuple[dict[str, Any], int]] = [
+        (node, 0) for node in reversed(data.get("roots") or [])
+    ]
+    while stack:
+        node, depth = stack.pop()
+        lines.append("  " * depth + _process_label(node))
+        stack.extend((child, depth + 1) for child in reversed(node.get("children") or []))
+    return lines
+
+
+@command(app, "tree")
+def tree(
+    call: Call,
+    station_id: StationId,
+    root: Annotated[
+        str | None,
+        typer.Option(metavar="UPID", help="start from this process (its UniquePID)"),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(metavar="TIME", help="events at or after (ISO 8601, UTC)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(metavar="TIME", help="events before (ISO 8601, UTC)")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="at most this many")] = 1000,
+) -> None:
+    """The station's process tree from its process events: each process under its parent
+    (by UniquePID), with its times and exit code; a process whose parent was not seen is a
+    root."""
+    data = call.api.get(
+        f"/stations/{station_id}/process-tree", root=root, since=since, until=until, limit=limit
+    )
+
+    def render(answer: dict[str, Any]) -> None:
+        lines = tree_lines(answer)
+        for text in lines:
+            output.line(text)
+        summary = f"{answer.get('nodes', 0)} process(es) on station {station_id}"
+        if answer.get("truncated"):
+            summary += f"; cut: {answer.get('reason')}"
+        output.line(summary if lines else f"no processes; {summary}")
+
+    call.emit(data, render)

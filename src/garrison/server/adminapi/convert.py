@@ -15,6 +15,7 @@ from garrison.server.adminapi import schemas as s
 from garrison.server.enrollment.models import EnrollmentKey
 from garrison.server.enrollment.service import key_status
 from garrison.server.events.models import Event
+from garrison.server.events.tree import ProcessNode, ProcessTree
 from garrison.server.export.service import TargetView, shown_options
 from garrison.server.jobs.service import JobView
 from garrison.server.stations.models import Station
@@ -86,4 +87,35 @@ def export_target(view: TargetView) -> s.ExportTargetOut:
             position=view.position,
             lag=view.lag,
         )
+    )
+
+
+def process_node(node: ProcessNode) -> s.ProcessNodeOut:
+    """Recursive: the tree is at most ``events.tree.MAX_DEPTH`` deep."""
+    return s.ProcessNodeOut(
+        unique_pid=node.unique_pid,
+        pid=node.pid,
+        parent_unique_pid=node.parent_unique_pid,
+        parent_pid=node.parent_pid,
+        path=node.path,
+        command_line=node.command_line,
+        user=node.user,
+        start_time=node.start_time,
+        end_time=node.end_time,
+        exit_code=node.exit_code,
+        exit_signal=node.exit_signal,
+        execs=node.execs,
+        children=[process_node(child) for child in node.children],
+    )
+
+
+def process_tree(tree: ProcessTree) -> s.ProcessTreeOut:
+    return s.ProcessTreeOut(
+        station_id=tree.station_id,
+        root=tree.root,
+        limit=tree.limit,
+        nodes=tree.nodes,
+        truncated=tree.truncated,
+        reason=tree.reason,
+        roots=[process_node(node) for node in tree.roots],
     )

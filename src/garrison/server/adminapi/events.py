@@ -30,6 +30,10 @@ def search_events(
     host: Annotated[str | None, Query(max_length=255)] = None,
     ip: Annotated[str | None, Query(max_length=64)] = None,
     port: Annotated[int | None, Query(ge=0, le=65535)] = None,
+    unique_pid: Annotated[str | None, Query(max_length=255, description="a UniquePID")] = None,
+    parent_unique_pid: Annotated[
+        str | None, Query(max_length=255, description="the parent's UniquePID")
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> s.Page[s.EventOut]:
@@ -45,6 +49,8 @@ def search_events(
         host=host,
         ip=ip,
         port=None if port is None else str(port),
+        unique_pid=unique_pid,
+        parent_unique_pid=parent_unique_pid,
     )
     with ctx.db.reading() as session:
         rows, total = events.search(session, query, limit, offset)

@@ -228,6 +228,34 @@ class StationConfigOut(BaseModel):
     effective: dict[str, str]
 
 
+class ProcessNodeOut(BaseModel):
+    """One process of a station's tree; times as the agent reported them (UTC)."""
+
+    unique_pid: str
+    pid: int | None = None
+    parent_unique_pid: str | None = None
+    parent_pid: int | None = None
+    path: str | None = None
+    command_line: str | None = None
+    user: str | None = None
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    execs: int = Field(description="process_started events seen (0: seen only at its stop)")
+    children: list[ProcessNodeOut] = Field(default_factory=list)
+
+
+class ProcessTreeOut(BaseModel):
+    station_id: int
+    root: str | None
+    limit: int
+    nodes: int = Field(description="processes in the answer")
+    truncated: bool = Field(description="the tree was cut (see reason)")
+    reason: str | None = None
+    roots: list[ProcessNodeOut]
+
+
 class AttrValue(Strict):
     attr: str = Field(min_length=1, max_length=255)
     value: str = Field(max_length=65536)

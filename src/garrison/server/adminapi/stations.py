@@ -7,9 +7,10 @@ from fastapi import APIRouter, Query
 from garrison.server.adminapi import convert
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx, Operator, Viewer
-from garrison.server.adminapi.inputs import Id, Limit, Offset
+from garrison.server.adminapi.inputs import Id, Limit, Offset, UtcTime
 from garrison.server.configs import service as configs
 from garrison.server.context import ServerContext
+from garrison.server.events import tree as process_trees
 from garrison.server.options import service as options
 from garrison.server.states import service as states
 from garrison.server.stations import actions
@@ -103,6 +104,36 @@ def station_config(station_id: Id, kind: str, actor: Viewer, ctx: Ctx) -> s.Stat
             differences=configs.differences(session, station_id, kind),
             effective=configs.effective(session, station_id, kind) if report else {},
         )
+
+
+@router.get(
+    "/stations/{station_id}/process-tree",
+    response_model=s.ProcessTreeOut,
+    summary="The station's processes by UniquePID: parents, children, times, exit codes",
+)
+def process_tree(
+    station_id: Id,
+    actor: Viewer,
+    ctx: Ctx,
+    root: Annotated[
+        str | None,
+        Query(max_length=255, description="the UniquePID of the process to start from"),
+    ] = None,
+    since: UtcTime | None = None,
+    until: UtcTime | None = None,
+    limit: Annotated[
+        int, Query(ge=1, le=process_trees.MAX_NODES, description="at most this many processes")
+    ] = 1000,
+) -> s.ProcessTreeOut:
+    """From the station's ``process_started`` / ``process_stopped`` events.  With ``root``:
+    that process and its descendants; without: the newest processes of the window
+    (``since``, ``until``).  A process whose parent is not in the answer is a root; a tree
+    cut at ``limit`` (or at 64 levels) says so in ``truncated`` and ``reason``."""
+    with ctx.db.reading() as session:
+        tree = process_trees.process_tree(
+            session, station_id, root=root, since=since, until=until, limit=limit
+        )
+        return convert.process_tree(tree)
 
 
 @router.get("/states", response_model=list[s.StateOut], tags=["states"])

@@ -186,6 +186,22 @@ class EventQuery:
     host: str | None = None
     ip: str | None = None
     port: str | None = None
+    unique_pid: str | None = None
+    parent_unique_pid: str | None = None
+
+
+# EventQuery's term filters and the term role each one looks up (event_terms.role).
+TERM_FILTERS = (
+    ("hash", "hash"),
+    ("process", "process"),
+    ("path", "path"),
+    ("user", "user"),
+    ("host", "host"),
+    ("ip", "ip"),
+    ("port", "port"),
+    ("unique_pid", "upid"),
+    ("parent_unique_pid", "pupid"),
+)
 
 
 def _term_filter(role: str, value: str) -> Any:
@@ -208,8 +224,8 @@ def search(session: Session, q: EventQuery, limit: int, offset: int) -> tuple[li
         query = query.where(Event.time >= q.since)
     if q.until is not None:
         query = query.where(Event.time < q.until)
-    for role in ("hash", "process", "path", "user", "host", "ip", "port"):
-        value = getattr(q, role)
+    for name, role in TERM_FILTERS:
+        value = getattr(q, name)
         if value:
             query = query.where(_term_filter(role, value))
     total = session.scalar(query.with_only_columns(func.count(Event.seq)))
