@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -87,8 +87,24 @@ class Sensor:
         self.state = SensorState.STOPPED
         self.reason = ""
         self._state_lock = threading.Lock()
+        # The sensor's own thread, for the sensors that run one (_run_thread / _end_thread).
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _run_thread(self, target: Callable[[], None], name: str) -> None:
+        """Start the sensor's thread (``_stop_event`` cleared: it runs until it is set)."""
+        self._stop_event.clear()
+        self._thread = threading.Thread(target=target, name=name, daemon=True)
+        self._thread.start()
+
+    def _end_thread(self) -> None:
+        """Ask the sensor's thread to stop and wait for it (at most 5 s)."""
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
 
     def start(self, sink: Sink) -> bool:
         """True when running; otherwise the status says why, and the log does too."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -123,8 +122,6 @@ class DriverSensor(Sensor):
         self._dep: dict[str, str] = {}
         self._dep_stamp: tuple[int, int] | None = None
         self._sink: Sink | None = None
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
         self._host = host.hostname()
         self._os = host.platform_name()
 
@@ -139,15 +136,10 @@ class DriverSensor(Sensor):
         self._sink = sink
         self.known = {}
         self.check(current, at_start=True)
-        self._stop_event.clear()
-        self._thread = threading.Thread(target=self._run, name="sensor-driver", daemon=True)
-        self._thread.start()
+        self._run_thread(self._run, "sensor-driver")
 
     def _stop(self) -> None:
-        self._stop_event.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._end_thread()
 
     def extra_status(self) -> dict[str, int]:
         return {"hash_pending": self.hashes.pending}

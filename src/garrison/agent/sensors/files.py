@@ -22,7 +22,6 @@ import logging
 import os
 import select
 import stat
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -111,8 +110,6 @@ class FileSensor(Sensor):
         self._mounts: dict[int, int] = {}  # fsid -> a descriptor on that filesystem
         self._fd = -1
         self._sink: Sink | None = None
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
         self._self_pid = os.getpid()
         self._host = host.hostname()
         self._os = host.platform_name()
@@ -168,15 +165,10 @@ class FileSensor(Sensor):
         self.missing += problems
         log.info("file sensor watching %s", ", ".join(self.roots))
         self._sink = sink
-        self._stop_event.clear()
-        self._thread = threading.Thread(target=self._run, name="sensor-file", daemon=True)
-        self._thread.start()
+        self._run_thread(self._run, "sensor-file")
 
     def _stop(self) -> None:
-        self._stop_event.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._end_thread()
         self.flush(force=True)
         self._close()
 

@@ -125,8 +125,6 @@ class ModuleSensor(Sensor):
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._sink: Sink | None = None
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
         self._host = host.hostname()
         self._os = host.platform_name()
 
@@ -152,9 +150,7 @@ class ModuleSensor(Sensor):
             why = f": {source.reason}" if source.reason else ""
             raise SensorUnavailableError(f"needs the process sensor, which is {source.state}{why}")
         self._sink = sink
-        self._stop_event.clear()
-        self._thread = threading.Thread(target=self._run, name="sensor-module", daemon=True)
-        self._thread.start()
+        self._run_thread(self._run, "sensor-module")
 
     def _stop(self) -> None:
         self._stop_event.set()

@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -149,8 +148,6 @@ class OsLogSensor(Sensor):
         self._child: subprocess.Popen[bytes] | None = None
         self._cursor: str | None = None
         self._sink: Sink | None = None
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
         self._host = host.hostname()
         self._os = host.platform_name()
 
@@ -176,7 +173,6 @@ class OsLogSensor(Sensor):
             raise SensorUnavailableError("needs root")
         self.using = self._choose()
         self._sink = sink
-        self._stop_event.clear()
         if self.using == "file":
             self._follower = LogFollower(self.path)
             if not self._follower.open(at_end=True):
@@ -186,8 +182,7 @@ class OsLogSensor(Sensor):
             self._spawn()
             target = self._follow_journal
         log.info("os-log sensor reading %s", self.path if self.using == "file" else "the journal")
-        self._thread = threading.Thread(target=target, name="sensor-os-log", daemon=True)
-        self._thread.start()
+        self._run_thread(target, "sensor-os-log")
 
     def _stop(self) -> None:
         self._stop_event.set()

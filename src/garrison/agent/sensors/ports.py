@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +98,6 @@ class PortSensor(Sensor):
         self.sweep_ms = 0.0
         self._diag: SockDiag | None = None
         self._sink: Sink | None = None
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
         self._host = host.hostname()
         self._os = host.platform_name()
 
@@ -120,15 +117,10 @@ class PortSensor(Sensor):
                 f"NETLINK_SOCK_DIAG is unavailable: {exc.strerror or exc}"
             ) from None
         self._sink = sink
-        self._stop_event.clear()
-        self._thread = threading.Thread(target=self._run, name="sensor-ports", daemon=True)
-        self._thread.start()
+        self._run_thread(self._run, "sensor-ports")
 
     def _stop(self) -> None:
-        self._stop_event.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._end_thread()
         if self._diag is not None:
             self._diag.close()
             self._diag = None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -92,8 +91,6 @@ class ProcessSensor(Sensor):
         self.forked_from: OrderedDict[int, int] = OrderedDict()  # child tgid -> parent tgid
         self._sink: Sink | None = None
         self._conn: ProcConnector | None = None
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
         self._host = host.hostname()
         self._os = host.platform_name()
         self._wall_offset = time.time() - time.monotonic()
@@ -125,15 +122,10 @@ class ProcessSensor(Sensor):
             ) from None
         log.info("process connector subscribed, receive buffer %d bytes", self._conn.rcvbuf)
         self._sink = sink
-        self._stop_event.clear()
-        self._thread = threading.Thread(target=self._run, name="sensor-process", daemon=True)
-        self._thread.start()
+        self._run_thread(self._run, "sensor-process")
 
     def _stop(self) -> None:
-        self._stop_event.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._end_thread()
         if self._conn is not None:
             self._conn.close()
             self._conn = None

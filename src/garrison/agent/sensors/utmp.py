@@ -15,7 +15,6 @@ import ipaddress
 import logging
 import os
 import struct
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -143,8 +142,6 @@ class TerminalSensor(Sensor):
         self.live: dict[tuple[str, str, int, str, float], UtmpRecord] = {}
         self._seen: bytes | None = None
         self._sink: Sink | None = None
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
         self._host = host.hostname()
         self._os = host.platform_name()
 
@@ -156,15 +153,10 @@ class TerminalSensor(Sensor):
         self._sink = sink
         self._seen = None
         self.check()  # the sessions open now: their ids are stable, a restart repeats none
-        self._stop_event.clear()
-        self._thread = threading.Thread(target=self._run, name="sensor-terminal", daemon=True)
-        self._thread.start()
+        self._run_thread(self._run, "sensor-terminal")
 
     def _stop(self) -> None:
-        self._stop_event.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._end_thread()
 
     def _run(self) -> None:
         while not self._stop_event.wait(POLL):
