@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from garrison.server.store.base import utcnow
 from tests.conftest import Server, ServerFactory
+from tests.events.helpers import events
 from tests.security.checks import audit_actions
 from tests.support import Admin, assert_json_error
 
@@ -84,6 +85,17 @@ def test_an_account_locks_on_every_node(server_factory: ServerFactory) -> None:
     assert locked[0]["details"]["failures"] == 3
     # Refusals while locked are aggregated too: one entry per node at most.
     assert 1 <= len(audit_actions(node_a, action="auth.login_throttled")) <= 2
+    # Their Audit_Event says the attempt failed, like a wrong password's.
+    results = {
+        e["data"]["action"]: e["data"]["result"]
+        for e in events(node_a, type="audit")
+        if e["data"]["action"].startswith("auth.login_")
+    }
+    assert results == {
+        "auth.login_failed": "Failed",
+        "auth.login_locked": "Failed",
+        "auth.login_throttled": "Failed",
+    }
 
 
 def expire_lock(server: Server, username: str) -> None:

@@ -15,6 +15,14 @@ from garrison.server.audit.models import AuditEntry
 from garrison.server.events.service import emit
 from garrison.server.store.base import utcnow
 
+# Actions that record a refused attempt rather than a change: their Audit_Event result is
+# "Failed" (a locked or throttled login is no more a success than a wrong password).
+REFUSALS = frozenset({"auth.login_locked", "auth.login_throttled"})
+
+
+def result_of(action: str) -> str:
+    return "Failed" if action.endswith("_failed") or action in REFUSALS else "Success"
+
 
 def record(
     session: Session, actor: Actor, action: str, target: str = "", **details: Any
@@ -35,7 +43,7 @@ def record(
             "target": target,
             "detail": json.dumps(details, default=str, sort_keys=True)[:4000] if details else None,
             "user": actor.username,
-            "result": "Failed" if action.endswith("_failed") else "Success",
+            "result": result_of(action),
         },
     )
     return entry
