@@ -43,3 +43,30 @@ def test_a_database_url_it_cannot_use_is_one_line_and_exit_1(tmp_path: Path, url
     assert code == 1, output
     assert "error: cannot use database:" in output
     assert "Traceback" not in output
+
+
+def test_a_node_with_another_secrets_key_is_refused_at_start(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nodes of one database must share the secrets key: the second node's own key could
+    not open what the first sealed, so it is refused before it serves, in one line."""
+    from garrison.server.bootstrap import prepare
+    from garrison.server.export.keycheck import SecretsKeyMismatchError
+    from garrison.server.store.engine import Database
+
+    monkeypatch.setattr(server, "configure_logging", lambda level: None)
+    db = Database(database_url)
+    try:
+        prepare(db, tmp_path / "first", tmp_path / "first.key")
+        prepare(db, tmp_path / "again", tmp_path / "first.key")  # the same key: accepted
+        with pytest.raises(SecretsKeyMismatchError):
+            prepare(db, tmp_path / "other", tmp_path / "other.key")
+    finally:
+        db.dispose()
+    monkeypatch.setenv("GARRISON_SECRETS_KEY_FILE", str(tmp_path / "second.key"))
+    code, output = run(tmp_path / "second", database_url, "serve", "--port", "0")
+    assert code == 1, output
+    assert "second.key is not the secrets key this database was set up with" in output
+    assert "Traceback" not in output
+    # One line (CliRunner's output holds stderr too, hence the set).
+    assert len({line for line in output.splitlines() if line}) == 1, output

@@ -121,6 +121,7 @@ def serve(
 
     from garrison.server.app import create_app
     from garrison.server.bootstrap import prepare
+    from garrison.server.export.keycheck import SecretsKeyMismatchError
     from garrison.server.store.engine import DatabaseUnreachableError
 
     settings = load_settings(host=host, port=port, data_dir=data_dir, log_level=log_level)
@@ -131,14 +132,14 @@ def serve(
     db = open_database(settings)
     try:
         first = prepare(db, settings.data_dir, settings.resolved_secrets_key_file())
-    except DatabaseUnreachableError as exc:
-        err.print(f"[red]error:[/] database unreachable: {exc}", markup=True)
-        raise typer.Exit(1) from None
-    except PermissionError as exc:
-        err.print(f"[red]error:[/] cannot write the data directory: {exc}", markup=True)
-        raise typer.Exit(1) from None
-    except ValueError as exc:  # a secrets key file that holds no key
-        err.print(f"error: {exc}", markup=False)
+    except (DatabaseUnreachableError, PermissionError, ValueError, SecretsKeyMismatchError) as exc:
+        db.dispose()
+        if isinstance(exc, DatabaseUnreachableError):
+            err.print(f"[red]error:[/] database unreachable: {exc}", markup=True)
+        elif isinstance(exc, PermissionError):
+            err.print(f"[red]error:[/] cannot write the data directory: {exc}", markup=True)
+        else:  # a secrets key file that holds no key, or another node's key
+            err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
     out = Console(soft_wrap=True)
     if first is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from garrison.server.export import actions as exports
+from garrison.server.export.keycheck import check_secrets_key
 from garrison.server.export.secrets import SecretBox
 from garrison.server.store import migrate
 from garrison.server.store.engine import Database, reporting_unreachable
@@ -54,12 +55,15 @@ def prepare(db: Database, data_dir: Path, key_file: Path | None = None) -> First
     """Migrate, then on an empty database create the admin and a first key (exactly once,
     even with several nodes starting together).  ``key_file``: the secrets key (made at the
     first start; default ``<data_dir>/secrets.key``).  Raises DatabaseUnreachableError when
-    the database cannot be reached."""
+    the database cannot be reached, and SecretsKeyMismatchError when the database was set up
+    with another secrets key (another node's)."""
     secure_data_dir(data_dir)
     migrate.upgrade(db.url)
     secure_data_dir(data_dir)  # the SQLite files migrate created; WAL and SHM take their mode
-    box = SecretBox.load_or_create(key_file or data_dir / "secrets.key")
+    key_path = key_file or data_dir / "secrets.key"
+    box = SecretBox.load_or_create(key_path)
     with reporting_unreachable():
+        check_secrets_key(db, box, str(key_path))
         exports.seal_clear_secrets(db, box)
         created = users.bootstrap(db)
     if created is None:
