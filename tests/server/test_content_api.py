@@ -62,14 +62,18 @@ def test_rules_are_versioned_and_content_addressed(server: Server) -> None:
     body = first.json()
     assert body["version"] == 1
     assert body["sha256"] == hashlib.sha256(YARA.encode()).hexdigest()
-    assert body["records"] == 1 and body["file"] == "demo.yar"
-    assert body["author"] == "admin" and body["comment"] == "first"
+    assert body["records"] == 1
+    assert body["file"] == "demo.yar"
+    assert body["author"] == "admin"
+    assert body["comment"] == "first"
 
     again = add(server, "yara", "demo", YARA)
-    assert again.status_code == 200 and again.json()["version"] == 1
+    assert again.status_code == 200
+    assert again.json()["version"] == 1
 
     second = add(server, "yara", "demo", YARA.replace("only_this", "renamed"))
-    assert second.status_code == 201 and second.json()["version"] == 2
+    assert second.status_code == 201
+    assert second.json()["version"] == 2
 
     listed = server.admin.get("/rules").json()
     assert [(r["name"], r["version"]) for r in listed] == [("demo", 2)]
@@ -78,7 +82,8 @@ def test_rules_are_versioned_and_content_addressed(server: Server) -> None:
     shown = server.admin.get("/rules/demo", version=1).json()
     assert shown["content"] == YARA
     diff = server.admin.get("/rules/demo/diff", **{"from": 1, "to": 2}).json()
-    assert "-rule only_this {" in diff["diff"] and "+rule renamed {" in diff["diff"]
+    assert "-rule only_this {" in diff["diff"]
+    assert "+rule renamed {" in diff["diff"]
 
     conflict = add(server, "hashes", "demo", HASHES)
     assert_json_error(conflict, 409)
@@ -101,7 +106,8 @@ def test_hash_lists_get_their_clamav_extension(server: Server) -> None:
     md5 = add(server, "hashes", "md5s", "d41d8cd98f00b204e9800998ecf8427e:0:Empty\n")
     assert md5.json()["file"] == "md5s.hdb"
     sha = add(server, "hashes", "shas", HASHES)
-    assert sha.json()["file"] == "shas.hsb" and sha.json()["records"] == 200
+    assert sha.json()["file"] == "shas.hsb"
+    assert sha.json()["records"] == 200
 
 
 # -- delivery --------------------------------------------------------------------------------
@@ -119,7 +125,8 @@ def test_enrollment_gives_garrison_agents_the_keys_and_armadito_agents_nothing(
 
     armadito = server.agent()
     plain = armadito.enroll(server.first_key).json()
-    assert "content_keys" not in plain and "server_id" not in plain
+    assert "content_keys" not in plain
+    assert "server_id" not in plain
     jobs = armadito.getjobs().json()
     assert "content" not in jobs
     assert_json_error(
@@ -147,7 +154,9 @@ def test_a_garrison_agent_gets_a_signed_manifest_and_its_files(server: Server) -
     assert manifest["station_group"] is None
     assert manifest["policy"] == {"allow_unsigned_sources": False}
     (entry,) = manifest["files"]
-    assert entry["name"] == "demo.yar" and entry["version"] == 1 and entry["kind"] == "yara"
+    assert entry["name"] == "demo.yar"
+    assert entry["version"] == 1
+    assert entry["kind"] == "yara"
 
     unchanged = agent.get("content/manifest", **{"If-None-Match": response.headers["etag"]})
     assert unchanged.status_code == 304
@@ -238,7 +247,8 @@ def test_group_membership_changes_the_serial(server: Server) -> None:
     assert agent.get("content/manifest").json()["manifest"]["files"] == []
     assert server.admin.delete("/groups/g").status_code == 204
     back = agent.get("content/manifest").json()["manifest"]
-    assert back["serial"] > after["serial"] and len(back["files"]) == 1
+    assert back["serial"] > after["serial"]
+    assert len(back["files"]) == 1
 
 
 def test_allowing_unsigned_sources_is_audited_as_a_warning(server: Server) -> None:
@@ -250,7 +260,8 @@ def test_allowing_unsigned_sources_is_audited_as_a_warning(server: Server) -> No
     audit = server.admin.get("/audit", action="content").json()
     items = audit["items"] if isinstance(audit, dict) else audit
     warned = [a for a in items if a["action"] == "content.unsigned_sources_allowed"]
-    assert warned and "unsigned" in json.dumps(warned[0]["details"])
+    assert warned
+    assert "unsigned" in json.dumps(warned[0]["details"])
     policy = agent.get("content/manifest").json()["manifest"]["policy"]
     assert policy == {"allow_unsigned_sources": True}
 
@@ -267,7 +278,8 @@ def test_a_key_rotation_is_signed_by_the_old_key(server: Server) -> None:
     assert statement["type"] == "key-rotation"
     assert statement["old_key_id"] == old_key["key_id"]
     assert verify(old_key["public_key"], rotation["signature"], statement)
-    assert statement["issued"].endswith("Z") and statement["old_key_valid_until"].endswith("Z")
+    assert statement["issued"].endswith("Z")
+    assert statement["old_key_valid_until"].endswith("Z")
 
     after = agent.get("content/manifest").json()
     assert after["key_id"] == statement["new_key_id"]
@@ -285,7 +297,8 @@ def test_a_key_rotation_is_signed_by_the_old_key(server: Server) -> None:
     key_file = server.settings.data_dir / "content-key.pem"
     assert key_file.stat().st_mode & 0o777 == 0o600
     kept = server.settings.data_dir / f"content-key-{old_key['key_id']}.pem"
-    assert kept.exists() and kept.stat().st_mode & 0o777 == 0o600
+    assert kept.exists()
+    assert kept.stat().st_mode & 0o777 == 0o600
 
 
 def test_the_fleet_view_shows_who_is_behind(server: Server) -> None:
