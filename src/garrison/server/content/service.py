@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from garrison.common.vocabulary import AgentKind
 from garrison.server.audit import service as audit
@@ -417,6 +417,7 @@ def list_rulesets(session: Session, kind: str | None = None) -> list[tuple[RuleS
             RuleVersion,
             (RuleVersion.ruleset_id == RuleSet.id) & (RuleVersion.version == RuleSet.latest),
         )
+        .options(defer(RuleVersion.content))
         .order_by(RuleSet.name)
     )
     if kind:
@@ -439,6 +440,7 @@ def versions(session: Session, name: str) -> tuple[RuleSet, list[RuleVersion]]:
     ruleset = ruleset_by_name(session, name)
     rows = session.scalars(
         select(RuleVersion)
+        .options(defer(RuleVersion.content))
         .where(RuleVersion.ruleset_id == ruleset.id)
         .order_by(RuleVersion.version.desc())
     ).all()
@@ -473,7 +475,11 @@ def add_version(
     data = content.encode("utf-8")
     digest = sha256_hex(data)
     if ruleset is not None and ruleset.latest:
-        latest = session.get(RuleVersion, (ruleset.id, ruleset.latest))
+        latest = session.scalar(
+            select(RuleVersion)
+            .options(defer(RuleVersion.content))
+            .where(RuleVersion.ruleset_id == ruleset.id, RuleVersion.version == ruleset.latest)
+        )
         if latest is not None and latest.sha256 == digest:
             return Added(ruleset, latest, False)
     try:
