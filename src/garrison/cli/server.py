@@ -131,7 +131,12 @@ def serve(
     configure_logging(settings)
     db = open_database(settings)
     try:
-        first = prepare(db, settings.data_dir, settings.resolved_secrets_key_file())
+        first = prepare(
+            db,
+            settings.data_dir,
+            settings.resolved_secrets_key_file(),
+            settings.resolved_content_key_dir(),
+        )
     except (DatabaseUnreachableError, PermissionError, ValueError, SecretsKeyMismatchError) as exc:
         db.dispose()
         if isinstance(exc, DatabaseUnreachableError):

@@ -1,5 +1,6 @@
 """First start: schema migrations, the ``admin`` user, its token file, a first enrollment key;
-at every start: a private data dir, the secrets key, secrets of older versions sealed."""
+at every start: a private data dir, the secrets key and the content signing key, secrets of
+older versions sealed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from garrison.server.content.signing import KeyRing
 from garrison.server.export import actions as exports
 from garrison.server.export.keycheck import check_secrets_key
 from garrison.server.export.secrets import SecretBox
@@ -51,17 +53,25 @@ def secure_data_dir(data_dir: Path) -> None:
                 os.chmod(path, 0o600)
 
 
-def prepare(db: Database, data_dir: Path, key_file: Path | None = None) -> FirstStart | None:
+def prepare(
+    db: Database,
+    data_dir: Path,
+    key_file: Path | None = None,
+    content_key_dir: Path | None = None,
+) -> FirstStart | None:
     """Migrate, then on an empty database create the admin and a first key (exactly once,
     even with several nodes starting together).  ``key_file``: the secrets key (made at the
-    first start; default ``<data_dir>/secrets.key``).  Raises DatabaseUnreachableError when
-    the database cannot be reached, and SecretsKeyMismatchError when the database was set up
-    with another secrets key (another node's)."""
+    first start; default ``<data_dir>/secrets.key``); ``content_key_dir``: where the content
+    signing key is made (default ``data_dir``).  Raises DatabaseUnreachableError when the
+    database cannot be reached, and SecretsKeyMismatchError when the database was set up with
+    another secrets key (another node's)."""
     secure_data_dir(data_dir)
     migrate.upgrade(db.url)
     secure_data_dir(data_dir)  # the SQLite files migrate created; WAL and SHM take their mode
     key_path = key_file or data_dir / "secrets.key"
     box = SecretBox.load_or_create(key_path)
+    # The content signing key, content-key.pem (0600; default in the data dir).
+    KeyRing.load_or_create(content_key_dir or data_dir)
     with reporting_unreachable():
         check_secrets_key(db, box, str(key_path))
         exports.seal_clear_secrets(db, box)
