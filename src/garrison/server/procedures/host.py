@@ -33,6 +33,7 @@ from garrison.server.audit import service as audit
 from garrison.server.audit.actor import Actor
 from garrison.server.errors import InvalidInputError
 from garrison.server.jobs import actions as jobs
+from garrison.server.procedures.models import DEFAULT_SET
 from garrison.server.procedures.sandbox import cap_args
 from garrison.server.procedures.workers import Action
 from garrison.server.stations import actions as stations
@@ -134,11 +135,18 @@ class HostReads:
 
 
 def apply(
-    session: Session, procedure: str, event_seq: int | None, actions: Sequence[Action]
+    session: Session,
+    procedure: str,
+    event_seq: int | None,
+    actions: Sequence[Action],
+    set_name: str = DEFAULT_SET,
 ) -> list[str]:
     """Apply what a run asked for, in order, in ``session``; returns what it did, as log
-    lines.  Raises the first error (the caller's savepoint undoes the rest)."""
-    actor = Actor(username=f"procedure:{procedure}", role=Role.OPERATOR)
+    lines.  Raises the first error (the caller's savepoint undoes the rest).  The actor is
+    ``procedure:<event>`` for the default set's procedure, ``procedure:<set>/<event>`` for
+    another set's."""
+    who = procedure if set_name == DEFAULT_SET else f"{set_name}/{procedure}"
+    actor = Actor(username=f"procedure:{who}"[:64], role=Role.OPERATOR)
     done: list[str] = []
     for action in actions:
         args = action.args

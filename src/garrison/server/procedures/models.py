@@ -53,9 +53,7 @@ class ProcedureVersion(Base):
 
     __tablename__ = "procedure_versions"
 
-    set_name: Mapped[str] = mapped_column(
-        String(64), primary_key=True, server_default=DEFAULT_SET
-    )
+    set_name: Mapped[str] = mapped_column(String(64), primary_key=True, server_default=DEFAULT_SET)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(Text)

@@ -49,9 +49,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("procedures") as batch:
         batch.add_column(
-            sa.Column(
-                "set_name", sa.String(length=64), nullable=False, server_default=DEFAULT
-            )
+            sa.Column("set_name", sa.String(length=64), nullable=False, server_default=DEFAULT)
         )
         batch.drop_constraint("pk_procedures", type_="primary")
         batch.create_primary_key("pk_procedures", ["set_name", "name"])
@@ -64,9 +62,7 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("procedure_versions") as batch:
         batch.add_column(
-            sa.Column(
-                "set_name", sa.String(length=64), nullable=False, server_default=DEFAULT
-            )
+            sa.Column("set_name", sa.String(length=64), nullable=False, server_default=DEFAULT)
         )
         batch.drop_constraint("pk_procedure_versions", type_="primary")
         batch.create_primary_key("pk_procedure_versions", ["set_name", "name", "version"])
@@ -85,9 +81,7 @@ def downgrade() -> None:
     op.drop_column("procedure_errors", "set_name")
     # Only the default set's procedures fit the one-procedure-per-event schema.
     op.execute(sa.text("DELETE FROM procedures WHERE set_name <> :d").bindparams(d=DEFAULT))
-    op.execute(
-        sa.text("DELETE FROM procedure_versions WHERE set_name <> :d").bindparams(d=DEFAULT)
-    )
+    op.execute(sa.text("DELETE FROM procedure_versions WHERE set_name <> :d").bindparams(d=DEFAULT))
     with op.batch_alter_table("procedure_versions") as batch:
         batch.drop_constraint("pk_procedure_versions", type_="primary")
         batch.create_primary_key("pk_procedure_versions", ["name", "version"])
