@@ -100,7 +100,21 @@ class StationOut(FromRow):
         "as it came back; its requests are refused (403 station_denied) until it is allowed "
         "(POST /stations/{id}/allow). null: allowed"
     )
+    latitude: float | None = Field(
+        default=None, description="the station's latitude, DD.DDDDDD degrees (null: unknown)"
+    )
+    longitude: float | None = Field(
+        default=None, description="the station's longitude, DD.DDDDDD degrees (null: unknown)"
+    )
     groups: list[GroupRef]
+
+
+class StationPatchIn(Strict):
+    """What an administrator may change on a station: its location (both coordinates, or
+    both null to clear it).  Range-checked, at most six decimals (``DD.DDDDDD``)."""
+
+    latitude: Any = Field(default=None, description="-90 to 90, at most 6 decimals; null")
+    longitude: Any = Field(default=None, description="-180 to 180, at most 6 decimals; null")
 
 
 class GroupIn(Strict):

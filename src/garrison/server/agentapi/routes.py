@@ -288,7 +288,13 @@ class AgentApi:
     def _state(self, caller: Caller, env: Envelope) -> tuple[int, dict[str, Any]]:
         status, updated, modules, avdetails = parsing.state(env.obj)
         report = state_reports.StateReport(
-            status, updated, modules, avdetails, env.antivirus_name, env.antivirus_version
+            status,
+            updated,
+            modules,
+            avdetails,
+            env.antivirus_name,
+            env.antivirus_version,
+            parsing.location(env.obj),
         )
         return state_reports.record(self.ctx.db, caller, report), render.OK
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from garrison.server.events import emitters
 from garrison.server.states import service as states
+from garrison.server.stations import service as stations
 from garrison.server.stations.credentials import Caller, reporting_station
 from garrison.server.store.engine import Database
 
@@ -20,6 +21,8 @@ class StateReport:
     avdetails: list[Any]
     antivirus_name: str = ""
     antivirus_version: str = ""
+    # A Garrison agent's configured location (None: it reports none; the stored one stays).
+    location: tuple[float, float] | None = None
 
 
 def record(db: Database, caller: Caller, report: StateReport) -> int:
@@ -39,4 +42,6 @@ def record(db: Database, caller: Caller, report: StateReport) -> int:
             station.antivirus_name = report.antivirus_name
         if report.antivirus_version:
             station.antivirus_version = report.antivirus_version
+        if report.location is not None:
+            stations.set_location(session, station, report.location, "agent")
         return station.id
