@@ -276,18 +276,18 @@ class HostReads:
     def recent_events(
         self, station_id: Any, limit: Any = 10, event_type: Any = None
     ) -> list[dict[str, Any]]:
-        """The station's newest events (of one type, if given) of the last
-        :data:`EVENT_DAYS` days, newest first."""
+        """The station's newest events (of one type, if given) received in the last
+        :data:`EVENT_DAYS` days, newest (last received) first."""
         count = _limit(limit)
         sid = _int(station_id, "station id")
         if event_type is not None and not isinstance(event_type, str):
             raise InvalidInputError("event type must be a string")
         since = utcnow() - dt.timedelta(days=EVENT_DAYS)
-        query = select(Event).where(Event.station_id == sid, Event.time >= since)
+        query = select(Event).where(Event.station_id == sid, Event.received_at >= since)
         if event_type is not None:
             query = query.where(Event.type == event_type[:64])
         with self._reading() as session:
-            rows = session.scalars(query.order_by(Event.time.desc(), Event.seq.desc()).limit(count))
+            rows = session.scalars(query.order_by(Event.seq.desc()).limit(count))
             found = [
                 {
                     "seq": e.seq,
