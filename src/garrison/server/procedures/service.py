@@ -77,6 +77,22 @@ def get_set(session: Session, name: str, lock: bool = False) -> ProcedureSet:
     return found
 
 
+def ensure_default(session: Session) -> ProcedureSet:
+    """The ``default`` set, created (order 0, or just before the first set when 0 is
+    taken) if it is missing: migration 0011 creates it, but a database emptied by hand (or
+    built from the models) has none, and ``PUT /procedures/{event}`` must still work."""
+    found = session.get(ProcedureSet, DEFAULT_SET, with_for_update=True)
+    if found is not None:
+        return found
+    first = session.scalar(select(func.min(ProcedureSet.position)))
+    taken = session.scalar(select(ProcedureSet.name).where(ProcedureSet.position == 0))
+    position = 0 if taken is None else max(int(first or 0) - 1, -MAX_ORDER)
+    found = ProcedureSet(name=DEFAULT_SET, position=position, enabled=True, updated_by="system")
+    session.add(found)
+    session.flush()
+    return found
+
+
 def procedure_counts(session: Session) -> dict[str, int]:
     rows = session.execute(select(Procedure.set_name, func.count()).group_by(Procedure.set_name))
     return {name: count for name, count in rows}
@@ -103,6 +119,8 @@ def put_set(
     returns it and whether it was created.  An order another set has is a conflict: two
     sets never tie."""
     check_set_name(name)
+    if name == DEFAULT_SET:
+        ensure_default(session)
     if order is not None:
         _check_order(order)
     if enabled is not None and not isinstance(enabled, bool):
@@ -188,7 +206,10 @@ def put(
         raise InvalidInputError("procedure source must not contain NUL characters", field="source")
     # Locked: a set being deleted meanwhile either goes first (then this is a 404) or
     # waits for this to commit (then it takes this procedure with it).
-    get_set(session, set_name, lock=True)
+    if set_name == DEFAULT_SET:
+        ensure_default(session)
+    else:
+        get_set(session, set_name, lock=True)
     current = session.get(Procedure, (set_name, name), with_for_update=True)
     version = next_version(session, set_name, name, current)
     if current is None:
