@@ -26,7 +26,8 @@ def test_a_procedure_reads_jobs_scans_state_config_events_and_group_members(
 ) -> None:
     agent = garrison_agent(server, hostname="pc-reads")
     sid = agent.agent_id
-    job = server.admin.post("/jobs", {"type": "Scan", "station_ids": [sid], "params": {"path": "/tmp"}})
+    scan = {"type": "Scan", "station_ids": [sid], "params": {"path": "/tmp"}}
+    job = server.admin.post("/jobs", scan)
     assert job.status_code in (200, 201), job.text
     assert agent.state().status_code == 200
     assert agent.avconfig([("scan:action", "quarantine")]).status_code == 200
