@@ -129,7 +129,7 @@ def dry_run(
             if source is None:
                 found = procedures.get(session, event, one)
                 source = found.source
-            else:
+            elif one != DEFAULT_SET:  # the default set is made when missing
                 procedures.get_set(session, one)
         reply = _run(runner, event, source, args, one)
         _audit_test(runner, actor, event, reply.error, len(reply.actions), one)

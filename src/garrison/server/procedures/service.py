@@ -252,7 +252,8 @@ def next_version(session: Session, set_name: str, name: str, current: Procedure 
 
 def get(session: Session, name: str, set_name: str = DEFAULT_SET) -> Procedure:
     check_name(name)
-    get_set(session, set_name)
+    if set_name != DEFAULT_SET:  # the default set may be missing: see ensure_default
+        get_set(session, set_name)
     procedure = session.get(Procedure, (set_name, name))
     if procedure is None:
         if set_name == DEFAULT_SET:
