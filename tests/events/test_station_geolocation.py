@@ -5,11 +5,12 @@ checked, nothing half-applied."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from garrison.agent.config import AgentConfig
+from garrison.agent.config import AgentConfig, load, save
 from tests.conftest import Server
 from tests.events.helpers import audit_targets, events, garrison_agent, put_procedure
 from tests.support import assert_json_error, sqlite_only, wait_for
@@ -133,3 +134,12 @@ def test_the_agent_configuration_checks_its_location() -> None:
     for bad in ({"latitude": 95, "longitude": 0}, {"latitude": 1.0}, {"longitude": 1.1234567}):
         with pytest.raises(ValueError, match=r"latitude|longitude"):
             AgentConfig.model_validate({"location": bad})
+
+
+def test_the_agent_configuration_saves_and_loads_its_location(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    save(path, AgentConfig())  # no location: nothing to write for it (TOML has no null)
+    assert load(path).location.place() is None
+    save(path, AgentConfig.model_validate({"location": PARIS}))
+    assert "[location]" in path.read_text()
+    assert load(path).location.place() == (48.856613, 2.352222)
