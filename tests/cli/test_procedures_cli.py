@@ -347,3 +347,54 @@ def test_retention_set_and_show(cli: Cli) -> None:
 )
 def test_usage_errors_exit_2(cli: Cli, args: list[str], expected: str) -> None:
     assert expected in assert_one_line_error(cli(*args), 2)
+
+
+# Procedure sets ---------------------------------------------------------------------------
+
+
+def test_procedure_sets_from_the_cli(cli: Cli, tmp_path: Path) -> None:
+    made = cli("procedures", "sets", "set", "cli-vendor", "--order", "40")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout == "procedure set cli-vendor: order 40, enabled, 0 procedure(s) (saved)\n"
+    tie = assert_one_line_error(cli("procedures", "sets", "set", "cli-other", "--order", "40"), 1)
+    assert "'cli-vendor' already has order 40" in tie
+    listed = cli.json("procedures", "sets", "list")
+    assert [s["name"] for s in listed if s["name"] in ("default", "cli-vendor")] == [
+        "default",
+        "cli-vendor",
+    ]
+    source = write(tmp_path / "vendor.lua", "return 'from vendor'\n")
+    put = cli("procedures", "set", "component_started", source, "--set", "cli-vendor")
+    assert put.returncode == 0, put.stderr
+    assert (
+        put.stdout == "procedure component_started in set cli-vendor: version 1, enabled (saved)\n"
+    )
+    nowhere = cli("procedures", "set", "component_started", source, "--set", "cli-nowhere")
+    assert "no procedure set 'cli-nowhere'" in assert_one_line_error(nowhere, 1)
+    tested = cli.json("procedures", "test", "component_started")
+    assert [(s["set"], s["result"]) for s in tested["chain"]] == [("cli-vendor", "from vendor")]
+    shown = cli.json("procedures", "show", "component_started", "--set", "cli-vendor")
+    assert (shown["set"], shown["order"]) == ("cli-vendor", 40)
+    off = cli("procedures", "sets", "disable", "cli-vendor")
+    assert off.stdout == "procedure set cli-vendor: order 40, disabled, 1 procedure(s)\n"
+    gone = cli("procedures", "sets", "delete", "cli-vendor", "--yes")
+    assert gone.stdout == "procedure set cli-vendor deleted\n"
+    refused = cli("procedures", "sets", "delete", "default", "--yes")
+    assert "cannot be deleted" in assert_one_line_error(refused, 1)
+
+
+def test_stations_locate_from_the_cli(cli: Cli) -> None:
+    agent, station_id = enroll(cli)
+    agent.client.close()
+    located = cli(
+        "stations", "locate", station_id, "--latitude", "-33.86882", "--longitude", "151.209296"
+    )
+    assert located.returncode == 0, located.stderr
+    assert located.stdout == f"station {station_id} location: -33.868820, 151.209296\n"
+    assert "location" in cli("stations", "show", station_id).stdout
+    precise = cli("stations", "locate", station_id, "--latitude", "1.1234567", "--longitude", "0")
+    assert "more than 6 decimals" in assert_one_line_error(precise, 1)
+    half = cli("stations", "locate", station_id, "--latitude", "1")
+    assert "both --latitude and --longitude" in assert_one_line_error(half, 2)
+    cleared = cli("stations", "locate", station_id, "--clear")
+    assert cleared.stdout == f"station {station_id} location: unknown\n"

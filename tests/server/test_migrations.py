@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from garrison.server.store import migrate
@@ -165,3 +165,78 @@ def test_0005_unwraps_alert_info_stored_nested(empty_url: str) -> None:
         engine.dispose()
     assert stored == {"nested": {"sha256": "a" * 64}, "scalar": {"info": "in archive"}, "empty": {}}
     assert schema_differences(empty_url) == []
+
+
+def test_0012_moves_existing_procedures_into_the_default_set_where_they_still_run(
+    empty_url: str,
+) -> None:
+    """Procedures stored before procedure sets sit in ``default`` afterwards, with their
+    history and failures, and the consumer still runs them."""
+    import datetime as dt
+
+    from garrison.server.audit.models import AuditEntry
+    from garrison.server.events.service import NewEvent, append
+    from garrison.server.procedures import service as procedures
+    from garrison.server.procedures.dispatcher import ProcedureConsumer
+    from garrison.server.procedures.runner import ProcedureRunner
+    from garrison.server.procedures.sandbox import Limits
+    from garrison.server.procedures.workers import WorkerPool
+    from garrison.server.store.engine import Database
+    from tests.events.test_consumer_cursor import drain
+
+    migrate.upgrade(empty_url, "0010")
+    engine = make_engine(empty_url)
+    now = dt.datetime.now(dt.UTC)
+    source = "local args = ...\ngarrison.audit('old_ran', args.virus)\n"
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO procedures (name, source, enabled, version, updated_at, "
+                    "updated_by) VALUES ('threat_detected', :s, true, 2, :t, 'admin')"
+                ),
+                {"s": source, "t": now},
+            )
+            for version in (1, 2):
+                conn.execute(
+                    text(
+                        "INSERT INTO procedure_versions (name, version, source, created_at, "
+                        "created_by) VALUES ('threat_detected', :v, :s, :t, 'admin')"
+                    ),
+                    {"v": version, "s": source, "t": now},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO procedure_errors (procedure, event_seq, error, at) "
+                    "VALUES ('threat_detected', NULL, 'old failure', :t)"
+                ),
+                {"t": now},
+            )
+    finally:
+        engine.dispose()
+    migrate.upgrade(empty_url)
+    assert schema_differences(empty_url) == []
+    db = Database(empty_url)
+    pool = WorkerPool(1)
+    try:
+        with db.reading() as session:
+            chains = procedures.enabled_chains(session, {"threat_detected"})
+            assert [(link.set_name, link.version) for link in chains["threat_detected"]] == [
+                ("default", 2)
+            ]
+            history = procedures.history(session, "threat_detected")
+            assert [(v.set_name, v.version) for v in history] == [("default", 2), ("default", 1)]
+            (error,) = procedures.recent_errors(session, "threat_detected", 10)
+            assert (error.set_name, error.error) == ("default", "old failure")
+            assert [s.name for s in procedures.list_sets(session)] == ["default"]
+        with db.transaction() as session:
+            append(session, [NewEvent("threat_detected", {"virus": "Old.Virus"}, None, "test")])
+        drain(db, ProcedureConsumer(ProcedureRunner(db, pool, Limits())))
+        with db.reading() as session:
+            ran = session.scalars(
+                select(AuditEntry.target).where(AuditEntry.action == "procedure.old_ran")
+            ).all()
+        assert list(ran) == ["Old.Virus"]
+    finally:
+        pool.close()
+        db.dispose()

@@ -13,10 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import tomli_w
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from garrison.agent.errors import LocalError
 from garrison.agent.state import write_private
+from garrison.common import geolocation
 
 ACTIONS = ("none", "quarantine", "delete")
 # The tasks the daemon runs on a schedule (Enrollment and Scan run by hand or by a job).
@@ -212,6 +220,23 @@ class ServerConfig(_Section):
     url: Text = ""
 
 
+class LocationConfig(_Section):
+    """``[location]``: where the station is, reported with every State (the server emits
+    ``station_geolocation_changed`` when it changes).  Both or neither; decimal degrees,
+    at most six decimals (``DD.DDDDDD``)."""
+
+    latitude: float | None = None
+    longitude: float | None = None
+
+    @model_validator(mode="after")
+    def _both_in_range(self) -> LocationConfig:
+        geolocation.location(self.latitude, self.longitude)  # a ValueError names the key
+        return self
+
+    def place(self) -> tuple[float, float] | None:
+        return geolocation.location(self.latitude, self.longitude)
+
+
 def _schedule(value: Any) -> dict[str, str]:
     """A table of task = cron over the default schedule: tasks not named keep theirs."""
     if not isinstance(value, dict):
@@ -236,6 +261,7 @@ class AgentConfig(_Section):
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     sensors: SensorsConfig = Field(default_factory=SensorsConfig)
+    location: LocationConfig = Field(default_factory=LocationConfig)
     scheduler: Annotated[dict[str, str], BeforeValidator(_schedule)] = Field(
         default_factory=lambda: dict(DEFAULT_SCHEDULE)
     )
@@ -363,6 +389,6 @@ def load(path: Path) -> AgentConfig:
 def save(path: Path, config: AgentConfig) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_private(path, tomli_w.dumps(config.model_dump()).encode())
+        write_private(path, tomli_w.dumps(config.model_dump(exclude_none=True)).encode())
     except OSError as exc:
         raise LocalError(f"cannot write config {path}: {exc.strerror}") from None

@@ -81,7 +81,7 @@ def build(agent: Agent) -> dict[str, Any]:
             spool["dropped_expired"] + spool["dropped_cap"] + spool["dropped_refused"]
         ),
     }
-    return {
+    body: dict[str, Any] = {
         "dbinfo": {
             "global_status": global_status,
             "global_update_timestamp": db.date,
@@ -89,6 +89,11 @@ def build(agent: Agent) -> dict[str, Any]:
         },
         "avdetails": [{"attr": k, "value": v} for k, v in details.items()],
     }
+    # Garrison's addition (an Armadito agent sends none): the [location] of agent.toml.
+    place = agent.config.location.place()
+    if place is not None:
+        body["location"] = {"latitude": place[0], "longitude": place[1]}
+    return body
 
 
 def run(agent: Agent) -> dict[str, Any]:

@@ -14,14 +14,25 @@ from garrison.cli.command import Call, command, confirm
 
 app = typer.Typer(
     help="Event procedures (Lua): list, show, set, test, enable, disable, delete, versions, "
-    "errors.",
+    "errors; procedure sets (sets).",
     no_args_is_help=True,
 )
+sets_app = typer.Typer(
+    help="Procedure sets: list, show, set, enable, disable, delete.  Each event runs the "
+    "procedures of the enabled sets in set order.",
+    no_args_is_help=True,
+)
+app.add_typer(sets_app, name="sets")
 
 EventName = Annotated[
     str, typer.Argument(metavar="EVENT", help="the procedure's event, e.g. threat_detected")
 ]
-COLUMNS = ("procedure", "enabled", "version", "updated", "by", "lines")
+SetOption = Annotated[
+    str | None,
+    typer.Option("--set", metavar="SET", help="the procedure set (default: the default set)"),
+]
+SetName = Annotated[str, typer.Argument(metavar="SET", help="the procedure set's name")]
+COLUMNS = ("procedure", "set", "order", "enabled", "version", "updated", "by", "lines")
 STDIN = "-"
 
 
@@ -60,7 +71,9 @@ def _lines(source: Any) -> int:
 def _row(p: dict[str, Any]) -> list[Any]:
     return [
         p.get("name"),
-        p.get("enabled"),
+        p.get("set"),
+        p.get("order"),
+        bool(p.get("enabled")) and bool(p.get("set_enabled", True)),
         p.get("version"),
         output.when(p.get("updated_at")),
         p.get("updated_by"),
@@ -70,7 +83,8 @@ def _row(p: dict[str, Any]) -> list[Any]:
 
 def _summary(p: dict[str, Any]) -> str:
     state = "enabled" if p.get("enabled") else "disabled"
-    return f"procedure {p.get('name')}: version {p.get('version')}, {state}"
+    where = f" in set {p.get('set')}" if p.get("set") not in (None, "default") else ""
+    return f"procedure {p.get('name')}{where}: version {p.get('version')}, {state}"
 
 
 @command(app, "list")
@@ -85,14 +99,19 @@ def list_procedures(call: Call) -> None:
 
 
 @command(app, "show")
-def show(call: Call, event: EventName) -> None:
-    """Show a procedure and its Lua source."""
+def show(call: Call, event: EventName, set_name: SetOption = None) -> None:
+    """Show a procedure (the default set's, or --set's) and its Lua source, and the event's
+    chain: its procedures in every set, in set order."""
 
     def render(p: dict[str, Any]) -> None:
+        chain = p.get("procedures") or []
+        if len(chain) > 1:
+            output.show(output.table(COLUMNS, [_row(c) for c in chain], caption="chain"))
         output.show(
             output.details(
                 [
                     ("procedure", p.get("name")),
+                    ("set", p.get("set")),
                     ("enabled", p.get("enabled")),
                     ("version", p.get("version")),
                     ("updated", output.when(p.get("updated_at"))),
@@ -104,7 +123,7 @@ def show(call: Call, event: EventName) -> None:
         output.line("")
         output.line(str(p.get("source") or "").rstrip("\n"))
 
-    call.emit(call.api.get(f"/procedures/{segment(event)}"), render)
+    call.emit(call.api.get(f"/procedures/{segment(event)}", set=set_name), render)
 
 
 @command(app, "set")
@@ -117,13 +136,17 @@ def set_procedure(
     disabled: Annotated[
         bool, typer.Option("--disabled", help="store it disabled (kept, not run)")
     ] = False,
+    set_name: SetOption = None,
 ) -> None:
-    """Set a procedure's Lua source (a new version; the server checks its syntax)."""
+    """Set a procedure's Lua source in a set (a new version; the server checks its
+    syntax)."""
     source = read_text(source_file, "Lua file")
     if not source.strip():
         raise UsageError(f"the Lua file {source_file} is empty")
     body = {"source": source, "enabled": not disabled}
-    result = call.api.request("PUT", f"/procedures/{segment(event)}", body=body)
+    result = call.api.request(
+        "PUT", f"/procedures/{segment(event)}", params={"set": set_name}, body=body
+    )
     call.emit(result, lambda p: output.line(f"{_summary(p)} (saved)"))
 
 
@@ -145,56 +168,90 @@ def dry_run(
             "--source", metavar="FILE.lua", help="test this source instead of the stored one"
         ),
     ] = None,
+    set_name: Annotated[
+        str | None,
+        typer.Option(
+            "--set",
+            metavar="SET",
+            help="test this set's procedure (default: the event's whole chain, set by set)",
+        ),
+    ] = None,
 ) -> None:
-    """Dry-run a procedure with the given args: nothing it does is kept.
+    """Dry-run a procedure, or the event's whole chain, with the given args: nothing it
+    does is kept.
 
-    Prints its result, error and logs; exits 1 when the procedure failed.
+    Prints the result, error and logs (and each set's part of a chain); exits 1 when a
+    procedure failed.
     """
     if args_file == STDIN and source_file == STDIN:
         raise UsageError("only one of --args and --source can read stdin")
     body: dict[str, Any] = {"args": read_args(args_file) if args_file is not None else {}}
     if source_file is not None:
         body["source"] = read_text(source_file, "Lua file")
-    result: dict[str, Any] = call.api.post(f"/procedures/{segment(event)}/test", body)
+    result: dict[str, Any] = call.api.request(
+        "POST", f"/procedures/{segment(event)}/test", params={"set": set_name}, body=body
+    )
 
     def render(data: dict[str, Any]) -> None:
         logs = [[entry] for entry in data.get("logs") or []]
-        summary = output.details(
-            [
-                ("result", json.dumps(data.get("result"), ensure_ascii=False, sort_keys=True)),
-                ("error", data.get("error")),
-                ("elapsed", f"{data.get('elapsed_ms', 0)} ms"),
-                ("logs", len(logs) or "none"),
-            ],
-            title=f"Test of {event}",
-        )
+        rows = [
+            ("result", json.dumps(data.get("result"), ensure_ascii=False, sort_keys=True)),
+            ("error", data.get("error")),
+            ("elapsed", f"{data.get('elapsed_ms', 0)} ms"),
+            ("logs", len(logs) or "none"),
+        ]
+        if data.get("answered_by"):
+            rows.insert(1, ("answered by", data.get("answered_by")))
+        parts = [output.details(rows, title=f"Test of {event}")]
+        chain = data.get("chain") or []
+        if len(chain) > 1:
+            parts.append(
+                output.table(
+                    ("set", "order", "version", "ran", "result", "error", "ms"),
+                    [
+                        [
+                            step.get("set"),
+                            step.get("order"),
+                            step.get("version"),
+                            "yes" if step.get("called") else f"no ({step.get('skipped')})",
+                            json.dumps(step.get("result"), ensure_ascii=False, sort_keys=True),
+                            step.get("error"),
+                            step.get("elapsed_ms"),
+                        ]
+                        for step in chain
+                    ],
+                    caption="chain",
+                )
+            )
         if logs:
-            output.show(summary, output.table(("log",), logs))
-        else:
-            output.show(summary)
+            parts.append(output.table(("log",), logs))
+        output.show(*parts)
 
     call.emit(result, render)
     if result.get("error"):
         raise CliError(f"procedure {event} failed: {result['error']}")
 
 
-def _set_enabled(call: Call, event: str, enabled: bool) -> None:
+def _set_enabled(call: Call, event: str, enabled: bool, set_name: str | None) -> None:
     action = "enable" if enabled else "disable"
     call.emit(
-        call.api.post(f"/procedures/{segment(event)}/{action}"), lambda p: output.line(_summary(p))
+        call.api.request(
+            "POST", f"/procedures/{segment(event)}/{action}", params={"set": set_name}
+        ),
+        lambda p: output.line(_summary(p)),
     )
 
 
 @command(app, "enable")
-def enable(call: Call, event: EventName) -> None:
+def enable(call: Call, event: EventName, set_name: SetOption = None) -> None:
     """Enable a procedure: it runs for its events again."""
-    _set_enabled(call, event, True)
+    _set_enabled(call, event, True, set_name)
 
 
 @command(app, "disable")
-def disable(call: Call, event: EventName) -> None:
+def disable(call: Call, event: EventName, set_name: SetOption = None) -> None:
     """Disable a procedure: it is kept but not run."""
-    _set_enabled(call, event, False)
+    _set_enabled(call, event, False, set_name)
 
 
 @command(app, "delete")
@@ -202,10 +259,12 @@ def delete(
     call: Call,
     event: EventName,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    set_name: SetOption = None,
 ) -> None:
     """Delete a procedure (its version history stays)."""
-    confirm(f"Delete the procedure for {event}?", yes)
-    call.api.delete(f"/procedures/{segment(event)}")
+    where = f" in set {set_name}" if set_name else ""
+    confirm(f"Delete the procedure for {event}{where}?", yes)
+    call.api.request("DELETE", f"/procedures/{segment(event)}", params={"set": set_name})
     call.emit(
         {"procedure": event, "deleted": True},
         lambda _: output.line(f"procedure {event} deleted"),
@@ -213,7 +272,7 @@ def delete(
 
 
 @command(app, "versions")
-def versions(call: Call, event: EventName) -> None:
+def versions(call: Call, event: EventName, set_name: SetOption = None) -> None:
     """A procedure's version history, newest first."""
 
     def render(data: list[dict[str, Any]]) -> None:
@@ -229,7 +288,7 @@ def versions(call: Call, event: EventName) -> None:
         caption = f"{len(data)} version(s)" if data else "no versions"
         output.show(output.table(("version", "created", "by", "lines"), rows, caption=caption))
 
-    call.emit(call.api.get(f"/procedures/{segment(event)}/versions"), render)
+    call.emit(call.api.get(f"/procedures/{segment(event)}/versions", set=set_name), render)
 
 
 @command(app, "errors")
@@ -239,6 +298,9 @@ def errors(
         str | None, typer.Option(metavar="NAME", help="only this procedure's failures")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    set_name: Annotated[
+        str | None, typer.Option("--set", metavar="SET", help="only this set's failures")
+    ] = None,
 ) -> None:
     """Recent procedure failures (errors, budget or memory exceeded), newest first."""
 
@@ -248,13 +310,114 @@ def errors(
                 e.get("id"),
                 output.when(e.get("at")),
                 e.get("procedure"),
+                e.get("set"),
                 e.get("event_seq"),
                 e.get("error"),
             ]
             for e in data
         ]
-        columns = ("id", "at", "procedure", "event", "error")
+        columns = ("id", "at", "procedure", "set", "event", "error")
         caption = f"{len(data)} error(s)" if data else "no errors"
         output.show(output.table(columns, rows, caption=caption, no_wrap=("id",)))
 
-    call.emit(call.api.get("/procedures/errors", procedure=procedure, limit=limit), render)
+    call.emit(
+        call.api.get("/procedures/errors", procedure=procedure, limit=limit, set=set_name),
+        render,
+    )
+
+
+# -- procedure sets ---------------------------------------------------------------------------
+
+SET_COLUMNS = ("set", "order", "enabled", "procedures", "updated", "by")
+
+
+def _set_row(found: dict[str, Any]) -> list[Any]:
+    return [
+        found.get("name"),
+        found.get("order"),
+        found.get("enabled"),
+        found.get("procedures"),
+        output.when(found.get("updated_at")),
+        found.get("updated_by"),
+    ]
+
+
+def _set_summary(found: dict[str, Any]) -> str:
+    state = "enabled" if found.get("enabled") else "disabled"
+    return (
+        f"procedure set {found.get('name')}: order {found.get('order')}, {state}, "
+        f"{found.get('procedures')} procedure(s)"
+    )
+
+
+@command(sets_app, "list")
+def list_sets(call: Call) -> None:
+    """List the procedure sets, in the order events run them."""
+
+    def render(data: list[dict[str, Any]]) -> None:
+        caption = f"{len(data)} set(s)" if data else "no sets"
+        output.show(output.table(SET_COLUMNS, [_set_row(f) for f in data], caption=caption))
+
+    call.emit(call.api.get("/procedure-sets"), render)
+
+
+@command(sets_app, "show")
+def show_set(call: Call, name: SetName) -> None:
+    """Show one procedure set."""
+    call.emit(
+        call.api.get(f"/procedure-sets/{segment(name)}"), lambda f: output.line(_set_summary(f))
+    )
+
+
+@command(sets_app, "set")
+def put_set(
+    call: Call,
+    name: SetName,
+    order: Annotated[
+        int | None,
+        typer.Option(help="where the set runs (lowest first); required for a new set"),
+    ] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="create it disabled")] = False,
+) -> None:
+    """Create a procedure set, or change its order."""
+    body: dict[str, Any] = {}
+    if order is not None:
+        body["order"] = order
+    if disabled:
+        body["enabled"] = False
+    if not body:
+        raise UsageError("give --order (and --disabled to create it disabled)")
+    result = call.api.put(f"/procedure-sets/{segment(name)}", body)
+    call.emit(result, lambda f: output.line(f"{_set_summary(f)} (saved)"))
+
+
+def _toggle_set(call: Call, name: str, enabled: bool) -> None:
+    result = call.api.put(f"/procedure-sets/{segment(name)}", {"enabled": enabled})
+    call.emit(result, lambda f: output.line(_set_summary(f)))
+
+
+@command(sets_app, "enable")
+def enable_set(call: Call, name: SetName) -> None:
+    """Enable a procedure set: its procedures run again."""
+    _toggle_set(call, name, True)
+
+
+@command(sets_app, "disable")
+def disable_set(call: Call, name: SetName) -> None:
+    """Disable a procedure set: its procedures are kept but none runs."""
+    _toggle_set(call, name, False)
+
+
+@command(sets_app, "delete")
+def delete_set(
+    call: Call,
+    name: SetName,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
+    """Delete a procedure set and its procedures (their version history stays)."""
+    confirm(f"Delete the procedure set {name} and its procedures?", yes)
+    call.api.delete(f"/procedure-sets/{segment(name)}")
+    call.emit(
+        {"set": name, "deleted": True},
+        lambda _: output.line(f"procedure set {name} deleted"),
+    )

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 import typer
 
 from garrison.cli import output
+from garrison.cli.client import UsageError
 from garrison.cli.command import Call, command, confirm
 
 app = typer.Typer(
-    help="Stations: list, show, delete, allow, state, configuration, process tree.",
+    help="Stations: list, show, locate, delete, allow, state, configuration, process tree.",
     no_args_is_help=True,
 )
 
@@ -83,6 +84,13 @@ def list_stations(
     call.emit(page, render)
 
 
+def _location(st: dict[str, Any]) -> str:
+    latitude, longitude = st.get("latitude"), st.get("longitude")
+    if latitude is None or longitude is None:
+        return "unknown"
+    return f"{float(latitude):.6f}, {float(longitude):.6f}"
+
+
 def _render_station(st: dict[str, Any]) -> None:
     output.show(
         output.details(
@@ -100,6 +108,7 @@ def _render_station(st: dict[str, Any]) -> None:
                 ("enrolled", output.when(st.get("enrolled_at"))),
                 ("last seen", output.when(st.get("last_seen"))),
                 ("last alert", output.when(st.get("last_alert_at"))),
+                ("location", _location(st)),
                 ("groups", _groups(st)),
             ],
             title=f"Station {st.get('id')}",
@@ -125,6 +134,33 @@ def delete(
     call.emit(
         {"station_id": station_id, "deleted": True},
         lambda _: output.line(f"station {station_id} deleted"),
+    )
+
+
+@command(app, "locate")
+def locate(
+    call: Call,
+    station_id: StationId,
+    latitude: Annotated[
+        float | None,
+        typer.Option(help="degrees, -90 to 90, at most 6 decimals (DD.DDDDDD)"),
+    ] = None,
+    longitude: Annotated[
+        float | None,
+        typer.Option(help="degrees, -180 to 180, at most 6 decimals (DD.DDDDDD)"),
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="forget the location")] = False,
+) -> None:
+    """Set a station's location (a change emits station_geolocation_changed)."""
+    if clear:
+        if latitude is not None or longitude is not None:
+            raise UsageError("--clear takes no --latitude or --longitude")
+    elif latitude is None or longitude is None:
+        raise UsageError("give both --latitude and --longitude (or --clear)")
+    body = {"latitude": latitude, "longitude": longitude}
+    call.emit(
+        call.api.patch(f"/stations/{station_id}", body),
+        lambda st: output.line(f"station {st.get('id')} location: {_location(st)}"),
     )
 
 

@@ -100,7 +100,21 @@ class StationOut(FromRow):
         "as it came back; its requests are refused (403 station_denied) until it is allowed "
         "(POST /stations/{id}/allow). null: allowed"
     )
+    latitude: float | None = Field(
+        default=None, description="the station's latitude, DD.DDDDDD degrees (null: unknown)"
+    )
+    longitude: float | None = Field(
+        default=None, description="the station's longitude, DD.DDDDDD degrees (null: unknown)"
+    )
     groups: list[GroupRef]
+
+
+class StationPatchIn(Strict):
+    """What an administrator may change on a station: its location (both coordinates, or
+    both null to clear it).  Range-checked, at most six decimals (``DD.DDDDDD``)."""
+
+    latitude: Any = Field(default=None, description="-90 to 90, at most 6 decimals; null")
+    longitude: Any = Field(default=None, description="-180 to 180, at most 6 decimals; null")
 
 
 class GroupIn(Strict):
@@ -344,6 +358,11 @@ PROCEDURE_VERSION = (
 
 class ProcedureOut(FromRow):
     name: str
+    set_name: str = Field(
+        serialization_alias="set", description="the procedure set holding it (default: default)"
+    )
+    order: int = Field(description="its set's order: the chain runs sets in this order")
+    set_enabled: bool = Field(description="whether its set is enabled")
     enabled: bool
     version: int = Field(description=PROCEDURE_VERSION)
     updated_at: dt.datetime
@@ -351,11 +370,43 @@ class ProcedureOut(FromRow):
     source: str
 
 
+class ProcedureChainOut(ProcedureOut):
+    """One set's procedure of the event (``?set=``, or the ``default`` set's, or with none
+    there the first in set order) and, in ``procedures``, all of the event's procedures
+    with their sets, in set order."""
+
+    procedures: list[ProcedureOut] = Field(
+        description="every procedure of this event, one per set, in set order"
+    )
+
+
 class ProcedureVersionOut(FromRow):
+    set_name: str = Field(serialization_alias="set")
     version: int = Field(description=PROCEDURE_VERSION)
     created_at: dt.datetime
     created_by: str
     source: str
+
+
+class ProcedureSetIn(Strict):
+    order: int | None = Field(
+        default=None,
+        ge=-1_000_000,
+        le=1_000_000,
+        strict=True,
+        description="where the set runs in every event's chain (lowest first); required "
+        "to create a set; no two sets share one",
+    )
+    enabled: bool | None = Field(default=None, strict=True, description="default: true")
+
+
+class ProcedureSetOut(BaseModel):
+    name: str
+    order: int
+    enabled: bool
+    procedures: int = Field(description="how many event procedures the set holds")
+    updated_at: dt.datetime
+    updated_by: str
 
 
 class ProcedureTestIn(Strict):
@@ -372,6 +423,21 @@ class ProcedureWriteOut(BaseModel):
     args: list[Any]
 
 
+class ProcedureChainStepOut(BaseModel):
+    set_name: str = Field(serialization_alias="set")
+    order: int
+    version: int | None
+    called: bool = Field(description="false: not run (see skipped)")
+    skipped: str | None = Field(
+        default=None, description="why it was not run: disabled, or an earlier set answered"
+    )
+    result: Any = None
+    error: str | None = None
+    logs: list[str] = Field(default_factory=list)
+    writes: list[ProcedureWriteOut] = Field(default_factory=list)
+    elapsed_ms: float = 0.0
+
+
 class ProcedureTestOut(BaseModel):
     result: Any
     error: str | None
@@ -380,11 +446,21 @@ class ProcedureTestOut(BaseModel):
         default_factory=list, description="what the run would have written (nothing is)"
     )
     elapsed_ms: float
+    answered_by: str | None = Field(
+        default=None,
+        description="station_authorization_in_progress: the set whose answer decided",
+    )
+    chain: list[ProcedureChainStepOut] = Field(
+        default_factory=list,
+        description="a dry run of the event's chain (no set, no source): each set's part, "
+        "in set order",
+    )
 
 
 class ProcedureErrorOut(FromRow):
     id: int
     procedure: str
+    set_name: str = Field(serialization_alias="set")
     event_seq: int | None
     error: str
     at: dt.datetime

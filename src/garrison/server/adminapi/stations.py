@@ -62,6 +62,19 @@ def get_station(station_id: Id, actor: Viewer, ctx: Ctx) -> s.StationOut:
     return _station_out(ctx, station_id)
 
 
+@router.patch(
+    "/stations/{station_id}",
+    response_model=s.StationOut,
+    summary="Set (or clear) the station's location; a change emits station_geolocation_changed",
+)
+def patch_station(station_id: Id, body: s.StationPatchIn, actor: Admin, ctx: Ctx) -> s.StationOut:
+    if body.model_fields_set:
+        actions.locate_station(ctx.db, actor, station_id, body.latitude, body.longitude)
+    else:
+        _station_out(ctx, station_id)  # its 404
+    return _station_out(ctx, station_id)
+
+
 @router.delete("/stations/{station_id}", status_code=204)
 def delete_station(station_id: Id, actor: Admin, ctx: Ctx) -> None:
     actions.delete_station(ctx.db, actor, station_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from garrison.common import geolocation
 from garrison.common.wire import (
     WireValueError,
     as_int,
@@ -166,6 +167,28 @@ def alerts(obj: Any) -> tuple[int | None, list[AlertReport]]:
     except WireValueError as exc:
         raise wire_error(exc) from None
     return job_id, reports
+
+
+def location(obj: Any) -> tuple[float, float] | None:
+    """A State's ``location`` (Garrison agents: the ``[location]`` of agent.toml), checked
+    like an administrator's; None when the State has none."""
+    data = obj.get("location") if isinstance(obj, dict) else None
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise InvalidInputError(
+            "task.obj.location must be a JSON object", field="task.obj.location"
+        )
+    try:
+        place = geolocation.location(data.get("latitude"), data.get("longitude"))
+    except geolocation.CoordinateError as exc:
+        field = f"task.obj.location.{exc.field}"
+        raise InvalidInputError(f"{field}: {exc}", field=field) from None
+    if place is None:
+        raise InvalidInputError(
+            "task.obj.location needs latitude and longitude", field="task.obj.location"
+        )
+    return place
 
 
 def state(obj: Any) -> tuple[str, dt.datetime | None, list[dict[str, Any]], list[Any]]:

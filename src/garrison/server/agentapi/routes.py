@@ -335,6 +335,7 @@ class AgentApi:
             env.antivirus_name,
             env.antivirus_version,
             parsing.content_serial(env.obj),
+            parsing.location(env.obj),
         )
         return state_reports.record(self.ctx.db, caller, report), render.OK
 

@@ -40,7 +40,7 @@ from garrison.server.events import emitters
 from garrison.server.options import service as options
 from garrison.server.procedures.dispatcher import (
     Authorization,
-    authorization_source,
+    authorization_chain,
     authorize,
     decision,
 )
@@ -136,11 +136,11 @@ def _ask(db: Database, procedures: ProcedureRunner, request: EnrollmentRequest) 
             return _Asked(None)
         online = stations.is_online(known, options.get(session, "offline_after_seconds"))
         args = emitters.authorization_args(known, online, identity.hostname, identity.address)
-        source = authorization_source(session)
+        chain = authorization_chain(session)
     # Capped before the procedure sees them, and so in the event too: a 60,000-character
     # hostname is neither a procedure's subject nor an event's.
     args = dict(cap_args(args))
-    return _Asked(known.id, args, authorize(procedures, source, args))
+    return _Asked(known.id, args, authorize(procedures, chain, args))
 
 
 def _enroll_once(db: Database, procedures: ProcedureRunner, request: EnrollmentRequest) -> _Outcome:

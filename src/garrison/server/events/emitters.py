@@ -52,6 +52,24 @@ def station_deleted(session: Session, station_id: int, login: str) -> None:
     emit(session, "station_deleted", station_id, {"login": login, "id": station_id})
 
 
+def station_geolocation_changed(
+    session: Session, station: Station, latitude: float, longitude: float
+) -> None:
+    """The seed's arguments (its comment spells the station name ``args.name``): the
+    coordinates as numbers of at most six decimals, ``DD.DDDDDD``."""
+    emit(
+        session,
+        "station_geolocation_changed",
+        station.id,
+        {
+            **station_args(station),
+            "name": station.hostname or station.uuid,
+            "latitude": latitude,
+            "longitude": longitude,
+        },
+    )
+
+
 def station_connected(session: Session, station: Station) -> None:
     name = station.hostname or station.uuid
     emit(

@@ -1,17 +1,23 @@
 """Running procedures: from the event log (every event but one), and synchronously for
 ``station_authorization_in_progress``, whose answer decides an authorization.
 
-From the log (:class:`ProcedureConsumer`), event by event: the procedure runs in a worker
-with no transaction open, then one short transaction applies what it asked for (or records
-its failure) and moves the consumer's cursor past the event, so each event's writes happen
-exactly once.  A failing event is recorded in ``procedure_errors`` and passed over; after
-``disable_after`` failures in a row of one procedure, it is disabled, and that is audited
+From the log (:class:`ProcedureConsumer`), event by event: the chain's procedures run in
+workers with no transaction open, then one short transaction applies what each asked for
+(or records its failure), each in its own savepoint, and moves the consumer's cursor past
+the event, so each event's writes happen exactly once.  A failing run is recorded in
+``procedure_errors`` (with its set) and passed over; after ``disable_after`` failures in a
+row of one set's procedure, it is disabled, and that is audited
 (``procedure.auto_disable``: an audit entry, which is also an ``audit`` event in the log).
 
+Every event runs through the chain of its procedures: the enabled procedures of the enabled
+procedure sets, in set order.  From the log, every set's procedure runs, and a failure in
+one does not stop the next (each failure is recorded with its set and counted per set).
+
 Authorization (:func:`authorize`, then :func:`decision`): the caller reads the arguments,
-runs the procedure before its write transaction and settles the answer inside it.  When
-the run fails (its budget, its deadline, no worker free) the default answer (``nil``)
-applies and the failure is recorded.
+runs the chain before its write transaction and settles the answer inside it.  The first
+set whose procedure answers (non-nil) decides and the later sets are not called; a run
+that fails (its budget, its deadline, no worker free) answers nothing, like nil: its
+failure is recorded and the next set is asked.  When no set answers the default applies.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from garrison.server.procedures import service as procedures
 from garrison.server.procedures.models import Procedure
 from garrison.server.procedures.runner import ProcedureRunner
 from garrison.server.procedures.sandbox import ProcedureUnavailableError
+from garrison.server.procedures.service import Link
 from garrison.server.procedures.workers import Reply
 from garrison.server.store.base import utcnow
 
@@ -46,8 +53,7 @@ class _Work:
     index: int  # in the batch
     seq: int
     name: str
-    source: str
-    version: int
+    links: tuple[Link, ...]  # the event's chain, in set order
     args: dict[str, Any]
 
 
@@ -59,22 +65,32 @@ class _RunEach(CheckpointedSend):
 
     def run(self, checkpoint: Checkpoint) -> Progress:
         consumer, runner = self.consumer, self.consumer.runner
-        disabled: set[str] = set()
+        disabled: set[tuple[str, str]] = set()
         for item in self.work:
-            if item.name in disabled:
-                continue
-            try:
-                reply = runner.run(item.name, item.source, item.args, item.seq)
-            except ProcedureUnavailableError as exc:
-                # Not this event's fault: it is run again later, from here.
-                return Progress(item.index, str(exc))
+            # Every set's procedure runs (none stops the next), each outside any
+            # transaction; then one transaction settles them all, in set order, each in a
+            # savepoint of its own, and moves the cursor past the event.
+            ran: list[tuple[Link, Reply]] = []
+            for link in item.links:
+                if (link.set_name, item.name) in disabled:
+                    continue
+                try:
+                    reply = runner.run(item.name, link.source, item.args, item.seq, link.set_name)
+                except ProcedureUnavailableError as exc:
+                    # Not this event's fault: it is run again later, from here (nothing
+                    # of it has been applied yet).
+                    return Progress(item.index, str(exc))
+                ran.append((link, reply))
             with runner.db.transaction() as session:
-                current = session.get(Procedure, item.name, with_for_update=True)
-                if current is not None and current.enabled and current.version == item.version:
-                    error = runner.settle(session, item.name, item.seq, reply)
+                for link, reply in ran:
+                    current = procedures.still_current(session, item.name, link, lock=True)
+                    if current is None:
+                        # Disabled, changed or its set deleted/disabled while it ran: what
+                        # it asked for is dropped.
+                        continue
+                    error = runner.settle(session, item.name, item.seq, reply, link.set_name)
                     if consumer.counted(session, current, error):
-                        disabled.add(item.name)
-                # else: disabled or changed while it ran: what it asked for is dropped.
+                        disabled.add((link.set_name, item.name))
                 checkpoint.advance(session, item.seq)
         return Progress(self.size)
 
@@ -90,8 +106,9 @@ class ProcedureConsumer(Consumer):
     def __init__(self, runner: ProcedureRunner, disable_after: int = DISABLE_AFTER) -> None:
         self.runner = runner
         self.disable_after = disable_after
-        # Per procedure: (version, failures in a row).  In memory: a restart starts over.
-        self._failures: dict[str, tuple[int, int]] = {}
+        # Per (set, procedure): (version, failures in a row).  In memory: a restart starts
+        # over.
+        self._failures: dict[tuple[str, str], tuple[int, int]] = {}
 
     def wanted_types(self, session: Session) -> frozenset[str]:
         """The types whose procedure is enabled: most events have none, and are not read."""
@@ -107,24 +124,25 @@ class ProcedureConsumer(Consumer):
         names = {n for n in wanted if n and n != AUTHORIZATION}
         if not names:
             return Progress(len(batch))
-        enabled = procedures.enabled_versions(session, names)
+        chains = procedures.enabled_chains(session, names)
         work = []
         for index, event in enumerate(batch):
             declared = CATALOGUE.get(event.type)
             name = declared.procedure if declared else None
-            if name and name in enabled:
-                source, version = enabled[name]
-                work.append(_Work(index, event.seq, name, source, version, dict(event.data)))
+            if name and name in chains:
+                links = tuple(chains[name])
+                work.append(_Work(index, event.seq, name, links, dict(event.data)))
         return _RunEach(self, work, len(batch))
 
     def counted(self, session: Session, procedure: Procedure, error: str | None) -> bool:
         """Count a run's outcome; disables the procedure (in ``session``) at the
         ``disable_after``-th failure in a row.  Returns whether it did."""
-        version, failures = self._failures.get(procedure.name, (procedure.version, 0))
+        key = (procedure.set_name, procedure.name)
+        version, failures = self._failures.get(key, (procedure.version, 0))
         if version != procedure.version:
             failures = 0
         failures = 0 if error is None else failures + 1
-        self._failures[procedure.name] = (procedure.version, failures)
+        self._failures[key] = (procedure.version, failures)
         if error is None or self.disable_after <= 0 or failures < self.disable_after:
             return False
         procedure.enabled = False
@@ -138,21 +156,36 @@ class ProcedureConsumer(Consumer):
             version=procedure.version,
             failures=failures,
             last_error=error[:1000],
+            set=procedure.set_name,
         )
         log.warning(
             "procedure disabled after failing repeatedly",
             procedure=procedure.name,
+            set=procedure.set_name,
             failures=failures,
             error=error,
         )
-        self._failures.pop(procedure.name, None)
+        self._failures.pop(key, None)
         return True
 
 
-@dataclass(frozen=True)
-class Authorization:
-    """A run of the authorization procedure, done before the caller's write transaction."""
+def checked_answer(reply: Reply) -> Reply:
+    """An authorization run's reply, made a failure when it answered something that is not
+    an answer (nil, 'deny', 'force', 'newbie')."""
+    if reply.error is None and reply.value is not None and reply.value not in DECISIONS:
+        return Reply(
+            error=f"returned {reply.value!r}; expected nil, 'deny', 'force' or 'newbie'",
+            logs=reply.logs,
+            elapsed=reply.elapsed,
+        )
+    return reply
 
+
+@dataclass(frozen=True)
+class Step:
+    """One set's run in an authorization chain."""
+
+    link: Link
     reply: Reply
 
     @property
@@ -161,36 +194,69 @@ class Authorization:
         return value if self.reply.error is None and value in DECISIONS else None
 
 
+@dataclass(frozen=True)
+class Authorization:
+    """The runs of the authorization chain, done before the caller's write transaction: the
+    sets' procedures in set order, up to the first that answered (a failure answers
+    nothing: the next set is asked, as for nil)."""
+
+    steps: tuple[Step, ...]
+
+    @property
+    def deciding(self) -> Step | None:
+        last = self.steps[-1] if self.steps else None
+        return last if last is not None and last.value is not None else None
+
+    @property
+    def value(self) -> str | None:
+        deciding = self.deciding
+        return deciding.value if deciding is not None else None
+
+
 def authorize(
-    runner: ProcedureRunner, source: str | None, args: Mapping[str, Any]
+    runner: ProcedureRunner, chain: Sequence[Link] | None, args: Mapping[str, Any]
 ) -> Authorization | None:
-    """Run the authorization procedure ``source`` (None: none is enabled, nothing runs) with
-    ``args``, outside any transaction.  A run that could not happen (no worker free) is a
-    failure like any other here: the answer must not wait."""
-    if source is None:
+    """Run the authorization chain (None or empty: no procedure is enabled, nothing runs)
+    with ``args``, outside any transaction, set by set until one answers.  A run that could
+    not happen (no worker free) is a failure like any other here: the answer must not
+    wait."""
+    if not chain:
         return None
-    try:
-        reply = runner.run(AUTHORIZATION, source, args)
-    except ProcedureUnavailableError as exc:
-        reply = Reply(error=str(exc))
-    if reply.error is None and reply.value is not None and reply.value not in DECISIONS:
-        reply = Reply(
-            error=f"returned {reply.value!r}; expected nil, 'deny', 'force' or 'newbie'",
-            logs=reply.logs,
-        )
-    return Authorization(reply)
+    steps: list[Step] = []
+    for link in chain:
+        try:
+            reply = runner.run(AUTHORIZATION, link.source, args, None, link.set_name)
+        except ProcedureUnavailableError as exc:
+            reply = Reply(error=str(exc))
+        step = Step(link, checked_answer(reply))
+        steps.append(step)
+        if step.value is not None:
+            break  # this set decides: the later sets are not called
+    return Authorization(tuple(steps))
 
 
 def decision(runner: ProcedureRunner, session: Session, run: Authorization | None) -> str | None:
-    """In the caller's write transaction: apply the run's writes (or record its failure)
-    and give its answer; None, the default, when it failed or none ran."""
+    """In the caller's write transaction: apply each run's writes (or record its failure,
+    with its set) and give the deciding set's answer; None, the default, when none
+    answered, when the deciding run's writes failed, or when its procedure changed, was
+    disabled or its set deleted or disabled while it ran (then its writes are dropped)."""
     if run is None:
         return None
-    if runner.settle(session, AUTHORIZATION, None, run.reply) is not None:
-        return None
-    return run.value
+    answer: str | None = None
+    for step in run.steps:
+        if procedures.still_current(session, AUTHORIZATION, step.link) is None:
+            log.info(
+                "authorization procedure changed while it ran; its outcome is dropped",
+                set=step.link.set_name,
+            )
+            continue
+        error = runner.settle(session, AUTHORIZATION, None, step.reply, step.link.set_name)
+        if step is run.deciding and error is None:
+            answer = step.value
+    return answer
 
 
-def authorization_source(session: Session) -> str | None:
-    """The enabled station_authorization_in_progress procedure's source, if any."""
-    return procedures.enabled_sources(session, {AUTHORIZATION}).get(AUTHORIZATION)
+def authorization_chain(session: Session) -> list[Link] | None:
+    """The enabled station_authorization_in_progress procedures, in set order; None when
+    there is none."""
+    return procedures.enabled_chains(session, {AUTHORIZATION}).get(AUTHORIZATION) or None

@@ -18,7 +18,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from garrison.server.procedures import host
-from garrison.server.procedures.models import ProcedureError
+from garrison.server.procedures.models import DEFAULT_SET, ProcedureError
 from garrison.server.procedures.sandbox import Limits, cap_args
 from garrison.server.procedures.workers import Reply, WorkerPool
 from garrison.server.store.engine import Database
@@ -34,37 +34,62 @@ class ProcedureRunner:
         self.reads = host.HostReads(db)
 
     def run(
-        self, name: str, source: str, args: Mapping[str, Any], event_seq: int | None = None
+        self,
+        name: str,
+        source: str,
+        args: Mapping[str, Any],
+        event_seq: int | None = None,
+        set_name: str = DEFAULT_SET,
     ) -> Reply:
         """Run it; raises ProcedureUnavailableError when no worker could (not counted as
         the procedure's failure).  No transaction is open meanwhile."""
         reply = self.pool.run(name, source, cap_args(dict(args)), self.limits, self.reads)
         for line in reply.logs:
-            log.info("procedure log", procedure=name, event_seq=event_seq, message=line)
+            log.info(
+                "procedure log", procedure=name, set=set_name, event_seq=event_seq, message=line
+            )
         return reply
 
     def settle(
-        self, session: Session, name: str, event_seq: int | None, reply: Reply
+        self,
+        session: Session,
+        name: str,
+        event_seq: int | None,
+        reply: Reply,
+        set_name: str = DEFAULT_SET,
     ) -> str | None:
         """Apply ``reply``'s writes in a savepoint of ``session``, or record its error (also
-        a write that fails); returns the error, None when it succeeded."""
+        a write that fails) with the procedure's set; returns the error, None when it
+        succeeded."""
         error = reply.error
         if error is None:
             savepoint = session.begin_nested()
             try:
-                host.apply(session, name, event_seq, reply.actions)
+                host.apply(session, name, event_seq, reply.actions, set_name)
                 savepoint.commit()
             except Exception as exc:  # a procedure's write must never stop the caller
                 savepoint.rollback()
                 error = f"host error: {exc}"
         if error is not None:
-            self.record_error(session, name, event_seq, error)
+            self.record_error(session, name, event_seq, error, set_name)
         return error
 
     @staticmethod
-    def record_error(session: Session, name: str, event_seq: int | None, error: str) -> None:
-        session.add(ProcedureError(procedure=name, event_seq=event_seq, error=error[:4000]))
-        log.warning("procedure failed", procedure=name, event_seq=event_seq, error=error)
+    def record_error(
+        session: Session,
+        name: str,
+        event_seq: int | None,
+        error: str,
+        set_name: str = DEFAULT_SET,
+    ) -> None:
+        session.add(
+            ProcedureError(
+                procedure=name, set_name=set_name, event_seq=event_seq, error=error[:4000]
+            )
+        )
+        log.warning(
+            "procedure failed", procedure=name, set=set_name, event_seq=event_seq, error=error
+        )
 
     def close(self) -> None:
         self.pool.close()

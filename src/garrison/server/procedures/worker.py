@@ -49,7 +49,20 @@ MAX_LOG_CHARS = 2000
 # Instructions the collection after a run may take (the finalizers run with hooks off:
 # only the deadline bounds them; this bounds what our own cleanup code may do).
 CLEANUP_INSTRUCTIONS = 1_000_000
-READS = ("station", "recent_alerts", "groups", "allow_station")
+READS = (
+    "station",
+    "recent_alerts",
+    "groups",
+    "group_stations",
+    "jobs",
+    "scans",
+    "state",
+    "config",
+    "recent_events",
+    "allow_station",
+)
+# Host reads one run may make: each is a round trip to the server and a read transaction.
+MAX_READS = 50
 WRITES = ("create_job", "raise_alert", "audit", "log")
 
 _PRELUDE = r"""
@@ -277,6 +290,7 @@ class Worker:
         self._run, self._cleanup = self.runtime.execute(_PRELUDE.encode())
         self.actions: list[dict[str, Any]] = []
         self.logs: list[str] = []
+        self.reads = 0
         self.broken: Exception | None = None
 
     # -- Python values into Lua ------------------------------------------------------------
@@ -318,7 +332,10 @@ class Worker:
     def _reader(self, name: str) -> Any:
         def call(*params: Any) -> tuple[bool, Any]:
             def ask() -> Any:
-                args = [_Converter().convert(p) for p in params[:2]]
+                self.reads += 1
+                if self.reads > MAX_READS:
+                    raise _ValueError(f"more than {MAX_READS} host reads in one run")
+                args = [_Converter().convert(p) for p in params[:3]]
                 protocol.write(self.out, protocol.encode({"op": "call", "fn": name, "args": args}))
                 reply = protocol.read(self.inp)
                 if reply.get("op") != "reply":
@@ -416,7 +433,7 @@ class Worker:
 
     def run(self, message: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
-        self.actions, self.logs = [], []
+        self.actions, self.logs, self.reads = [], [], 0
         instructions = int(message["instructions"])
         memory = int(message["memory"])
         cpu_used = resource.getrusage(resource.RUSAGE_SELF)

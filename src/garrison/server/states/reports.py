@@ -8,6 +8,7 @@ from typing import Any
 
 from garrison.server.events import emitters
 from garrison.server.states import service as states
+from garrison.server.stations import service as stations
 from garrison.server.stations.credentials import Caller, reporting_station
 from garrison.server.store.engine import Database
 
@@ -21,6 +22,8 @@ class StateReport:
     antivirus_name: str = ""
     antivirus_version: str = ""
     content_serial: int | None = None  # a Garrison agent's installed content serial
+    # A Garrison agent's configured location (None: it reports none; the stored one stays).
+    location: tuple[float, float] | None = None
 
 
 def record(db: Database, caller: Caller, report: StateReport) -> int:
@@ -41,4 +44,6 @@ def record(db: Database, caller: Caller, report: StateReport) -> int:
             station.antivirus_name = report.antivirus_name
         if report.antivirus_version:
             station.antivirus_version = report.antivirus_version
+        if report.location is not None:
+            stations.set_location(session, station, report.location, "agent")
         return station.id

@@ -25,6 +25,15 @@ def allow_station(db: Transactions, actor: Actor, station_id: int) -> bool:
         return stations.allow(session, actor, station_id)
 
 
+def locate_station(
+    db: Transactions, actor: Actor, station_id: int, latitude: object, longitude: object
+) -> bool:
+    """Set (both null: clear) the station's location; returns whether it changed (a change
+    to a known place emits ``station_geolocation_changed``)."""
+    with db.transaction() as session:
+        return stations.locate(session, actor, station_id, latitude, longitude)
+
+
 def create_group(db: Transactions, actor: Actor, name: str, description: str = "") -> Group:
     with db.transaction() as session:
         return stations.create_group(session, actor, name, description)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, ForeignKey, String, Table, true
+from sqlalchemy import Column, Float, ForeignKey, String, Table, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from garrison.common.vocabulary import AgentKind
@@ -44,6 +44,10 @@ class Station(Base):
     # Set when the authorization procedure denied the station as it came back; its requests
     # are refused until an administrator or a procedure allows it (clears this).
     denied_at: Mapped[dt.datetime | None]
+    # Where the station is (DD.DDDDDD degrees): set by an administrator or reported by the
+    # agent from its configuration; both or neither.
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
     enrollment_key_id: Mapped[int | None] = mapped_column(
         ForeignKey("enrollment_keys.id", ondelete="SET NULL")
     )

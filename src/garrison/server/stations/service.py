@@ -6,9 +6,11 @@ import datetime as dt
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
+import structlog
 from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, not_, or_, select
 from sqlalchemy.orm import Session
 
+from garrison.common import geolocation
 from garrison.common.tokens import new_token, token_hash
 from garrison.common.vocabulary import AgentKind
 from garrison.server.audit import service as audit
@@ -18,6 +20,8 @@ from garrison.server.events import emitters
 from garrison.server.stations.models import Group, Station, station_groups
 from garrison.server.store.base import column_length, utcnow
 from garrison.server.store.effects import Signal, signal
+
+log = structlog.get_logger("garrison.stations")
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,56 @@ def allow(session: Session, actor: Actor, station_id: int) -> bool:
     )
     station.denied_at = None
     return was_denied
+
+
+def check_location(latitude: object, longitude: object) -> tuple[float, float] | None:
+    """Both coordinates checked (range, at most six decimals: ``DD.DDDDDD``), or None for
+    both null; raises InvalidInputError naming the field."""
+    try:
+        return geolocation.location(latitude, longitude)
+    except geolocation.CoordinateError as exc:
+        raise InvalidInputError(str(exc), field=exc.field) from None
+
+
+def set_location(
+    session: Session, station: Station, place: tuple[float, float] | None, by: str
+) -> bool:
+    """Set the station's location (None: unknown); when it changes to a known place,
+    ``station_geolocation_changed`` is emitted, in this transaction.  Returns whether it
+    changed."""
+    before = (
+        (station.latitude, station.longitude)
+        if station.latitude is not None and station.longitude is not None
+        else None
+    )
+    if place == before:
+        return False
+    station.latitude, station.longitude = place if place is not None else (None, None)
+    if place is not None:
+        emitters.station_geolocation_changed(session, station, *place)
+    log_place = [geolocation.formatted(v) for v in place] if place else None
+    log.info("station location changed", station_id=station.id, location=log_place, by=by)
+    return True
+
+
+def locate(
+    session: Session, actor: Actor, station_id: int, latitude: object, longitude: object
+) -> bool:
+    """An administrator sets (or, with both null, clears) a station's location; audited
+    (``station.location``) whether or not it changed."""
+    place = check_location(latitude, longitude)
+    station = get(session, station_id)
+    changed = set_location(session, station, place, actor.username)
+    audit.record(
+        session,
+        actor,
+        "station.location",
+        str(station_id),
+        latitude=place[0] if place else None,
+        longitude=place[1] if place else None,
+        changed=changed,
+    )
+    return changed
 
 
 def remove(session: Session, station: Station) -> None:

@@ -49,7 +49,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from garrison.server.events import emitters
 from garrison.server.procedures.dispatcher import (
     Authorization,
-    authorization_source,
+    authorization_chain,
     authorize,
     decision,
 )
@@ -125,8 +125,8 @@ def checked_in(
     if not away:
         return []
     # Read once: after an outage thousands of stations may return in one flush.
-    source = authorization_source(session) if procedures is not None else None
-    if source is None:
+    chain = authorization_chain(session) if procedures is not None else None
+    if chain is None:
         for station in away:
             _settle(session, None, station, *batch[station.id], args[station.id], None)
         return []
@@ -139,8 +139,8 @@ def authorize_returns(db: Database, procedures: ProcedureRunner, returns: list[R
     settled = 0
     for back in returns:
         with db.reading() as session:
-            source = authorization_source(session)
-        run = authorize(procedures, source, back.args)
+            chain = authorization_chain(session)
+        run = authorize(procedures, chain, back.args)
         with db.transaction() as session:
             station = session.scalar(
                 select(Station).where(Station.id == back.station_id).with_for_update()

@@ -24,7 +24,12 @@ from garrison.server.events.models import ConsumerCursor, Event, EventTerm
 from garrison.server.export.models import ExportTarget
 from garrison.server.jobs.models import Job, JobTarget
 from garrison.server.options.models import Option
-from garrison.server.procedures.models import Procedure, ProcedureError, ProcedureVersion
+from garrison.server.procedures.models import (
+    Procedure,
+    ProcedureError,
+    ProcedureSet,
+    ProcedureVersion,
+)
 from garrison.server.scans.models import Scan
 from garrison.server.sensors.models import SensorPolicy
 from garrison.server.states.models import StationState
@@ -59,6 +64,7 @@ __all__ = [
     "Option",
     "Procedure",
     "ProcedureError",
+    "ProcedureSet",
     "ProcedureVersion",
     "RuleSet",
     "RuleVersion",
