@@ -191,51 +191,6 @@ def test_exec_is_reported_with_path_hash_parent_user_and_exit(
     assert "Traceback" not in out
 
 
-def test_a_restart_mid_stream_duplicates_nothing(
-    server: LiveServer, agent: Callable[..., Daemon], tmp_path: Path
-) -> None:
-    admin = Admin(server)
-    daemon = agent(lambda config: None)
-    _running(admin)
-    exe, sha256 = _probe(tmp_path)
-    # A stream of execs that goes on while the agent is stopped and started again.
-    stream = subprocess.Popen(
-        ["/bin/sh", "-c", f'for i in $(seq 1 60); do "{exe}" 0.0$i; sleep 0.05; done']
-    )
-    try:
-        wait_for(
-            lambda: len(_events(admin, type="process_started", hash=sha256)) >= 5,
-            timeout=10,
-            what="the first execs of the stream",
-        )
-        daemon.stop()
-        daemon.start()
-        assert stream.wait(timeout=60) == 0
-    finally:
-        if stream.poll() is None:
-            stream.kill()
-            stream.wait()
-    _running(admin)
-    before = len(_events(admin, type="process_started", hash=sha256))
-    exe2_args = f"0.{uuid.uuid4().int % 10**9:09d}"
-    assert subprocess.call([str(exe), exe2_args]) == 0  # one more after the restart
-    events = wait_for(
-        lambda: _events(admin, type="process_started", hash=sha256),
-        lambda found: len(found) > before,
-        timeout=5,
-        what="the exec after the restart",
-    )
-    # /bin/sleep itself (the shell's pause) has the same SHA-256: keep the probe's execs.
-    events = [e for e in events if e["data"].get("file_path") == str(exe)]
-    unique_pids = [e["data"]["unique_pid"] for e in events]
-    assert len(unique_pids) == len(set(unique_pids)), "a process was reported twice"
-    # Under load a process may be gone before /proc could be read: it is reported without
-    # its command line (``unavailable`` says so), which is no duplicate.
-    command_lines = [e["data"]["command_line"] for e in events if "command_line" in e["data"]]
-    assert len(command_lines) == len(set(command_lines))
-    assert f"{exe} {exe2_args}" in command_lines
-
-
 def test_an_induced_overflow_is_counted_in_sensor_health(
     server: LiveServer, agent: Callable[..., Daemon], tmp_path: Path
 ) -> None:

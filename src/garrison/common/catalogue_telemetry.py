@@ -339,6 +339,12 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("start_time", "timestamp", doc="process start time"),
         *PARENT,
         *LINUX_PROCESS,
+        Field(
+            "seen_at_start",
+            "boolean",
+            doc="already running when the agent started, not reported before (Linux): "
+            "started while the agent was down; time is when it was found",
+        ),
     ),
     _telemetry(
         "process_stopped",
