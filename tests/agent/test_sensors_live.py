@@ -152,8 +152,14 @@ def test_exec_is_reported_with_path_hash_parent_user_and_exit(
     parent_path = os.readlink(f"/proc/{parent.pid}/exe")
     assert parent.wait(timeout=10) == 0
 
+    def mine(kind: str) -> list[dict[str, Any]]:
+        # /bin/sleep (the probe's original) has the same SHA-256, and the sleeps already
+        # running on the host when the agent started are reported too (seen_at_start).
+        found = _events(admin, type=kind, hash=sha256)
+        return [e for e in found if e["data"].get("file_path") == str(exe)]
+
     started = wait_for(
-        lambda: _events(admin, type="process_started", hash=sha256),
+        lambda: mine("process_started"),
         timeout=5,
         what="process_started by the probe's SHA-256",
         every=0.1,
@@ -176,7 +182,7 @@ def test_exec_is_reported_with_path_hash_parent_user_and_exit(
     assert "unavailable" not in data
 
     stopped = wait_for(
-        lambda: _events(admin, type="process_stopped", hash=sha256),
+        lambda: mine("process_stopped"),
         timeout=5,
         what="process_stopped by the probe's SHA-256",
         every=0.1,

@@ -53,6 +53,7 @@ from garrison.server.procedures.dispatcher import ProcedureConsumer
 from garrison.server.procedures.runner import ProcedureRunner
 from garrison.server.procedures.sandbox import Limits
 from garrison.server.procedures.workers import WorkerPool
+from garrison.server.sensors import reports as sensor_reports
 from garrison.server.settings import Settings
 from garrison.server.stations import service as station_service
 from garrison.server.stations.credentials import AgentAuthenticator
@@ -159,6 +160,12 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.consumers.wake())
     database.hooks.subscribe(Signal.JOBS_QUEUED, ctx.job_waiters.queued)
     database.hooks.subscribe(Signal.STATION_CREDENTIALS_REVOKED, ctx.agent_auth.cache.forget)
+    for changed in (
+        Signal.SENSOR_POLICY_CHANGED,
+        Signal.GROUPS_CHANGED,
+        Signal.STATION_CREDENTIALS_REVOKED,
+    ):
+        database.hooks.subscribe(changed, ctx.sensor_policies.forget)
     metrics.add_collector(lambda: _station_gauges(ctx))
 
     @contextlib.asynccontextmanager
@@ -176,6 +183,13 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
                 )
             ),
             asyncio.create_task(ctx.job_waiters.run()),
+            asyncio.create_task(
+                _every(
+                    s.sensor_policy_watch_seconds,
+                    "sensor policy markers",
+                    lambda: sensor_reports.watch_markers(ctx.db, ctx.sensor_policies),
+                )
+            ),
             asyncio.create_task(
                 _every(
                     s.event_retention_interval_seconds,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.export.consumer import ExportManager
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
 from garrison.server.procedures.runner import ProcedureRunner
+from garrison.server.sensors.cache import PolicyCache
 from garrison.server.settings import Settings
 from garrison.server.stations.credentials import AgentAuthenticator
 from garrison.server.stations.presence import PresenceTracker
@@ -32,3 +33,5 @@ class ServerContext:
     # Runs every Lua procedure, in worker processes (the consumer, enrollment, returns,
     # dry runs).
     procedures: ProcedureRunner
+    # Each station's effective sensor policy (the agents' GET /api/sensor-policy).
+    sensor_policies: PolicyCache = field(default_factory=PolicyCache)

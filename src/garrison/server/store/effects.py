@@ -29,6 +29,12 @@ class Signal(enum.StrEnum):
     """Jobs were queued for these stations.  Wakes their long-polls."""
     STATION_CREDENTIALS_REVOKED = "station_credentials_revoked"
     """These stations' tokens no longer hold (deleted, re-enrolled).  Drops cached tokens."""
+    GROUPS_CHANGED = "groups_changed"
+    """A group was deleted or its members changed (ids: the stations whose groups changed;
+    none: possibly every station).  Drops the cached effective sensor policies."""
+    SENSOR_POLICY_CHANGED = "sensor_policy_changed"
+    """A sensor policy (the default, a group's) was set or removed (ids: none, every
+    station).  Drops the cached effective sensor policies."""
 
 
 Subscriber = Callable[[frozenset[int]], None]
