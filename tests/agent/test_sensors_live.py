@@ -197,25 +197,44 @@ def test_exec_is_reported_with_path_hash_parent_user_and_exit(
     assert "Traceback" not in out
 
 
-def test_an_induced_overflow_is_counted_in_sensor_health(
+def test_an_induced_overflow_is_counted_in_the_stations_sensor_status(
     server: LiveServer, agent: Callable[..., Daemon], tmp_path: Path
 ) -> None:
+    """A receive buffer too small for an exec storm (the kernel drops: overflows) and a rate
+    limit it exceeds (the agent drops: dropped_rate_limit), both counted in the sensor
+    status the server shows for the station, not only in the agent's health events."""
     admin = Admin(server)
 
     def tiny(config: configmod.AgentConfig) -> None:
         config.sensors.netlink_rcvbuf = 1  # the kernel's minimum: a few messages
+        config.sensors.rate_per_second = 50
+        config.sensors.burst = 50
 
     agent(tiny)
     _running(admin)
+    station = admin.station_id()
+
+    def process_status() -> dict[str, Any]:
+        body = admin.call("GET", f"/stations/{station}/sensors")
+        found: dict[str, Any] = next(s for s in body["sensors"] if s["sensor"] == "process")
+        return found
+
+    before = process_status()
+    assert before["state"] == "running"
     burst = subprocess.run(
         ["/bin/sh", "-c", "for i in $(seq 1 3000); do /bin/true; done"], check=True, timeout=120
     )
     assert burst.returncode == 0
 
-    def overflows() -> int:
-        counts = [
-            int(e["data"].get("overflows_0", 0)) for e in _events(admin, type="sensor_health")
-        ]
-        return max(counts, default=0)
-
-    assert wait_for(overflows, timeout=15, what="overflows counted in sensor_health") > 0
+    after = wait_for(
+        process_status,
+        lambda s: (
+            s["overflows"] > before["overflows"]
+            and s["dropped_rate_limit"] > before["dropped_rate_limit"]
+        ),
+        timeout=15,
+        what="kernel overflows and rate-limit drops in the station's sensor status",
+        every=0.3,
+    )
+    assert after["dropped"] >= after["dropped_rate_limit"]
+    assert after["state"] == "running"
