@@ -73,6 +73,8 @@ def _file_fields(prefix: str, path: str | None, facts: FileFacts | None) -> dict
     if facts is not None:
         out[f"{prefix}size"] = facts.size
         out[f"{prefix}modified_at"] = facts.mtime
+        if facts.btime is not None:
+            out[f"{prefix}created_at"] = facts.btime
         if facts.digests is not None:
             out[f"{prefix}md5"] = facts.digests.md5
             out[f"{prefix}sha256"] = facts.digests.sha256
