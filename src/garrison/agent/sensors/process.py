@@ -141,6 +141,12 @@ class ProcessSensor(Sensor):
             ) from None
         log.info("process connector subscribed, receive buffer %d bytes", self._conn.rcvbuf)
         self._sink = sink
+        # Before the reading thread, so start() returns once it is done (what the kernel
+        # sends meanwhile waits on the subscribed socket).
+        try:
+            self.snapshot()
+        except Exception:
+            log.exception("process sensor: the start snapshot crashed")
         self._run_thread(self._run, "sensor-process")
 
     def _stop(self) -> None:
@@ -158,10 +164,6 @@ class ProcessSensor(Sensor):
         conn = self._conn
         if conn is None:
             return
-        try:
-            self.snapshot()
-        except Exception:
-            log.exception("process sensor: the start snapshot crashed")
         while not self._stop_event.is_set():
             try:
                 events = conn.recv()
