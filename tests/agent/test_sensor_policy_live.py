@@ -15,7 +15,9 @@ import pytest
 
 from garrison.agent import config as configmod
 from garrison.agent.sensors.runner import POLICY_OFF
+from garrison.server.options.service import touch_marker
 from garrison.server.sensors.models import DEFAULT_SCOPE, SensorPolicy
+from garrison.server.sensors.service import POLICY_MARKER
 from garrison.server.store.base import utcnow
 from garrison.server.store.engine import Database
 from tests.agent.test_live import Admin
@@ -126,6 +128,9 @@ def test_a_malformed_policy_is_refused_and_the_previous_stays(
             assert row is not None
             row.settings = {"terminal": True, "ports": "off"}
             row.updated_at = utcnow()
+            # The marker every policy change writes: the server's nodes drop their cache of
+            # effective policies when it moves (garrison.server.sensors.cache).
+            touch_marker(session, POLICY_MARKER)
     finally:
         db.dispose()
 

@@ -21,6 +21,7 @@ from tests.agent.test_live import Admin
 from tests.agent.test_sensors_live import (  # noqa: F401 (fixtures)
     Daemon,
     _events,
+    _probe,
     _running,
     agent,
     connector,
@@ -135,11 +136,9 @@ def test_libraries_of_an_exec_are_reported_once_not_once_per_exec(
     admin = Admin(server)
     daemon = agent(lambda config: None)
     _sensor_running(admin, "module")
-    probes = []
-    for _ in range(2):
-        exe = tmp_path / f"garrison-probe-{uuid.uuid4().hex[:8]}"
-        shutil.copy("/bin/sleep", exe)
-        probes.append((exe, hashlib.sha256(exe.read_bytes()).hexdigest()))
+    # Unique images (see _probe): a sleep another program runs must not share their hash,
+    # or its libraries would be the image's, reported once.
+    probes = [_probe(tmp_path) for _ in range(2)]
     (exe, sha256), (other, other_sha) = probes
     for _ in range(3):
         assert subprocess.call([str(exe), "0.4"]) == 0

@@ -1,16 +1,20 @@
 """Real processes: ``garrison serve`` and ``garrison-agent run`` as root; a listening port
-opened by a subprocess, an sshd line written to the configured auth log, a login written to
-the configured utmp file, each found at the server."""
+opened by a subprocess, an sshd line logged through a real rsyslog into the auth log the
+sensor follows, a login written to the configured utmp file, each found at the server."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from garrison.agent import config as configmod
 from garrison.agent.sensors import utmp
@@ -104,24 +108,76 @@ def test_a_listening_port_is_reported_opened_and_closed(
     assert "Traceback" not in daemon.stop()
 
 
-def test_an_sshd_failed_login_line_is_an_os_log_event(
+@contextmanager
+def syslog_daemon(directory: Path, auth_log: Path) -> Iterator[Path]:
+    """A real rsyslogd with its own configuration: a local log socket of its own (the host's
+    /dev/log is left alone, other tests may share this machine) and the auth and authpriv
+    facilities written to ``auth_log`` in the traditional syslog format, as Debian's
+    rsyslog writes /var/log/auth.log.  Yields the socket."""
+    rsyslogd = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+    if not Path(rsyslogd).exists():
+        pytest.skip("rsyslogd is not installed (CI installs rsyslog)")
+    directory.mkdir(parents=True, exist_ok=True)
+    sock = directory / "log.sock"
+    conf = directory / "rsyslog.conf"
+    conf.write_text(
+        f'global(workDirectory="{directory}")\n'
+        'module(load="imuxsock" SysSock.Use="off")\n'
+        f'input(type="imuxsock" Socket="{sock}")\n'
+        f'auth,authpriv.* action(type="omfile" file="{auth_log}" '
+        'template="RSYSLOG_TraditionalFileFormat" flushOnTXEnd="on" asyncWriting="off")\n'
+    )
+    process = subprocess.Popen(
+        [rsyslogd, "-n", "-f", str(conf), "-i", str(directory / "rsyslog.pid")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(
+            lambda: sock.exists() or process.poll() is not None,
+            timeout=20,
+            what="rsyslogd's log socket",
+        )
+        if process.poll() is not None:
+            out = process.stdout.read().decode() if process.stdout else ""
+            raise AssertionError(f"rsyslogd exited: {out}")
+        yield sock
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_an_sshd_line_logged_through_rsyslog_is_an_os_log_event(
     server: LiveServer, agent: Callable[..., Daemon], tmp_path: Path
 ) -> None:
+    """``logger -p authpriv.info -t sshd`` to a real rsyslog, which writes the auth log the
+    sensor follows: the line arrives as os_log_event within 5 s."""
     admin = Admin(server)
-    daemon = agent(_sources(tmp_path))
-    _running(admin, "os_log")
-    user = f"probe{uuid.uuid4().hex[:8]}"
-    with (tmp_path / "auth.log").open("a") as log:
-        log.write(
-            f"May 20 10:01:03 web1 sshd[1235]: Failed password for invalid user {user} "
-            "from 2001:db8::77 port 41234 ssh2\n"
+    auth_log = tmp_path / "auth.log"
+    with syslog_daemon(tmp_path / "rsyslog", auth_log) as sock:
+        daemon = agent(_sources(tmp_path))
+        _running(admin, "os_log")
+        user = f"probe{uuid.uuid4().hex[:8]}"
+        message = f"Failed password for invalid user {user} from 2001:db8::77 port 41234 ssh2"
+        subprocess.run(
+            ["logger", "-u", str(sock), "-p", "authpriv.info", "-t", "sshd", "--id=4242", message],
+            check=True,
+            timeout=10,
         )
-    found: list[dict[str, Any]] = wait_for(
-        lambda: _events(admin, type="os_log_event", user=user),
-        timeout=5,
-        what=f"os_log_event with user={user}",
-        every=0.1,
-    )
+        found: list[dict[str, Any]] = wait_for(
+            lambda: _events(admin, type="os_log_event", user=user),
+            timeout=5,
+            what=f"os_log_event with user={user}",
+            every=0.1,
+        )
+        # rsyslog wrote it, in its own format: the sensor read rsyslog's line, not ours.
+        assert f"sshd[4242]: {message}" in auth_log.read_text()
     assert len(found) == 1
     data = found[0]["data"]
     assert data["user"] == user

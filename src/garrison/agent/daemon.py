@@ -230,6 +230,7 @@ class Daemon:
             agent.spool,
             lambda kind, data, event_id: agent.event(kind, data, event_id=event_id),
             on_queued=self.flush_now.set,
+            state_dir=agent.state.path,
         )
         try:
             kept = sensorpolicy.saved(agent)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from garrison.common.catalogue import ALL
+from garrison.common.catalogue_telemetry import LINUX_NOT_FILLED
 from garrison.common.catalogue_types import EventType, Field
 
 ORIGINS = {"station": "station", "server": "server only", "both": "station or server"}
@@ -21,7 +22,9 @@ def _cell(text: str) -> str:
 SEARCH_PARAMETER = {"upid": "unique_pid", "pupid": "parent_unique_pid"}
 
 
-def _field_rows(fields: tuple[Field, ...], suffix: str = "") -> list[str]:
+def _field_rows(
+    fields: tuple[Field, ...], suffix: str = "", not_filled: dict[str, str] | None = None
+) -> list[str]:
     rows = []
     for f in fields:
         notes = [f.doc] if f.doc else []
@@ -29,6 +32,8 @@ def _field_rows(fields: tuple[Field, ...], suffix: str = "") -> list[str]:
             notes.append(f"searchable as `{SEARCH_PARAMETER.get(f.search, f.search)}=`")
         if f.keys:
             notes.append("keys: " + ", ".join(f.keys))
+        if not_filled and f.name in not_filled:
+            notes.append(f"**Linux agent:** {not_filled[f.name]}")
         rows.append(
             f"| `{f.name}{suffix}` | {f.type} | {'yes' if f.required else ''} | "
             f"{_cell('; '.join(notes))} |"
@@ -51,7 +56,7 @@ def _section(e: EventType) -> list[str]:
         "| field | type | required | notes |",
         "|---|---|---|---|",
     ]
-    lines += _field_rows(e.fields)
+    lines += _field_rows(e.fields, not_filled=LINUX_NOT_FILLED.get(e.name))
     for family in e.families:
         lines.append(f"| `{family.count}` | integer | | number of indexed items below |")
         lines += _field_rows(family.members, "_N")
@@ -70,7 +75,9 @@ def render() -> str:
         "is declared here. Stations send the ones whose origin allows it to `POST /api/events`; "
         "the server produces the others from the agent API traffic. Timestamps are stored as "
         "ISO-8601 UTC; hashes lower-case; `_N` fields are indexed families (`component_0`, "
-        "`component_1`…) counted by their count field.",
+        "`component_1`…) counted by their count field. A **Linux agent** note names a field "
+        "the Linux agent's sensors never fill, and why (`LINUX_NOT_FILLED`); the others they "
+        "fill whenever they could read them.",
         "",
     ]
     sources: dict[str, list[EventType]] = {}

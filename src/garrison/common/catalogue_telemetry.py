@@ -339,6 +339,12 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("start_time", "timestamp", doc="process start time"),
         *PARENT,
         *LINUX_PROCESS,
+        Field(
+            "seen_at_start",
+            "boolean",
+            doc="already running when the agent started, not reported before (Linux): "
+            "started while the agent was down; time is when it was found",
+        ),
     ),
     _telemetry(
         "process_stopped",
@@ -431,3 +437,77 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("content", required=True, doc="contents of the scanned script"),
     ),
 )
+
+
+# -- what the Linux agent's sensors never fill, and why ---------------------------------------
+# Documented per event in docs/events.md (catalogue_doc) rather than silently absent; every
+# other declared field is filled whenever the sensor could read it (``unavailable`` names
+# what it could not).
+_SIGNATURE = "not applicable on Linux: ELF files carry no Authenticode signature"
+_ACL = "not applicable on Linux: no inherited ACLs (file_permissions has the mode bits)"
+_HOST_IP = "not sent: the server has the station's address (its station record; exports add it)"
+_NOT_A_FILE = "not sent: the event is not about a file's ownership (see file_created)"
+_IMAGE = "not sent: the image file's owner and mode (user, uid and gid are the process's)"
+_REMOTE = "not in this event: a remote login's host is in terminal_session_* and os_log_event"
+_LOGIN = "not read for this event (user has the account)"
+_COMMON_NOT_FILLED = {"ip": _HOST_IP, "inherited_permissions": _ACL}
+_NOT_FILE_OWNER = {"file_owner": _NOT_A_FILE, "file_group": _NOT_A_FILE}
+_NOT_FILE = {**_NOT_FILE_OWNER, "file_permissions": _NOT_A_FILE}
+_PROCESS = {
+    **_COMMON_NOT_FILLED,
+    "remote_host": _REMOTE,
+    "file_owner": _IMAGE,
+    "file_group": _IMAGE,
+    "file_permissions": _IMAGE,
+}
+_PORT = {**_COMMON_NOT_FILLED, **_NOT_FILE, "remote_host": _REMOTE, "login_user": _LOGIN}
+_PORT["user_group"] = _LOGIN
+_TERMINAL = {**_COMMON_NOT_FILLED, **_NOT_FILE, "user_group": _LOGIN}
+LINUX_NOT_FILLED: dict[str, dict[str, str]] = {
+    "process_started": {
+        **_PROCESS,
+        "signer": _SIGNATURE,
+        "signature_valid": _SIGNATURE,
+        "process_type": "not applicable on Linux: the Windows process type (service, GUI, "
+        "console) has no equivalent",
+    },
+    "process_stopped": _PROCESS,
+    "file_created": {
+        **_COMMON_NOT_FILLED,
+        "remote_host": _REMOTE,
+        "user_group": _LOGIN,
+    },
+    "port_listening": _PORT,
+    "port_closed": _PORT,
+    "driver_loaded": {
+        **_COMMON_NOT_FILLED,
+        **_NOT_FILE,
+        "remote_host": _REMOTE,
+        "user": "not known: /proc/modules does not say who loaded the module",
+        "login_user": "not known: /proc/modules does not say who loaded the module",
+        "user_group": "not known: /proc/modules does not say who loaded the module",
+    },
+    "module_loaded": {
+        **_PROCESS,
+        "login_user": _LOGIN,
+        "user_group": _LOGIN,
+        "dll_signer": _SIGNATURE,
+        "dll_signature_valid": _SIGNATURE,
+    },
+    "os_log_event": {
+        **_NOT_FILE,
+        "inherited_permissions": _ACL,
+        "remote_host": "not sent: the remote address is in remote_ip",
+        "login_user": _LOGIN,
+        "user_group": _LOGIN,
+        "event_id": "not applicable on Linux: syslog and journald records have no Windows "
+        "event ID (record_id has the journal cursor or the line's place in the file)",
+        **dict.fromkeys(
+            ("parent_path", "parent_unique_pid", "parent_md5", "parent_sha256"),
+            "not read: the logging daemon's parent (pid is the daemon's)",
+        ),
+        "parent_command_line": "not read: the logging daemon's parent (pid is the daemon's)",
+    },
+    "terminal_session_started": _TERMINAL,
+    "terminal_session_ended": _TERMINAL,
+}

@@ -56,6 +56,7 @@ from garrison.server.procedures.dispatcher import ProcedureConsumer
 from garrison.server.procedures.runner import ProcedureRunner
 from garrison.server.procedures.sandbox import Limits
 from garrison.server.procedures.workers import WorkerPool
+from garrison.server.sensors import reports as sensor_reports
 from garrison.server.settings import Settings
 from garrison.server.stations import service as station_service
 from garrison.server.stations.credentials import AgentAuthenticator
@@ -169,6 +170,12 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     database.hooks.subscribe(Signal.STATION_CREDENTIALS_REVOKED, ctx.agent_auth.cache.forget)
     database.hooks.subscribe(Signal.STATION_CREDENTIALS_REVOKED, ctx.content.forget)
     database.hooks.subscribe(Signal.CONTENT_CHANGED, ctx.content.changed)
+    for changed in (
+        Signal.SENSOR_POLICY_CHANGED,
+        Signal.GROUPS_CHANGED,
+        Signal.STATION_CREDENTIALS_REVOKED,
+    ):
+        database.hooks.subscribe(changed, ctx.sensor_policies.forget)
     metrics.add_collector(lambda: _station_gauges(ctx))
 
     @contextlib.asynccontextmanager
@@ -188,6 +195,13 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
             asyncio.create_task(ctx.job_waiters.run()),
             asyncio.create_task(ctx.content.run()),
             asyncio.create_task(_every(3600.0, "content keys", ctx.content.forget_expired_keys)),
+            asyncio.create_task(
+                _every(
+                    s.sensor_policy_watch_seconds,
+                    "sensor policy markers",
+                    lambda: sensor_reports.watch_markers(ctx.db, ctx.sensor_policies),
+                )
+            ),
             asyncio.create_task(
                 _every(
                     s.event_retention_interval_seconds,

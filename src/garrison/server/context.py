@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from garrison.server.content.delivery import ContentDelivery
 from garrison.server.events.consumers import ConsumerRunner
@@ -10,6 +10,7 @@ from garrison.server.export.consumer import ExportManager
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
 from garrison.server.procedures.runner import ProcedureRunner
+from garrison.server.sensors.cache import PolicyCache
 from garrison.server.settings import Settings
 from garrison.server.stations.credentials import AgentAuthenticator
 from garrison.server.stations.presence import PresenceTracker
@@ -35,3 +36,5 @@ class ServerContext:
     procedures: ProcedureRunner
     # Signed content: the keys, the serial, the cached manifests and check-in fields.
     content: ContentDelivery
+    # Each station's effective sensor policy (the agents' GET /api/sensor-policy).
+    sensor_policies: PolicyCache = field(default_factory=PolicyCache)

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     disconnect_sweep_seconds: float = Field(default=10.0, gt=0)
     # Jobs created on this node wake their long-polls at once; this bounds the others.
     job_watch_seconds: float = Field(default=0.5, gt=0)
+    # A sensor policy or group change committed on another node reaches this node's cache of
+    # effective sensor policies within this (this node's own changes, at once).
+    sensor_policy_watch_seconds: float = Field(default=1.0, gt=0)
     # Export confinement, set by the operator only (never through the API); see
     # docs/security.md "Secrets and confinement".  File targets write only below
     # <data-dir>/export and these extra directories (os.pathsep-separated absolute paths).

@@ -226,3 +226,15 @@ def journal_line(record: dict[str, Any]) -> SyslogLine | None:
     except (TypeError, ValueError):
         when = None
     return SyslogLine(when, str(record.get("_HOSTNAME", "")), str(ident), pid, message)
+
+
+def user_domain(user: str) -> str | None:
+    """The domain of a directory account's name, as sssd and winbind spell them
+    (``alice@EXAMPLE.COM``, ``EXAMPLE\\alice``); None for a local account, which has none."""
+    if "@" in user:
+        domain = user.rsplit("@", 1)[1]
+        return domain or None
+    if "\\" in user:
+        domain = user.split("\\", 1)[0]
+        return domain or None
+    return None

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger("garrison.agent.sensors")
@@ -136,6 +137,10 @@ class Sensor:
     def _set(self, state: SensorState, reason: str) -> None:
         with self._state_lock:
             self.state, self.reason = state, reason
+
+    def use_state(self, directory: Path) -> None:
+        """Where the sensor may keep what must outlive the agent (the agent's state dir);
+        nothing by default."""
 
     def connect(self, sensors: Sequence[Sensor]) -> None:
         """Hook up to the agent's other sensors before any starts (the module sensor

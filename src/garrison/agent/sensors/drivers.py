@@ -205,6 +205,8 @@ class DriverSensor(Sensor):
         if facts is not None:
             data["size"] = facts.size
             data["modified_at"] = facts.mtime
+            if facts.btime is not None:
+                data["created_at"] = facts.btime
             data["hash_status"] = facts.status
             if facts.digests is not None:
                 data["md5"] = facts.digests.md5

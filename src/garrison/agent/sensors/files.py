@@ -29,7 +29,7 @@ from typing import Any
 
 from garrison.agent import host
 from garrison.agent.scan.engine import excluded
-from garrison.agent.sensors import fanotify, procinfo
+from garrison.agent.sensors import fanotify, procinfo, statx
 from garrison.agent.sensors.base import Sensor, SensorState, SensorUnavailableError, Sink
 from garrison.agent.sensors.fanotify import FanEvent, Fid
 from garrison.agent.sensors.hashes import HashCache
@@ -312,6 +312,11 @@ class FileSensor(Sensor):
                 out["process_sha256"] = facts.digests.sha256
         elif st is not None:
             out["process_name"] = st.comm
+        ids = procinfo.read_ids(pid)
+        if ids is not None:  # the account the creating process runs as
+            out["user"] = procinfo.user_name(ids.uid)
+            if ids.login_uid is not None:
+                out["login_user"] = procinfo.user_name(ids.login_uid)
         return out
 
     def build(self, creation: Creation, hash_status: str) -> tuple[dict[str, Any], str]:
@@ -323,12 +328,16 @@ class FileSensor(Sensor):
         data["file_name"] = path.rsplit("/", 1)[-1]
         data["file_path"] = path
         data["full_name"] = path
+        # The birth time where the filesystem records it, else when the sensor saw it.
         data["created_at"] = creation.created
         try:
             st = os.lstat(path)
         except OSError:
             data["unavailable"] = "file"
             return data, event_id(path, 0, 0, creation.created_ns)
+        born = statx.birth_time(path)
+        if born is not None:
+            data["created_at"] = born
         kind = file_type(st.st_mode)
         data["file_type"] = kind
         data["size"] = st.st_size

@@ -22,6 +22,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from garrison.agent.sensors import statx
+
 log = logging.getLogger("garrison.agent.sensors")
 
 CHUNK = 1024 * 1024
@@ -50,6 +52,7 @@ class FileFacts:
     status: str
     digests: Digests | None = None
     key: FileKey | None = None
+    btime: float | None = None  # birth time (statx), where the filesystem records it
 
 
 def file_key(st: os.stat_result) -> FileKey:
@@ -89,6 +92,7 @@ class HashCache:
         self.max_size = max_size
         self.cache_size = cache_size
         self._cache: OrderedDict[FileKey, Digests] = OrderedDict()
+        self._births: OrderedDict[FileKey, float | None] = OrderedDict()
         self._pending: set[FileKey] = set()
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[FileKey, int] | None] = queue.Queue(worker_queue)
@@ -97,6 +101,17 @@ class HashCache:
         self.misses = 0
 
     # -- the cache --------------------------------------------------------------------------
+
+    def _birth(self, key: FileKey, fd: int) -> float | None:
+        """The file's birth time, read once per file version (one statx on a miss)."""
+        if key in self._births:
+            return self._births[key]
+        born = statx.birth_time_fd(fd)
+        with self._lock:
+            self._births[key] = born
+            while len(self._births) > self.cache_size:
+                self._births.popitem(last=False)
+        return born
 
     def get(self, key: FileKey) -> Digests | None:
         with self._lock:
@@ -153,6 +168,7 @@ class HashCache:
                 status,
                 digests,
                 key,
+                self._birth(key, fd),
             )
 
         key = file_key(st)

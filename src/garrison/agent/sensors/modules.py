@@ -262,6 +262,8 @@ class ModuleSensor(Sensor):
         if record.facts is not None:
             data["process_size"] = record.facts.size
             data["process_modified_at"] = record.facts.mtime
+            if record.facts.btime is not None:
+                data["process_created_at"] = record.facts.btime
             if record.facts.digests is not None:
                 data["process_md5"] = record.facts.digests.md5
                 data["process_sha256"] = record.facts.digests.sha256
@@ -271,6 +273,8 @@ class ModuleSensor(Sensor):
         if facts is not None:
             data["dll_size"] = facts.size
             data["dll_modified_at"] = facts.mtime
+            if facts.btime is not None:
+                data["dll_created_at"] = facts.btime
             data["dll_hash_status"] = facts.status
             if facts.digests is not None:
                 data["dll_md5"] = facts.digests.md5

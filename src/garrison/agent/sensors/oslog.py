@@ -333,6 +333,9 @@ class OsLogSensor(Sensor):
         }
         if event.user:
             data["user"] = event.user
+            domain = authparse.user_domain(event.user)
+            if domain:
+                data["domain"] = domain
         if line.pid is not None:
             data["pid"] = line.pid
         data.update(event.fields)

@@ -8,6 +8,10 @@ process's children take their facts from it.
 
 A process that is gone before it could be read is still reported, with what the kernel
 gave (pid, times, parent, exit code) and ``unavailable`` naming what could not be read.
+
+At start, once subscribed, the sensor reports the running processes no earlier run reported
+(``seen_at_start``, :mod:`.reported`); at a graceful stop it reads what the kernel already
+queued on the socket before closing it, so the execs before the stop are all reported.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from garrison.agent import host
@@ -26,10 +31,12 @@ from garrison.agent.sensors import procinfo
 from garrison.agent.sensors.base import Sensor, SensorUnavailableError, Sink
 from garrison.agent.sensors.hashes import FileFacts, HashCache
 from garrison.agent.sensors.procconn import Exec, Exit, Fork, ProcConnector
+from garrison.agent.sensors.reported import Reported, running_pids, start_event_id
 
 log = logging.getLogger("garrison.agent.sensors.process")
 
 TABLE_SIZE = 32768
+DRAIN_SECONDS = 2.0  # at most this long reading what the kernel queued, at a graceful stop
 
 
 @dataclass
@@ -66,6 +73,8 @@ def _file_fields(prefix: str, path: str | None, facts: FileFacts | None) -> dict
     if facts is not None:
         out[f"{prefix}size"] = facts.size
         out[f"{prefix}modified_at"] = facts.mtime
+        if facts.btime is not None:
+            out[f"{prefix}created_at"] = facts.btime
         if facts.digests is not None:
             out[f"{prefix}md5"] = facts.digests.md5
             out[f"{prefix}sha256"] = facts.digests.sha256
@@ -97,6 +106,16 @@ class ProcessSensor(Sensor):
         self._exec_observers: list[Callable[[ProcessRecord], None]] = []
         # ENOBUFS read from the connector: a sign, not a count (the count is in overflows).
         self.enobufs = 0
+        # The live processes reported, kept in the state dir across restarts (use_state).
+        self.reported = Reported()
+        # UniquePID -> when the start snapshot read it (CLOCK_MONOTONIC ns): an exec the
+        # kernel queued before that read is the image the snapshot reported already.
+        self._at_start: dict[str, int] = {}
+        self._at_start_until = 0
+        self.seen_at_start = 0
+
+    def use_state(self, directory: Path) -> None:
+        self.reported = Reported(directory)
 
     def add_exec_observer(self, observe: Callable[[ProcessRecord], None]) -> None:
         """``observe(record)`` is called on this sensor's thread after each exec it
@@ -122,13 +141,21 @@ class ProcessSensor(Sensor):
             ) from None
         log.info("process connector subscribed, receive buffer %d bytes", self._conn.rcvbuf)
         self._sink = sink
+        # Before the reading thread, so start() returns once it is done (what the kernel
+        # sends meanwhile waits on the subscribed socket).
+        try:
+            self.snapshot()
+        except Exception:
+            log.exception("process sensor: the start snapshot crashed")
         self._run_thread(self._run, "sensor-process")
 
     def _stop(self) -> None:
         self._end_thread()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._drain(conn)
+            conn.close()
+        self.reported.save()
 
     def extra_status(self) -> dict[str, int]:
         return {"hash_pending": self.hashes.pending}
@@ -143,19 +170,73 @@ class ProcessSensor(Sensor):
             except OSError as exc:
                 self.fail(f"reading the process connector: {exc.strerror or exc}")
                 return
-            # What the kernel dropped, counted in events: the gaps in its sequence numbers
-            # (exact; an ENOBUFS alone says only that some were lost).
-            lost, enobufs = conn.lost, conn.overflows
-            if lost or enobufs:
-                conn.lost = conn.overflows = 0
-                self.counters.add("overflows", lost)
-                self.enobufs += enobufs
-                log.warning("process connector overflow: the kernel dropped events (counted)")
-            for event in events:
-                try:
-                    self.handle(event)
-                except Exception:
-                    log.exception("process sensor: handling %r crashed", event)
+            self._handle_all(conn, events)
+            self.reported.save_if_due()
+
+    def _handle_all(self, conn: ProcConnector, events: list[Any]) -> None:
+        # What the kernel dropped, counted in events: the gaps in its sequence numbers
+        # (exact; an ENOBUFS alone says only that some were lost).
+        lost, enobufs = conn.lost, conn.overflows
+        if lost or enobufs:
+            conn.lost = conn.overflows = 0
+            self.counters.add("overflows", lost)
+            self.enobufs += enobufs
+            log.warning("process connector overflow: the kernel dropped events (counted)")
+        for event in events:
+            try:
+                self.handle(event)
+            except Exception:
+                log.exception("process sensor: handling %r crashed", event)
+
+    def _drain(self, conn: ProcConnector) -> None:
+        """A graceful stop: handle what the kernel queued on the socket before it (an exec
+        just before SIGTERM), bounded in time on a host that keeps exec'ing."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        try:
+            conn.sock.settimeout(0.05)
+            while time.monotonic() < deadline:
+                overflows = conn.overflows
+                events = conn.recv()
+                if not events and conn.overflows == overflows:
+                    break  # nothing left (a timeout)
+                self._handle_all(conn, events)
+        except OSError as exc:
+            log.warning("process sensor: draining the connector at stop: %s", exc)
+
+    def snapshot(self) -> None:
+        """Report the processes running now that no earlier run reported (``seen_at_start``);
+        called once subscribed, so an exec after this read is in the kernel's stream."""
+        sink = self._sink
+        if sink is None:
+            return
+        before = self.reported.load()
+        self.reported.live.clear()
+        for pid in running_pids():
+            read_ns = time.monotonic_ns()
+            record = self.read_process(pid, read_ns)
+            if "start_time" in record.unavailable or (
+                record.path is None and record.command_line is None
+            ):
+                continue  # gone meanwhile, or a kernel thread
+            self._remember(record)
+            if before.get(record.unique_pid) == (record.path or ""):
+                self.reported.add(record.unique_pid, record.path)  # reported by a previous run
+                continue
+            self._at_start[record.unique_pid] = read_ns
+            if not sink.allow(self):
+                continue
+            self.seen_at_start += 1
+            self._report_started(
+                sink,
+                record,
+                pid,
+                self._wall(read_ns),
+                start_event_id(record.unique_pid, record.path),
+                at_start=True,
+            )
+        self._at_start_until = time.monotonic_ns() + 5_000_000_000
+        self.reported.save()
+        log.info("process sensor: %d running process(es) reported at start", self.seen_at_start)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -296,27 +377,47 @@ class ProcessSensor(Sensor):
             return
         record = self.read_process(event.pid, event.timestamp_ns)
         self._remember(record)
-        when = self._wall(event.timestamp_ns)
+        if self._at_start:
+            if event.timestamp_ns > self._at_start_until:
+                self._at_start = {}
+            elif self._at_start.get(record.unique_pid, -1) >= event.timestamp_ns:
+                return  # exec'd before the start snapshot read it: reported there
+        self._report_started(
+            sink,
+            record,
+            event.pid,
+            self._wall(event.timestamp_ns),
+            event_id("process_started", record.unique_pid, event.timestamp_ns),
+        )
+
+    def _report_started(
+        self,
+        sink: Sink,
+        record: ProcessRecord,
+        pid: int,
+        when: float,
+        the_id: str,
+        at_start: bool = False,
+    ) -> None:
         data = self._common(record, when)
-        cwd = procinfo.read_link(event.pid, "cwd")
+        cwd = procinfo.read_link(pid, "cwd")
         if cwd is not None:
             data["working_directory"] = cwd
         else:
             record.unavailable.append("working_directory")
-        environment = procinfo.read_environ(event.pid, self.redact)
+        environment = procinfo.read_environ(pid, self.redact)
         if environment is not None:
             data["environment"] = environment
         else:
             record.unavailable.append("environment")
         if record.unavailable:
             data["unavailable"] = ",".join(record.unavailable)
-        sink.submit(
-            self,
-            "process_started",
-            data,
-            event_id("process_started", record.unique_pid, event.timestamp_ns),
-            when,
-        )
+        if at_start:
+            data["seen_at_start"] = True
+        sink.submit(self, "process_started", data, the_id, when)
+        self.reported.add(record.unique_pid, record.path)
+        if at_start:
+            return  # the module sensor follows new execs, not what ran before the agent
         for observe in self._exec_observers:
             try:
                 observe(record)
@@ -326,13 +427,16 @@ class ProcessSensor(Sensor):
     def on_exit(self, event: Exit) -> None:
         sink = self._sink
         if sink is None or not sink.allow(self):
-            self.table.pop(event.pid, None)
+            gone = self.table.pop(event.pid, None)
+            if gone is not None:
+                self.reported.discard(gone.unique_pid)
             self.forked_from.pop(event.pid, None)
             return
         record = self.table.pop(event.pid, None)
         parent_tgid = self.forked_from.pop(event.pid, None)
         if record is None:
             record = self._record_at_exit(event, parent_tgid)
+        self.reported.discard(record.unique_pid)
         when = self._wall(event.timestamp_ns)
         data = self._common(record, when)
         data["end_time"] = when

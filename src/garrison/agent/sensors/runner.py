@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -90,10 +91,14 @@ class SensorRunner:
         send_event: Callable[[str, dict[str, Any], str], object],
         on_queued: Callable[[], None] = lambda: None,
         factories: dict[str, Factory] | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         """``send_event(type, data, id)`` queues the health event (the agent's ``event``).
-        ``config`` is agent.toml's ``[sensors]``: the fallback under any server policy."""
+        ``config`` is agent.toml's ``[sensors]``: the fallback under any server policy.
+        ``state_dir``: where sensors keep what outlives the agent (the process sensor's
+        reported processes); None keeps nothing."""
         self.local = config
+        self.state_dir = state_dir
         self.config = config
         self.send_event = send_event
         self.hashes = HashCache(config.hash_inline_max, config.hash_max_size)
@@ -105,7 +110,7 @@ class SensorRunner:
         # Each sensor's factory, by the sensor's name: a new policy may need a fresh one.
         self._factories: dict[str, Factory] = {}
         for make in (factories or FACTORIES).values():
-            sensor = make(config, self.hashes)
+            sensor = self._make(make, config)
             self.sensors.append(sensor)
             self._factories[sensor.name] = make
         for sensor in self.sensors:
@@ -120,6 +125,12 @@ class SensorRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_states: list[tuple[str, str]] = []
+
+    def _make(self, make: Factory, config: SensorsConfig) -> Sensor:
+        sensor = make(config, self.hashes)
+        if self.state_dir is not None:
+            sensor.use_state(self.state_dir)
+        return sensor
 
     def _enabled(self, sensor: Sensor) -> bool:
         return bool(self.config.enabled and getattr(self.config, sensor.name, True))
@@ -230,7 +241,7 @@ class SensorRunner:
             sensor.disconnect(self.sensors)
         for index, sensor in enumerate(self.sensors):
             if sensor.name in changed:
-                fresh = self._factories[sensor.name](config, self.hashes)
+                fresh = self._make(self._factories[sensor.name], config)
                 fresh.counters = sensor.counters  # counters are since the agent started
                 self.sensors[index] = fresh
         for sensor in self.sensors:

@@ -474,7 +474,9 @@ class AgentApi:
 
             def read() -> sensor_reports.AgentPolicy:
                 credential = self.ctx.agent_auth.authenticate(authorization, address)
-                return sensor_reports.policy_for_agent(self.ctx.db, credential)
+                return sensor_reports.policy_for_agent(
+                    self.ctx.db, credential, self.ctx.sensor_policies
+                )
 
             found = await run_in_threadpool(read)
             request.scope[hotpath.STATION_KEY] = found.station_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,3 +73,27 @@ def set_many(session: Session, changes: dict[str, Any]) -> dict[str, int]:
             update=["value", "updated_at"],
         )
     return get_all(session)
+
+
+# -- change markers --------------------------------------------------------------------------
+# A row that a change writes, in its own transaction, with a fresh random value, so that every
+# node can learn it happened by reading one small row (a node's cache of what changed is then
+# dropped): not a setting, get_all never shows it.
+MARKER_PREFIX = "marker:"
+
+
+def touch_marker(session: Session, name: str) -> None:
+    upsert(
+        session,
+        Option.__table__,  # type: ignore[arg-type]
+        {"key": MARKER_PREFIX + name, "value": secrets.token_hex(8), "updated_at": utcnow()},
+        keys=["key"],
+        update=["value", "updated_at"],
+    )
+
+
+def read_markers(session: Session, names: Iterable[str]) -> dict[str, str]:
+    """The markers' values (a marker never written is absent)."""
+    keys = [MARKER_PREFIX + name for name in names]
+    rows = session.execute(select(Option.key, Option.value).where(Option.key.in_(keys)))
+    return {key.removeprefix(MARKER_PREFIX): str(value) for key, value in rows}

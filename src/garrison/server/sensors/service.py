@@ -22,14 +22,20 @@ from garrison.common import sensor_policy as rules
 from garrison.server.audit import service as audit
 from garrison.server.audit.actor import Actor
 from garrison.server.errors import InvalidInputError, NotFoundError
+from garrison.server.options import service as options
 from garrison.server.sensors.models import DEFAULT_SCOPE, SensorPolicy
 from garrison.server.stations import service as stations
 from garrison.server.stations.models import Group, station_groups
 from garrison.server.store.base import utcnow
+from garrison.server.store.effects import Signal, signal
 from garrison.server.store.upsert import upsert
 
 MIN_PRIORITY, MAX_PRIORITY = -1_000_000, 1_000_000
 DEFAULT_SOURCE = "default"
+POLICY_MARKER = "sensor_policy"
+# What a station's effective policy depends on besides the station: every node watches these
+# markers (see garrison.server.sensors.cache).
+MARKERS = (POLICY_MARKER, stations.GROUPS_MARKER)
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,10 @@ def station_effective(session: Session, station_id: int) -> Effective:
     return effective(session, station_id)
 
 
+def markers(session: Session) -> dict[str, str]:
+    return options.read_markers(session, MARKERS)
+
+
 # -- writes ----------------------------------------------------------------------------------
 
 
@@ -147,7 +157,15 @@ def _store(
     stored = session.get(SensorPolicy, scope, populate_existing=True)
     if stored is None:  # the upsert above wrote it in this transaction
         raise NotFoundError(f"sensor policy {scope} vanished")
+    _changed(session)
     return stored
+
+
+def _changed(session: Session) -> None:
+    """A policy changed: every node drops its cached effective policies once this commits
+    (this one by the signal, the others by the marker)."""
+    options.touch_marker(session, POLICY_MARKER)
+    signal(session, Signal.SENSOR_POLICY_CHANGED)
 
 
 def set_default(session: Session, actor: Actor, settings: Any) -> SensorPolicy:
@@ -181,4 +199,5 @@ def unset_group(session: Session, actor: Actor, name: str) -> None:
     )
     if not removed.rowcount:  # type: ignore[attr-defined]
         raise NotFoundError(f"group {name!r} has no sensor policy")
+    _changed(session)
     audit.record(session, actor, "sensor_policy.unset", f"group:{group.name}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 
 import structlog
@@ -17,6 +17,7 @@ from garrison.server.audit import service as audit
 from garrison.server.audit.actor import Actor
 from garrison.server.errors import ConflictError, InvalidInputError, NotFoundError
 from garrison.server.events import emitters
+from garrison.server.options import service as options
 from garrison.server.stations.models import Group, Station, station_groups
 from garrison.server.store.base import column_length, utcnow
 from garrison.server.store.effects import Signal, signal
@@ -310,11 +311,24 @@ def delete_group(session: Session, actor: Actor, name: str) -> None:
 
     group = group_by_name(session, name)
     had_content = content.drop_group_assignment(session, group.id)
+    members = group_station_ids(session, group.id)
     session.delete(group)
     session.flush()
     audit.record(session, actor, "group.delete", name)
     if had_content:
         content.bump(session, "group-deleted")
+    groups_changed(session, members)
+
+
+GROUPS_MARKER = "groups"
+
+
+def groups_changed(session: Session, station_ids: Iterable[int]) -> None:
+    """These stations' groups changed in this transaction: what other slices derive from
+    the groups (the effective sensor policy) is dropped at commit on this node
+    (``Signal.GROUPS_CHANGED``) and, through the ``groups`` marker, on the others."""
+    options.touch_marker(session, GROUPS_MARKER)
+    signal(session, Signal.GROUPS_CHANGED, station_ids)
 
 
 def group_station_ids(session: Session, group_id: int) -> list[int]:
@@ -356,6 +370,7 @@ def set_membership(
         from garrison.server.content import service as content
 
         content.membership_changed(session, [group.id])
+        groups_changed(session, to_add | to_remove)
     session.expire_all()
     return sorted((members | to_add) - to_remove)
 

@@ -31,6 +31,12 @@ class Signal(enum.StrEnum):
     """These stations' tokens no longer hold (deleted, re-enrolled).  Drops cached tokens."""
     CONTENT_CHANGED = "content_changed"
     """The content serial moved (ids: none).  Drops this node's cached manifests."""
+    GROUPS_CHANGED = "groups_changed"
+    """A group was deleted or its members changed (ids: the stations whose groups changed;
+    none: possibly every station).  Drops the cached effective sensor policies."""
+    SENSOR_POLICY_CHANGED = "sensor_policy_changed"
+    """A sensor policy (the default, a group's) was set or removed (ids: none, every
+    station).  Drops the cached effective sensor policies."""
 
 
 Subscriber = Callable[[frozenset[int]], None]
