@@ -15,10 +15,11 @@ from typing import Any
 
 from garrison.agent import config as configmod
 from garrison.agent.config import AgentConfig
+from garrison.agent.content.store import ContentStore
 from garrison.agent.errors import NotEnrolledError, UnreachableError
 from garrison.agent.quarantine import Quarantine
 from garrison.agent.scan.engine import Engine
-from garrison.agent.scan.signatures import PACKAGED_DB, SignatureDB, load_database
+from garrison.agent.scan.signatures import SignatureDB, SignatureError, load_database
 from garrison.agent.spool import FlushResult, Spool
 from garrison.agent.state import Credentials, StateDir
 from garrison.agent.transport import Identity, Transport
@@ -122,8 +123,28 @@ class Agent:
     # -- engine ------------------------------------------------------------------------------
 
     def reload_signatures(self) -> SignatureDB:
-        self._db = load_database([PACKAGED_DB, self.state.signatures_dir], self.config.scan.yara)
-        return self._db
+        """Load the engine's database: the packaged base, the signed content in force
+        (``content/current``) and, when allowed, files installed from a source.  Signed
+        content that no longer loads (yara-python removed…) is set aside with a log line,
+        so the agent still scans with the rest."""
+        store = ContentStore(self.state)
+        dirs = store.live_engine_dirs()
+        try:
+            db = load_database(dirs, self.config.scan.yara)
+        except SignatureError as exc:
+            live = store.live_dir()
+            if live is None or live not in dirs:
+                raise
+            log.error("the installed signed content does not load (%s); scanning without it", exc)
+            db = load_database([d for d in dirs if d != live], self.config.scan.yara)
+        self.swap_signatures(db)
+        return db
+
+    def swap_signatures(self, db: SignatureDB) -> SignatureDB | None:
+        """Put ``db`` in force in one assignment; a scan already running keeps the engine it
+        started with.  Returns the database it replaces."""
+        previous, self._db = self._db, db
+        return previous
 
     @property
     def signatures(self) -> SignatureDB:
