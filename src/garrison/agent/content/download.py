@@ -72,7 +72,7 @@ def _write(entry: FileEntry, response: httpx.Response, path: Path, mode: str, ha
     received, written = 0, have
     try:
         with open(path, mode) as handle:
-            for chunk in response.iter_bytes(CHUNK):
+            for chunk in response.iter_bytes():
                 received += len(chunk)
                 room = entry.size - written
                 handle.write(chunk[:room])
@@ -185,7 +185,7 @@ class Downloader:
                 kind = r.headers.get("content-type", "").split(";")[0].strip().lower()
                 if kind == "application/json":
                     chunks, size = [], 0
-                    for chunk in r.iter_bytes(CHUNK):
+                    for chunk in r.iter_bytes():
                         size += len(chunk)
                         if size > limit:
                             raise ContentDeferred(f"{entry.name}: the delta is too large")

@@ -123,7 +123,9 @@ class TrustStore:
     def walk(self, rotations: Iterable[Any], now: dt.datetime) -> list[str]:
         """Apply the rotation statements (oldest first) a trusted, unexpired key signed; one
         signed by a key this agent never trusted is history from before it enrolled and is
-        passed over.  Returns what changed, one line each."""
+        passed over.  A statement whose overlap is already over when the agent sees it
+        retires the old key but does not introduce the new one (the old key's word no longer
+        counts).  Returns what changed, one line each."""
         changes: list[str] = []
         for index, item in enumerate(rotations):
             where = f"rotation statement {index}"
@@ -146,6 +148,8 @@ class TrustStore:
             if signer.valid_until is None or until < signer.valid_until:
                 signer.valid_until = until
                 changes.append(f"key {old} accepted until {_iso(until)}")
+            if now > until:
+                continue  # over before this agent saw it: the new key is not learnt this way
             if new_id not in self.keys:
                 self.keys[new_id] = TrustedKey(new_id, raw, None, f"rotation from {old}")
                 changes.append(f"key {new_id} trusted (rotation signed by {old})")

@@ -50,13 +50,18 @@ def disk_error(what: str, exc: OSError) -> ContentDeferred:
     return ContentDeferred(f"{what}: {reason or exc}")
 
 
+def _replace(source: str, target: str) -> None:
+    os.replace(source, target)
+
+
 class ContentStore:
+    # The one write that makes a new directory live: a test replaces it to simulate a full
+    # disk or a crash at the swap.
+    replace: Callable[[str, str], None] = staticmethod(_replace)
+
     def __init__(self, state: StateDir) -> None:
         self.state = state
         self.root = state.path / "content"
-        # The one write that makes a new directory live: replaceable by a test that
-        # simulates a full disk or a crash at the swap.
-        self.replace: Callable[[str, str], None] = os.replace
 
     # -- what is installed ---------------------------------------------------------------
 

@@ -4,6 +4,7 @@ the server's content keys and id (``content_keys``, ``server_id``) in the state 
 from __future__ import annotations
 
 from garrison.agent.content import keys
+from garrison.agent.content.store import ContentStore
 from garrison.agent.context import Agent
 from garrison.agent.errors import RefusedError, ServerError, UnreachableError
 from garrison.agent.state import Credentials
@@ -37,7 +38,8 @@ def run(agent: Agent, key: str) -> Credentials:
     )
     agent.state.save_credentials(creds)
     # The content keys the server signs with: pinned now, the root of the agent's trust.
-    keys.pin_from_enrollment(agent.state, answer)
+    if keys.pin_from_enrollment(agent.state, answer):
+        ContentStore(agent.state).clear_failure()  # what was refused may verify now
     agent.config.server.url = url
     agent.save_config()
     return creds
