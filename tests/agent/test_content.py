@@ -24,6 +24,7 @@ from garrison.agent.content.store import ContentStore
 from garrison.agent.content.wire import parse_announcement, parse_manifest
 from garrison.agent.context import Agent
 from garrison.agent.jobstore import JobStore
+from garrison.agent.scan import signatures
 from garrison.agent.scan.signatures import SignatureDB, digests
 from garrison.agent.state import StateDir
 from garrison.agent.tasks import enrollment, getjobs, runjobs
@@ -235,9 +236,10 @@ def test_truncated_download_is_deferred_then_resumed(agent: Agent, fake: FakeCon
     assert 0 < have < len(big)
     assert len(failures(agent)) == 1
     # Not permanent: the same announcement is fetched again, resuming where it stopped.
-    outcome = sync.on_checkin(agent, parse_announcement(fake.announcement()))
-    assert outcome is not None
-    assert outcome.status == "installed", outcome
+    resumed = sync.on_checkin(agent, parse_announcement(fake.announcement()))
+    assert resumed is not None
+    assert resumed.status == "installed", resumed
+    outcome = resumed
     assert outcome.fetched["big.hsb"].how == "resumed"
     ranges = [h.get("range") or h.get("Range") for _, h in fake.file_requests()]
     assert f"bytes={have}-" in ranges
@@ -427,9 +429,9 @@ def test_disk_full_during_the_swap_keeps_the_previous_content(
     versions = [p for p in ContentStore(agent.state).root.iterdir() if p.name.startswith("v")]
     assert len(versions) == 1
     monkeypatch.undo()
-    outcome = sync.on_checkin(agent, parse_announcement(fake.announcement()))
-    assert outcome is not None
-    assert outcome.status == "installed"
+    retried = sync.on_checkin(agent, parse_announcement(fake.announcement()))
+    assert retried is not None
+    assert retried.status == "installed"
 
 
 def test_scanning_goes_on_while_the_new_engine_loads(
@@ -440,7 +442,7 @@ def test_scanning_goes_on_while_the_new_engine_loads(
     listed = b"listed in the second serial"
     fake.put("more", "hashes", hash_line(listed, "Second.Serial") + "\n")
     loading, release = threading.Event(), threading.Event()
-    real = sync.load_database
+    real = signatures.load_database
 
     def slow(dirs: list[Path], use_yara: bool = True) -> SignatureDB:
         db = real(dirs, use_yara)
