@@ -345,6 +345,7 @@ def test_rotation_after_the_overlap_needs_a_new_enrollment(
 def test_apply_delta_keeps_order_and_ends_with_a_newline() -> None:
     assert apply_delta(b"a\nb\nc\n", ["b"], ["d", "e"]) == b"a\nc\nd\ne\n"
     assert apply_delta(b"a\nb", [], []) == b"a\nb\n"
+    assert apply_delta(b"a\na\nb\n", ["a", "b"], []) == b""
 
 
 def test_delta_applied_and_checked(agent: Agent, fake: FakeContentServer) -> None:

@@ -43,14 +43,14 @@ def _sha256_file(path: Path) -> str:
 
 def apply_delta(base: bytes, remove: list[str], add: list[str]) -> bytes:
     """Drop every line of ``base`` that ``remove`` lists, keep the others in their order,
-    append ``add``; the result ends with a newline."""
+    append ``add``; every line of the result ends with a newline (no line: empty)."""
     gone = {line.encode("utf-8") for line in remove}
     lines = base.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     kept = [line for line in lines if line not in gone]
     kept.extend(line.encode("utf-8") for line in add)
-    return b"\n".join(kept) + b"\n"
+    return b"".join(line + b"\n" for line in kept)
 
 
 def _delta(body: Any, entry: FileEntry, base_sha: str) -> tuple[list[str], list[str]]:
