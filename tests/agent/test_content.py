@@ -544,3 +544,31 @@ def test_bad_file_names_are_refused() -> None:
     assert parse_manifest({**base, "files": [{**entry, "name": "x.yar"}]}).files[0].name == "x.yar"
     json.dumps(base)  # the shape is plain JSON
     assert digests(b"")["sha256"] == hashlib.sha256(b"").hexdigest()
+
+
+def test_a_yara_timeout_while_scanning_is_that_files_error(
+    agent: Agent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yara
+
+    from tests.agent.helpers import write_eicar
+
+    slow = tmp_path / "scan" / "slow.bin"
+    slow.parent.mkdir()
+    slow.write_bytes(b"a file this rule set is too slow for")
+    write_eicar(tmp_path / "scan" / "eicar.com")
+    db = agent.signatures
+    real = db.match_yara
+
+    def match_yara(data: bytes) -> list[tuple[str, bool]]:
+        if data.startswith(b"a file this rule set"):
+            raise yara.TimeoutError("internal error: 30")
+        return real(data)
+
+    monkeypatch.setattr(db, "match_yara", match_yara)
+    result = agent.engine().scan([str(tmp_path / "scan")])
+    assert [d.path for d in result.detections if d.module != "yara"] == [
+        str(tmp_path / "scan" / "eicar.com")
+    ]
+    assert result.errors == [f"{slow}: YARA: internal error: 30"]
+    assert result.scanned == 2
