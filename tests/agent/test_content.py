@@ -549,7 +549,7 @@ def test_bad_file_names_are_refused() -> None:
 def test_a_yara_timeout_while_scanning_is_that_files_error(
     agent: Agent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import yara
+    import yara  # type: ignore[import-not-found,unused-ignore]
 
     from tests.agent.helpers import write_eicar
 
