@@ -572,3 +572,16 @@ def test_a_yara_timeout_while_scanning_is_that_files_error(
     ]
     assert result.errors == [f"{slow}: YARA: internal error: 30"]
     assert result.scanned == 2
+
+
+def test_content_installed_by_another_process_is_loaded_at_the_next_check_in(
+    agent: Agent, fake: FakeContentServer
+) -> None:
+    assert detects(agent, ONLY_RULE) == []
+    fake.put("test-rules", "yara", YARA)
+    by_hand = Agent(agent.state, fake.url)  # garrison-agent -t Getjobs beside the daemon
+    assert sync.update(by_hand).status == "installed"
+    assert detects(agent, ONLY_RULE) == []  # the daemon's engine: not swapped by another
+    assert sync.on_checkin(agent, parse_announcement(fake.announcement())) is None
+    assert detects(agent, ONLY_RULE) == ["Content.Test.Yara"]
+    assert agent.loaded_content == fake.announcement()["manifest_sha256"]

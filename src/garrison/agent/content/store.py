@@ -104,12 +104,6 @@ class ContentStore:
             dirs.append(self.state.signatures_dir)
         return dirs
 
-    def live_engine_dirs(self) -> list[Path]:
-        found = self.installed()
-        if found is None:
-            return self.engine_dirs(None, None)
-        return self.engine_dirs(found.manifest, found.directory)
-
     # -- building a new directory --------------------------------------------------------
 
     def ensure(self) -> None:

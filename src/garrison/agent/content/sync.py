@@ -66,6 +66,12 @@ def on_checkin(agent: Agent, announced: wire.Announcement | None) -> Outcome | N
     store = ContentStore(agent.state)
     found = store.installed()
     if found is not None and found.manifest.sha256 == announced.manifest_sha256:
+        if agent.loaded_content != found.manifest.sha256:
+            # Installed on disk by another process (a check-in by hand): load it here too.
+            agent.reload_signatures()
+            log.info(
+                "content serial %d loaded (installed by another process)", found.manifest.serial
+            )
         return None
     if store.refused(announced.manifest_sha256):
         return None
@@ -167,7 +173,7 @@ def _install(
         store.write_manifest(new, envelope.raw)
         started = time.perf_counter()
         previous = store.swap(new)
-        agent.swap_signatures(db)
+        agent.swap_signatures(db, manifest.sha256)
         swapped = True
         swap_seconds = time.perf_counter() - started
     finally:
