@@ -1,8 +1,8 @@
 """The admin commands of ``garrison``: they drive a server's admin API over HTTP.
 
 ``garrison keys|stations|groups|jobs|alerts|scans|users|settings|audit|procedures|events|
-export|sensors|rules …``, ``garrison login`` and ``garrison whoami``.  Each command takes ``--server``,
-``--token``, ``--data-dir`` and ``--json`` (see :mod:`garrison.cli.command`).
+export|sensors|rules …``, ``garrison login`` and ``garrison whoami``.  Each command takes
+``--server``, ``--token``, ``--data-dir`` and ``--json`` (see :mod:`garrison.cli.command`).
 """
 
 from __future__ import annotations

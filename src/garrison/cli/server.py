@@ -130,7 +130,12 @@ def serve(
     configure_logging(settings)
     db = open_database(settings)
     try:
-        first = prepare(db, settings.data_dir, settings.resolved_secrets_key_file())
+        first = prepare(
+            db,
+            settings.data_dir,
+            settings.resolved_secrets_key_file(),
+            settings.resolved_content_key_dir(),
+        )
     except DatabaseUnreachableError as exc:
         err.print(f"[red]error:[/] database unreachable: {exc}", markup=True)
         raise typer.Exit(1) from None

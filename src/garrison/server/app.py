@@ -159,7 +159,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         procedures=procedure_runner,
         content=ContentDelivery(
             database,
-            KeyRing.load_or_create(settings.data_dir),
+            KeyRing.load_or_create(settings.resolved_content_key_dir()),
             watch_seconds=settings.content_watch_seconds,
         ),
     )

@@ -52,16 +52,23 @@ def secure_data_dir(data_dir: Path) -> None:
                 os.chmod(path, 0o600)
 
 
-def prepare(db: Database, data_dir: Path, key_file: Path | None = None) -> FirstStart | None:
+def prepare(
+    db: Database,
+    data_dir: Path,
+    key_file: Path | None = None,
+    content_key_dir: Path | None = None,
+) -> FirstStart | None:
     """Migrate, then on an empty database create the admin and a first key (exactly once,
-    even with several nodes starting together).  ``key_file``: the secrets key (made at the
-    first start; default ``<data_dir>/secrets.key``).  Raises DatabaseUnreachableError when
-    the database cannot be reached."""
+        even with several nodes starting together).  ``key_file``: the secrets key (made at the
+        first start; default ``<data_dir>/secrets.key``); ``content_key_dir``: where the content
+    signing key is made (default ``data_dir``).  Raises DatabaseUnreachableError when
+        the database cannot be reached."""
     secure_data_dir(data_dir)
     migrate.upgrade(db.url)
     secure_data_dir(data_dir)  # the SQLite files migrate created; WAL and SHM take their mode
     box = SecretBox.load_or_create(key_file or data_dir / "secrets.key")
-    KeyRing.load_or_create(data_dir)  # the content signing key, content-key.pem (0600)
+    # The content signing key, content-key.pem (0600; default in the data dir).
+    KeyRing.load_or_create(content_key_dir or data_dir)
     with reporting_unreachable():
         exports.seal_clear_secrets(db, box)
         created = users.bootstrap(db)

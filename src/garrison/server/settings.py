@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # A content change made on another node reaches this node's check-in answers within
     # this many seconds (one primary-key read each time); a local change at once.
     content_watch_seconds: float = Field(default=2.0, gt=0)
+    # Where the content signing keys live (content-key.pem, content-key-<id>.pem); nodes
+    # sharing a database must share them.  Default: the data dir.
+    content_key_dir: Path | None = None
 
     @field_validator("log_level")
     @classmethod
@@ -115,6 +118,9 @@ class Settings(BaseSettings):
 
     def resolved_secrets_key_file(self) -> Path:
         return self.secrets_key_file or self.data_dir / "secrets.key"
+
+    def resolved_content_key_dir(self) -> Path:
+        return self.content_key_dir or self.data_dir
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -209,7 +209,7 @@ class ContentDelivery:
         if key is None:
             raise ConflictError(
                 f"this node lacks the private content key {key_id}: nodes sharing a database "
-                "must share the data dir's content-key*.pem files"
+                "must share their content keys (GARRISON_CONTENT_KEY_DIR)"
             )
         envelope = {
             "manifest": manifest,
@@ -346,7 +346,7 @@ class ContentDelivery:
         if old_key is None or self.ring.current_id != current.key_id:
             raise ConflictError(
                 f"this node's content key is not the current one ({current.key_id}): nodes "
-                "sharing a database must share the data dir's content-key*.pem files"
+                "sharing a database must share their content keys (GARRISON_CONTENT_KEY_DIR)"
             )
         old_id, new_id = self.ring.rotate()
         try:

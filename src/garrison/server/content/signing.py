@@ -2,7 +2,8 @@
 
 ``content-key.pem`` (PKCS8 PEM, mode 0600) is the current private key, made at the first
 start; a rotation keeps the old one as ``content-key-<key_id>.pem`` until its overlap ends.
-Nodes sharing a database must share these files (like ``secrets.key``).
+Nodes sharing a database must share these files (like ``secrets.key``): their
+``GARRISON_CONTENT_KEY_DIR`` names one directory.
 """
 
 from __future__ import annotations
