@@ -245,6 +245,12 @@ def test_truncated_download_is_deferred_then_resumed(agent: Agent, fake: FakeCon
     assert f"bytes={have}-" in ranges
     assert not partial.exists()
     assert detects(agent, b"1999") == ["T.1999"]
+    # A download left unfinished for a file no longer wanted goes at the next install.
+    stale = ContentStore(agent.state).partial("ab" * 32)
+    stale.write_bytes(b"half")
+    fake.put("other", "ioc", "path:/tmp/x\n")
+    assert sync.update(agent).status == "installed"
+    assert not stale.exists()
 
 
 def test_manifest_from_another_server_refused(agent: Agent, fake: FakeContentServer) -> None:

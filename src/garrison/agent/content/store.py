@@ -192,6 +192,14 @@ class ContentStore:
             if entry.name.startswith("v") and entry.is_dir() and entry.resolve() not in kept:
                 self.discard(entry)
 
+    def prune_partials(self, keep: set[str]) -> None:
+        """Drop the unfinished downloads of files no longer wanted (by sha256)."""
+        with contextlib.suppress(OSError):
+            for entry in (self.root / PARTIAL).iterdir():
+                if entry.name.removesuffix(".part") not in keep:
+                    with contextlib.suppress(OSError):
+                        entry.unlink()
+
     # -- failures ------------------------------------------------------------------------
 
     def last_failure(self) -> dict[str, Any]:

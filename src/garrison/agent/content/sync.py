@@ -180,6 +180,7 @@ def _install(
         if not swapped:
             store.discard(new)
     store.prune({p for p in (new, previous) if p is not None})
+    store.prune_partials(set())  # every file of the manifest in force is complete
     store.clear_failure()
     how = ", ".join(f"{name} ({f.how})" for name, f in sorted(fetched.items())) or "no file"
     message = (
