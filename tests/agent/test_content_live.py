@@ -220,7 +220,7 @@ def test_a_tampered_bundle_is_refused_and_the_previous_version_scans(
         every=0.3,
     )
     assert "does not match the signed manifest" in failed[0]["data"]["description"]
-    assert failed[0]["data"]["from_revision"]
+    assert int(failed[0]["data"]["from_revision"]) < int(failed[0]["data"]["to_revision"])
     # The previous version still scans, and the agent says it runs it.
     assert "1 malware" in _ok(run_agent(env, "-t", "Scan", "--path", str(sample)), code=8)
     clean = tmp_path / "two.txt"

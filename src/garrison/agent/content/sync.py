@@ -103,8 +103,12 @@ def update(
             if answer is None:
                 return _unchanged(found)
             sha = ""
+            body = answer[1]
+            manifest = body.get("manifest") if isinstance(body, dict) else None
+            serial = manifest.get("serial") if isinstance(manifest, dict) else None
+            target = serial if isinstance(serial, int) and not isinstance(serial, bool) else None
             try:
-                envelope = wire.parse_envelope(answer[1])
+                envelope = wire.parse_envelope(body)
                 sha = wire.manifest_sha256(envelope.manifest)
                 if found is not None and sha == found.manifest.sha256:
                     return _unchanged(found)
@@ -112,7 +116,9 @@ def update(
                     return Outcome("refused", store.last_failure().get("reason", "refused"))
                 return _install(agent, store, transport, envelope, found, budget, now or _now())
             except ContentError as exc:
-                return _failed(agent, store, sha or _announced(announced), exc, found, force)
+                return _failed(
+                    agent, store, sha or _announced(announced), exc, found, force, target
+                )
 
 
 def _announced(announced: wire.Announcement | None) -> str:
@@ -134,6 +140,7 @@ def _failed(
     exc: ContentError,
     found: Installed | None,
     force: bool,
+    target: int | None = None,
 ) -> Outcome:
     status = "refused" if exc.permanent else "deferred"
     log.warning("content update %s: %s", status, exc.message)
@@ -142,6 +149,8 @@ def _failed(
         if found is not None:
             data["from_revision"] = str(found.manifest.serial)
             data["from_revision_date"] = found.manifest.issued.isoformat()
+        if target is not None:
+            data["to_revision"] = str(target)
         agent.event("station_update_failed", data)
     return Outcome(status, exc.message)
 
