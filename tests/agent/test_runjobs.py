@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from garrison.agent.content.store import ContentStore
 from garrison.agent.context import Agent
 from garrison.agent.jobstore import JobStore
 from garrison.agent.state import Credentials, StateDir
@@ -69,7 +70,33 @@ def test_priority_order_unknown_and_corrupt_jobs(agent: Agent, tmp_path: Path) -
     assert (scans[-1]["quarantined_count"], scans[-1]["deleted_count"]) == (1, 0)
 
 
+def _allow_unsigned_sources(agent: Agent) -> None:
+    """As if the signed content in force said the station group allows unsigned sources."""
+    store = ContentStore(agent.state)
+    directory = store.new_dir(2)
+    manifest = {
+        "format": 1, "server_id": "s", "serial": 2, "issued": "2026-12-01T00:00:00Z",
+        "station_group": None, "policy": {"allow_unsigned_sources": True}, "files": [],
+    }  # fmt: skip
+    envelope = {"manifest": manifest, "signature": "AA==", "key_id": "0" * 16, "rotations": []}
+    store.write_manifest(directory, envelope)
+    store.swap(directory)
+
+
+def test_update_signatures_from_a_source_refused_by_default(agent: Agent, tmp_path: Path) -> None:
+    sigs = tmp_path / "new.hdb"
+    sigs.write_text("d41d8cd98f00b204e9800998ecf8427e:0:Empty.File.Test\n")
+    JobStore(agent.state).add(
+        [{"job_id": 11, "job_type": "UpdateSignatures", "obj": {"source": str(sigs)}}]
+    )
+    (outcome,) = runjobs.run(agent).outcomes
+    assert outcome.code != 0
+    assert "unsigned source" in outcome.message
+    assert not (agent.state.signatures_dir / "new.hdb").exists()
+
+
 def test_selftest_and_update_signatures(agent: Agent, tmp_path: Path) -> None:
+    _allow_unsigned_sources(agent)
     sigs = tmp_path / "new.hdb"
     sigs.write_text("d41d8cd98f00b204e9800998ecf8427e:0:Empty.File.Test\n")
     bad = tmp_path / "bad.hdb"

@@ -160,11 +160,17 @@ def run_task(
         return ExitCode.OK
     agent.credentials()
     if name == "Getjobs":
-        added = getjobs.run(agent)
+        from garrison.agent.content import sync as contentsync
         from garrison.agent.jobstore import JobStore
 
+        checkin = getjobs.check_in(agent)
         waiting = len(JobStore(agent.state).load())
-        console.print(f"{len(added)} new job(s) stored; {waiting} waiting for Runjobs")
+        console.print(f"{len(checkin.jobs)} new job(s) stored; {waiting} waiting for Runjobs")
+        # A check-in by hand updates the signed content too, as the daemon's does.
+        outcome = contentsync.on_checkin(agent, checkin.content)
+        if outcome is not None:
+            console.print(f"signed content {outcome.status}: {outcome.message}", markup=False)
+            return _flush_note(agent)
         return ExitCode.OK
     if name == "Runjobs":
         summary = runjobs.run(agent, wait, wait_random)
@@ -287,6 +293,20 @@ def status(ctx: typer.Context, state_dir: StateDirOpt = None) -> None:
         console.print("spool:       empty")
     console.print(f"isolated:    {'yes' if isolation.is_isolated(agent.state) else 'no'}")
     console.print(f"quarantine:  {len(agent.quarantine.entries())} file(s)")
+    from garrison.agent.content.store import ContentStore
+
+    store = ContentStore(agent.state)
+    found = store.installed()
+    failure = store.last_failure()
+    console.print(
+        f"content:     serial {found.manifest.serial}, {len(found.manifest.files)} rule set(s), "
+        f"issued {found.manifest.issued.isoformat()}"
+        if found
+        else "content:     no signed content installed",
+        markup=False,
+    )
+    if failure.get("reason"):
+        console.print(f"             last update failed: {failure['reason']}", markup=False)
     agent.close()
 
 

@@ -15,10 +15,11 @@ from typing import Any
 
 from garrison.agent import config as configmod
 from garrison.agent.config import AgentConfig
+from garrison.agent.content.store import ContentStore
 from garrison.agent.errors import NotEnrolledError, UnreachableError
 from garrison.agent.quarantine import Quarantine
 from garrison.agent.scan.engine import Engine
-from garrison.agent.scan.signatures import PACKAGED_DB, SignatureDB, load_database
+from garrison.agent.scan.signatures import SignatureDB, SignatureError, load_database
 from garrison.agent.spool import FlushResult, Spool
 from garrison.agent.state import Credentials, StateDir
 from garrison.agent.transport import Identity, Transport
@@ -49,6 +50,10 @@ class Agent:
         self._server_url = server_url
         self._spool: Spool | None = None
         self._db: SignatureDB | None = None
+        self._swap_lock = threading.Lock()
+        self._generation = 0
+        # The signed manifest (its sha256) the engine in memory was built from; "" for none.
+        self.loaded_content = ""
         self.lock = threading.RLock()
         self.stop_requested = threading.Event()
         self.uninstall_requested = False
@@ -122,8 +127,40 @@ class Agent:
     # -- engine ------------------------------------------------------------------------------
 
     def reload_signatures(self) -> SignatureDB:
-        self._db = load_database([PACKAGED_DB, self.state.signatures_dir], self.config.scan.yara)
-        return self._db
+        """Load the engine's database: the packaged base, the signed content in force
+        (``content/current``) and, when allowed, files installed from a source.  Signed
+        content that no longer loads (yara-python removed…) is set aside with a log line,
+        so the agent still scans with the rest.  A swap made while this loaded wins."""
+        with self._swap_lock:
+            generation = self._generation
+        store = ContentStore(self.state)
+        found = store.installed()
+        manifest = found.manifest if found else None
+        dirs = store.engine_dirs(manifest, found.directory if found else None)
+        try:
+            db = load_database(dirs, self.config.scan.yara)
+        except SignatureError as exc:
+            if found is None:
+                raise
+            log.error("the installed signed content does not load (%s); scanning without it", exc)
+            db = load_database([d for d in dirs if d != found.directory], self.config.scan.yara)
+        with self._swap_lock:
+            if self._generation == generation:
+                self._install_db(db, manifest.sha256 if manifest else "")
+            return self._db or db
+
+    def swap_signatures(self, db: SignatureDB, content_sha256: str = "") -> SignatureDB | None:
+        """Put ``db`` (built from the signed manifest ``content_sha256``) in force in one
+        assignment; a scan already running keeps the engine it started with.  Returns the
+        database it replaces."""
+        with self._swap_lock:
+            return self._install_db(db, content_sha256)
+
+    def _install_db(self, db: SignatureDB, content_sha256: str) -> SignatureDB | None:
+        previous, self._db = self._db, db
+        self.loaded_content = content_sha256
+        self._generation += 1
+        return previous
 
     @property
     def signatures(self) -> SignatureDB:

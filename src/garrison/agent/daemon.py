@@ -11,7 +11,10 @@
   ``[sensors]`` settings, all on by default; ``KERNEL_ACQ_AVAILABLE`` says whether the
   kernel process sensor runs;
 - fetches the server's sensor policy at each check-in (after every Getjobs poll) and has
-  the sensors apply it without a restart (``tasks/sensorpolicy.py``).
+  the sensors apply it without a restart (``tasks/sensorpolicy.py``);
+- updates the signed content when a check-in announces another manifest (and once at
+  start), in its own thread so that polling and scanning go on meanwhile
+  (``content/sync.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from collections.abc import Callable
 from types import FrameType
 
 from garrison.agent import host, isolation
+from garrison.agent.content import sync as contentsync
+from garrison.agent.content.wire import Announcement
 from garrison.agent.context import Agent
 from garrison.agent.errors import AgentError, RefusedError
 from garrison.agent.schedule import CronSchedule
@@ -47,6 +52,8 @@ class Daemon:
         self.threads: list[threading.Thread] = []
         self.sensors: SensorRunner | None = None
         self._refused_policy = ""
+        self.content_now = threading.Event()
+        self._announced: Announcement | None = None
 
     # -- connection state ------------------------------------------------------------------
 
@@ -95,11 +102,14 @@ class Daemon:
         while not self.stop.is_set():
             wait = self.agent.config.daemon.long_poll
             try:
-                added = getjobs.run(self.agent, wait=wait)
+                checkin = getjobs.check_in(self.agent, wait=wait)
                 failures = 0
                 self._mark(True)
-                if added:
+                if checkin.jobs:
                     self.run_jobs_now.set()
+                if checkin.content is not None:
+                    self._announced = checkin.content
+                    self.content_now.set()
                 self._sensor_policy()
             except AgentError as exc:
                 failures += 1
@@ -113,6 +123,31 @@ class Daemon:
                 self.stop.wait(backoff_delay(failures))
             if not wait:
                 self.stop.wait(5)
+
+    def _content(self) -> None:
+        """Signed content: once at start (the server may have moved on while the agent was
+        stopped), then whenever a check-in announces a manifest other than the one in force."""
+        first = True
+        while not self.stop.is_set():
+            if not first:
+                self.content_now.wait(1.0)
+                if not self.content_now.is_set():
+                    continue
+                self.content_now.clear()
+            try:
+                if first:
+                    outcome: contentsync.Outcome | None = contentsync.update(self.agent)
+                else:
+                    outcome = contentsync.on_checkin(self.agent, self._announced)
+            except AgentError as exc:
+                log.warning("signed content: %s", exc.message)
+                outcome = None
+            except Exception:
+                log.exception("the signed content update crashed; the previous content stays")
+                outcome = None
+            first = False
+            if outcome is not None and outcome.status != "unchanged":
+                self.flush_now.set()  # its State or station_update_failed goes out now
 
     def _start(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -180,6 +215,7 @@ class Daemon:
         self._start_sensors()
         self._start("flusher", self._flusher)
         self._start("poller", self._poller)
+        self._start("content", self._content)
         for name in ("Scheduler", "AVConfig", "State"):
             if self.stop.is_set():
                 break

@@ -1,9 +1,17 @@
-"""UpdateSignatures: install signature files from a path or URL (``params.source``, or
-``path``/``url``), check them, then reload the engine.  Without a source, reload what is there.
-Files are checked in a temporary dir first: a broken update never replaces working files."""
+"""UpdateSignatures.
+
+Without a source: fetch the signed content the server assigns now (``content/sync.py``),
+even a manifest refused before, and report its failure again; against a server that signs
+no content, reload what is there.
+
+With a source (``params.source``, or ``path``/``url``: a file, a directory, an http(s) URL):
+unsigned, so refused unless the signed manifest in force allows unsigned sources for this
+station (its group's policy); a plain-HTTP URL is refused by the same rule.  When allowed,
+files are checked in a temporary dir first: a broken update never replaces working files."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import urllib.parse
@@ -11,17 +19,21 @@ from pathlib import Path
 
 import httpx
 
+from garrison.agent.content import sync as contentsync
+from garrison.agent.content.store import ContentStore
 from garrison.agent.context import Agent
-from garrison.agent.errors import JobError
+from garrison.agent.errors import AgentError, JobError
 from garrison.agent.jobstore import Job
 from garrison.agent.scan.signatures import (
     HASH_SUFFIXES,
     YARA_SUFFIXES,
+    SignatureDB,
     SignatureError,
     validate_files,
 )
 from garrison.agent.tasks import state
 
+log = logging.getLogger("garrison.agent.signatures")
 MAX_DOWNLOAD = 256 * 1024 * 1024
 SUFFIXES = (*HASH_SUFFIXES, *YARA_SUFFIXES)
 
@@ -101,9 +113,41 @@ def install(agent: Agent, source: str) -> list[str]:
     return [p.name for p in files]
 
 
-def handle(agent: Agent, job: Job) -> str:
-    source = _source(job)
-    installed = install(agent, source) if source else []
+def _policy_refusal(agent: Agent, source: str) -> str | None:
+    """Why a source is refused, or None when the content policy allows unsigned sources."""
+    try:  # the policy in force now: an administrator may just have changed it
+        contentsync.update(agent)
+    except AgentError as exc:
+        log.warning("UpdateSignatures: the content policy could not be refreshed: %s", exc.message)
+    found = ContentStore(agent.state).installed()
+    if found is not None and found.manifest.allow_unsigned_sources:
+        return None
+    what = "a plain-HTTP URL" if source.lower().startswith("http://") else "an unsigned source"
+    return (
+        f"UpdateSignatures refused: {source} is {what}; this station accepts only the signed "
+        "content its server assigns (an administrator can allow unsigned sources for its "
+        "station group)"
+    )
+
+
+def _assigned(agent: Agent) -> str:
+    try:
+        outcome = contentsync.update(agent, force=True)
+    except AgentError as exc:
+        raise JobError(f"signed content: {exc.message}") from None
+    if outcome.failed:
+        raise JobError(f"signature update failed: {outcome.message}")
+    if outcome.status == "installed" and outcome.db is not None:
+        return f"{outcome.message}{_skipped(outcome.db)}"
+    # Unchanged, or a server without signed content: reload what is there.
+    return _reload(agent, outcome.message)
+
+
+def _skipped(db: SignatureDB) -> str:
+    return f" ({db.yara_skipped})" if db.yara_skipped else ""
+
+
+def _reload(agent: Agent, prefix: str) -> str:
     try:
         db = agent.reload_signatures()
     except SignatureError as exc:
@@ -112,8 +156,16 @@ def handle(agent: Agent, job: Job) -> str:
     # not at the next scheduled State.
     state.run(agent)
     text = f"signatures {db.version}: {db.hash_count} hash and {db.yara_count} YARA record(s)"
-    if installed:
-        text = f"installed {', '.join(installed)}; " + text
-    if db.yara_skipped:
-        text += f" ({db.yara_skipped})"
-    return text
+    return f"{prefix}; {text}{_skipped(db)}" if prefix else text + _skipped(db)
+
+
+def handle(agent: Agent, job: Job) -> str:
+    source = _source(job)
+    if not source:
+        return _assigned(agent)
+    refusal = _policy_refusal(agent, source)
+    if refusal:
+        raise JobError(refusal)
+    log.warning("UpdateSignatures: installing from %s, unsigned (allowed by policy)", source)
+    installed = install(agent, source)
+    return _reload(agent, f"installed {', '.join(installed)} (unsigned)")

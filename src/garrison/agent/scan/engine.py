@@ -84,6 +84,14 @@ def _open_regular(path: str) -> int:
     return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
+def _yara_errors() -> tuple[type[Exception], ...]:
+    try:
+        import yara  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return ()
+    return (yara.Error,)
+
+
 class Engine:
     def __init__(self, db: SignatureDB, config: ScanConfig) -> None:
         self.db = db
@@ -155,6 +163,15 @@ class Engine:
                     found.append((threat, "yara", suspicious))
         return found
 
+    def _matches(self, data: bytes, where: str, result: ScanResult) -> list[tuple[str, str, bool]]:
+        """``match``, with a YARA failure on this blob (its timeout: a rule too slow for
+        this file) counted as the file's error instead of ending the scan."""
+        try:
+            return self.match(data)
+        except _yara_errors() as exc:
+            result.errors.append(f"{where}: YARA: {exc}")
+            return []
+
     def scan_file(self, path: str, result: ScanResult) -> None:
         try:
             lst = os.lstat(path)
@@ -170,7 +187,7 @@ class Engine:
             return
         result.scanned += 1
         file_sha = digests(data)["sha256"]
-        for threat, module, suspicious in self.match(data):
+        for threat, module, suspicious in self._matches(data, path, result):
             result.detections.append(
                 Detection(path, threat, module, file_sha, file_sha, len(data), None, suspicious)
             )
@@ -179,7 +196,9 @@ class Engine:
                 if isinstance(item, archives.ArchiveError):
                     result.errors.append(f"{path}: {item}")
                     continue
-                for threat, module, suspicious in self.match(item.data):
+                for threat, module, suspicious in self._matches(
+                    item.data, f"{path}!{item.name}", result
+                ):
                     result.detections.append(
                         Detection(
                             path,

@@ -1,7 +1,10 @@
-"""Enrollment: ``POST /api/agents`` with the key; stores agent id and token (0600)."""
+"""Enrollment: ``POST /api/agents`` with the key; stores agent id and token (0600), and pins
+the server's content keys and id (``content_keys``, ``server_id``) in the state dir."""
 
 from __future__ import annotations
 
+from garrison.agent.content import keys
+from garrison.agent.content.store import ContentStore
 from garrison.agent.context import Agent
 from garrison.agent.errors import RefusedError, ServerError, UnreachableError
 from garrison.agent.state import Credentials
@@ -34,6 +37,9 @@ def run(agent: Agent, key: str) -> Credentials:
         scheduler_id=int(answer.get("scheduler_id") or 0),
     )
     agent.state.save_credentials(creds)
+    # The content keys the server signs with: pinned now, the root of the agent's trust.
+    if keys.pin_from_enrollment(agent.state, answer):
+        ContentStore(agent.state).clear_failure()  # what was refused may verify now
     agent.config.server.url = url
     agent.save_config()
     return creds

@@ -1,4 +1,8 @@
-"""State: ``POST /api/states`` with the Armadito shape (dbinfo with modules, avdetails)."""
+"""State: ``POST /api/states`` with the Armadito shape (dbinfo with modules, avdetails).
+
+Garrison's additions: ``mod_version``/``mod_records`` per module, one module per signed rule
+set in force (with ``version``, ``records``, ``sha256``) and ``dbinfo.content_serial`` (0
+while no signed content is installed)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 from garrison import __version__
 from garrison.agent import isolation
+from garrison.agent.content.store import ContentStore
 from garrison.agent.context import Agent
 from garrison.agent.scan import clamav
 
@@ -50,6 +55,24 @@ def build(agent: Agent) -> dict[str, Any]:
                 "mod_records": db.yara_count,
             }
         )
+    # One module per signed rule set in force (CONTENT-WIRE.md): its version, records and
+    # hash, dated by the manifest's issue time.
+    found = ContentStore(agent.state).installed()
+    if found is not None:
+        issued = int(found.manifest.issued.timestamp())
+        for entry in found.manifest.files:
+            modules.append(
+                {
+                    "name": entry.ruleset,
+                    "mod_status": "up-to-date",
+                    "mod_update_timestamp": issued,
+                    "mod_version": str(entry.version),
+                    "mod_records": entry.records,
+                    "version": entry.version,
+                    "records": entry.records,
+                    "sha256": entry.sha256,
+                }
+            )
     clam = clamav.version() if agent.config.scan.clamav else ""
     if agent.config.scan.clamav:
         modules.append(
@@ -86,6 +109,7 @@ def build(agent: Agent) -> dict[str, Any]:
             "global_status": global_status,
             "global_update_timestamp": db.date,
             "modules": modules,
+            "content_serial": found.manifest.serial if found is not None else 0,
         },
         "avdetails": [{"attr": k, "value": v} for k, v in details.items()],
     }
