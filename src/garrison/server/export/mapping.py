@@ -225,8 +225,15 @@ def build(
         return _eset_record(
             event_type, eset_type, time, data, station, fields, inspect_name, server
         )
+    # Garrison's own types keep Garrison's identity in either profile.
     return Record(
-        eset_type or event_type, event_type, severity_name, time, fields, profile, not eset_type
+        eset_type or event_type,
+        event_type,
+        severity_name,
+        time,
+        fields,
+        profile if eset_type else "garrison",
+        not eset_type,
     )
 
 
@@ -241,6 +248,7 @@ def _eset_record(
     server: eset.ServerIdentity | None,
 ) -> Record:
     """``fields`` (Garrison's record of an ESET type) as ESET PROTECT writes that type."""
+    fields.setdefault("hostname", "")  # ESET always names the computer
     fields["group_name"] = eset.group_path(station.group)
     fields["group_description"] = station.group_description
     fields["os_name"] = station.os_name
