@@ -67,3 +67,11 @@ def syslog(line: str) -> Header | None:
         str(parsed.msgid or "-"),
         str(parsed.msg),
     )
+
+
+def body(line: str) -> str:
+    """The message of a line either envelope holds."""
+    header = syslog(line)
+    if header is None:
+        raise ValueError(f"not a syslog line: {line!r}")
+    return header.message

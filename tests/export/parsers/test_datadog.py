@@ -42,7 +42,9 @@ def datadog(line: str) -> dict[str, Any] | None:
 def test_eset_lines(kind: str) -> None:
     for name, line in samples.lines(kind).items():
         out = datadog(line)
-        assert out is not None and out["service"] == name and out["status"], name
+        assert out is not None, name
+        assert out["service"] == name, name
+        assert out["status"], name
 
 
 def test_garrison_lines(received: Received) -> None:
@@ -50,11 +52,13 @@ def test_garrison_lines(received: Received) -> None:
         services = set()
         for line in received.of("eset-json", kind):
             out = datadog(line)
-            assert out is not None and out["status"] is not None, line
+            assert out is not None, line
+            assert out["status"] is not None, line
             services.add(out["service"])
         assert services == set(samples.SEVEN)
 
 
 def test_garrison_own_types_get_no_service(received: Received) -> None:
     own = [line for line in received.lines["own"] if "garrison_event_type" in line]
-    assert own and all(datadog(line) is None for line in own)
+    assert own
+    assert all(datadog(line) is None for line in own)

@@ -68,7 +68,8 @@ def test_eset_lines() -> None:
         out = qradar(line)
         assert out is not None, name
         assert exabeam(line) == {"threatevent" if name == "Threat_Event" else "firewallevent"}
-    assert out is not None and out["accountName" if "accountName" in out else "eventDesc"]
+    assert out is not None
+    assert out["accountName" if "accountName" in out else "eventDesc"]
 
 
 def test_garrison_lines(received: Received) -> None:
@@ -82,7 +83,8 @@ def test_garrison_lines(received: Received) -> None:
         threat = events["Threat Event"]
         assert exabeam(received_line(received, kind, "Threat Event")) == {"threatevent"}
         assert exabeam(received_line(received, kind, "Firewall Event")) == {"firewallevent"}
-        assert threat["objectType"] == "File" and threat["threatType"]
+        assert threat["objectType"] == "File"
+        assert threat["threatType"]
         assert threat["threatHandled"] in ("true", "false")
         assert events["Firewall Event"]["handled"] in ("0", "1")
 

@@ -51,7 +51,8 @@ def read(line: str) -> dict[str, Any] | None:
 def test_eset_lines(kind: str) -> None:
     for name, line in samples.lines(kind).items():
         out = read(line)
-        assert out is not None and out["stage"] == STAGES.get(name), name
+        assert out is not None, name
+        assert out["stage"] == STAGES.get(name), name
     assert read(samples.lines(kind)["Threat_Event"])["file.path"].startswith("file:///")  # type: ignore[index]
     assert read(samples.lines(kind)["FirewallAggregated_Event"])["event.type"] == "denied"  # type: ignore[index]
 
@@ -62,7 +63,7 @@ def test_garrison_lines(received: Received) -> None:
         for line in received.of("eset-json", kind):
             parsed = read(line)
             assert parsed is not None, line
-            out[json.loads(headers.syslog(line).message)["event_type"]] = parsed  # type: ignore[union-attr]
+            out[json.loads(headers.body(line))["event_type"]] = parsed
         assert set(out) == set(samples.SEVEN)
         for name in samples.SEVEN:
             assert out[name]["stage"] == STAGES.get(name), name
@@ -71,9 +72,7 @@ def test_garrison_lines(received: Received) -> None:
 
 
 def test_the_other_inspect_name(received: Received) -> None:
-    names = [
-        json.loads(headers.syslog(line).message)["event_type"] for line in received.lines["inspect"]
-    ]  # type: ignore[union-attr]
+    names = [json.loads(headers.body(line))["event_type"] for line in received.lines["inspect"]]
     assert "ESET Inspect Alert" in names
     assert "EnterpriseInspectorAlert_Event" not in names
 
@@ -83,4 +82,5 @@ def test_garrison_own_types_take_no_stage(received: Received) -> None:
     assert own
     for line in own:
         parsed = read(line)
-        assert parsed is not None and parsed["stage"] is None
+        assert parsed is not None
+        assert parsed["stage"] is None

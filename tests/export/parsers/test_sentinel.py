@@ -47,7 +47,8 @@ def sentinel(line: str) -> tuple[bool, dict[str, Any] | None, str | None]:
 def test_eset_lines(kind: str) -> None:
     for name, line in samples.lines(kind).items():
         selected, parsed, branch = sentinel(line)
-        assert selected and parsed is not None, name
+        assert selected, name
+        assert parsed is not None, name
         assert branch == (name if name in BRANCHES else None), name
     # A BOM makes the message something parse_json cannot read.
     assert sentinel(samples.rfc5424(samples.JSON["Threat_Event"], bom=True))[1] is None
@@ -58,7 +59,8 @@ def test_garrison_lines(received: Received) -> None:
         taken: dict[str, str | None] = {}
         for line in received.of("eset-json", kind):
             selected, parsed, branch = sentinel(line)
-            assert selected and parsed is not None, line
+            assert selected, line
+            assert parsed is not None, line
             taken[parsed["event_type"]] = branch
         assert set(taken) == set(samples.SEVEN), kind
         for name in samples.SEVEN:  # the branch ESET's own line of that type takes

@@ -49,7 +49,8 @@ def wazuh(line: str) -> tuple[dict[str, Any] | None, set[int]]:
 def test_eset_lines() -> None:
     for name, line in samples.lines("rfc3164").items():
         fields, fired = wazuh(line)
-        assert fields is not None and fields["event_type"] == name, name
+        assert fields is not None, name
+        assert fields["event_type"] == name, name
         assert 42001 in fired
     # ESET's own RFC 5424 lines are not split either: RFC 3164 is the envelope that works.
     assert all(wazuh(line)[0] is None for line in samples.lines("rfc5424").values())
