@@ -186,14 +186,15 @@ def _post(server: Server, fmt: str, **options: Any) -> Any:
 
 @sqlite_only
 def test_profile_options_are_checked_and_round_trip(server: Server) -> None:
-    for fmt, options, field in [
+    refusals: list[tuple[str, dict[str, Any], str]] = [
         ("eset-json", {"profile": "esset"}, "options.profile"),
         ("leef2", {"profile": "eset"}, "options.profile"),
         ("cef", {"profile": "eset", "inspect_alert_name": "Inspect"}, "options.inspect_alert_name"),
         ("leef", {"inspect_alert_name": "ESET Inspect Alert"}, "options.profile"),
         ("cef", {"garrison_events": True}, "options.profile"),
         ("eset-json", {"garrison_events": "maybe"}, "options.garrison_events"),
-    ]:
+    ]
+    for fmt, options, field in refusals:
         refused = _post(server, fmt, **options)
         assert refused.status_code == 422, (fmt, options, refused.text)
         body = refused.json()
