@@ -6,8 +6,9 @@ the ESET type the event maps to, with the seed's types (bool as bool, numbers as
 An event with no ESET equivalent keeps Garrison's own type name and its catalogue fields.
 
 ``occured`` is spelled with one r on purpose: real ESET exports and the parsers built for
-them (Elastic, Sentinel, Wazuh…) read that key, though ESET's documentation writes
-``occurred``.
+them (Elastic, Sekoia, Datadog…) read that key, though ESET's documentation writes
+``occurred``.  The ``eset`` profile then gives each record ESET's own keys and vocabulary
+(:mod:`garrison.server.export.eset`).
 """
 
 from __future__ import annotations
