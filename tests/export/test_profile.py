@@ -220,3 +220,31 @@ def test_profile_options_are_checked_and_round_trip(server: Server) -> None:
     default = _post(server, "eset-json")
     assert default.json()["options"]["profile"] == "eset"
     assert _post(server, "leef").json()["options"]["profile"] == "garrison"
+
+
+def test_esets_leef_and_cef_lines() -> None:
+    station = StationInfo("uuid-6", "ws-6", "2001:db8::5")
+    data = {"virus": "Eicar", "sha1": "ef" * 20, "object": "/tmp/e", "user": "alice"}
+    record = build("threat_detected", 4, NOW, data, station, "eset", server=SERVER)
+    leef = encoder(target("leef", "file"))(record).decode()
+    head, attrs = leef.split("|cat=", 1)
+    assert head == "LEEF:1.0|ESET|RemoteAdministrator|" + leef.split("|")[3] + "|Threat Event"
+    pairs = dict(p.split("=", 1) for p in ("cat=" + attrs).split("\t"))
+    assert pairs["cat"] == "ESET Threat Event"
+    assert pairs["sev"] == "8"
+    assert pairs["devTime"] == "Jan 18 2022 14:46:00 GMT"
+    assert pairs["devTimeFormat"] == "MMM dd yyyy HH:mm:ss z"
+    assert (pairs["threatName"], pairs["objectType"], pairs["accountName"]) == (
+        "Eicar",
+        "File",
+        "alice",
+    )
+    assert pairs["hash"] == "EF" * 20
+    cef = encoder(target("cef", "file"))(record).decode()
+    assert cef.startswith("CEF:0|ESET|Protect|")
+    assert cef.split("|")[4:7] == ["100", "Eicar", "8"]
+    extension = cef.split("|", 7)[7]
+    assert extension.startswith("cat=ESET Threat Event ")
+    assert "c6a1=2001:db8::5 c6a1Label=Device IPv6 Address" in extension
+    assert "dvc=" not in extension
+    assert "rt=Jan 18 2022 14:46:00" in extension
