@@ -4,7 +4,10 @@ The envelopes are those issue 19 quotes from real ESET servers; the JSON bodies 
 own sample events as Elastic's ``eset_protect`` integration tests them
 (``data_stream/event/_dev/test/pipeline/test-event.log``), one per type; the LEEF and CEF
 lines are ESET's documented samples (help.eset.com "Events exported to LEEF/CEF format"),
-with LEEF's tab delimiters, which the HTML page shows as spaces, restored.
+with LEEF's tab delimiters, which the HTML page shows as spaces, restored.  Two edits, both
+said here: the firewall event carries ``action`` and ``handled`` (Elastic's sample predates
+them; ESET's own LEEF sample has ``action=Blocked`` and ``handled=1``), and the blocked
+file's ``object_uri`` is shortened.
 """
 
 from __future__ import annotations
