@@ -25,11 +25,6 @@ Encoder = Callable[[Record], bytes]
 OWN_TYPE_KEY = "garrison_event_type"
 
 
-@functools.cache
-def _server() -> eset.ServerIdentity:
-    return eset.server_identity(syslog.HOSTNAME)
-
-
 def record_for(
     target: Target,
     event_type: str,
@@ -48,7 +43,7 @@ def record_for(
         station,
         profile=profile_of(target.format, o),
         inspect_name=o.inspect_alert_name,
-        server=_server(),
+        server=eset.local_server(),
     )
 
 

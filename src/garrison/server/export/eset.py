@@ -10,6 +10,7 @@ in ESET's words, ``object_type`` ``File`` and upper-case hashes.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -74,6 +75,12 @@ def server_identity(hostname: str) -> ServerIdentity:
     return ServerIdentity(
         hostname, _own_ipv4(hostname), str(uuid.uuid5(uuid.NAMESPACE_DNS, hostname or "garrison"))
     )
+
+
+@functools.cache
+def local_server() -> ServerIdentity:
+    """This server's identity (looked up once: its address needs a resolver call)."""
+    return server_identity(socket.gethostname() or "garrison")
 
 
 def pid() -> int:

@@ -269,7 +269,7 @@ def _eset_record(
         fields["severity_score"] = str(data.get("severity_score") or score)
         fields["event_type"] = eset_type = inspect_name
     elif eset_type == "Audit_Event":
-        identity = server or eset.server_identity("")
+        identity = server or eset.local_server()
         fields.update(eset.audit(data))
         fields["severity"] = Severity.INFORMATION.value
         fields["hostname"] = identity.hostname
