@@ -11,9 +11,12 @@ from typing import Any
 
 import cefp
 
+from garrison.server.export import formats
+from garrison.server.export.mapping import StationInfo, build
 from tests.export.parsers import headers, samples
 from tests.export.parsers.conftest import KINDS, Received
 
+NOW = dt.datetime(2022, 1, 18, 14, 46, tzinfo=dt.UTC)
 CATEGORIES = {
     "ESET Threat Event": 100,
     "ESET Firewall Event": 200,
@@ -58,3 +61,8 @@ def test_garrison_lines(received: Received) -> None:
             cats.add(parsed["extension"]["cat"])
             assert "dvchost" in parsed["extension"]
         assert cats == set(CATEGORIES), kind
+
+
+def test_garrisons_own_cef_is_not_esets() -> None:
+    record = build("threat_detected", 4, NOW, {"virus": "V"}, StationInfo("u", "h"))
+    assert eset_cef(formats.cef(record)) is None

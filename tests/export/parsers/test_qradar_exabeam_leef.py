@@ -11,9 +11,12 @@ import datetime as dt
 import re
 from typing import Any
 
+from garrison.server.export import formats
+from garrison.server.export.mapping import StationInfo, build
 from tests.export.parsers import headers, samples
 from tests.export.parsers.conftest import KINDS, Received
 
+NOW = dt.datetime(2022, 1, 18, 14, 46, tzinfo=dt.UTC)
 EVENTS = {
     "Threat Event": "ESET Threat Event",
     "Firewall Event": "ESET Firewall Event",
@@ -91,3 +94,11 @@ def test_garrison_lines(received: Received) -> None:
 
 def received_line(received: Received, kind: str, event: str) -> str:
     return next(line for line in received.of("leef", kind) if f"|{event}|" in line)
+
+
+def test_garrisons_own_leef_is_not_esets() -> None:
+    # The check can fail: Garrison's profile names Garrison, which the DSM does not match.
+    record = build("threat_detected", 4, NOW, {"virus": "V"}, StationInfo("u", "h"))
+    line = formats.leef1(record)
+    assert qradar(line) is None
+    assert exabeam(line) == set()
