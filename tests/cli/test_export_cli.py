@@ -179,3 +179,33 @@ def test_api_errors_exit_1_in_one_line(cli: Cli, tmp_path: Path) -> None:
 )  # fmt: skip
 def test_usage_errors_exit_2(cli: Cli, args: list[str], expected: str) -> None:
     assert expected in assert_one_line_error(cli(*args), 2)
+
+
+def test_profile_options_round_trip_and_bad_ones_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    path = str(tmp_path / "eset.ndjson")
+    created = cli.json(
+        "export", "create", "cli-eset", "--format", "cef", "--transport", "file", "--path", path,
+        *QUIET, "--option", "profile=eset", "--option", "inspect_alert_name=ESET Inspect Alert",
+        "--option", "bom=true",
+    )  # fmt: skip
+    options = created["options"]
+    assert (options["profile"], options["inspect_alert_name"], options["bom"]) == (
+        "eset",
+        "ESET Inspect Alert",
+        True,
+    )
+    assert cli.json("export", "show", created["id"])["options"]["profile"] == "eset"
+    # Each format's default profile is shown as the one in use.
+    plain = cli.json("export", "create", "cli-plain", "--format", "leef", "--transport", "file",
+                     "--path", path, *QUIET)  # fmt: skip
+    assert plain["options"]["profile"] == "garrison"
+
+    bad = cli("export", "set", created["id"], "--option", "profile=esset")
+    assert "options.profile" in assert_one_line_error(bad, 1)
+    to_leef2 = cli("export", "set", created["id"], "--format", "leef2")
+    assert "eset profile" in assert_one_line_error(to_leef2, 1)
+    back = cli.json("export", "set", created["id"], "--option", "profile=garrison",
+                    "--option", "inspect_alert_name=EnterpriseInspectorAlert_Event")  # fmt: skip
+    assert back["options"]["profile"] == "garrison"
+    for target in (created, plain):
+        cli.json("export", "delete", target["id"], "--yes")

@@ -21,7 +21,7 @@ ESET_TYPES = {
 }
 SEVERITIES = {"Information", "Notice", "Warning", "Error", "Critical", "Fatal"}
 # The seed's types for each ESET key (bool and numbers are JSON bool and numbers).
-BOOL_KEYS = {"threat_handled", "need_restart", "inbound", "resolved"}
+BOOL_KEYS = {"threat_handled", "need_restart", "inbound", "resolved", "handled"}
 NUMBER_KEYS = {"source_port", "target_port", "aggregate_count", "count"}
 SEED_KEYS = {
     "Threat_Event": {
@@ -107,16 +107,28 @@ SEED_KEYS = {
     },
 }
 COMMON = {"event_type", "ipv4", "ipv6", "hostname", "source_uuid", "occured", "severity"}
+# What the eset profile adds: the keys real ESET servers send beyond the seed's.
+ESET_COMMON = {"group_name", "group_description", "os_name"}
+ESET_EXTRA = {
+    "FirewallAggregated_Event": {"action", "handled"},
+    "HipsAggregated_Event": {"handled"},
+    "EnterpriseInspectorAlert_Event": {"computer_severity_score", "severity_score"},
+}
+# Each profile's syslog identity: RFC 5424 APP-NAME, PROCID and MSGID of an ESET type.
+APP_NAMES = {"garrison": "garrison", "eset": "ERAServer"}
 
 
-def envelope(line: str) -> SyslogMessage:
-    """RFC 5424 envelope, parsed by a third-party parser."""
+def envelope(line: str, profile: str) -> SyslogMessage:
+    """RFC 5424 envelope, parsed by a third-party parser, with ``profile``'s identity."""
     message = SyslogMessage.parse(line)
-    assert message.appname == "garrison"
+    assert message.appname == APP_NAMES[profile]
+    if profile == "eset":  # ESET: its process id, no MSGID
+        assert str(message.procid).isdigit(), message.procid
+        assert message.msgid in (None, "-"), message.msgid
     return message
 
 
-def eset_json(payload: str) -> dict[str, Any]:
+def eset_json(payload: str, profile: str = "garrison") -> dict[str, Any]:
     record = json.loads(payload)
     assert isinstance(record, dict)
     assert record["severity"] in SEVERITIES
@@ -124,6 +136,8 @@ def eset_json(payload: str) -> dict[str, Any]:
     assert "occurred" not in record
     if record["event_type"] in ESET_TYPES:
         allowed = COMMON | SEED_KEYS[record["event_type"]]
+        if profile == "eset":
+            allowed |= ESET_COMMON | ESET_EXTRA.get(record["event_type"], set())
         assert set(record) <= allowed, set(record) - allowed
         for key, value in record.items():
             if key in BOOL_KEYS:

@@ -21,6 +21,7 @@ FIREWALL, HIPS = "FirewallAggregated_Event", "HipsAggregated_Event"
 def target(server: Server, name: str, port: int, transport: str = "tcp", **options: Any) -> int:
     options.setdefault("aggregation_window_seconds", 0)
     options.setdefault("heartbeat_seconds", 0)
+    options.setdefault("profile", "garrison")  # Garrison's own types travel too
     created = server.admin.post(
         "/export-targets",
         {
@@ -71,7 +72,7 @@ def wait_refused(server: Server, target: str) -> None:
 def pids(lines: list[str]) -> list[int]:
     out = []
     for line in lines:
-        record = json.loads(checks.envelope(line).msg)
+        record = json.loads(checks.envelope(line, "garrison").msg)
         if record["event_type"] == "component_started":
             out.append(record["pid"])
     return out
@@ -189,7 +190,9 @@ def test_identical_firewall_events_are_aggregated_and_low_hips_filtered(
         assert response.json()["stored"] == 8
 
         def received() -> list[dict[str, Any]]:
-            return [json.loads(checks.envelope(line).msg) for line in rsyslog.lines("agg")]
+            return [
+                json.loads(checks.envelope(line, "garrison").msg) for line in rsyslog.lines("agg")
+            ]
 
         def all_six_firewall_events_in(records: list[dict[str, Any]]) -> bool:
             counts = [r["aggregate_count"] for r in records if r["event_type"] == FIREWALL]

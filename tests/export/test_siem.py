@@ -147,14 +147,20 @@ def payloads(receiver: Rsyslog, name: str) -> list[str]:
     lines = receiver.wait_lines(
         name, lambda lines: any("audited" in line for line in lines), timeout=30
     )
-    return [checks.envelope(line).msg for line in lines]
+    return [checks.envelope(line, "garrison").msg for line in lines]
 
 
 @pytest.fixture
 def exported(server: Server, receiver: Rsyslog, certs: Certs) -> dict[str, list[str]]:
     for name, (port, tls) in receiver.inputs.items():
         transport, fmt = name.split("-", 1)
-        options: dict[str, Any] = {"aggregation_window_seconds": 0, "heartbeat_seconds": 0}
+        # Garrison's own profile here (eset-json's default is the eset one, which
+        # tests/export/parsers/ reads with the ESET parsers).
+        options: dict[str, Any] = {
+            "aggregation_window_seconds": 0,
+            "heartbeat_seconds": 0,
+            "profile": "garrison",
+        }
         if tls:
             options["tls_ca"] = str(certs.ca)
         created = server.admin.post(
@@ -266,8 +272,8 @@ def test_an_overlong_value_is_shortened_not_cut(server: Server, tmp_path: Path) 
     assert any("Threat_Event" in line for line in lines), lines
     line = next(line for line in lines if "Threat_Event" in line)
     assert len(line.encode()) <= 2048
-    payload = checks.envelope(line).msg.lstrip("\ufeff")
-    record = checks.eset_json(payload)
+    payload = checks.envelope(line, "eset").msg.lstrip("\ufeff")
+    record = checks.eset_json(payload, "eset")
     assert record["object_uri"].startswith("file:///tmp/XXXX")
     assert record["object_uri"].endswith("…")
     assert record["threat_name"] == "Long"

@@ -46,6 +46,9 @@ def create_target(
     options: dict[str, Any] = fields.pop("options", {})
     options.setdefault("aggregation_window_seconds", 0)
     options.setdefault("heartbeat_seconds", 0)
+    # These tests carry Garrison's own event types (component_started…): Garrison's profile,
+    # which sends every type (the eset one is tests/export/parsers/).
+    options.setdefault("profile", "garrison")
     body = {"name": name, "format": fmt, "transport": transport, "options": options, **fields}
     created = server.admin.post("/export-targets", body)
     assert created.status_code == 201, created.text
@@ -258,7 +261,7 @@ def test_udp_sends_one_rfc5424_datagram_per_message(server: Server, udp_sink: Ud
     post_events(server, headers, started(0, 5, user="é中文"))
 
     def ours() -> list[SyslogMessage]:
-        parsed = [checks.envelope(d.decode("utf-8")) for d in list(udp_sink.datagrams)]
+        parsed = [checks.envelope(d.decode("utf-8"), "garrison") for d in list(udp_sink.datagrams)]
         found = [m for m in parsed if m.msgid == "component_started"]
         return found if len(found) >= 5 else []
 
@@ -268,7 +271,7 @@ def test_udp_sends_one_rfc5424_datagram_per_message(server: Server, udp_sink: Ud
         # One datagram, one whole message: no framing, no trailing newline, one record.
         assert not datagram.endswith(b"\n")
         assert not datagram[:1].isdigit()
-        checks.eset_json(checks.envelope(datagram.decode("utf-8")).msg)
+        checks.eset_json(checks.envelope(datagram.decode("utf-8"), "garrison").msg)
     records = [json.loads(m.msg) for m in messages]
     assert [r["pid"] for r in records] == [0, 1, 2, 3, 4]
     assert {r["user"] for r in records} == {"é中文"}
@@ -353,7 +356,7 @@ def test_octet_counting_framing_and_bom(server: Server, tcp_sink: TcpSink) -> No
     records = []
     for frame in received:
         assert not frame.endswith(b"\n")
-        message = checks.envelope(frame.decode("utf-8"))
+        message = checks.envelope(frame.decode("utf-8"), "garrison")
         # RFC 5424: PRI+VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD, then MSG, whose
         # first octets are the BOM.
         assert frame.split(b" ", 7)[7].startswith(BOM), frame[:120]
@@ -444,7 +447,7 @@ def test_test_send_to_a_listening_target_and_to_a_closed_port(
     assert body["sent"] is True
     line = wait_for(tcp_sink.lines, timeout=15)
     assert [raw.decode() + "\n" for raw in line] == [body["message"]]
-    cef = checks.cef(checks.envelope(line[0].decode()).msg)
+    cef = checks.cef(checks.envelope(line[0].decode(), "garrison").msg)
     assert cef["device"]["event_class_id"] == "Threat_Event"
     assert cef["extension"]["cs1"] == "Garrison-Test-Event"
 
@@ -631,7 +634,7 @@ def test_heartbeat_on_an_idle_target(server: Server, tcp_sink: TcpSink) -> None:
     )  # fmt: skip
 
     def heartbeats() -> list[SyslogMessage]:
-        found = [checks.envelope(line.decode()) for line in tcp_sink.lines()]
+        found = [checks.envelope(line.decode(), "garrison") for line in tcp_sink.lines()]
         beats = [m for m in found if m.msgid == "HEARTBEAT"]
         return beats if len(beats) >= 2 else []
 
@@ -661,7 +664,7 @@ def test_leef2_declares_a_non_printable_delimiter_as_xhh(server: Server, tcp_sin
     assert agent.alerts([alert]).status_code == 200
 
     def threat() -> str:
-        payloads = [checks.envelope(line.decode()).msg for line in tcp_sink.lines()]
+        payloads = [checks.envelope(line.decode(), "garrison").msg for line in tcp_sink.lines()]
         return next((p for p in payloads if "|Threat_Event|" in p), "")
 
     payload = wait_for(threat, timeout=15)

@@ -480,7 +480,9 @@ class ExportTargetIn(Strict):
     )
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="envelope (rfc5424|rfc3164), framing (newline|octet), bom, "
+        description="profile (eset|garrison; unset: eset for eset-json, garrison for the "
+        "others), inspect_alert_name, garrison_events, "
+        "envelope (rfc5424|rfc3164), framing (newline|octet), bom, "
         "max_message_bytes, leef_delimiter, tls_ca, tls_cert, tls_key, tls_verify, "
         "event_types, min_severity, groups, hips_min_severity, aggregation_window_seconds, "
         "heartbeat_seconds, max_backlog, batch_size, file_max_bytes, file_keep, http_headers",

@@ -9,8 +9,8 @@ import structlog
 from garrison.server.audit.actor import Actor
 from garrison.server.errors import InvalidInputError, UpstreamFailedError
 from garrison.server.export import service as targets
-from garrison.server.export.encoding import encoder
-from garrison.server.export.mapping import StationInfo, build
+from garrison.server.export.encoding import encoder, record_for
+from garrison.server.export.mapping import StationInfo
 from garrison.server.export.policy import ExportPolicy
 from garrison.server.export.secrets import SecretBox
 from garrison.server.export.target import Target, make_transport
@@ -92,7 +92,8 @@ def send_test_event(db: Database, policy: ExportPolicy, target_id: int) -> bytes
     be delivered."""
     with db.reading() as session:
         target = Target.of(targets.get(session, target_id), policy)
-    record = build(
+    record = record_for(
+        target,
         "threat_detected",
         4,
         utcnow(),

@@ -3,6 +3,7 @@ travel as one record with ``aggregate_count``."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
@@ -25,13 +26,7 @@ def ready(batch: Sequence[Event], window: float) -> Sequence[Event]:
 
 
 def _counted(record: Record, count: int) -> Record:
-    return Record(
-        record.event_type,
-        record.garrison_type,
-        record.severity,
-        record.time,
-        {**record.fields, "aggregate_count": count},
-    )
+    return dataclasses.replace(record, fields={**record.fields, "aggregate_count": count})
 
 
 def fold(

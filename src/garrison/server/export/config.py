@@ -11,6 +11,12 @@ from garrison.common.vocabulary import Severity
 
 FORMAT_NAMES = ("eset-json", "leef", "leef2", "cef")
 TRANSPORT_NAMES = ("udp", "tcp", "tls", "relp", "file", "http")
+PROFILE_NAMES = ("eset", "garrison")
+# The formats the eset profile exists for (ESET PROTECT sends JSON, LEEF 1.0 and CEF) and
+# the profile each format has when the target does not choose one.
+ESET_FORMATS = ("eset-json", "leef", "cef")
+DEFAULT_PROFILE = {"eset-json": "eset", "leef": "garrison", "leef2": "garrison", "cef": "garrison"}
+INSPECT_NAMES = ("EnterpriseInspectorAlert_Event", "ESET Inspect Alert")
 
 
 class TargetOptions(BaseModel):
@@ -18,6 +24,20 @@ class TargetOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    profile: Literal["eset", "garrison"] | None = Field(
+        default=None,
+        description="whose identity the stream carries: eset (ESET PROTECT's, for the parsers "
+        "built for it) or garrison; unset: eset for eset-json, garrison for the others",
+    )
+    inspect_alert_name: Literal["EnterpriseInspectorAlert_Event", "ESET Inspect Alert"] = Field(
+        default="EnterpriseInspectorAlert_Event",
+        description="eset profile: the type name of EDR alarms (newer ESET sends the second)",
+    )
+    garrison_events: bool = Field(
+        default=False,
+        description="eset profile: also send Garrison's own event types, under Garrison's "
+        "identity (the ESET parsers leave them alone)",
+    )
     envelope: Literal["rfc5424", "rfc3164"] = "rfc5424"
     framing: Literal["newline", "octet"] = "newline"
     bom: bool = False
@@ -68,6 +88,23 @@ class TargetOptions(BaseModel):
         if self.tls_key and not self.tls_cert:
             raise ValueError("tls_key needs tls_cert")
         return self
+
+
+def profile_of(format_: str, options: TargetOptions) -> str:
+    """The profile a target of ``format_`` with ``options`` uses."""
+    return options.profile or DEFAULT_PROFILE.get(format_, "garrison")
+
+
+def profile_problem(format_: str, options: TargetOptions) -> str | None:
+    """Why ``options`` do not go with ``format_``, or None."""
+    if options.profile == "eset" and format_ not in ESET_FORMATS:
+        return f"the eset profile is for {', '.join(ESET_FORMATS)}, not {format_}"
+    if profile_of(format_, options) != "eset":
+        if options.inspect_alert_name != INSPECT_NAMES[0]:
+            return "inspect_alert_name needs the eset profile"
+        if options.garrison_events:
+            return "garrison_events needs the eset profile (the garrison profile sends them all)"
+    return None
 
 
 # Set by the HTTP client or meaningful for one connection only (RFC 9110 §7.6.1): a target

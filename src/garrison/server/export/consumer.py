@@ -23,9 +23,10 @@ from garrison.common.catalogue import CATALOGUE
 from garrison.server.events.consumers import Consumer, ConsumerRunner, Progress, Send
 from garrison.server.events.models import Event
 from garrison.server.export import aggregation
-from garrison.server.export.encoding import encoder, heartbeat_record
+from garrison.server.export.config import profile_of
+from garrison.server.export.encoding import encoder, heartbeat, record_for, sends
 from garrison.server.export.filters import forwarded
-from garrison.server.export.mapping import Record, StationInfo, build
+from garrison.server.export.mapping import Record, StationInfo
 from garrison.server.export.models import ExportTarget
 from garrison.server.export.policy import ExportPolicy
 from garrison.server.export.service import cursor_name
@@ -82,7 +83,9 @@ class ExportConsumer(Consumer):
         """(index of the first event it stands for, record), filtered and aggregated."""
         o = self.target.options
         ids = {e.station_id for e in batch if e.station_id}
-        known = stations.export_info(session, ids, with_groups=bool(o.groups))
+        # The eset profile names each station's group (ESET's group_name).
+        eset_profile = profile_of(self.target.format, o) == "eset"
+        known = stations.export_info(session, ids, with_groups=bool(o.groups) or eset_profile)
         built: list[tuple[int, int | None, Record]] = []
         for index, event in enumerate(batch):
             if event.type not in CATALOGUE:
@@ -91,11 +94,22 @@ class ExportConsumer(Consumer):
             if not forwarded(o, event, station.groups if station else NO_GROUPS):
                 continue
             info = (
-                StationInfo(station.uuid, station.hostname, station.address)
+                StationInfo(
+                    station.uuid,
+                    station.hostname,
+                    station.address,
+                    station.os_name,
+                    station.group,
+                    station.group_description,
+                )
                 if station
                 else StationInfo()
             )
-            record = build(event.type, event.severity, event.time, event.data, info)
+            record = record_for(
+                self.target, event.type, event.severity, event.time, event.data, info
+            )
+            if not sends(self.target, record):
+                continue
             built.append((index, event.station_id, record))
         return aggregation.fold(built, o.aggregation_window_seconds)
 
@@ -128,7 +142,7 @@ class ExportConsumer(Consumer):
         if every <= 0 or time.monotonic() - self.last_send < every:
             return
         try:
-            self._transport().send([self.encode(heartbeat_record())])
+            self._transport().send([heartbeat(self.target)])
             self.last_send = time.monotonic()
         except TransportError as exc:
             self.failed_sends.inc()

@@ -6,6 +6,7 @@ cannot be split or misread by its parser, whatever the field values hold.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import orjson
 
 from garrison import __version__
 from garrison.common.vocabulary import Severity
-from garrison.server.export.mapping import TIME_KEY, Record
+from garrison.server.export.mapping import DATE_KEYS, ESET_TIME, TIME_KEY, Record
 from garrison.server.export.syslog import blank_separators, escape_separators
 
 VENDOR = "Garrison"
@@ -213,4 +214,189 @@ FORMATS: dict[str, Formatter] = {
     "leef": leef1,
     "leef2": leef2,
     "cef": cef,
+}
+
+
+# The eset profile: ESET PROTECT's own LEEF and CEF ------------------------------------
+ESET_VENDOR = "ESET"
+ESET_LEEF_PRODUCT = "RemoteAdministrator"
+ESET_CEF_PRODUCT = "Protect"
+# ESET's LEEF devTime carries its zone (GMT); its CEF rt and its LEEF firstseen do not.
+ESET_LEEF_TIME_FORMAT = "MMM dd yyyy HH:mm:ss z"
+ESET_LEEF_TIME = "%b %d %Y %H:%M:%S GMT"
+ESET_CEF_TIME = "%b %d %Y %H:%M:%S"
+# ESET's 1-10 scale (its CEF documentation: 2 Information … 10 Fatal), in LEEF's sev too.
+ESET_SEVERITY: dict[str, int] = {
+    Severity.INFORMATION: 2,
+    Severity.NOTICE: 3,
+    Severity.WARNING: 5,
+    Severity.ERROR: 7,
+    Severity.CRITICAL: 8,
+    Severity.FATAL: 10,
+}
+# ESET type → (its category, its CEF class id: 100-199 threats, 200-299 firewall…).
+ESET_CATEGORIES: dict[str, tuple[str, int]] = {
+    "Threat_Event": ("ESET Threat Event", 100),
+    "FirewallAggregated_Event": ("ESET Firewall Event", 200),
+    "HipsAggregated_Event": ("ESET HIPS Event", 300),
+    "Audit_Event": ("ESET RA Audit Event", 400),
+    "EnterpriseInspectorAlert_Event": ("ESET Inspect Event", 500),
+    "ESET Inspect Alert": ("ESET Inspect Event", 500),
+    "BlockedFiles_Event": ("ESET Blocked File Event", 600),
+    "FilteredWebsites_Event": ("ESET Filtered Website Event", 700),
+}
+# LEEF's event id is the category without "ESET " (``Threat Event``, ``Firewall Event``…);
+# the audit category's "RA" (Remote Administrator) is ESET's CEF spelling only.
+ESET_LEEF_EVENTS = {
+    name: category.removeprefix("ESET ").removeprefix("RA ")
+    for name, (category, _) in ESET_CATEGORIES.items()
+}
+# ESET's LEEF attribute names (its documented samples and the QRadar/Exabeam parsers).
+ESET_LEEF_KEYS = {
+    "hostname": "deviceName",
+    "source_uuid": "deviceUuid",
+    "group_name": "deviceGroupName",
+    "os_name": "deviceOSName",
+    "group_description": "deviceGroupDescription",
+    "ipv4": "src",
+    "ipv6": "srcIPv6",
+    "username": "accountName",
+    "account": "accountName",
+    "scanner_id": "scannerID",
+    "scan_id": "scanID",
+    "event": "eventDesc",
+    "source_address": "src",
+    "target_address": "dst",
+    "source_port": "srcPort",
+    "target_port": "dstPort",
+    "protocol": "proto",
+    "processname": "processName",
+    "process_name": "processName",
+    "rulename": "ruleName",
+}
+
+
+def _camel(key: str) -> str:
+    first, *rest = [p for p in key.split("_") if p] or [key]
+    return first + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def _eset_leef_value(key: str, value: Any) -> Any:
+    if key == "handled" and isinstance(value, bool):
+        return 1 if value else 0  # ESET writes handled=1, but threatHandled=true
+    if key in DATE_KEYS and isinstance(value, str):
+        try:
+            return dt.datetime.strptime(value, ESET_TIME).strftime(LEEF_TIME)
+        except ValueError:
+            return value
+    return value
+
+
+def eset_leef(record: Record) -> str:
+    """ESET PROTECT's LEEF 1.0: ``LEEF:1.0|ESET|RemoteAdministrator|<version>|Threat
+    Event|cat=ESET Threat Event<TAB>sev=…<TAB>devTime=Jan 18 2022 14:46:00 GMT…``."""
+    category, _ = ESET_CATEGORIES[record.event_type]
+    header = "|".join(
+        [
+            "LEEF:1.0",
+            ESET_VENDOR,
+            ESET_LEEF_PRODUCT,
+            _leef_header(__version__),
+            ESET_LEEF_EVENTS[record.event_type],
+        ]
+    )
+    attrs: dict[str, Any] = {
+        "cat": category,
+        "sev": ESET_SEVERITY[record.severity],
+        "devTime": record.time.astimezone(dt.UTC).strftime(ESET_LEEF_TIME),
+        "devTimeFormat": ESET_LEEF_TIME_FORMAT,
+    }
+    for key, value in record.fields.items():
+        if key in ("event_type", TIME_KEY, "severity"):
+            continue
+        attrs[ESET_LEEF_KEYS.get(key) or _camel(key)] = _eset_leef_value(key, value)
+    tab = chr(9)
+    return header + "|" + tab.join(f"{k}={_leef_value(v, tab)}" for k, v in attrs.items())
+
+
+ESET_CEF_KEYS = {
+    "ipv4": "dvc",
+    "ipv6": "c6a1",
+    "hostname": "dvchost",
+    "source_uuid": "deviceExternalId",
+    "group_name": "ESETProtectDeviceGroupName",
+    "os_name": "ESETProtectDeviceOsName",
+    "group_description": "ESETProtectDeviceGroupDescription",
+    "source_address": "src",
+    "target_address": "dst",
+    "source_port": "spt",
+    "target_port": "dpt",
+    "protocol": "proto",
+    "username": "suser",
+    "account": "suser",
+    "user": "suser",
+    "processname": "sproc",
+    "process_name": "sproc",
+    "application": "sproc",
+    "object_uri": "filePath",
+    "hash": "fileHash",
+    "action_taken": "act",
+    "action": "act",
+    "aggregate_count": "cnt",
+}
+ESET_CEF_LABELS = {"c6a1": "Device IPv6 Address"}
+# What ESET puts in the CEF header's Name: a brief description of what happened.
+_ESET_CEF_NAME_KEYS = {
+    "Threat_Event": "threat_name",
+    "FirewallAggregated_Event": "event",
+    "HipsAggregated_Event": "operation",
+    "Audit_Event": "detail",
+    "EnterpriseInspectorAlert_Event": "rulename",
+    "ESET Inspect Alert": "rulename",
+    "BlockedFiles_Event": "description",
+    "FilteredWebsites_Event": "event",
+}
+
+
+def _eset_cef_key(key: str) -> str:
+    name = "ESETProtect" + "".join(p[:1].upper() + p[1:] for p in key.split("_") if p)
+    return "".join(c for c in name if c.isalnum())
+
+
+def eset_cef(record: Record) -> str:
+    """ESET PROTECT's CEF: ``CEF:0|ESET|Protect|<version>|<class id>|<description>|<2-10>|
+    cat=ESET Threat Event dvc=… rt=Jan 18 2022 14:46:00``."""
+    category, class_id = ESET_CATEGORIES[record.event_type]
+    name = record.fields.get(_ESET_CEF_NAME_KEYS[record.event_type]) or category
+    header = "|".join(
+        [
+            "CEF:0",
+            ESET_VENDOR,
+            ESET_CEF_PRODUCT,
+            _cef_header(__version__),
+            str(class_id),
+            _cef_header(str(name)),
+            str(ESET_SEVERITY[record.severity]),
+        ]
+    )
+    ext: dict[str, Any] = {"cat": category}
+    for key, value in record.fields.items():
+        if key in ("event_type", TIME_KEY, "severity"):
+            continue
+        cef_key = ESET_CEF_KEYS.get(key) or _eset_cef_key(key)
+        if cef_key in ext:
+            cef_key = _eset_cef_key(key)
+        ext[cef_key] = value
+        if cef_key in ESET_CEF_LABELS:
+            ext[cef_key + "Label"] = ESET_CEF_LABELS[cef_key]
+        if key == "source_uuid":
+            ext["rt"] = record.time.astimezone(dt.UTC).strftime(ESET_CEF_TIME)
+    ext.setdefault("rt", record.time.astimezone(dt.UTC).strftime(ESET_CEF_TIME))
+    return header + "|" + " ".join(f"{k}={_cef_value(v)}" for k, v in ext.items())
+
+
+ESET_FORMATS: dict[str, Formatter] = {
+    "eset-json": eset_json,
+    "leef": eset_leef,
+    "cef": eset_cef,
 }

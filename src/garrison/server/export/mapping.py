@@ -6,8 +6,9 @@ the ESET type the event maps to, with the seed's types (bool as bool, numbers as
 An event with no ESET equivalent keeps Garrison's own type name and its catalogue fields.
 
 ``occured`` is spelled with one r on purpose: real ESET exports and the parsers built for
-them (Elastic, Sentinel, Wazuh…) read that key, though ESET's documentation writes
-``occurred``.
+them (Elastic, Sekoia, Datadog…) read that key, though ESET's documentation writes
+``occurred``.  The ``eset`` profile then gives each record ESET's own keys and vocabulary
+(:mod:`garrison.server.export.eset`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from garrison.common.catalogue import CATALOGUE, parse_timestamp
 from garrison.common.catalogue_eset import AGG, ESET_EVENTS
 from garrison.common.catalogue_types import EventType
 from garrison.common.vocabulary import Severity, is_severity
+from garrison.server.export import eset
 
 TIME_KEY = "occured"
 AGGREGATE_COUNT = AGG.name
@@ -33,6 +35,9 @@ class StationInfo:
     uuid: str = ""
     hostname: str = ""
     address: str = ""
+    os_name: str = ""
+    group: str = ""  # the station's (first) group, "" for none
+    group_description: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,10 @@ class Record:
     severity: str
     time: dt.datetime
     fields: dict[str, Any]  # common keys first, then the type's own
+    profile: str = "garrison"
+    # Garrison's own type (no ESET equivalent): the eset profile sends it only when asked,
+    # under Garrison's identity.
+    own: bool = False
 
 
 def eset_time(value: dt.datetime) -> str:
@@ -173,11 +182,23 @@ def _addresses(station: StationInfo, data: dict[str, Any]) -> tuple[str | None, 
     return None, None
 
 
+def eset_type_of(event_type: str) -> str | None:
+    """The ESET type an event of ``event_type`` is exported as, or None (Garrison's own)."""
+    declared = CATALOGUE.get(event_type)
+    return declared.eset_type if declared is not None and event_type in MAPPERS else None
+
+
 def build(
-    event_type: str, severity: int, time: dt.datetime, data: dict[str, Any], station: StationInfo
+    event_type: str,
+    severity: int,
+    time: dt.datetime,
+    data: dict[str, Any],
+    station: StationInfo,
+    profile: str = "garrison",
+    inspect_name: str = eset.INSPECT_TYPE,
+    server: eset.ServerIdentity | None = None,
 ) -> Record:
-    declared = CATALOGUE[event_type]
-    eset_type = declared.eset_type if event_type in MAPPERS else None
+    eset_type = eset_type_of(event_type)
     ipv4, ipv6 = _addresses(station, data)
     hostname = station.hostname or data.get("host") or data.get("hostname") or data.get("station")
     severity_name: str = Severity.of_rank(severity).value
@@ -197,8 +218,71 @@ def build(
     for key in DATE_KEYS:
         if eset_type and own.get(key):
             own[key] = eset_time(parse_timestamp(own[key], key))
-    fields = {k: v for k, v in {**common, **own}.items() if v is not None}
-    return Record(eset_type or event_type, event_type, severity_name, time, fields)
+    # A type's own key left empty (a BlockedFiles_Event's hostname…) does not hide the
+    # common key of the same name.
+    fields = {**common, **{k: v for k, v in own.items() if v is not None}}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if profile == "eset" and eset_type:
+        return _eset_record(
+            event_type, eset_type, time, data, station, fields, inspect_name, server
+        )
+    # Garrison's own types keep Garrison's identity in either profile.
+    return Record(
+        eset_type or event_type,
+        event_type,
+        severity_name,
+        time,
+        fields,
+        profile if eset_type else "garrison",
+        not eset_type,
+    )
+
+
+def _eset_record(
+    event_type: str,
+    eset_type: str,
+    time: dt.datetime,
+    data: dict[str, Any],
+    station: StationInfo,
+    fields: dict[str, Any],
+    inspect_name: str,
+    server: eset.ServerIdentity | None,
+) -> Record:
+    """``fields`` (Garrison's record of an ESET type) as ESET PROTECT writes that type."""
+    fields.setdefault("hostname", "")  # ESET always names the computer
+    fields["group_name"] = eset.group_path(station.group)
+    fields["group_description"] = station.group_description
+    fields["os_name"] = station.os_name
+    if "hash" in fields:
+        fields["hash"] = str(fields["hash"]).upper()
+    if fields.get("object_type") == "file":
+        fields["object_type"] = "File"
+    if eset_type == "FirewallAggregated_Event":
+        action = eset.firewall_action(data)
+        fields["action"] = action
+        fields["handled"] = action == "Blocked"
+    elif eset_type == "HipsAggregated_Event":
+        fields["handled"] = eset.hips_handled(fields.get("action"))
+    elif eset_type == "EnterpriseInspectorAlert_Event":
+        score = str(eset.SEVERITY_SCORE[fields["severity"]])
+        fields["computer_severity_score"] = str(data.get("computer_severity_score") or score)
+        fields["severity_score"] = str(data.get("severity_score") or score)
+        fields["event_type"] = eset_type = inspect_name
+    elif eset_type == "Audit_Event":
+        identity = server or eset.local_server()
+        fields.update(eset.audit(data))
+        fields["severity"] = Severity.INFORMATION.value
+        fields["hostname"] = identity.hostname
+        fields["source_uuid"] = identity.uuid
+        fields.pop("ipv6", None)
+        if identity.ipv4:
+            fields["ipv4"] = identity.ipv4
+        else:
+            fields.pop("ipv4", None)
+        fields["group_name"], fields["group_description"] = eset.ALL_GROUP, ""
+    ordered = {k: fields[k] for k in eset.COMMON_ORDER if k in fields}
+    ordered.update((k, v) for k, v in fields.items() if k not in ordered)
+    return Record(eset_type, event_type, ordered["severity"], time, ordered, "eset")
 
 
 # Keys that identify "exact same" events for aggregation, in the types that aggregate: all

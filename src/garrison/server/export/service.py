@@ -22,6 +22,8 @@ from garrison.server.export.config import (
     TRANSPORT_NAMES,
     TargetOptions,
     header_problem,
+    profile_of,
+    profile_problem,
 )
 from garrison.server.export.confinement import Confinement, ConfinementError, UnresolvedError
 from garrison.server.export.models import ExportTarget
@@ -42,6 +44,12 @@ def parse_options(raw: dict[str, Any]) -> TargetOptions:
         where = ".".join(str(p) for p in first["loc"])
         field = f"options.{where}" if where else "options"
         raise InvalidInputError(f"{field}: {first['msg']}", field=field) from None
+
+
+def check_profile(format_: str, options: TargetOptions) -> None:
+    problem = profile_problem(format_, options)
+    if problem is not None:
+        raise InvalidInputError(f"options.profile: {problem}", field="options.profile")
 
 
 def _encodable(host: str) -> bool:
@@ -185,7 +193,9 @@ def sealed_headers(target: ExportTarget) -> dict[str, str]:
 
 def shown_options(target: ExportTarget) -> dict[str, Any]:
     """The options as the API shows them: each secret as ``"(set)"``."""
-    shown = parse_options(target.options).model_dump()
+    options = parse_options(target.options)
+    shown = options.model_dump()
+    shown["profile"] = profile_of(target.format, options)  # the one in use
     shown["http_headers"] = {
         **shown["http_headers"],
         **{name: SET for name in sealed_headers(target)},
@@ -210,6 +220,7 @@ def create(
 ) -> ExportTarget:
     _check(policy.confinement, format_, transport, host, port, path, url)
     checked = parse_options(options or {})
+    check_profile(format_, checked)
     public, sealed = _seal_headers(policy.box, checked.http_headers, {})
     checked.http_headers = public
     if session.scalar(select(ExportTarget.id).where(ExportTarget.name == name)) is not None:
@@ -270,6 +281,7 @@ def update(
     given = changes.get("options") or {}
     options.update(given)
     checked = parse_options(options)
+    check_profile(merged["format_"], checked)
     if "http_headers" in given:
         public, sealed = _seal_headers(policy.box, checked.http_headers, sealed_headers(target))
         checked.http_headers = public

@@ -10,6 +10,7 @@ from garrison.common.vocabulary import Severity
 
 BOM = "\ufeff"
 FACILITY_USER = 1
+FACILITY_LOCAL7 = 23
 # Severity of the syslog header, from the event's severity.
 SYSLOG_SEVERITY: dict[str, int] = {
     Severity.INFORMATION: 6,
@@ -21,6 +22,7 @@ SYSLOG_SEVERITY: dict[str, int] = {
 }
 HOSTNAME = socket.gethostname() or "garrison"
 APP_NAME = "garrison"
+ESET_APP_NAME = "ERAServer"  # ESET PROTECT Server's syslog identity, which its parsers match
 # What a receiver may take for the end of a message (or mangle): C0 controls but the tab,
 # DEL, C1 controls (U+0085 NEL among them) and the Unicode line and paragraph separators.  Each
 # format escapes them in its own way (see formats.py); none ever reaches the wire raw.
@@ -64,19 +66,24 @@ def envelope(
     bom: bool = False,
     max_bytes: int = 8192,
     facility: int = FACILITY_USER,
+    app_name: str = APP_NAME,
+    procid: int | None = None,
 ) -> bytes:
-    """The whole syslog message, truncated to ``max_bytes`` (ESET cuts at 8 KB)."""
+    """The whole syslog message, truncated to ``max_bytes`` (ESET cuts at 8 KB).  With a
+    ``procid`` the RFC 5424 PROCID is that number and the RFC 3164 tag ``app[procid]:``."""
     pri = facility * 8 + SYSLOG_SEVERITY.get(severity, 6)
     payload = _LINE_BREAKS.sub(" ", payload)  # one message, one line
     if kind == "rfc5424":
         stamp = time.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         msgid = (msgid or "-")[:32].replace(" ", "_")
-        head = f"<{pri}>1 {stamp} {HOSTNAME} {APP_NAME} - {msgid} - "
+        proc = "-" if procid is None else str(procid)
+        head = f"<{pri}>1 {stamp} {HOSTNAME} {app_name} {proc} {msgid} - "
         body = (BOM if bom else "") + payload
     elif kind == "rfc3164":
         local = time.astimezone(dt.UTC)
         stamp = f"{local.strftime('%b')} {local.day:>2} {local.strftime('%H:%M:%S')}"
-        head = f"<{pri}>{stamp} {HOSTNAME} {APP_NAME}: "
+        tag = app_name if procid is None else f"{app_name}[{procid}]"
+        head = f"<{pri}>{stamp} {HOSTNAME} {tag}: "
         body = (BOM if bom else "") + payload
     else:
         raise ValueError(f"unknown syslog envelope {kind!r}")

@@ -383,25 +383,32 @@ class ExportInfo:
     hostname: str
     address: str
     groups: frozenset[str] = frozenset()
+    os_name: str = ""
+    group: str = ""  # the first of its groups by name, "" for none
+    group_description: str = ""
 
 
 def export_info(session: Session, ids: Collection[int], with_groups: bool) -> dict[int, ExportInfo]:
     """Stations by id (those still enrolled), with their group names when asked for."""
     if not ids:
         return {}
-    groups: dict[int, set[str]] = {}
+    groups: dict[int, dict[str, str]] = {}
     if with_groups:
-        for sid, name in session.execute(
-            select(station_groups.c.station_id, Group.name)
+        for sid, name, description in session.execute(
+            select(station_groups.c.station_id, Group.name, Group.description)
             .join(Group, Group.id == station_groups.c.group_id)
             .where(station_groups.c.station_id.in_(ids))
         ):
-            groups.setdefault(sid, set()).add(name)
-    return {
-        sid: ExportInfo(uuid, hostname, address, frozenset(groups.get(sid, ())))
-        for sid, uuid, hostname, address in session.execute(
-            select(Station.id, Station.uuid, Station.hostname, Station.address).where(
-                Station.id.in_(ids)
-            )
+            groups.setdefault(sid, {})[name] = description or ""
+    out: dict[int, ExportInfo] = {}
+    for sid, uuid, hostname, address, os_name in session.execute(
+        select(Station.id, Station.uuid, Station.hostname, Station.address, Station.os_name).where(
+            Station.id.in_(ids)
         )
-    }
+    ):
+        mine = groups.get(sid, {})
+        first = min(mine, default="")
+        out[sid] = ExportInfo(
+            uuid, hostname, address, frozenset(mine), os_name or "", first, mine.get(first, "")
+        )
+    return out
