@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import stat
 
+import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import inspect, text
 
@@ -75,6 +76,7 @@ def test_admin_tokens_are_stored_as_digests(server: Server) -> None:
         assert HEX_DIGEST.match(digest), digest
 
 
+@pytest.mark.production_password_hashes
 def test_passwords_are_argon2_hashes(server: Server) -> None:
     first_password = "vera-password-123"  # what Admin.as_role sets
     server.admin.as_role("vera", "viewer")
