@@ -116,10 +116,13 @@ def test_clamav_number_encoding_round_trips_least_significant_digit_first() -> N
 
 def test_the_published_keys_are_clamavs() -> None:
     keys = clamav_cvd.CLAMAV_KEYS
-    assert keys.cvd.e == 100001027 and keys.info.e == 100002049
+    assert keys.cvd.e == 100001027
+    assert keys.info.e == 100002049
     assert keys.cvd.n.bit_length() == 1024
-    assert str(keys.cvd.n).startswith("1186409955516453426") and str(keys.cvd.n).endswith("2693037")
-    assert str(keys.info.n).startswith("110888949830485") and str(keys.info.n).endswith("2747977")
+    assert str(keys.cvd.n).startswith("1186409955516453426")
+    assert str(keys.cvd.n).endswith("2693037")
+    assert str(keys.info.n).startswith("110888949830485")
+    assert str(keys.info.n).endswith("2747977")
 
 
 def test_format_of_names_the_container_kind() -> None:
