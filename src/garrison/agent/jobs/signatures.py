@@ -111,9 +111,14 @@ def handle(agent: Agent, job: Job) -> str:
     # The new bases' version and record counts reach the server now (virus_bases_received),
     # not at the next scheduled State.
     state.run(agent)
-    text = f"signatures {db.version}: {db.hash_count} hash and {db.yara_count} YARA record(s)"
+    text = (
+        f"signatures {db.version}: {db.hash_count} hash, {db.ndb.count} ClamAV body and"
+        f" {db.yara_count} YARA record(s)"
+    )
     if installed:
         text = f"installed {', '.join(installed)}; " + text
     if db.yara_skipped:
         text += f" ({db.yara_skipped})"
+    if db.skipped:
+        text += f"; skipped, cannot evaluate: {db.skipped_summary}"
     return text
