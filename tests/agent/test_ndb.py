@@ -77,10 +77,14 @@ def test_what_cannot_be_evaluated_is_unsupported(line: str, reason: str) -> None
     ["X:0:*", "X:zero:*:aabb", "X:0:*:aabbc", "X:0:*:aa{x}bb", "X:0:*:aa(bb", "X:0:nowhere:aabb"],
 )
 def test_malformed_lines_are_errors(line: str) -> None:
-    with pytest.raises(ndb.NdbError):
+    def parse_and_translate() -> str:
         sig = ndb.parse_line(line)
-        assert sig is not None
-        ndb.translate(sig, 0)
+        if sig is None:
+            return ""
+        return ndb.translate(sig, 0)
+
+    with pytest.raises(ndb.NdbError):
+        parse_and_translate()
 
 
 def _rules(tmp_path: Path, text: str) -> ndb.NdbRules:
