@@ -93,7 +93,7 @@ def test_the_packaged_self_test_base_is_not_late_however_old(
     db = agent.reload_signatures()
     assert db.self_test_only
     ten_years_on = db.date + 10 * 365 * 86400
-    monkeypatch.setattr(state_task.time, "time", lambda: ten_years_on)
+    monkeypatch.setattr(time, "time", lambda: ten_years_on)
     body = state_task.build(agent)
     assert body["dbinfo"]["global_status"] == "up-to-date"
     details = {d["attr"]: d["value"] for d in body["avdetails"]}
