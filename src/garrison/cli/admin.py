@@ -1,8 +1,8 @@
 """The admin commands of ``garrison``: they drive a server's admin API over HTTP.
 
 ``garrison keys|stations|groups|jobs|alerts|scans|users|settings|audit|procedures|events|
-export|sensors …``, ``garrison login`` and ``garrison whoami``.  Each command takes ``--server``,
-``--token``, ``--data-dir`` and ``--json`` (see :mod:`garrison.cli.command`).
+export|sensors|rules …``, ``garrison login`` and ``garrison whoami``.  Each command takes
+``--server``, ``--token``, ``--data-dir`` and ``--json`` (see :mod:`garrison.cli.command`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from garrison.cli.commands import (
     jobs,
     keys,
     procedures,
+    rules,
     scans,
     sensors,
     settings,
@@ -45,6 +46,7 @@ def register(app: typer.Typer) -> None:
         ("events", events.app),
         ("export", export.app),
         ("sensors", sensors.app),
+        ("rules", rules.app),
     ):
         app.add_typer(group, name=name, rich_help_panel=ADMIN)
     command(app, "login")(auth.login)

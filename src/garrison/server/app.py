@@ -21,6 +21,7 @@ from garrison.server.adminapi import (
     alerts,
     auth_routes,
     configs,
+    content,
     events,
     export_targets,
     inputs,
@@ -34,6 +35,8 @@ from garrison.server.adminapi import (
 from garrison.server.adminapi.schemas import Health
 from garrison.server.agentapi.edge import AgentEdge
 from garrison.server.agentapi.routes import AgentApi
+from garrison.server.content.delivery import ContentDelivery
+from garrison.server.content.signing import KeyRing
 from garrison.server.context import ServerContext
 from garrison.server.events import retention
 from garrison.server.events.consumers import ConsumerRunner
@@ -154,11 +157,18 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
             settings.auth_address_failures, settings.auth_address_window_seconds
         ),
         procedures=procedure_runner,
+        content=ContentDelivery(
+            database,
+            KeyRing.load_or_create(settings.data_dir),
+            watch_seconds=settings.content_watch_seconds,
+        ),
     )
     ctx.consumers.add(ProcedureConsumer(procedure_runner, settings.procedure_disable_after))
     database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.consumers.wake())
     database.hooks.subscribe(Signal.JOBS_QUEUED, ctx.job_waiters.queued)
     database.hooks.subscribe(Signal.STATION_CREDENTIALS_REVOKED, ctx.agent_auth.cache.forget)
+    database.hooks.subscribe(Signal.STATION_CREDENTIALS_REVOKED, ctx.content.forget)
+    database.hooks.subscribe(Signal.CONTENT_CHANGED, ctx.content.changed)
     metrics.add_collector(lambda: _station_gauges(ctx))
 
     @contextlib.asynccontextmanager
@@ -176,6 +186,8 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
                 )
             ),
             asyncio.create_task(ctx.job_waiters.run()),
+            asyncio.create_task(ctx.content.run()),
+            asyncio.create_task(_every(3600.0, "content keys", ctx.content.forget_expired_keys)),
             asyncio.create_task(
                 _every(
                     s.event_retention_interval_seconds,
@@ -187,6 +199,11 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         # Everything built at start lives as long as the process: keep it out of the
         # collector's full passes, which otherwise stall busy servers.
         gc.freeze()
+        try:
+            await run_in_threadpool(ctx.content.initialise_once)
+        except Exception:
+            # Retried at the first content request; the rest of the server works meanwhile.
+            log.exception("could not initialise signed content")
         ctx.consumers.start()
         ctx.exports.start()
         try:
@@ -247,6 +264,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         procedures,
         export_targets,
         sensors,
+        content,
     ):
         admin.include_router(module.router)
     app.include_router(admin)

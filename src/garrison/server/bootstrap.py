@@ -1,5 +1,6 @@
 """First start: schema migrations, the ``admin`` user, its token file, a first enrollment key;
-at every start: a private data dir, the secrets key, secrets of older versions sealed."""
+at every start: a private data dir, the secrets key and the content signing key, secrets of
+older versions sealed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from garrison.server.content.signing import KeyRing
 from garrison.server.export import actions as exports
 from garrison.server.export.secrets import SecretBox
 from garrison.server.store import migrate
@@ -59,6 +61,7 @@ def prepare(db: Database, data_dir: Path, key_file: Path | None = None) -> First
     migrate.upgrade(db.url)
     secure_data_dir(data_dir)  # the SQLite files migrate created; WAL and SHM take their mode
     box = SecretBox.load_or_create(key_file or data_dir / "secrets.key")
+    KeyRing.load_or_create(data_dir)  # the content signing key, content-key.pem (0600)
     with reporting_unreachable():
         exports.seal_clear_secrets(db, box)
         created = users.bootstrap(db)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from garrison.server.content.delivery import ContentDelivery
 from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.export.consumer import ExportManager
 from garrison.server.jobs.waiters import JobWaiters
@@ -32,3 +33,5 @@ class ServerContext:
     # Runs every Lua procedure, in worker processes (the consumer, enrollment, returns,
     # dry runs).
     procedures: ProcedureRunner
+    # Signed content: the keys, the serial, the cached manifests and check-in fields.
+    content: ContentDelivery

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     # at the first start.  Nodes sharing a database must share this file.  Default:
     # <data-dir>/secrets.key.
     secrets_key_file: Path | None = None
+    # A content change made on another node reaches this node's check-in answers within
+    # this many seconds (one primary-key read each time); a local change at once.
+    content_watch_seconds: float = Field(default=2.0, gt=0)
 
     @field_validator("log_level")
     @classmethod

@@ -38,8 +38,15 @@ class AgentEdge:
         request_log: RequestLog,
     ) -> None:
         self.table: dict[str, dict[str, Endpoint]] = {}
+        # Paths whose last segment is a parameter ("/api/content/files/{sha256}"): by the
+        # prefix before it; the endpoint reads the segment from the path itself.
+        self.prefixed: dict[str, dict[str, Endpoint]] = {}
         for method, path, endpoint in routes:
-            self.table.setdefault(path, {})[method] = endpoint
+            if path.endswith("}"):
+                prefix = path[: path.rindex("/") + 1]
+                self.prefixed.setdefault(prefix, {})[method] = endpoint
+            else:
+                self.table.setdefault(path, {})[method] = endpoint
         self.challenge = basic_challenge
         self.limit = body_limit
         self.log = request_log
@@ -68,7 +75,11 @@ class AgentEdge:
         return known
 
     async def _respond(self, scope: Scope, request: Request) -> Response:
-        methods = self.table.get(scope["path"])
+        path: str = scope["path"]
+        methods = self.table.get(path)
+        if methods is None:
+            prefix = path[: path.rfind("/") + 1]
+            methods = self.prefixed.get(prefix) if len(path) > len(prefix) else None
         if methods is None:
             raise HTTPException(404)
         method: str = scope["method"]

@@ -208,6 +208,7 @@ def state(obj: Any) -> tuple[str, dt.datetime | None, list[dict[str, Any]], list
             records = as_optional_int(module.get("mod_records"), f"{field}.mod_records")
             if records is not None:
                 entry["mod_records"] = records
+            _content_module(module, entry, field)
             modules.append(entry)
         status = _text(
             dbinfo.get("global_status"),
@@ -221,6 +222,41 @@ def state(obj: Any) -> tuple[str, dt.datetime | None, list[dict[str, Any]], list
     except WireValueError as exc:
         raise wire_error(exc) from None
     return status, updated_at, modules, avdetails
+
+
+def _content_module(module: dict[str, Any], entry: dict[str, Any], field: str) -> None:
+    """A Garrison agent's signed-content module (CONTENT-WIRE.md): ``version`` (the rule
+    set's), ``records`` and ``sha256`` kept, and the first two as the Armadito
+    ``mod_version`` / ``mod_records`` when those are not sent."""
+    version = as_optional_int(module.get("version"), f"{field}.version")
+    if version is not None:
+        entry["version"] = version
+        entry.setdefault("mod_version", str(version))
+    records = as_optional_int(module.get("records"), f"{field}.records")
+    if records is not None:
+        entry["records"] = records
+        entry.setdefault("mod_records", records)
+    digest = module.get("sha256")
+    if digest is not None:
+        entry["sha256"] = _text(digest, f"{field}.sha256", 64)
+
+
+def content_serial(obj: Any) -> int | None:
+    """``dbinfo.content_serial`` of a Garrison agent's State (the content it installed)."""
+    data = _obj(obj, "State")
+    dbinfo = data.get("dbinfo", {})
+    if not isinstance(dbinfo, dict):
+        return None
+    try:
+        serial = as_optional_int(dbinfo.get("content_serial"), "task.obj.dbinfo.content_serial")
+    except WireValueError as exc:
+        raise wire_error(exc) from None
+    if serial is not None and not 0 <= serial <= 2**31 - 1:
+        raise InvalidInputError(
+            "task.obj.dbinfo.content_serial is out of range",
+            field="task.obj.dbinfo.content_serial",
+        )
+    return serial
 
 
 def _pairs(items: Any, field: str) -> list[tuple[str, str]]:

@@ -45,16 +45,25 @@ def job(queued: QueuedJob) -> dict[str, Any]:
     }
 
 
-def jobs(queued: Sequence[QueuedJob]) -> dict[str, Any]:
-    return {"jobs": [job(q) for q in queued]}
+def jobs(queued: Sequence[QueuedJob], content: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Getjobs' answer; ``content`` (Garrison agents only: ``{serial, manifest_sha256}``)."""
+    answer: dict[str, Any] = {"jobs": [job(q) for q in queued]}
+    if content is not None:
+        answer["content"] = content
+    return answer
 
 
-def enrollment(enrolled: Enrollment) -> dict[str, Any]:
-    return {
+def enrollment(enrolled: Enrollment, content: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The enrollment answer; a Garrison agent's gains ``content_keys`` and ``server_id``."""
+    answer: dict[str, Any] = {
         "agent_id": enrolled.station_id,
         "scheduler_id": enrolled.station_id,
         "agent_token": enrolled.token,
     }
+    if content is not None:
+        answer["content_keys"] = content["content_keys"]
+        answer["server_id"] = content["server_id"]
+    return answer
 
 
 def job_reported(result: JobReported) -> dict[str, Any]:

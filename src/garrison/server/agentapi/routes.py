@@ -8,22 +8,26 @@ effects), and render the result (``render``).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from garrison.common.tokens import token_hash
+from garrison.common.vocabulary import AgentKind
 from garrison.common.wire import WireValueError, as_int
 from garrison.server import errors_http
 from garrison.server.agentapi import bodies, hotpath, parsing, render
 from garrison.server.agentapi.envelope import Envelope, parse_envelope
 from garrison.server.alerts import reports as alert_reports
 from garrison.server.configs import reports as config_reports
+from garrison.server.content.delivery import Built, FileAnswer
 from garrison.server.context import ServerContext
 from garrison.server.enrollment import reports as enrollment_reports
 from garrison.server.errors import (
@@ -40,6 +44,8 @@ from garrison.server.scans import reports as scan_reports
 from garrison.server.sensors import reports as sensor_reports
 from garrison.server.states import reports as state_reports
 from garrison.server.stations.credentials import Caller
+
+log = structlog.get_logger("garrison.server")
 
 # A report's adapter, in a worker thread: (the station reported for, the response body).
 Handler = Callable[[Caller, Envelope], tuple[int, dict[str, Any]]]
@@ -74,6 +80,8 @@ class AgentApi:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self._metric_children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        # station -> (content serial, its no-jobs Getjobs answer with the content field)
+        self._fixed: dict[int, tuple[int, hotpath.FixedResponse]] = {}
 
     def routes(self) -> list[tuple[str, str, Endpoint]]:
         """(method, path, endpoint) for :class:`garrison.server.agentapi.edge.AgentEdge`."""
@@ -91,6 +99,8 @@ class AgentApi:
             ("GET", "/api/schedulers", self.desired_scheduler),
             ("POST", "/api/events", self.events),
             ("GET", "/api/sensor-policy", self.sensor_policy),
+            ("GET", "/api/content/manifest", self.content_manifest),
+            ("GET", "/api/content/files/{sha256}", self.content_file),
         ]
 
     # -- plumbing -------------------------------------------------------------------------
@@ -189,7 +199,8 @@ class AgentApi:
             enrollments.labels("refused").inc()
             raise
         enrollments.labels("created" if enrolled.created else "re-enrolled").inc()
-        return enrolled.station_id, render.enrollment(enrolled)
+        content = self.ctx.content.enrollment_fields() if kind == AgentKind.GARRISON else None
+        return enrolled.station_id, render.enrollment(enrolled, content)
 
     # -- Getjobs --------------------------------------------------------------------------
 
@@ -207,10 +218,13 @@ class AgentApi:
         if known is not None:
             request.scope[hotpath.STATION_KEY] = known  # for the request log
         if known is not None and not wants_wait:
-            # The hot path (every agent, every minute): a cached token, no job anywhere for
-            # this station, no long-poll.  Answered on the event loop: no thread, no database.
-            self._observe("Getjobs", started, 200)
-            return NO_JOBS_RESPONSE
+            fixed = self._fixed_answer(known)
+            if fixed is not None:
+                # The hot path (every agent, every minute): a cached token, no job anywhere
+                # for this station, no long-poll, its content field cached.  Answered on the
+                # event loop: no thread, no database.
+                self._observe("Getjobs", started, 200)
+                return fixed
 
         async def work() -> Response:
             wait = _wait_seconds(request.query_params.get("wait"))
@@ -227,9 +241,35 @@ class AgentApi:
                 if remaining <= 0 or not await waiters.wait(fetched.station_id, remaining):
                     break
                 fetched = await run_in_threadpool(self._getjobs, authorization, ids, address)
-            return json_response(render.jobs(fetched.jobs))
+            known_content, content = self.ctx.content.cached_field(fetched.station_id)
+            if not known_content:
+                content = await run_in_threadpool(self._content_field, fetched.station_id)
+            return json_response(render.jobs(fetched.jobs, content))
 
         return await self._guard("Getjobs", work, started)
+
+    def _fixed_answer(self, station_id: int) -> Response | None:
+        """The no-jobs answer of a station whose content field is cached; None otherwise."""
+        known, content = self.ctx.content.cached_field(station_id)
+        if not known:
+            return None
+        if content is None:
+            return NO_JOBS_RESPONSE
+        serial = content["serial"]
+        entry = self._fixed.get(station_id)
+        if entry is None or entry[0] != serial:
+            body = orjson.dumps({"jobs": [], "content": content})
+            entry = (serial, hotpath.FixedResponse(body, media_type="application/json"))
+            self._fixed[station_id] = entry
+        return entry[1]
+
+    def _content_field(self, station_id: int) -> dict[str, Any] | None:
+        """The Getjobs content field; a failure to build it costs the field, not the jobs."""
+        try:
+            return self.ctx.content.field(station_id)
+        except GarrisonError as exc:
+            log.warning("no content field for this check-in", station=station_id, error=str(exc))
+            return None
 
     def _nothing_queued(
         self, authorization: str | None, ids: list[str], address: str
@@ -288,7 +328,13 @@ class AgentApi:
     def _state(self, caller: Caller, env: Envelope) -> tuple[int, dict[str, Any]]:
         status, updated, modules, avdetails = parsing.state(env.obj)
         report = state_reports.StateReport(
-            status, updated, modules, avdetails, env.antivirus_name, env.antivirus_version
+            status,
+            updated,
+            modules,
+            avdetails,
+            env.antivirus_name,
+            env.antivirus_version,
+            parsing.content_serial(env.obj),
         )
         return state_reports.record(self.ctx.db, caller, report), render.OK
 
@@ -368,6 +414,53 @@ class AgentApi:
 
         return await run_in_threadpool(read)
 
+    # -- signed content (Garrison agents only) ---------------------------------------------
+
+    async def content_manifest(self, request: Request) -> Response:
+        """The station's signed manifest envelope; ETag "<manifest_sha256>" (304 on match)."""
+
+        async def work() -> Response:
+            authorization = request.headers.get("authorization")
+            address = client_address(request)
+
+            def read() -> tuple[int, Built]:
+                credential = self.ctx.agent_auth.authenticate(authorization, address)
+                return self.ctx.content.envelope(credential)
+
+            station_id, built = await run_in_threadpool(read)
+            request.scope[hotpath.STATION_KEY] = station_id
+            etag = f'"{built.sha256}"'
+            headers = {"ETag": etag, "Cache-Control": "no-cache"}
+            if _etag_matches(request.headers.get("if-none-match"), etag):
+                return Response(status_code=304, headers=headers)
+            return Response(built.envelope, media_type="application/json", headers=headers)
+
+        return await self._guard("ContentManifest", work)
+
+    async def content_file(self, request: Request) -> Response:
+        """A file of the station's manifests (Range: bytes=N- resumes), or a line delta from
+        ``?base=<sha256>`` (JSON) when one is possible."""
+
+        async def work() -> Response:
+            authorization = request.headers.get("authorization")
+            address = client_address(request)
+            sha256 = _sha256(request.url.path.rsplit("/", 1)[-1], "sha256")
+            raw_base = request.query_params.get("base")
+            base = _sha256(raw_base, "base") if raw_base else None
+
+            def read() -> tuple[int, FileAnswer]:
+                credential = self.ctx.agent_auth.authenticate(authorization, address)
+                return self.ctx.content.file(credential, sha256, base)
+
+            station_id, answer = await run_in_threadpool(read)
+            request.scope[hotpath.STATION_KEY] = station_id
+            headers = {"ETag": f'"{sha256}"', "Cache-Control": "no-cache"}
+            if answer.delta:
+                return Response(answer.data, media_type="application/json", headers=headers)
+            return _range_response(answer.data, request.headers.get("range"), headers)
+
+        return await self._guard("ContentFile", work)
+
     # -- the sensor policy (Garrison agents only) -------------------------------------------
 
     async def sensor_policy(self, request: Request) -> Response:
@@ -398,3 +491,35 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
     return any(tag.strip() in (etag, f"W/{etag}", "*") for tag in header.split(","))
+
+
+# -- signed content (Garrison agents only; CONTENT-WIRE.md) ------------------------------------
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+RANGE = re.compile(r"^bytes=([0-9]{1,19})-$")
+
+
+def _sha256(value: str | None, field: str) -> str:
+    if value is None or not SHA256.match(value):
+        raise InvalidInputError(f"{field} must be 64 lower-case hex digits", field=field)
+    return value
+
+
+def _range_response(data: bytes, header: str | None, headers: dict[str, str]) -> Response:
+    """The whole file, or from ``Range: bytes=N-`` on (206): a download resumes."""
+    headers = {**headers, "Accept-Ranges": "bytes"}
+    if header:
+        match = RANGE.match(header.strip())
+        if match is None:
+            raise InvalidInputError("Range must be bytes=N- (resume from byte N)", field="Range")
+        start = int(match.group(1))
+        if start >= len(data) and not (start == 0 and not data):
+            return Response(
+                status_code=416,
+                headers={**headers, "Content-Range": f"bytes */{len(data)}"},
+            )
+        headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        return Response(
+            data[start:], status_code=206, media_type="application/octet-stream", headers=headers
+        )
+    return Response(data, media_type="application/octet-stream", headers=headers)

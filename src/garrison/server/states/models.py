@@ -21,4 +21,6 @@ class StationState(Base):
     global_update_time: Mapped[dt.datetime | None]
     modules: Mapped[list[Any]] = mapped_column(default=list)
     avdetails: Mapped[list[Any]] = mapped_column(default=list)
+    # The content serial a Garrison agent reports installed (dbinfo.content_serial).
+    content_serial: Mapped[int | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -20,6 +20,7 @@ class StateReport:
     avdetails: list[Any]
     antivirus_name: str = ""
     antivirus_version: str = ""
+    content_serial: int | None = None  # a Garrison agent's installed content serial
 
 
 def record(db: Database, caller: Caller, report: StateReport) -> int:
@@ -33,6 +34,7 @@ def record(db: Database, caller: Caller, report: StateReport) -> int:
             report.global_update_time,
             report.modules,
             report.avdetails,
+            report.content_serial,
         )
         emitters.state_reported(session, station, report.modules, report.avdetails)
         if report.antivirus_name:

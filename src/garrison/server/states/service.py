@@ -30,6 +30,7 @@ def record(
     global_update_time: dt.datetime | None,
     modules: list[dict[str, Any]],
     avdetails: list[Any],
+    content_serial: int | None = None,
 ) -> StationState:
     state = session.get(StationState, station_id)
     if state is None:
@@ -39,6 +40,7 @@ def record(
     state.global_update_time = global_update_time
     state.modules = modules
     state.avdetails = avdetails
+    state.content_serial = content_serial
     state.updated_at = utcnow()
     return state
 

@@ -251,9 +251,16 @@ def create_group(session: Session, actor: Actor, name: str, description: str = "
 
 
 def delete_group(session: Session, actor: Actor, name: str) -> None:
+    # The content slice imports this module: imported here, not at the top.
+    from garrison.server.content import service as content
+
     group = group_by_name(session, name)
+    had_content = content.drop_group_assignment(session, group.id)
     session.delete(group)
+    session.flush()
     audit.record(session, actor, "group.delete", name)
+    if had_content:
+        content.bump(session, "group-deleted")
 
 
 def group_station_ids(session: Session, group_id: int) -> list[int]:
@@ -290,6 +297,11 @@ def set_membership(
     audit.record(
         session, actor, "group.membership", name, added=sorted(to_add), removed=sorted(to_remove)
     )
+    if to_add or to_remove:
+        # The content slice imports this module: imported here, not at the top.
+        from garrison.server.content import service as content
+
+        content.membership_changed(session, [group.id])
     session.expire_all()
     return sorted((members | to_add) - to_remove)
 

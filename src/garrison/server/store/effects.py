@@ -29,6 +29,8 @@ class Signal(enum.StrEnum):
     """Jobs were queued for these stations.  Wakes their long-polls."""
     STATION_CREDENTIALS_REVOKED = "station_credentials_revoked"
     """These stations' tokens no longer hold (deleted, re-enrolled).  Drops cached tokens."""
+    CONTENT_CHANGED = "content_changed"
+    """The content serial moved (ids: none).  Drops this node's cached manifests."""
 
 
 Subscriber = Callable[[frozenset[int]], None]

@@ -11,6 +11,14 @@ from garrison.server.configs.models import (
     ConfigDifference,
     ConfigReport,
 )
+from garrison.server.content.models import (
+    ContentAssignment,
+    ContentKey,
+    ContentSerial,
+    ContentServer,
+    RuleSet,
+    RuleVersion,
+)
 from garrison.server.enrollment.models import EnrollmentKey
 from garrison.server.events.models import ConsumerCursor, Event, EventTerm
 from garrison.server.export.models import ExportTarget
@@ -36,6 +44,10 @@ __all__ = [
     "ConfigDifference",
     "ConfigReport",
     "ConsumerCursor",
+    "ContentAssignment",
+    "ContentKey",
+    "ContentSerial",
+    "ContentServer",
     "EnrollmentKey",
     "Event",
     "EventTerm",
@@ -48,6 +60,8 @@ __all__ = [
     "Procedure",
     "ProcedureError",
     "ProcedureVersion",
+    "RuleSet",
+    "RuleVersion",
     "Scan",
     "SensorPolicy",
     "Station",

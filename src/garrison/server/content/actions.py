@@ -1,0 +1,49 @@
+"""Administrative use cases on content, each one transaction (audited)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from garrison.server.audit.actor import Actor
+from garrison.server.content import service
+from garrison.server.content.delivery import ContentDelivery
+from garrison.server.content.models import ContentAssignment
+
+
+def add_version(
+    content: ContentDelivery,
+    actor: Actor,
+    kind: Any,
+    name: Any,
+    text: Any,
+    comment: Any = "",
+) -> service.Added:
+    content.initialise_once()
+    with content.db.transaction() as session:
+        return service.add_version(session, actor, kind, name, text, comment)
+
+
+def set_assignment(
+    content: ContentDelivery,
+    actor: Actor,
+    group: str | None,
+    rules: Any,
+    allow_unsigned_sources: Any = False,
+    priority: Any = 0,
+) -> tuple[ContentAssignment, str | None]:
+    content.initialise_once()
+    with content.db.transaction() as session:
+        stored = service.set_assignment(
+            session, actor, group, rules, allow_unsigned_sources, priority
+        )
+        return stored, group
+
+
+def unset_group_assignment(content: ContentDelivery, actor: Actor, group: str) -> None:
+    content.initialise_once()
+    with content.db.transaction() as session:
+        service.unset_group_assignment(session, actor, group)
+
+
+def rotate_key(content: ContentDelivery, actor: Actor, overlap_hours: Any) -> dict[str, Any]:
+    return content.rotate(actor, overlap_hours)
