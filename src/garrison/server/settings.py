@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # A content change made on another node reaches this node's check-in answers within
     # this many seconds (one primary-key read each time); a local change at once.
     content_watch_seconds: float = Field(default=2.0, gt=0)
+    # ClamAV container import: the keys a .cvd/.cld must be signed with.  Unset: ClamAV's
+    # published keys.  A JSON file {"cvd": {"n", "e"}, "info": {"n", "e"}} replaces them
+    # (tests; an operator who signs containers of their own).  docs/clamav.md.
+    clamav_keys_file: Path | None = None
 
     @field_validator("log_level")
     @classmethod
