@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from garrison.common.clamav_cvd import ClamAVKeys
 from garrison.server.audit.actor import Actor
 from garrison.server.content import clamav_import, service
 from garrison.server.content.delivery import ContentDelivery
@@ -54,7 +55,7 @@ def import_clamav(
     actor: Actor,
     filename: str,
     data: bytes,
-    keys: clamav_import.clamav_cvd.ClamAVKeys,
+    keys: ClamAVKeys,
     name: str | None = None,
     comment: str = "",
 ) -> clamav_import.Imported:
