@@ -40,12 +40,13 @@ def keyed_server(server_factory: ServerFactory, tmp_path: Path) -> Server:
 
 
 def post(server: Server, data: bytes, **params: str) -> httpx.Response:
-    return server.client.post(
+    response: httpx.Response = server.client.post(
         "/admin/v1/rules/import/clamav",
         params=params,
         content=data,
         headers={**server.admin.headers, "Content-Type": "application/octet-stream"},
     )
+    return response
 
 
 def test_a_container_imports_as_rule_sets(server_factory: ServerFactory, tmp_path: Path) -> None:
