@@ -198,11 +198,22 @@ class Api:
         *,
         params: Mapping[str, Any] | None = None,
         body: Any = None,
+        raw: bytes | None = None,
     ) -> Any:
-        """Returns the decoded JSON body (``None`` for 204 No Content)."""
+        """Returns the decoded JSON body (``None`` for 204 No Content); ``raw`` sends bytes
+        (``application/octet-stream``) instead of a JSON body."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            response = self._http.request(method, path, params=query, json=body)
+            if raw is not None:
+                response = self._http.request(
+                    method,
+                    path,
+                    params=query,
+                    content=raw,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+            else:
+                response = self._http.request(method, path, params=query, json=body)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise CliError(self._unreachable(exc)) from None
         except httpx.TimeoutException:
@@ -230,6 +241,9 @@ class Api:
 
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, body=body)
+
+    def post_bytes(self, path: str, data: bytes, **params: Any) -> Any:
+        return self.request("POST", path, params=params, raw=data)
 
     def patch(self, path: str, body: Any = None) -> Any:
         return self.request("PATCH", path, body=body)

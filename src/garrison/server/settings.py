@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     # Where the content signing keys live (content-key.pem, content-key-<id>.pem); nodes
     # sharing a database must share them.  Default: the data dir.
     content_key_dir: Path | None = None
+    # ClamAV container import: the keys a .cvd/.cld must be signed with.  Unset: ClamAV's
+    # published keys.  A JSON file {"cvd": {"n", "e"}, "info": {"n", "e"}} replaces them
+    # (tests; an operator who signs containers of their own).  docs/clamav.md.
+    clamav_keys_file: Path | None = None
 
     @field_validator("log_level")
     @classmethod

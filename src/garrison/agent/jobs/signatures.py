@@ -144,7 +144,11 @@ def _assigned(agent: Agent) -> str:
 
 
 def _skipped(db: SignatureDB) -> str:
-    return f" ({db.yara_skipped})" if db.yara_skipped else ""
+    """What the engine could not take: YARA rules refused, ClamAV kinds it cannot evaluate."""
+    text = f" ({db.yara_skipped})" if db.yara_skipped else ""
+    if db.skipped:
+        text += f"; skipped, cannot evaluate: {db.skipped_summary}"
+    return text
 
 
 def _reload(agent: Agent, prefix: str) -> str:
@@ -155,7 +159,10 @@ def _reload(agent: Agent, prefix: str) -> str:
     # The new bases' version and record counts reach the server now (virus_bases_received),
     # not at the next scheduled State.
     state.run(agent)
-    text = f"signatures {db.version}: {db.hash_count} hash and {db.yara_count} YARA record(s)"
+    text = (
+        f"signatures {db.version}: {db.hash_count} hash, {db.ndb.count} ClamAV body and"
+        f" {db.yara_count} YARA record(s)"
+    )
     return f"{prefix}; {text}{_skipped(db)}" if prefix else text + _skipped(db)
 
 

@@ -26,7 +26,7 @@ Progress = Callable[[int, int, str], None]
 class Detection:
     path: str  # the file on disk
     threat: str
-    module: str  # garrison-hash | yara | clamav
+    module: str  # garrison-hash | clamav-body | yara | clamav
     sha256: str  # of the detected content (the member, inside an archive)
     file_sha256: str  # of the file on disk, checked again before any action
     size: int
@@ -157,6 +157,9 @@ class Engine:
         name = self.db.match_hashes(digests(data), len(data))
         if name:
             found.append((name, "garrison-hash", False))
+        for threat in self.db.match_ndb(data):  # ClamAV .ndb body signatures
+            if not any(t == threat for t, _, _ in found):
+                found.append((threat, "clamav-body", False))
         if self.config.yara:
             for threat, suspicious in self.db.match_yara(data):
                 if not any(t == threat for t, _, _ in found):

@@ -1,5 +1,10 @@
 """Signature databases: ClamAV hash lists (``.hdb``: ``md5:size:name``; ``.hsb``:
-``sha1-or-sha256:size:name[:flevel]``, size may be ``*``) and YARA rules (``.yar``/``.yara``).
+``sha1-or-sha256:size:name[:flevel]``, size may be ``*``), ClamAV body signatures (``.ndb``,
+translated to YARA by :mod:`.ndb`) and YARA rules (``.yar``/``.yara``).
+
+Hash lists are held lean (a million SHA-256 records in well under 100 MB, see
+docs/clamav.md): per algorithm, the digests sorted in one buffer and looked up by binary
+search, the sizes in an array and the names in one blob.
 
 The packaged database (``scan/db``) is always loaded; files an administrator pushed with an
 UpdateSignatures job live in the state dir's ``signatures/`` and are loaded on top of it.
@@ -9,14 +14,23 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import tomllib
-from collections.abc import Iterable
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
+from garrison.agent.scan import ndb
+
+log = logging.getLogger("garrison.agent")
+
 PACKAGED_DB = Path(__file__).parent / "db"
 HASH_SUFFIXES = (".hdb", ".hsb")
+NDB_SUFFIXES = (ndb.NDB_SUFFIX,)
 YARA_SUFFIXES = (".yar", ".yara")
 _HEX = set("0123456789abcdef")
 ALGO_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256"}
@@ -74,6 +88,118 @@ def load_hash_file(path: Path) -> list[HashSignature]:
     return out
 
 
+class HashTable:
+    """One algorithm's hash signatures.  Appends are pending; :meth:`freeze` (the load does
+    it, and the first lookup after an append) sorts them into one digest buffer searched by
+    bisection, a size array (-1 = any size) and a name blob with offsets: no object per
+    signature once frozen."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self._digests = b""
+        self._sizes = array("q")
+        self._names = b""
+        self._name_at = array("Q", [0])
+        self._new_digests: list[bytes] = []
+        self._new_sizes = array("q")
+        self._new_names: list[bytes] = []
+
+    def __len__(self) -> int:
+        return len(self._sizes) + len(self._new_sizes)
+
+    def append(self, digest: bytes, size: int, name: bytes) -> None:
+        if len(digest) != self.width:
+            raise SignatureError(f"a {self.width}-byte digest was expected")
+        self._new_digests.append(digest)
+        self._new_sizes.append(size)
+        self._new_names.append(name)
+
+    def freeze(self) -> None:
+        if not self._new_sizes:
+            return
+        digests = [self._digest(i) for i in range(len(self._sizes))] + self._new_digests
+        names = [self._name(i) for i in range(len(self._sizes))] + self._new_names
+        sizes = self._sizes + self._new_sizes
+        self._new_digests, self._new_sizes, self._new_names = [], array("q"), []
+        order = sorted(range(len(digests)), key=digests.__getitem__)
+        self._digests = b"".join(map(digests.__getitem__, order))
+        del digests
+        self._sizes = array("q", map(sizes.__getitem__, order))
+        self._names = b"".join(map(names.__getitem__, order))
+        self._name_at = array("Q", [0])
+        self._name_at.extend(accumulate(len(names[i]) for i in order))
+
+    def _digest(self, i: int) -> bytes:
+        return self._digests[i * self.width : (i + 1) * self.width]
+
+    def _name(self, i: int) -> bytes:
+        return self._names[self._name_at[i] : self._name_at[i + 1]]
+
+    def find(self, digest: bytes) -> Iterator[tuple[int | None, str]]:
+        """(size or None, name) of every signature with this digest."""
+        self.freeze()
+        low, high = 0, len(self._sizes)
+        while low < high:
+            mid = (low + high) // 2
+            if self._digest(mid) < digest:
+                low = mid + 1
+            else:
+                high = mid
+        while low < len(self._sizes) and self._digest(low) == digest:
+            size = self._sizes[low]
+            yield (None if size < 0 else size), self._name(low).decode("utf-8", "replace")
+            low += 1
+
+
+def _load_hash_file_into(tables: dict[str, HashTable], path: Path) -> int:
+    """:func:`load_hash_file`'s rules, without an object per line (a million lines load in a
+    few seconds); a line the fast path does not take is parsed by :func:`parse_hash_line`,
+    which names what is wrong with it."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise SignatureError(f"{path}: {exc.strerror}") from None
+    with handle:
+        return _read_hash_lines(tables, path, handle)
+
+
+def _read_hash_lines(tables: dict[str, HashTable], path: Path, handle: Iterable[bytes]) -> int:
+    suffix = path.suffix.lower()
+    by_length = (
+        {32: tables["md5"]}
+        if suffix == ".hdb"
+        else {32: tables["md5"], 40: tables["sha1"], 64: tables["sha256"]}
+    )
+    count = 0
+    for number, raw in enumerate(handle, start=1):
+        line = raw.strip()
+        if not line or line[:1] == b"#":
+            continue
+        parts = line.split(b":", 3)
+        if len(parts) >= 3:
+            text, size_text, name = parts[0].strip(), parts[1].strip(), parts[2].strip()
+            table = by_length.get(len(text))
+            if table is not None and name and (size_text == b"*" or size_text.isdigit()):
+                try:
+                    digest = bytes.fromhex(text.decode("ascii"))
+                except (UnicodeDecodeError, ValueError):
+                    digest = b""
+                if len(digest) * 2 == len(text):
+                    table.append(digest, -1 if size_text == b"*" else int(size_text), name)
+                    count += 1
+                    continue
+        try:
+            sig = parse_hash_line(line.decode("utf-8", "replace"), suffix)
+        except SignatureError as exc:
+            raise SignatureError(f"{path}:{number}: {exc}") from None
+        if sig is not None:
+            tables[sig.algo].append(
+                bytes.fromhex(sig.digest), -1 if sig.size is None else sig.size, sig.name.encode()
+            )
+            count += 1
+    return count
+
+
 def yara_available() -> bool:
     try:
         import yara  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
@@ -95,31 +221,49 @@ def compile_yara(paths: list[Path]) -> tuple[Any, int]:
 
 @dataclass
 class SignatureDB:
-    hashes: dict[str, dict[str, list[tuple[int | None, str]]]] = field(
-        default_factory=lambda: {"md5": {}, "sha1": {}, "sha256": {}}
+    tables: dict[str, HashTable] = field(
+        default_factory=lambda: {
+            "md5": HashTable(16),
+            "sha1": HashTable(20),
+            "sha256": HashTable(32),
+        }
     )
     hash_count: int = 0
     yara_rules: Any = None
     yara_count: int = 0
     yara_skipped: str = ""
+    ndb: ndb.NdbRules = field(default_factory=ndb.NdbRules)
+    # What the engine cannot evaluate, by kind ("ndb target type 3 (normalised HTML)" -> n).
+    skipped: Counter[str] = field(default_factory=Counter)
     version: str = ""
     date: int = 0  # epoch seconds of the newest database file
+    self_test_only: bool = False  # only the packaged EICAR self-test base is loaded
     files: list[str] = field(default_factory=list)
 
     @property
     def records(self) -> int:
-        return self.hash_count + self.yara_count
+        return self.hash_count + self.yara_count + self.ndb.count
+
+    @property
+    def skipped_summary(self) -> str:
+        """``"ndb target type 3 (normalised HTML): 2; ndb offset …: 1"``, or empty."""
+        return "; ".join(f"{kind}: {n}" for kind, n in sorted(self.skipped.items()) if n)
 
     def add(self, sig: HashSignature) -> None:
-        self.hashes[sig.algo].setdefault(sig.digest, []).append((sig.size, sig.name))
+        size = -1 if sig.size is None else sig.size
+        self.tables[sig.algo].append(bytes.fromhex(sig.digest), size, sig.name.encode())
         self.hash_count += 1
 
     def match_hashes(self, digests: dict[str, str], size: int) -> str | None:
         for algo in ("sha256", "sha1", "md5"):
-            for sig_size, name in self.hashes[algo].get(digests[algo], ()):
+            for sig_size, name in self.tables[algo].find(bytes.fromhex(digests[algo])):
                 if sig_size is None or sig_size == size:
                     return name
         return None
+
+    def match_ndb(self, data: bytes) -> list[str]:
+        """Threat names of the ClamAV body signatures matching the blob."""
+        return self.ndb.match(data)
 
     def match_yara(self, data: bytes) -> list[tuple[str, bool]]:
         """(threat name, suspicious) per matching rule."""
@@ -147,8 +291,17 @@ def _files(directory: Path) -> list[Path]:
     return sorted(
         p
         for p in directory.iterdir()
-        if p.is_file() and p.suffix.lower() in (*HASH_SUFFIXES, *YARA_SUFFIXES)
+        if p.is_file() and p.suffix.lower() in (*HASH_SUFFIXES, *NDB_SUFFIXES, *YARA_SUFFIXES)
     )
+
+
+def packaged_self_test() -> bool:
+    """Whether the packaged base declares itself the self-test base (``self_test = true``)."""
+    try:
+        meta = tomllib.loads((PACKAGED_DB / "VERSION.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return meta.get("self_test") is True
 
 
 def packaged_version() -> tuple[str, int]:
@@ -165,6 +318,7 @@ def load_database(directories: Iterable[Path], use_yara: bool = True) -> Signatu
     db = SignatureDB()
     version, date = packaged_version()
     yara_files: list[Path] = []
+    ndb_files: list[Path] = []
     fingerprint = hashlib.sha256()
     local = False
     for directory in directories:
@@ -179,10 +333,13 @@ def load_database(directories: Iterable[Path], use_yara: bool = True) -> Signatu
                 date = max(date, int(stat.st_mtime))
                 fingerprint.update(path.name.encode() + path.read_bytes())
             if path.suffix.lower() in HASH_SUFFIXES:
-                for sig in load_hash_file(path):
-                    db.add(sig)
+                db.hash_count += _load_hash_file_into(db.tables, path)
+            elif path.suffix.lower() in NDB_SUFFIXES:
+                ndb_files.append(path)
             else:
                 yara_files.append(path)
+    if ndb_files:
+        _load_ndb(db, ndb_files)
     if yara_files and use_yara:
         if yara_available():
             db.yara_rules, db.yara_count = compile_yara(yara_files)
@@ -190,7 +347,37 @@ def load_database(directories: Iterable[Path], use_yara: bool = True) -> Signatu
             db.yara_skipped = "yara-python is not installed: YARA rules skipped"
     db.version = f"{version}+{fingerprint.hexdigest()[:8]}" if local else version
     db.date = date
+    db.self_test_only = not local and packaged_self_test()
+    for table in db.tables.values():
+        table.freeze()  # now, not at the first scan
+    if db.skipped:
+        log.info("signatures: skipped, the engine cannot evaluate them: %s", db.skipped_summary)
     return db
+
+
+def _load_ndb(db: SignatureDB, paths: list[Path]) -> None:
+    """ClamAV body signatures need yara-python (they are evaluated as YARA rules), whatever
+    the YARA setting for YARA rule files; without it they are all skipped and counted."""
+    if not yara_available():
+        for path in paths:
+            good, bad = _ndb_count(path)
+            db.skipped["ndb (yara-python is not installed)"] += good
+            db.skipped["ndb unsupported"] += bad
+        return
+    try:
+        db.ndb = ndb.load(paths)
+    except ndb.NdbError as exc:
+        raise SignatureError(str(exc)) from None
+    db.skipped.update(db.ndb.skipped)
+
+
+def _ndb_count(path: Path) -> tuple[int, int]:
+    try:
+        return ndb.count(path)
+    except ndb.NdbError as exc:
+        raise SignatureError(str(exc)) from None
+    except OSError as exc:
+        raise SignatureError(f"{path}: {exc.strerror}") from None
 
 
 def validate_files(paths: Iterable[Path]) -> int:
@@ -201,10 +388,12 @@ def validate_files(paths: Iterable[Path]) -> int:
         suffix = path.suffix.lower()
         if suffix in HASH_SUFFIXES:
             count += len(load_hash_file(path))
+        elif suffix in NDB_SUFFIXES:
+            count += _ndb_count(path)[0]
         elif suffix in YARA_SUFFIXES:
             yara_files.append(path)
         else:
-            raise SignatureError(f"{path.name}: not a .hdb, .hsb, .yar or .yara file")
+            raise SignatureError(f"{path.name}: not a .hdb, .hsb, .ndb, .yar or .yara file")
     if yara_files and yara_available():
         count += compile_yara(yara_files)[1]
     return count

@@ -32,7 +32,10 @@ def _yara_version() -> str:
 def build(agent: Agent) -> dict[str, Any]:
     db = agent.signatures
     max_age = agent.config.daemon.max_db_age_days
-    status = _status(db.date, max_age)
+    # The packaged EICAR self-test base does not age (the test file never changes): with only
+    # it loaded nothing newer exists to fetch, so a fresh install is not "late".  Any other
+    # content ages from its date as before.  (self_test_only says which case this is.)
+    status = "up-to-date" if db.self_test_only else _status(db.date, max_age)
     # mod_version and mod_records are Garrison's additions to the Armadito module (the
     # server carries them into virus_bases_received); an Armadito agent sends neither.
     modules: list[dict[str, Any]] = [
@@ -94,6 +97,9 @@ def build(agent: Agent) -> dict[str, Any]:
         "signature_records": str(db.records),
         "hash_records": str(db.hash_count),
         "yara_records": str(db.yara_count),
+        "clamav_body_records": str(db.ndb.count),
+        "signatures_skipped": db.skipped_summary or "none",
+        "self_test_only": "1" if db.self_test_only else "0",
         "yara_version": yara_version or "not installed",
         "clamav_version": clam or ("not installed" if agent.config.scan.clamav else "disabled"),
         "scan_action": agent.config.scan.action,

@@ -3,6 +3,7 @@ to groups, the content key and the fleet view.  See docs/content.md."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -15,7 +16,10 @@ from garrison.cli.commands.procedures import read_text
 KINDS = ("yara", "hashes", "ioc", "blocklist", "script", "devices", "clamav-body")
 
 app = typer.Typer(
-    help="Signed content (rule sets): list, show, add, versions, diff, assign, key, fleet.",
+    help=(
+        "Signed content (rule sets): list, show, add, import-clamav, versions, diff, assign,"
+        " key, fleet."
+    ),
     no_args_is_help=True,
 )
 key_app = typer.Typer(help="The content signing key: show, rotate.", no_args_is_help=True)
@@ -108,6 +112,50 @@ def add(
             f"{r.get('file')}, sha256 {str(r.get('sha256'))[:16]})"
         ),
     )
+
+
+@command(app, "import-clamav")
+def import_clamav(
+    call: Call,
+    file: Annotated[str, typer.Argument(metavar="FILE", help="a ClamAV .cvd or .cld file")],
+    name: Annotated[
+        str | None, typer.Option(help="rule set base name (default: the file's stem)")
+    ] = None,
+    comment: Annotated[str, typer.Option("--comment", "-m", help="why this import")] = "",
+) -> None:
+    """Import a ClamAV database (.cvd/.cld): verified with ClamAV's keys, its .hdb/.hsb/.ndb
+    become rule sets <name>-hdb, <name>-hsb (hashes) and <name>-ndb (clamav-body)."""
+    path = Path(file)
+    if path.suffix.lower() not in (".cvd", ".cld"):
+        raise UsageError(f"{file}: a ClamAV database file ends in .cvd or .cld")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
+    params = {"filename": path.name, "name": name, "comment": comment or None}
+    result = call.api.post_bytes("/rules/import/clamav", data, **params)
+
+    def render(r: dict[str, Any]) -> None:
+        c = r.get("container", {})
+        output.line(
+            f"ClamAV {c.get('format')} version {c.get('version')} ({c.get('signatures')}"
+            f" signatures, built {c.get('build_time')} by {c.get('builder')}): verified"
+        )
+        for rule in r.get("rulesets", []):
+            output.line(
+                f"rule set {rule.get('name')}: version {rule.get('version')}"
+                f" ({rule.get('records')} records, {rule.get('kind')})"
+            )
+        skipped = r.get("skipped") or {}
+        if skipped:
+            output.line(
+                "skipped (not used by Garrison's engine): "
+                + ", ".join(f".{k} {n} records" for k, n in sorted(skipped.items()))
+            )
+        for ruleset, count in sorted((r.get("refused_lines") or {}).items()):
+            output.line(f"{ruleset}: {count} line(s) refused by the format check")
+
+    call.emit(result, render)
 
 
 @command(app, "versions")

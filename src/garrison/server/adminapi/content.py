@@ -9,13 +9,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from garrison.server.adminapi.deps import Admin, Ctx, Viewer
 from garrison.server.adminapi.schemas import Strict
-from garrison.server.content import actions, formats, service
+from garrison.server.content import actions, clamav_import, formats, service
 from garrison.server.content.models import DEFAULT_SCOPE, ContentAssignment, RuleSet, RuleVersion
+from garrison.server.errors import InvalidInputError
 
 router = APIRouter(tags=["content"])
 
@@ -184,6 +186,49 @@ def add_rule(body: RuleIn, actor: Admin, ctx: Ctx, response: Response) -> RuleVe
     if not added.created:
         response.status_code = 200
     return _version(added.ruleset, added.version)
+
+
+class ClamAVImportOut(BaseModel):
+    container: dict[str, Any] = Field(description="the verified container header")
+    rulesets: list[RuleVersionOut] = Field(description="one per .hdb/.hsb/.ndb member")
+    skipped: dict[str, int] = Field(description="member kinds not used -> their records")
+    refused_lines: dict[str, int] = Field(description="rule set -> lines the format refused")
+
+
+CLAMAV_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.post(
+    "/rules/import/clamav",
+    response_model=ClamAVImportOut,
+    status_code=201,
+    summary="Import a ClamAV .cvd/.cld (raw body), verified with ClamAV's keys",
+    openapi_extra=CLAMAV_BODY,
+)
+async def import_clamav(
+    request: Request,
+    actor: Admin,
+    ctx: Ctx,
+    filename: Annotated[str, Query(max_length=255, description="e.g. daily.cvd")],
+    name: Annotated[str | None, Query(max_length=64, description="rule set base name")] = None,
+    comment: Annotated[str, Query(max_length=service.MAX_COMMENT)] = "",
+) -> ClamAVImportOut:
+    data = await request.body()
+    if not data:
+        raise InvalidInputError("the body must be the container file's bytes", field="file")
+    keys = clamav_import.load_keys(ctx.settings.clamav_keys_file)
+    imported = await run_in_threadpool(
+        actions.import_clamav, ctx.content, actor, filename, data, keys, name, comment
+    )
+    return ClamAVImportOut(
+        **clamav_import.summary(imported),
+        rulesets=[_version(a.ruleset, a.version) for a in imported.added],
+    )
 
 
 @router.get("/rules", response_model=list[RuleVersionOut], summary="Rule sets, latest versions")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from garrison.common.clamav_cvd import ClamAVKeys
 from garrison.server.audit.actor import Actor
-from garrison.server.content import service
+from garrison.server.content import clamav_import, service
 from garrison.server.content.delivery import ContentDelivery
 from garrison.server.content.models import ContentAssignment
 
@@ -47,3 +48,18 @@ def unset_group_assignment(content: ContentDelivery, actor: Actor, group: str) -
 
 def rotate_key(content: ContentDelivery, actor: Actor, overlap_hours: Any) -> dict[str, Any]:
     return content.rotate(actor, overlap_hours)
+
+
+def import_clamav(
+    content: ContentDelivery,
+    actor: Actor,
+    filename: str,
+    data: bytes,
+    keys: ClamAVKeys,
+    name: str | None = None,
+    comment: str = "",
+) -> clamav_import.Imported:
+    """A ClamAV container's rule sets, all in one transaction (all or none)."""
+    content.initialise_once()
+    with content.db.transaction() as session:
+        return clamav_import.import_container(session, actor, filename, data, keys, name, comment)
