@@ -77,6 +77,20 @@ def digest_fd(fd: int, limit: int) -> Digests | None:
     return Digests(md5.hexdigest(), sha.hexdigest())
 
 
+def _made(st: os.stat_result, status: str, digests: Digests | None = None) -> FileFacts:
+    return FileFacts(
+        st.st_size,
+        st.st_mtime,
+        st.st_ctime,
+        st.st_uid,
+        st.st_gid,
+        st.st_mode,
+        status,
+        digests,
+        file_key(st),
+    )
+
+
 class HashCache:
     def __init__(
         self,
@@ -125,7 +139,20 @@ class HashCache:
 
     def facts(self, path: str) -> FileFacts | None:
         """The file's stat and hashes (from the cache, hashed now, or queued); None when it
-        cannot be opened at all."""
+        cannot be opened at all.
+
+        A cache hit costs one ``stat``: the key (device, inode, size, mtime, ctime) says
+        the content is the one hashed, so the file is opened only to hash it (a miss) --
+        the open, fstat and close of every event were a tenth of an exec's enrichment in
+        the sensors benchmark (bench/findings.md)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if stat.S_ISREG(st.st_mode):
+            cached = self.get(file_key(st))
+            if cached is not None:
+                return _made(st, "ok", cached)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
         except OSError:
@@ -143,17 +170,7 @@ class HashCache:
 
     def _facts_fd(self, fd: int, st: os.stat_result) -> tuple[FileFacts, bool]:
         def made(status: str, digests: Digests | None = None) -> FileFacts:
-            return FileFacts(
-                st.st_size,
-                st.st_mtime,
-                st.st_ctime,
-                st.st_uid,
-                st.st_gid,
-                st.st_mode,
-                status,
-                digests,
-                key,
-            )
+            return _made(st, status, digests)
 
         key = file_key(st)
         if not stat.S_ISREG(st.st_mode):
