@@ -196,7 +196,7 @@ class Agent:
             loop = self.sensor._run
             self.sensor._run = lambda: profiler.runcall(loop)  # type: ignore[method-assign]
             # The spool writer is the agent's other busy thread: profiled on its own.
-            writer, write = cProfile.Profile(), self.emitter._run
+            writer, write = cProfile.Profile(time.thread_time), self.emitter._run
             self.emitter._run = lambda: writer.runcall(write)  # type: ignore[method-assign]
             self.writer_profile = writer
         self.emitter.start()
@@ -375,7 +375,8 @@ def _settle(progress: Any, quiet: float = 0.4, limit: float = 60.0) -> None:
 def side(kind: str, workdir: Path, directory: Path | None, profile: Path | None) -> None:
     """The side under test, driven over stdin: ``go`` when the load starts, then
     ``stop <marker file>`` when the generator is done; answers one JSON line."""
-    profiler = cProfile.Profile() if profile is not None else None
+    # Timed by each thread's own CPU clock: what a function costs, not how long it waited.
+    profiler = cProfile.Profile(time.thread_time) if profile is not None else None
     if kind == "floor":
         subject: Any = Floor(8 * MIB)
     elif kind == "agent":
