@@ -139,6 +139,8 @@ def test_libraries_of_an_exec_are_reported_once_not_once_per_exec(
     for _ in range(2):
         exe = tmp_path / f"garrison-probe-{uuid.uuid4().hex[:8]}"
         shutil.copy("/bin/sleep", exe)
+        with exe.open("ab") as f:  # its own hash: not that of the host's other sleeps
+            f.write(uuid.uuid4().bytes)
         probes.append((exe, hashlib.sha256(exe.read_bytes()).hexdigest()))
     (exe, sha256), (other, other_sha) = probes
     for _ in range(3):

@@ -116,11 +116,15 @@ def _events(admin: Admin, **params: Any) -> list[dict[str, Any]]:
 
 
 def _probe(tmp_path: Path) -> tuple[Path, str]:
-    """A copy of /bin/sleep under a unique name, and its SHA-256."""
+    """A copy of /bin/sleep under a unique name, with unique bytes after its end (an ELF
+    runs the same), and its SHA-256: a plain copy shares its hash with every /bin/sleep
+    other work on the host runs, and a search by hash found those too."""
     import hashlib
 
     exe = tmp_path / f"garrison-probe-{uuid.uuid4().hex[:8]}"
     shutil.copy("/bin/sleep", exe)
+    with exe.open("ab") as f:
+        f.write(uuid.uuid4().bytes)
     return exe, hashlib.sha256(exe.read_bytes()).hexdigest()
 
 
