@@ -84,7 +84,7 @@ def test_the_one_unpack_fast_path_reads_what_the_general_parser_reads() -> None:
     ]
     conn = _connector(list(datagrams))
     for datagram in datagrams:
-        conn.sock.recv_into(conn._buffer)  # type: ignore[attr-defined]
+        conn.sock.recv_into(conn._buffer)
         assert conn._parse(len(datagram)) == list(procconn.parse_sequenced(datagram))
-    exit_event = procconn.parse_datagram(datagrams[2])
-    assert list(exit_event)[0] == procconn.Exit(5_000, 11, 11, 256, 17, 10, 10)
+    exit_events = list(procconn.parse_datagram(datagrams[2]))
+    assert exit_events == [procconn.Exit(5_000, 11, 11, 256, 17, 10, 10)]

@@ -158,7 +158,8 @@ class Spool:
         """SUM(size) of every message (inside a transaction)."""
         version = int(db.execute("PRAGMA data_version").fetchone()[0])
         if self._bytes is None or version != self._bytes_version:
-            self._bytes = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0])
+            row = db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()
+            self._bytes = int(row[0])
             self._bytes_version = version
         return self._bytes
 
