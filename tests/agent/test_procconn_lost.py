@@ -62,3 +62,29 @@ def test_a_counter_that_wraps_is_not_a_loss() -> None:
     for _ in range(3):
         conn.recv()
     assert conn.lost == 0
+
+
+def _message(seq: int, what: int, body: bytes) -> bytes:
+    event = procconn.PROC_EVENT_HEADER.pack(what, 1, 5_000) + body
+    cn = procconn.CN_MSG.pack(procconn.CN_IDX_PROC, procconn.CN_VAL_PROC, seq, 0, len(event), 0)
+    payload = cn + event
+    return procconn.NLMSGHDR.pack(procconn.NLMSGHDR.size + len(payload), 3, 0, 0, 0) + payload
+
+
+def test_the_one_unpack_fast_path_reads_what_the_general_parser_reads() -> None:
+    datagrams = [
+        _message(1, procconn.PROC_EVENT_FORK, struct.pack("=iiii", 10, 10, 11, 11)),
+        _message(2, procconn.PROC_EVENT_EXEC, struct.pack("=ii", 11, 11)),
+        _message(3, procconn.PROC_EVENT_EXIT, struct.pack("=iiIIii", 11, 11, 256, 17, 10, 10)),
+        _message(4, procconn.PROC_EVENT_EXIT, struct.pack("=iiII", 11, 11, 9, 17)),  # old
+        _message(5, 0x4, struct.pack("=iiII", 11, 11, 0, 0)),  # a uid change: unused
+        _message(6, procconn.PROC_EVENT_EXEC, b"\x00\x00"),  # truncated
+        _message(7, procconn.PROC_EVENT_EXEC, struct.pack("=ii", 1, 1))
+        + _message(8, procconn.PROC_EVENT_EXEC, struct.pack("=ii", 2, 2)),  # two in one
+    ]
+    conn = _connector(list(datagrams))
+    for datagram in datagrams:
+        conn.sock.recv_into(conn._buffer)
+        assert conn._parse(len(datagram)) == list(procconn.parse_sequenced(datagram))
+    exit_events = list(procconn.parse_datagram(datagrams[2]))
+    assert exit_events == [procconn.Exit(5_000, 11, 11, 256, 17, 10, 10)]

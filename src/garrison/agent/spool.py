@@ -41,6 +41,9 @@ EVENTS = "events"
 BACKOFF_BASE = 2.0
 BACKOFF_MAX = 300.0
 EVENT_BATCH = 500
+# One encoder, not json.dumps(..., separators=...) per event (which builds a new one each
+# call); no circular check: event data are plain trees the sensors built.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -116,6 +119,13 @@ class Spool:
         self.max_bytes = max_bytes
         self.clock = clock
         self._lock = threading.RLock()
+        # SUM(size), kept as it changes: each sensor batch asked for it, and even through
+        # an index the sum reads every row, so a spool filling while the server is away
+        # cost more per event the fuller it got (bench/findings.md, the sensors scenario).
+        # Trusted while ``PRAGMA data_version`` says no other connection has committed
+        # (another process on the same file: the sum is read again); None: read it again.
+        self._bytes: int | None = None
+        self._bytes_version = -1
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.db = sqlite3.connect(
@@ -139,9 +149,23 @@ class Spool:
             try:
                 yield self.db
             except BaseException:
+                self._bytes = None  # what the transaction added to it is undone
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
+
+    def _total_bytes(self, db: sqlite3.Connection) -> int:
+        """SUM(size) of every message (inside a transaction)."""
+        version = int(db.execute("PRAGMA data_version").fetchone()[0])
+        if self._bytes is None or version != self._bytes_version:
+            row = db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()
+            self._bytes = int(row[0])
+            self._bytes_version = version
+        return self._bytes
+
+    def _added(self, size: int) -> None:
+        if self._bytes is not None:
+            self._bytes += size
 
     def _count(self, db: sqlite3.Connection, name: str, n: int) -> None:
         if n:
@@ -162,11 +186,13 @@ class Spool:
             with self._tx() as db:
                 self._expire(db, now)
                 self._make_room(db, len(body))
-                db.execute(
+                added = db.execute(
                     "INSERT OR IGNORE INTO messages(id, path, task, body, size, created) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (mid, path, task, body, len(body), now),
-                )
+                ).rowcount
+                if added:
+                    self._added(len(body))
         except sqlite3.Error as exc:
             # A full disk, a read-only file system: say so; the caller decides what to do.
             raise LocalError(f"spool: cannot queue a {task} message: {exc}") from None
@@ -201,27 +227,37 @@ class Spool:
         try:
             with self._tx() as db:
                 self._expire(db, now)
-                total = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0])
+                total = self._total_bytes(db)
+                limit = min(ceiling, self.max_bytes)
+                encode = _ENCODER.encode
+                rows: list[tuple[str, str, str, str, int, float]] = []
                 for item in events:
-                    body = json.dumps(
+                    body = encode(
                         {
                             "id": item.event_id,
                             "type": item.event_type,
                             "time": int(item.when),
                             "data": item.data,
-                        },
-                        separators=(",", ":"),
+                        }
                     )
-                    if total + len(body) > min(ceiling, self.max_bytes):
+                    if total + len(body) > limit:
                         refused.append(item)
                         continue
-                    db.execute(
-                        "INSERT OR IGNORE INTO messages(id, path, task, body, size, created) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (item.event_id, EVENTS, "Events", body, len(body), now),
-                    )
+                    rows.append((item.event_id, EVENTS, "Events", body, len(body), now))
                     total += len(body)
                     queued.append(item)
+                # One statement for the batch; an id already queued is ignored (it is
+                # there), so the running total is the table's, counted after the insert.
+                before = db.total_changes
+                db.executemany(
+                    "INSERT OR IGNORE INTO messages(id, path, task, body, size, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                if db.total_changes - before == len(rows):
+                    self._added(sum(row[4] for row in rows))
+                else:
+                    self._bytes = None
                 self._count(db, "dropped_telemetry_full", len(refused))
         except sqlite3.Error as exc:
             raise LocalError(f"spool: cannot queue {len(events)} sensor event(s): {exc}") from None
@@ -235,9 +271,10 @@ class Spool:
                 "spool: dropped %d message(s) older than %.0f days", gone, self.max_age / 86400
             )
             self._count(db, "dropped_expired", gone)
+            self._bytes = None
 
     def _make_room(self, db: sqlite3.Connection, incoming: int) -> None:
-        total = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0])
+        total = self._total_bytes(db)
         dropped = 0
         while total + incoming > self.max_bytes:
             row = db.execute("SELECT seq, size FROM messages ORDER BY seq LIMIT 1").fetchone()
@@ -245,6 +282,7 @@ class Spool:
                 break
             db.execute("DELETE FROM messages WHERE seq = ?", (row[0],))
             total -= int(row[1])
+            self._added(-int(row[1]))
             dropped += 1
         if dropped:
             log.warning(
@@ -304,11 +342,13 @@ class Spool:
     def _delete(self, ids: list[str]) -> None:
         with self._tx() as db:
             db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
+            self._bytes = None
 
     def _drop_refused(self, ids: list[str], reason: str) -> None:
         log.warning("spool: the server refused %d message(s), dropped: %s", len(ids), reason)
         with self._tx() as db:
             db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
+            self._bytes = None
             self._count(db, "dropped_refused", len(ids))
 
     def _postpone(self, head: Message, error: AgentError) -> None:

@@ -80,6 +80,23 @@ def digest_fd(fd: int, limit: int) -> Digests | None:
     return Digests(md5.hexdigest(), sha.hexdigest())
 
 
+def _made(
+    st: os.stat_result, status: str, digests: Digests | None = None, btime: float | None = None
+) -> FileFacts:
+    return FileFacts(
+        st.st_size,
+        st.st_mtime,
+        st.st_ctime,
+        st.st_uid,
+        st.st_gid,
+        st.st_mode,
+        status,
+        digests,
+        file_key(st),
+        btime,
+    )
+
+
 class HashCache:
     def __init__(
         self,
@@ -140,7 +157,24 @@ class HashCache:
 
     def facts(self, path: str) -> FileFacts | None:
         """The file's stat and hashes (from the cache, hashed now, or queued); None when it
-        cannot be opened at all."""
+        cannot be opened at all.
+
+        A cache hit costs one ``stat``: the key (device, inode, size, mtime, ctime) says
+        the content is the one hashed, so the file is opened only to hash it (a miss) --
+        the open, fstat and close of every event were a tenth of an exec's enrichment in
+        the sensors benchmark (bench/findings.md)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if stat.S_ISREG(st.st_mode):
+            key = file_key(st)
+            cached = self.get(key)
+            if cached is not None:
+                # The birth time was read (statx) when this version was first hashed.
+                with self._lock:
+                    born = self._births.get(key)
+                return _made(st, "ok", cached, born)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
         except OSError:
@@ -158,18 +192,7 @@ class HashCache:
 
     def _facts_fd(self, fd: int, st: os.stat_result) -> tuple[FileFacts, bool]:
         def made(status: str, digests: Digests | None = None) -> FileFacts:
-            return FileFacts(
-                st.st_size,
-                st.st_mtime,
-                st.st_ctime,
-                st.st_uid,
-                st.st_gid,
-                st.st_mode,
-                status,
-                digests,
-                key,
-                self._birth(key, fd),
-            )
+            return _made(st, status, digests, self._birth(key, fd))
 
         key = file_key(st)
         if not stat.S_ISREG(st.st_mode):

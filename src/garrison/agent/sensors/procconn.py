@@ -43,6 +43,9 @@ EXEC = struct.Struct("=ii")  # process_pid, process_tgid
 EXIT = struct.Struct("=iiII")
 EXIT_PARENT = struct.Struct("=ii")
 ACK = struct.Struct("=I")  # err
+# nlmsghdr, cn_msg and the proc_event header at once (what, cpu signed, timestamp_ns): the
+# common datagram, read in one unpack (ProcConnector._parse).
+HEADERS = struct.Struct("=IHHII" + "IIIIHH" + "IiQ")
 
 PROC_EVENT_NONE = 0x00000000  # the answer to a LISTEN request (ack.err)
 PROC_EVENT_FORK = 0x00000001
@@ -221,7 +224,7 @@ class ProcConnector:
                 return []
             raise
         events: list[ProcEvent] = []
-        for seq, cpu, event in parse_sequenced(memoryview(self._buffer)[:n]):
+        for seq, cpu, event in self._parse(n):
             if cpu >= 0:
                 expected = self._next_seq.get(cpu)
                 # A number below the expected one is the 32-bit counter wrapping (or a CPU
@@ -232,6 +235,41 @@ class ProcConnector:
             if event is not None:
                 events.append(event)
         return events
+
+    def _parse(self, n: int) -> list[tuple[int, int, ProcEvent | None]]:
+        """:func:`parse_sequenced` of the buffer's first ``n`` bytes, with a fast path for
+        the datagram the kernel sends (one message): one unpack for the three headers
+        instead of a generator, a memoryview slice and three unpacks (the parse was a third
+        of the sensor thread's CPU in the sensors benchmark)."""
+        buf = self._buffer
+        if n >= HEADERS.size:
+            length, kind, _f, _s, _p, idx, val, seq, _a, size, _fl, what, cpu, ts = (
+                HEADERS.unpack_from(buf, 0)
+            )
+            if (
+                length == n
+                and kind not in (NLMSG_NOOP, NLMSG_ERROR)
+                and (idx, val) == (CN_IDX_PROC, CN_VAL_PROC)
+                and PROC_EVENT_HEADER.size <= size <= n - NLMSGHDR.size - CN_MSG.size
+            ):
+                rest = size - PROC_EVENT_HEADER.size
+                body = HEADERS.size
+                event: ProcEvent | None = None
+                if what == PROC_EVENT_FORK and rest >= FORK.size:
+                    event = Fork(ts, *FORK.unpack_from(buf, body))
+                elif what == PROC_EVENT_EXEC and rest >= EXEC.size:
+                    event = Exec(ts, *EXEC.unpack_from(buf, body))
+                elif what == PROC_EVENT_EXIT and rest >= EXIT.size:
+                    pid, tgid, code, signum = EXIT.unpack_from(buf, body)
+                    if rest >= EXIT.size + EXIT_PARENT.size:
+                        ppid, ptgid = EXIT_PARENT.unpack_from(buf, body + EXIT.size)
+                        event = Exit(ts, pid, tgid, code, signum, ppid, ptgid)
+                    else:
+                        event = Exit(ts, pid, tgid, code, signum, None, None)
+                elif what == PROC_EVENT_NONE and rest >= ACK.size:
+                    event = Ack(ACK.unpack_from(buf, body)[0])
+                return [(seq, -1 if what == PROC_EVENT_NONE else cpu, event)]
+        return list(parse_sequenced(memoryview(buf)[:n]))
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

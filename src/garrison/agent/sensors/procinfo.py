@@ -79,12 +79,32 @@ def parse_stat(text: str) -> Stat | None:
         return None
 
 
+READ_CHUNK = 16 * 1024
+READ_MAX = 1024 * 1024  # an environment or command line past this is cut (bounded events)
+
+
 def _read(path: str) -> bytes:
-    """A /proc file's bytes.  Plain strings and ``open``, not ``pathlib``: on the event path
-    (several reads per exec) pathlib's path building cost a third of the sensor's time in
-    the ``sensors`` benchmark's profile (bench/findings.md)."""
-    with open(path, "rb") as f:
-        return f.read()
+    """A /proc file's bytes.  Plain strings and ``os.open``/``os.read``, not ``pathlib`` nor
+    ``open``: on the event path (several reads per exec) pathlib's path building cost a
+    third of the sensor's time in the ``sensors`` benchmark's profile, and a buffered file
+    object adds an fstat, an ioctl and an lseek to each read (bench/findings.md).  /proc
+    files give what they have in one read: a read shorter than asked is the end."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, READ_CHUNK)
+        if len(data) < READ_CHUNK:
+            return data
+        parts = [data]
+        total = len(data)
+        while total < READ_MAX:
+            more = os.read(fd, READ_CHUNK)
+            if not more:
+                break
+            parts.append(more)
+            total += len(more)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def read_stat(pid: int) -> Stat | None:
@@ -97,10 +117,6 @@ def read_stat(pid: int) -> Stat | None:
 def unique_pid(pid: int, start_ticks: int, boot: str | None = None) -> str:
     """Stable across pid reuse and reboots: the boot id, the pid and its start time."""
     return f"{boot or boot_id()}-{pid}-{start_ticks}"
-
-
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace").replace("\x00", " ")
 
 
 def parse_cmdline(raw: bytes) -> str:
@@ -118,35 +134,55 @@ def read_cmdline(pid: int) -> str | None:
     return parse_cmdline(raw) if raw else None  # empty: a zombie or a kernel thread
 
 
-def redactor(patterns: Iterable[str]) -> re.Pattern[str] | None:
-    """One case-insensitive regular expression for the glob list (None: redact nothing)."""
+class Redactor:
+    """Which variable names have their values redacted: one case-insensitive regular
+    expression for the glob list, its answer remembered per name (the same few dozen names
+    come with every exec, and the globs' leading ``*`` made each match cost microseconds:
+    the environment parse was half of an exec's enrichment in the sensors benchmark)."""
+
+    CACHE = 4096
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self._known: dict[str, bool] = {}
+
+    def fullmatch(self, name: str) -> bool:
+        known = self._known.get(name)
+        if known is None:
+            known = self.pattern.fullmatch(name) is not None
+            if len(self._known) >= self.CACHE:
+                self._known.clear()
+            self._known[name] = known
+        return known
+
+
+def redactor(patterns: Iterable[str]) -> Redactor | None:
+    """The redaction test for the glob list (None: redact nothing)."""
     globs = [p for p in patterns if p]
     if not globs:
         return None
-    return re.compile("|".join(fnmatch.translate(g) for g in globs), re.IGNORECASE)
+    return Redactor(re.compile("|".join(fnmatch.translate(g) for g in globs), re.IGNORECASE))
 
 
-def parse_environ(raw: bytes, redact: re.Pattern[str] | None) -> dict[str, str]:
+def parse_environ(raw: bytes, redact: Redactor | None) -> dict[str, str]:
     """NAME=value pairs; values of names matching ``redact`` are replaced; bounded in count
-    and length so one process cannot blow up an event."""
+    and length so one process cannot blow up an event.  Decoded once as a whole (NUL and
+    ``=`` are ASCII: no UTF-8 sequence spans them), not entry by entry."""
     out: dict[str, str] = {}
-    for entry in raw.split(b"\x00"):
-        if not entry:
+    for entry in raw.decode("utf-8", errors="replace").split("\x00"):
+        name, sep, value = entry.partition("=")
+        if not sep or not name:
             continue
-        name_b, sep, value_b = entry.partition(b"=")
-        if not sep or not name_b:
-            continue
-        name = _text(name_b)
         if redact is not None and redact.fullmatch(name):
             out[name] = REDACTED
         else:
-            out[name] = _text(value_b)[:MAX_ENV_VALUE]
+            out[name] = value[:MAX_ENV_VALUE]
         if len(out) >= MAX_ENV_VARS:
             break
     return out
 
 
-def read_environ(pid: int, redact: re.Pattern[str] | None) -> dict[str, str] | None:
+def read_environ(pid: int, redact: Redactor | None) -> dict[str, str] | None:
     try:
         raw = _read(f"/proc/{pid}/environ")
     except OSError:
@@ -169,22 +205,31 @@ class Ids:
     login_uid: int | None
 
 
-def parse_status_ids(text: str) -> tuple[int, int] | None:
-    """Real uid and gid from ``/proc/<pid>/status``."""
-    uid = gid = None
-    for line in text.splitlines():
-        if line.startswith("Uid:"):
-            uid = int(line.split()[1])
-        elif line.startswith("Gid:"):
-            gid = int(line.split()[1])
-            break
+def _status_field(raw: bytes, tag: bytes) -> int | None:
+    """The first number of the ``tag`` line (``b"\\nUid:"``) of a status file."""
+    start = raw.find(tag)
+    if start < 0:
+        return None
+    start += len(tag)
+    end = raw.find(b"\n", start)
+    fields = raw[start : end if end >= 0 else len(raw)].split()
+    return int(fields[0]) if fields else None
+
+
+def parse_status_ids(text: str | bytes) -> tuple[int, int] | None:
+    """Real uid and gid from ``/proc/<pid>/status`` (found, not every line split: the
+    file has some sixty lines)."""
+    raw = text.encode() if isinstance(text, str) else text
+    raw = b"\n" + raw
+    uid = _status_field(raw, b"\nUid:")
+    gid = _status_field(raw, b"\nGid:")
     return None if uid is None or gid is None else (uid, gid)
 
 
 def read_ids(pid: int) -> Ids | None:
     base = f"/proc/{pid}"
     try:
-        ids = parse_status_ids(_read(f"{base}/status").decode(errors="replace"))
+        ids = parse_status_ids(_read(f"{base}/status"))
     except (OSError, ValueError):
         return None
     if ids is None:
