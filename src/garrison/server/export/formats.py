@@ -7,7 +7,7 @@ cannot be split or misread by its parser, whatever the field values hold.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -196,17 +196,36 @@ def cef(record: Record) -> str:
             str(SEVERITY_SCALE[record.severity]),
         ]
     )
-    ext: dict[str, Any] = {"rt": int(record.time.timestamp() * 1000)}
+    ext = _cef_extension(
+        record, {"rt": int(record.time.timestamp() * 1000)}, CEF_KEYS, _cef_custom_key, CEF_LABELS
+    )
+    return header + "|" + " ".join(f"{k}={_cef_value(v)}" for k, v in ext.items())
+
+
+def _cef_extension(
+    record: Record,
+    ext: dict[str, Any],
+    keys: Mapping[str, str],
+    custom: Callable[[str], str],
+    labels: Mapping[str, str],
+    after: Mapping[str, tuple[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A CEF extension: ``ext``'s pairs first, then each field under its CEF key (``keys``,
+    else ``custom``'s name, and ``custom``'s when the key is taken), with its label where
+    ``labels`` has one, and ``after``'s pair right after the field that names it."""
     for key, value in record.fields.items():
         if key in ("event_type", TIME_KEY, "severity"):
             continue
-        name = CEF_KEYS.get(key) or _cef_custom_key(key)
+        name = keys.get(key) or custom(key)
         if name in ext:
-            name = _cef_custom_key(key)
+            name = custom(key)
         ext[name] = value
-        if name in CEF_LABELS:
-            ext[name + "Label"] = CEF_LABELS[name]
-    return header + "|" + " ".join(f"{k}={_cef_value(v)}" for k, v in ext.items())
+        if name in labels:
+            ext[name + "Label"] = labels[name]
+        if after and key in after:
+            extra, extra_value = after[key]
+            ext[extra] = extra_value
+    return ext
 
 
 FORMATS: dict[str, Formatter] = {
@@ -379,19 +398,16 @@ def eset_cef(record: Record) -> str:
             str(ESET_SEVERITY[record.severity]),
         ]
     )
-    ext: dict[str, Any] = {"cat": category}
-    for key, value in record.fields.items():
-        if key in ("event_type", TIME_KEY, "severity"):
-            continue
-        cef_key = ESET_CEF_KEYS.get(key) or _eset_cef_key(key)
-        if cef_key in ext:
-            cef_key = _eset_cef_key(key)
-        ext[cef_key] = value
-        if cef_key in ESET_CEF_LABELS:
-            ext[cef_key + "Label"] = ESET_CEF_LABELS[cef_key]
-        if key == "source_uuid":
-            ext["rt"] = record.time.astimezone(dt.UTC).strftime(ESET_CEF_TIME)
-    ext.setdefault("rt", record.time.astimezone(dt.UTC).strftime(ESET_CEF_TIME))
+    rt = record.time.astimezone(dt.UTC).strftime(ESET_CEF_TIME)
+    ext = _cef_extension(
+        record,
+        {"cat": category},
+        ESET_CEF_KEYS,
+        _eset_cef_key,
+        ESET_CEF_LABELS,
+        after={"source_uuid": ("rt", rt)},  # where ESET's own lines put it
+    )
+    ext.setdefault("rt", rt)
     return header + "|" + " ".join(f"{k}={_cef_value(v)}" for k, v in ext.items())
 
 
