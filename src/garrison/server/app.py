@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from garrison import __version__
@@ -126,6 +128,48 @@ class GarrisonApp(FastAPI):
             await super().__call__(scope, receive, watching_send)
         finally:
             request_log.write(scope["method"], scope["path"], status, started, None)
+
+
+def health(request: Request) -> Health:
+    ctx: ServerContext = request.app.state.ctx
+    ctx.db.ping()
+    return Health(status="ok", version=__version__, database=ctx.db.backend)
+
+
+@functools.cache
+def _admin_routes() -> tuple[BaseRoute, ...]:
+    """The admin API's routes, built once per process: FastAPI analyses every route's
+    parameters and response models when a router is included (most of an app's build
+    time), and the routes hold nothing of one app (handlers find the server's context in
+    ``request.app.state``), so every app of the process shares them."""
+    # One check before every admin route: no NUL, no integer beyond 64 bits (adminapi/inputs).
+    admin = APIRouter(prefix=ADMIN_PREFIX, dependencies=[Depends(inputs.storable_input)])
+    admin.add_api_route(
+        "/health",
+        health,
+        methods=["GET"],
+        response_model=Health,
+        tags=["health"],
+        summary="Public liveness and database check",
+    )
+    for module in (
+        auth_routes,
+        keys,
+        stations,
+        jobs,
+        alerts,
+        configs,
+        users,
+        events,
+        procedures,
+        export_targets,
+        sensors,
+        content,
+    ):
+        admin.include_router(module.router)
+    built = APIRouter()
+    built.include_router(admin)
+    return tuple(built.routes)
 
 
 def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
@@ -253,35 +297,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     errors_http.install(app)
     docs_page.install(app, f"{ADMIN_PREFIX}/docs", f"{ADMIN_PREFIX}/openapi.json")
 
-    # One check before every admin route: no NUL, no integer beyond 64 bits (adminapi/inputs).
-    admin = APIRouter(prefix=ADMIN_PREFIX, dependencies=[Depends(inputs.storable_input)])
-
-    @admin.get(
-        "/health",
-        response_model=Health,
-        tags=["health"],
-        summary="Public liveness and database check",
-    )
-    def health() -> Health:
-        ctx.db.ping()
-        return Health(status="ok", version=__version__, database=ctx.db.backend)
-
-    for module in (
-        auth_routes,
-        keys,
-        stations,
-        jobs,
-        alerts,
-        configs,
-        users,
-        events,
-        procedures,
-        export_targets,
-        sensors,
-        content,
-    ):
-        admin.include_router(module.router)
-    app.include_router(admin)
+    app.router.routes.extend(_admin_routes())
 
     async def metrics_endpoint(request: Request) -> Response:
         metrics.presence_flush.set(ctx.presence.pending_count())
