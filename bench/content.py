@@ -190,6 +190,19 @@ def _longest_gap(times: list[float], start: float, end: float) -> float:
     return longest
 
 
+def _gap_phase(
+    times: list[float], start: float, end: float, windows: dict[str, tuple[float, float]]
+) -> str:
+    """The phase the longest gap of [start, end] overlaps most ("other" when none)."""
+    pairs = [(b - a, a, b) for a, b in itertools.pairwise(times) if b >= start and a <= end]
+    if not pairs:
+        return "other"
+    _, a, b = max(pairs)
+    overlap = {n: min(b, w[1]) - max(a, w[0]) for n, w in windows.items()}
+    best = max(overlap, key=lambda n: overlap[n], default="other")
+    return best if overlap.get(best, 0) > 0 else "other"
+
+
 def agent_update(state_dir: Path, server_url: str, sample_index: int) -> dict[str, Any]:
     """With the old engine loaded and a scan loop running: one update to version 2."""
     from bench.common import rss_bytes
@@ -202,13 +215,20 @@ def agent_update(state_dir: Path, server_url: str, sample_index: int) -> dict[st
     phases: dict[str, float] = {}
     marks: dict[str, float] = {}
 
+    windows: dict[str, tuple[float, float]] = {}
+    peaks: dict[str, int] = {}
+
     def timed(name: str, fn: Any) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
+                t1 = time.perf_counter()
+                phases[name] = phases.get(name, 0.0) + t1 - t0
+                windows[name] = (t0, t1)
+                # The high-water mark once this phase is over: the phase that raised it.
+                peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
         return wrapper
 
@@ -278,6 +298,8 @@ def agent_update(state_dir: Path, server_url: str, sample_index: int) -> dict[st
         "idle_longest_gap": _longest_gap(idle, idle[0] if idle else 0.0, idle_end),
         "swap_longest_gap": _longest_gap(times, marks["swap_start"], marks["swap_end"]),
         "update_longest_gap": _longest_gap(times, t0, t0 + total),
+        "longest_gap_in": _gap_phase(times, t0, t0 + total, windows),
+        "peak_rss_after": peaks,
         "rss_before": rss_before,
         "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "installed_sha256": installed.manifest.files[0].sha256 if installed else "",
@@ -475,6 +497,10 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             "version_2_build_seconds": round(build2_seconds, 3),
             "first_install_seconds": round(first["seconds"], 3),
             "scans_during_run": updated["scans"],
+            "longest_scan_gap_in_phase": updated["longest_gap_in"],
+            "agent_peak_rss_mib_after": {
+                k: round(v / mib, 1) for k, v in updated["peak_rss_after"].items()
+            },
             "database": "SQLite (WAL)" if database_url is None else "PostgreSQL",
         },
         "notes": [
