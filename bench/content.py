@@ -527,8 +527,9 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             "first_install_seconds": round(first["seconds"], 3),
             "scans_during_run": updated["scans"],
             "longest_scan_gap_in_phase": updated["longest_gap_in"],
+            # A phase shorter than the 10 ms sampling has no sample: left out.
             "agent_peak_rss_mib_in_phase": {
-                k: round(v / mib, 1) for k, v in updated["peak_rss_in"].items()
+                k: round(v / mib, 1) for k, v in updated["peak_rss_in"].items() if v
             },
             "database": "SQLite (WAL)" if database_url is None else "PostgreSQL",
         },
