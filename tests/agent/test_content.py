@@ -345,6 +345,32 @@ def test_rotation_after_the_overlap_needs_a_new_enrollment(
     assert sync.update(agent).status == "installed"
 
 
+def test_several_rotations_within_their_overlaps_are_walked_at_once(
+    agent: Agent, fake: FakeContentServer
+) -> None:
+    """docs/content.md: an agent away for a while, but back within every overlap, follows
+    a chain of rotations in one update."""
+    _installed_first(agent, fake)
+    fake.rotate()
+    third = fake.rotate()
+    assert sync.update(agent).status == "installed"
+    assert third.id in TrustStore.load(agent.state).keys
+
+
+def test_a_chain_broken_by_an_expired_overlap_is_not_walked(
+    agent: Agent, fake: FakeContentServer
+) -> None:
+    """The first rotation's overlap is over when the agent comes back: the later rotation,
+    though still in its overlap, is signed by a key this agent never learnt."""
+    _installed_first(agent, fake)
+    fake.rotate(overlap=dt.timedelta(seconds=-1))
+    third = fake.rotate()
+    outcome = sync.update(agent)
+    assert outcome.status == "refused"
+    assert "does not trust" in outcome.message
+    assert third.id not in TrustStore.load(agent.state).keys
+
+
 # -- deltas ----------------------------------------------------------------------------------
 
 

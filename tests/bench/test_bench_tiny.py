@@ -21,6 +21,7 @@ SCENARIOS = [
     "lua",
     "growth",
     "sensors",
+    "content",
 ]
 
 pytestmark = pytest.mark.slow

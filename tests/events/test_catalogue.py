@@ -181,7 +181,7 @@ DRWEB_ARGS: dict[str, set[str]] = {
 }
 DRWEB_FAMILIES = {
     "components_list_received": {"component", "time", "from", "path"},
-    "virus_bases_received": {"name", "md5", "version", "issued", "records", "type"},
+    "virus_bases_received": {"name", "md5", "sha256", "version", "issued", "records", "type"},
 }
 
 LIMACHARLIE = {

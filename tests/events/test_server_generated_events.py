@@ -333,8 +333,9 @@ def test_state_emits_virus_bases_and_components_lists(server: Server) -> None:
     assert events(server, type=["station_update_failed", "station_reboot_required"]) == []
 
 
-def test_virus_bases_received_carries_version_and_record_count(server: Server) -> None:
+def test_virus_bases_received_carries_version_record_count_and_hash(server: Server) -> None:
     agent = server.enrolled_agent()
+    digest = "ab" * 32
     modules = [
         {
             "name": "garrison-hash",
@@ -342,14 +343,28 @@ def test_virus_bases_received_carries_version_and_record_count(server: Server) -
             "mod_update_timestamp": 1499990000,
             "mod_version": "2026.11.30",
             "mod_records": 12345,
+            "sha256": digest,
         },
         {"name": "clamav", "mod_status": "up-to-date", "mod_update_timestamp": 1499990060},
     ]
     assert agent.state(state(modules)).status_code == 200
     data = one_event(server, "virus_bases_received")["data"]
-    assert (data["version_0"], data["records_0"]) == ("2026.11.30", 12345)
-    # An Armadito module carries neither.
-    assert {"version_1", "records_1"} & set(data) == set()
+    assert (data["version_0"], data["records_0"], data["sha256_0"]) == (
+        "2026.11.30",
+        12345,
+        digest,
+    )
+    # An Armadito module carries none of them.
+    assert {"version_1", "records_1", "sha256_1"} & set(data) == set()
+
+
+def test_a_module_hash_that_is_not_a_sha256_is_refused(server: Server) -> None:
+    agent = server.enrolled_agent()
+    module = {"name": "rules", "mod_status": "up-to-date", "version": 1, "sha256": "z" * 64}
+    answer = agent.state(state([module]))
+    assert answer.status_code == 422
+    assert "sha256 must be 64 hexadecimal digits" in answer.json()["message"]
+    assert events(server, type=["virus_bases_received"]) == []
 
 
 def test_a_critical_module_emits_station_update_failed(server: Server) -> None:

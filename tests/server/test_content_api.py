@@ -324,12 +324,13 @@ def test_the_fleet_view_shows_who_is_behind(server: Server) -> None:
         "avdetails": [],
     }
     assert agent.state(state).status_code == 200
-    # The module's version and records reach virus_bases_received too.
+    # The module's version, records and hash reach virus_bases_received too.
     events = server.admin.get(
         "/events", station_id=agent.agent_id, type="virus_bases_received"
     ).json()["items"]
     assert events[0]["data"]["version_0"] == "1"
     assert events[0]["data"]["records_0"] == 1
+    assert events[0]["data"]["sha256_0"] == added["sha256"]
     fleet = server.admin.get("/content/fleet").json()
     assert fleet["serial"] == serial
     by_id = {s["station_id"]: s for s in fleet["stations"]}

@@ -296,6 +296,11 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
                 (
                     Field("name", required=True, doc="virus base file name"),
                     Field("md5", "md5", doc="virus base file MD5"),
+                    Field(
+                        "sha256",
+                        "sha256",
+                        doc="virus base file SHA-256 (a Garrison agent's signed rule set)",
+                    ),
                     Field("version", doc="virus base version"),
                     Field("issued", "timestamp", doc="issue date and time"),
                     Field("records", "integer", doc="number of records"),

@@ -261,7 +261,13 @@ def _content_module(module: dict[str, Any], entry: dict[str, Any], field: str) -
         entry.setdefault("mod_records", records)
     digest = module.get("sha256")
     if digest is not None:
-        entry["sha256"] = _text(digest, f"{field}.sha256", 64)
+        text = _text(digest, f"{field}.sha256", 64)
+        if not alerts_service.SHA256_RE.match(text):
+            # It becomes the sha256 field of virus_bases_received, which holds only that.
+            raise InvalidInputError(
+                f"{field}.sha256 must be 64 hexadecimal digits", field=f"{field}.sha256"
+            )
+        entry["sha256"] = text.lower()
 
 
 def content_serial(obj: Any) -> int | None:

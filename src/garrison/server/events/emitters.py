@@ -239,6 +239,7 @@ def state_reported(
         bases[f"issued_{i}"] = module.get("mod_update_time")
         bases[f"version_{i}"] = module.get("mod_version")
         bases[f"records_{i}"] = module.get("mod_records")
+        bases[f"sha256_{i}"] = module.get("sha256")
         components[f"component_{i}"] = module["name"]
         components[f"time_{i}"] = module.get("mod_update_time")
     emit(session, "virus_bases_received", station.id, bases)
