@@ -96,3 +96,26 @@ def test_validate_refuses_broken_yara(tmp_path: Path) -> None:
     bad.write_text("rule broken { condition: }")
     with pytest.raises(SignatureError, match="YARA"):
         validate_files([bad])
+
+
+def test_a_table_sorted_in_several_runs_finds_every_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Large tables are sorted in runs merged afterwards (so a load never holds the GIL for
+    long): every digest is still found, with its own size and name, duplicates included."""
+    import hashlib
+
+    from garrison.agent.scan import signatures
+
+    monkeypatch.setattr(signatures, "SORT_RUN", 7)
+    table = signatures.HashTable(32)
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in range(100)]
+    for i, digest in enumerate(digests):
+        table.append(digest, i, f"Threat.{i}".encode())
+    table.append(digests[42], -1, b"Threat.again")
+    table.freeze()
+    for i, digest in enumerate(digests):
+        found = sorted(table.find(digest), key=str)
+        expected = [(i, f"Threat.{i}")] + ([(None, "Threat.again")] if i == 42 else [])
+        assert found == sorted(expected, key=str)
+    assert list(table.find(hashlib.sha256(b"absent").digest())) == []
