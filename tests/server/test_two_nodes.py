@@ -196,7 +196,12 @@ def test_each_event_is_exported_once_with_two_nodes(nodes: Nodes, tmp_path: Path
                 "format": "eset-json",
                 "transport": "file",
                 "path": str(exported),
-                "options": {"aggregation_window_seconds": 0, "batch_size": 10},
+                # Garrison's own profile: the eset one sends none of the component events.
+                "options": {
+                    "aggregation_window_seconds": 0,
+                    "batch_size": 10,
+                    "profile": "garrison",
+                },
             },
         )
         assert created.status_code == 201, created.text
