@@ -216,6 +216,14 @@ class SensorsConfig(_Section):
     # -- end of listening ports, OS log, terminal sessions --
 
 
+class ResponseConfig(_Section):
+    """Live response (issue 17): where GetFile may read, and whether a detected sample is
+    uploaded with its alert (the server still decides: its group option upload_samples)."""
+
+    allowed_roots: Paths = Field(default_factory=lambda: ["/"])
+    upload_samples: Bool = False
+
+
 class ServerConfig(_Section):
     url: Text = ""
 
@@ -262,6 +270,7 @@ class AgentConfig(_Section):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     sensors: SensorsConfig = Field(default_factory=SensorsConfig)
     location: LocationConfig = Field(default_factory=LocationConfig)
+    response: ResponseConfig = Field(default_factory=ResponseConfig)
     scheduler: Annotated[dict[str, str], BeforeValidator(_schedule)] = Field(
         default_factory=lambda: dict(DEFAULT_SCHEDULE)
     )
@@ -286,6 +295,7 @@ AVCONFIG_TABLES: dict[str, type[_Section]] = {
     "scan": ScanConfig,
     "spool": SpoolConfig,
     "daemon": DaemonConfig,
+    "response": ResponseConfig,
 }
 AVCONFIG_ATTRS: dict[str, tuple[str, str]] = {
     f"{table}:{key}": (table, key)

@@ -106,6 +106,7 @@ class Daemon:
                 failures = 0
                 self._mark(True)
                 if checkin.jobs:
+                    self.flush_now.set()  # their CLOUD_NOTIFICATION receipts go out now
                     self.run_jobs_now.set()
                 if checkin.content is not None:
                     self._announced = checkin.content

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExitCode:
     """Exit codes a script can rely on (also listed in docs/agent.md)."""
@@ -59,8 +61,10 @@ class LocalError(AgentError):
 
 
 class JobError(AgentError):
-    """A job cannot be carried out; its message becomes the job's failure text."""
+    """A job cannot be carried out; its message becomes the job's failure text.  ``result``:
+    what a response job did before it failed (reported with ``partial: true``)."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, code: int = 1, result: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.result = result

@@ -3,6 +3,7 @@ turned into the agent's typed errors (unreachable / refused / server error)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +100,7 @@ class Transport:
         params: Any = None,
         timeout: float | None = None,
         headers: dict[str, str] | None = None,
+        content: Iterable[bytes] | None = None,
     ) -> httpx.Response:
         url = api_url(self.base_url, path)
         try:
@@ -106,6 +108,7 @@ class Transport:
                 method,
                 url,
                 json=json_body,
+                content=content,
                 params=params,
                 headers={**self._headers(), **(headers or {})},
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
@@ -160,6 +163,13 @@ class Transport:
         if response.status_code == 304:
             return None
         return response.headers.get("etag", ""), self._json("GET", path, response)
+
+    def put_stream(self, path: str, chunks: Iterable[bytes], size: int, params: Any = None) -> Any:
+        """PUT ``size`` raw bytes from ``chunks`` (streamed, never held whole in memory) with
+        the agent's credential; errors typed as every other call."""
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        response = self._send("PUT", path, params=params, headers=headers, content=chunks)
+        return self._json("PUT", path, response)
 
     def post_task(self, path: str, task: str, obj: Any) -> Any:
         return self.request("POST", path, json_body=self.envelope(task, obj))

@@ -83,12 +83,26 @@ class JobType(enum.StrEnum):
     REJOIN_NETWORK = "RejoinNetwork"
     SELF_TEST = "SelfTest"
     UNINSTALL = "Uninstall"
+    # Live response and hunts (issue 17): Garrison agents only.
+    KILL_PROCESS = "KillProcess"
+    LIST_PROCESSES = "ListProcesses"
+    LIST_CONNECTIONS = "ListConnections"
+    LIST_SERVICES = "ListServices"
+    LIST_SESSIONS = "ListSessions"
+    GET_FILE = "GetFile"
+    DELETE_FILE = "DeleteFile"
+    QUARANTINE_FILE = "QuarantineFile"
+    LIST_QUARANTINE = "ListQuarantine"
+    RESTORE_QUARANTINED = "RestoreQuarantined"
+    RUN_SCRIPT = "RunScript"
+    HUNT = "Hunt"
 
 
 class JobStatus(enum.StrEnum):
     """Where a job stands on one target station."""
 
     QUEUED = "queued"
+    SENT = "sent"  # a Garrison agent fetched it; its CLOUD_NOTIFICATION makes it downloaded
     DOWNLOADED = "downloaded"
     SUCCESSFUL = "successful"
     FAILED = "failed"

@@ -241,6 +241,20 @@ def compile_yara(paths: list[Path]) -> tuple[Any, int]:
     return rules, sum(1 for _ in rules)
 
 
+def compile_yara_source(source: str) -> Any:
+    """Rules from source text (a FindFile hunt's question), ``include`` disabled: a rule sent
+    by the server may not read the station's files.  SignatureError on a syntax error or when
+    yara-python is missing."""
+    if not yara_available():
+        raise SignatureError("yara-python is not installed on this station")
+    import yara  # type: ignore[import-not-found,unused-ignore]
+
+    try:
+        return yara.compile(source=source, includes=False)
+    except yara.Error as exc:
+        raise SignatureError(f"YARA: {exc}") from None
+
+
 @dataclass
 class SignatureDB:
     tables: dict[str, HashTable] = field(

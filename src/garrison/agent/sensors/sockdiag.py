@@ -45,6 +45,17 @@ QUERIES: tuple[tuple[int, int, int, str], ...] = (
     (socket.AF_INET, socket.IPPROTO_UDP, 1 << TCP_CLOSE, "udp"),
     (socket.AF_INET6, socket.IPPROTO_UDP, 1 << TCP_CLOSE, "udp"),
 )
+ALL_STATES = 0xFFFFFFFF
+# Every socket, whatever its state (ListConnections).
+ALL_QUERIES: tuple[tuple[int, int, int, str], ...] = tuple(
+    (family, protocol, ALL_STATES, name) for family, protocol, _states, name in QUERIES
+)
+# The kernel's TCP states (include/net/tcp_states.h); an unconnected UDP socket is CLOSE.
+STATE_NAMES = {
+    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING",
+    12: "NEW_SYN_RECV",
+}  # fmt: skip
 
 
 class SockDiagError(OSError):
@@ -61,6 +72,10 @@ class ListeningSocket:
     uid: int
     cookie: int
     interface: int
+    # Filled for every socket, used by ListConnections (a listening one has no peer).
+    state: int = 0
+    remote_address: str = ""
+    remote_port: int = 0
 
     @property
     def key(self) -> tuple[str, int, str, int, int, int]:
@@ -86,10 +101,10 @@ def parse_msg(payload: bytes, protocol: str) -> ListeningSocket | None:
     """One ``inet_diag_msg``; None when it is too short or of another family."""
     if len(payload) < MSG_SIZE:
         return None
-    family, _state, _timer, _retrans = MSG_HEAD.unpack_from(payload, 0)
+    family, state, _timer, _retrans = MSG_HEAD.unpack_from(payload, 0)
     if family not in (socket.AF_INET, socket.AF_INET6):
         return None
-    sport, _dport, src, _dst = SOCKID.unpack_from(payload, MSG_HEAD.size)
+    sport, dport, src, dst = SOCKID.unpack_from(payload, MSG_HEAD.size)
     interface, cookie_lo, cookie_hi = SOCKID_TAIL.unpack_from(payload, MSG_HEAD.size + SOCKID.size)
     _expires, _rq, _wq, uid, inode = MSG_TAIL.unpack_from(payload, MSG_HEAD.size + SOCKID_SIZE)
     return ListeningSocket(
@@ -101,6 +116,9 @@ def parse_msg(payload: bytes, protocol: str) -> ListeningSocket | None:
         uid=uid,
         cookie=cookie_hi << 32 | cookie_lo,
         interface=interface,
+        state=state,
+        remote_address=_address(family, dst),
+        remote_port=dport,
     )
 
 
@@ -155,8 +173,15 @@ class SockDiag:
                 return
 
     def listening(self) -> list[ListeningSocket]:
+        return self.sweep(QUERIES)
+
+    def sockets(self) -> list[ListeningSocket]:
+        """Every TCP and UDP socket, in any state."""
+        return self.sweep(ALL_QUERIES)
+
+    def sweep(self, queries: tuple[tuple[int, int, int, str], ...]) -> list[ListeningSocket]:
         out: list[ListeningSocket] = []
-        for family, protocol, states, name in QUERIES:
+        for family, protocol, states, name in queries:
             try:
                 out.extend(self.dump(family, protocol, states, name))
             except SockDiagError as exc:

@@ -2,11 +2,16 @@
 Armadito agent sends it); ``wait=N`` long-polls (Garrison extension).  Jobs are stored locally.
 
 A Garrison server's answer also says which signed content the station should run
-(``content``: serial and manifest hash); the check-in hands it on (``content/sync.py``)."""
+(``content``: serial and manifest hash); the check-in hands it on (``content/sync.py``).
+
+Each job stored is acknowledged with a ``CLOUD_NOTIFICATION`` event (the receipt of a task,
+LimaCharlie's name), spooled like every event: the server moves the job ``sent`` ->
+``downloaded`` when it arrives."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +51,20 @@ def fetch(agent: Agent, transport: Transport, wait: int = 0) -> list[Any]:
     return jobs
 
 
+def notify_received(agent: Agent, job: Job) -> None:
+    """The receipt of a downloaded job (queued before the job can run, so it reaches the
+    server before the job's result)."""
+    agent.event(
+        "CLOUD_NOTIFICATION",
+        {
+            "NOTIFICATION_ID": str(uuid.uuid4()),
+            "INVESTIGATION_ID": job.investigation_id,
+            "NOTIFICATION": {"INVESTIGATION_ID": job.investigation_id},
+            "JOB_ID": job.id,
+        },
+    )
+
+
 def check_in(agent: Agent, wait: int = 0, transport: Transport | None = None) -> CheckIn:
     own = transport is None
     client = transport or agent.transport(timeout=wait + 30 if wait else None)
@@ -57,6 +76,7 @@ def check_in(agent: Agent, wait: int = 0, transport: Transport | None = None) ->
     added = JobStore(agent.state).add(answer["jobs"])
     for job in added:
         log.info("job %d (%s, priority %d) stored", job.id, job.type, job.priority)
+        notify_received(agent, job)
     return CheckIn(added, parse_announcement(answer.get("content")))
 
 
