@@ -1,6 +1,8 @@
 """A small in-test server speaking CONTENT-WIRE.md's agent side (enrollment keys, the
 Getjobs ``content`` field, the signed manifest, files with Range and line deltas), with knobs
 for the faults: tampered bytes, a truncated body, a foreign server id, a replayed serial.
+It also serves Getjobs' ``jobs`` and RESPONSE-WIRE.md's file upload (``PUT /api/files/``)
+with its checks: the station's job, the cap, the hash.
 
 It is a real HTTP server on a loopback port, so the agent's own transport is what is tested.
 """
@@ -23,7 +25,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from garrison.agent.content.wire import canonical, key_id, manifest_sha256
 
-EXT = {"yara": "yar", "hashes": "hsb", "ioc": "ioc", "blocklist": "blk", "clamav-body": "ndb"}
+EXT = {
+    "yara": "yar", "hashes": "hsb", "ioc": "ioc", "blocklist": "blk", "clamav-body": "ndb",
+    "script": "script",
+}  # fmt: skip
 
 
 def iso(when: dt.datetime) -> str:
@@ -76,6 +81,13 @@ class FakeContentServer:
         self.bad_delta = False
         self.manifest_server_id: str | None = None
         self._issued = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+        # Response (RESPONSE-WIRE.md): jobs handed out once by the next Getjobs, uploads.
+        self.jobs: list[dict[str, Any]] = []
+        self.upload_jobs: set[int] = set()  # the job ids this station may upload for
+        self.upload_alerts: set[str] = set()  # alert uuids accepted ("" in it: none)
+        self.upload_cap = 1 << 30
+        self.uploads: dict[str, bytes] = {}
+        self.upload_queries: list[dict[str, list[str]]] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -218,7 +230,9 @@ class FakeContentServer:
                 if self.headers.get("authorization") != "Bearer tok":
                     self._json(401, {"error": "unauthorized", "message": "no token"})
                 elif url.path == "/api/jobs":
-                    self._json(200, {"jobs": [], "content": fake.announcement()})
+                    with fake.lock:
+                        jobs, fake.jobs = fake.jobs, []
+                    self._json(200, {"jobs": jobs, "content": fake.announcement()})
                 elif url.path == "/api/content/manifest":
                     envelope = fake.envelope()
                     etag = f'"{manifest_sha256(envelope["manifest"])}"'
@@ -232,6 +246,40 @@ class FakeContentServer:
                     self._file(url.path.rsplit("/", 1)[1], parse_qs(url.query))
                 else:
                     self._json(404, {"error": "not_found", "message": url.path})
+
+            def do_PUT(self) -> None:
+                url = urlparse(self.path)
+                query = parse_qs(url.query)
+                fake.requests.append(("PUT", url.path, dict(self.headers)))
+                length = int(self.headers.get("content-length", -1))
+                if self.headers.get("authorization") != "Bearer tok":
+                    self._json(401, {"error": "unauthorized", "message": "no token", "code": 401})
+                    return
+                if not url.path.startswith("/api/files/") or length < 0:
+                    self._json(400, {"error": "bad_request", "message": "no length", "code": 400})
+                    return
+                sha = url.path.rsplit("/", 1)[1]
+                job = (query.get("job_id") or [""])[0]
+                alert = (query.get("alert") or [""])[0]
+                allowed = (job.isdigit() and int(job) in fake.upload_jobs) or (
+                    alert and alert in fake.upload_alerts
+                )
+                if length > fake.upload_cap:
+                    self._json(413, {"error": "too_big", "message": "over the cap", "code": 413})
+                    return
+                data = self.rfile.read(length)
+                fake.upload_queries.append(query)
+                if not allowed:
+                    self._json(403, {"error": "forbidden", "message": "not this station's job",
+                                     "code": 403})  # fmt: skip
+                elif hashlib.sha256(data).hexdigest() != sha:
+                    self._json(400, {"error": "hash_mismatch", "message": "hash mismatch",
+                                     "code": 400})  # fmt: skip
+                else:
+                    known = sha in fake.uploads
+                    fake.uploads[sha] = data
+                    self._json(200 if known else 201,
+                               {"status": "ok", "sha256": sha, "size": len(data)})  # fmt: skip
 
             def _file(self, sha: str, query: dict[str, list[str]]) -> None:
                 data = fake.files.get(sha)

@@ -15,9 +15,10 @@ MAX_BYTES_CEILING = 1 << 40  # a sanity bound on the server's cap, not a policy
 DEFAULT_MAX_BYTES = 1 << 30
 
 
-def collect(agent: Agent, job_id: int, obj: dict[str, Any]) -> Reply:
+def collect(agent: Agent, job_id: int, obj: dict[str, Any], default_cap: int | None) -> Reply:
+    """``default_cap``: None when the job must give ``max_bytes`` (GetFile always does)."""
     path = params.absolute_path(obj)
-    cap = params.integer(obj, "max_bytes", DEFAULT_MAX_BYTES, minimum=0, maximum=MAX_BYTES_CEILING)
+    cap = params.integer(obj, "max_bytes", default_cap, minimum=0, maximum=MAX_BYTES_CEILING)
     with filerules.open_checked(path, agent.config.response.allowed_roots, cap) as (fd, found):
         sent = upload.put(agent, fd, found.st.st_size, {"job_id": job_id})
     return Reply(
@@ -27,4 +28,4 @@ def collect(agent: Agent, job_id: int, obj: dict[str, Any]) -> Reply:
 
 
 def handle(agent: Agent, job: Job) -> Reply:
-    return collect(agent, job.id, params.obj(job))
+    return collect(agent, job.id, params.obj(job), None)

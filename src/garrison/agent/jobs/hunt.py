@@ -49,5 +49,5 @@ def handle(agent: Agent, job: Job) -> Reply:
         result = find_process(question)
         return Reply(f"hunt {hunt_id}: {len(result['processes'])} process(es) found", result)
     if kind == "CollectFile":
-        return getfile.collect(agent, job.id, question)
+        return getfile.collect(agent, job.id, question, getfile.DEFAULT_MAX_BYTES)
     return scripts.run(agent, question)
