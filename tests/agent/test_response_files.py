@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from garrison.agent.context import Agent
+from garrison.agent.errors import JobError
 from garrison.agent.jobs import codes, filerules
 from garrison.agent.jobstore import Job
 from garrison.agent.state import StateDir
@@ -81,14 +82,17 @@ def test_an_upload_the_server_refuses_fails_with_code_12(
     target.write_text("x" * 100)
     code, message, result = get_file(agent, str(target))  # not this station's job: 403
     assert (code, result) == (codes.UPLOAD_FAILED, None)
-    assert "403" in message and "not this station's job" in message
+    assert "403" in message
+    assert "not this station's job" in message
     fake.upload_jobs.add(5)
     fake.upload_cap = 10
     code, message, _ = get_file(agent, str(target))
-    assert code == codes.UPLOAD_FAILED and "413" in message
+    assert code == codes.UPLOAD_FAILED
+    assert "413" in message
     fake.close()
     code, message, _ = get_file(agent, str(target))
-    assert code == codes.UPLOAD_FAILED and "unreachable" in message
+    assert code == codes.UPLOAD_FAILED
+    assert "unreachable" in message
 
 
 # -- the path rules ---------------------------------------------------------------------------
@@ -128,7 +132,9 @@ def test_get_file_path_rules(agent: Agent, fake: FakeContentServer, tmp_path: Pa
     assert run(agent, "GetFile", {"path": str(allowed / "ok.txt")})[0] == codes.BAD_JOB
     # A symlink that stays inside the allowed tree is followed to its (allowed) target.
     code, _, result = get_file(agent, str(allowed / "inner"))
-    assert code == 0 and result is not None and result["path"] == str(allowed / "ok.txt")
+    assert code == 0
+    assert result is not None
+    assert result["path"] == str(allowed / "ok.txt")
     assert not fake.uploads.get(hashlib.sha256(b"secret").hexdigest())
 
 
@@ -146,7 +152,7 @@ def test_a_device_outside_dev_is_refused(tmp_path: Path) -> None:
         pytest.skip("mknod needs root")
     device = tmp_path / "null"
     os.mknod(device, 0o600 | 0o020000, os.makedev(1, 3))  # S_IFCHR: /dev/null's numbers
-    with pytest.raises(runjobs.JobError) as caught:
+    with pytest.raises(JobError) as caught:
         filerules.check(str(device), ["/"])
     assert caught.value.code == codes.REFUSED
     assert "a character device" in caught.value.message
@@ -165,7 +171,7 @@ def test_a_swap_after_the_check_is_refused(tmp_path: Path, monkeypatch: pytest.M
         return checked
 
     monkeypatch.setattr(filerules, "check", check_then_swap)
-    with pytest.raises(runjobs.JobError) as caught, filerules.open_checked(str(target), ["/"]):
+    with pytest.raises(JobError) as caught, filerules.open_checked(str(target), ["/"]):
         pass
     assert "changed while being opened" in caught.value.message
 
@@ -190,7 +196,8 @@ def test_delete_file(agent: Agent, tmp_path: Path) -> None:
     link.symlink_to("/etc/hostname")
     agent.config.response.allowed_roots = [str(tmp_path)]
     assert run(agent, "DeleteFile", {"path": str(link)})[0] == codes.REFUSED
-    assert Path("/etc/hostname").exists() and link.is_symlink()
+    assert Path("/etc/hostname").exists()
+    assert link.is_symlink()
 
 
 def test_quarantine_list_and_restore(agent: Agent, tmp_path: Path) -> None:
@@ -198,11 +205,13 @@ def test_quarantine_list_and_restore(agent: Agent, tmp_path: Path) -> None:
     target.write_bytes(b"MZ pretend malware")
     code, message, result = run(agent, "QuarantineFile", {"path": str(target)})
     assert code == 0, message
-    assert result is not None and not target.exists()
+    assert result is not None
+    assert not target.exists()
     item = result["id"]
     assert result["sha256"] == hashlib.sha256(b"MZ pretend malware").hexdigest()
     code, _, listed = run(agent, "ListQuarantine", {})
-    assert code == 0 and listed is not None
+    assert code == 0
+    assert listed is not None
     (entry,) = listed["items"]
     assert entry == {**entry, "id": item, "path": str(target), "size": 18,
                      "threat": "response job 5"}  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from garrison.agent.context import Agent
 from garrison.agent.errors import JobError
 from garrison.agent.jobs import codes, kill, processes
 from garrison.agent.jobstore import Job
+from garrison.agent.sensors import procinfo
 from garrison.agent.state import Credentials, StateDir
 from garrison.agent.tasks import runjobs
 
@@ -51,7 +53,7 @@ def run(agent: Agent, job_type: str, obj: dict[str, Any]) -> tuple[int, str, dic
 
 
 def alive(pid: int) -> bool:
-    stat = processes.procinfo.read_stat(pid)
+    stat = procinfo.read_stat(pid)
     return stat is not None and stat.state not in ("Z", "X")
 
 
@@ -72,9 +74,7 @@ def sleeper(started: list[subprocess.Popen[bytes]], *args: str) -> subprocess.Po
 
 def parent_and_child(started: list[subprocess.Popen[bytes]]) -> tuple[int, int]:
     """A shell whose child (a sleep) it waits for: the tree KillProcess takes down."""
-    proc = subprocess.Popen(
-        ["/bin/sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE
-    )
+    proc = subprocess.Popen(["/bin/sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE)
     started.append(proc)
     assert proc.stdout is not None
     child = int(proc.stdout.readline())
@@ -89,15 +89,19 @@ def test_list_processes_shows_a_started_process(
 ) -> None:
     proc = sleeper(started, "garrison-list-marker")
     code, _, result = run(agent, "ListProcesses", {"investigation_id": "inv"})
-    assert code == 0 and result is not None
+    assert code == 0
+    assert result is not None
     mine = [p for p in result["processes"] if p["pid"] == proc.pid]
     assert len(mine) == 1
     entry = mine[0]
     assert entry["ppid"] == os.getpid()
     assert "garrison-list-marker" in entry["cmdline"]
     assert entry["path"] == os.path.realpath(sys.executable)
-    assert entry["user"] == "root" if os.geteuid() == 0 else entry["uid"] == os.geteuid()
-    assert entry["unique_pid"].endswith(f"-{proc.pid}-{processes.procinfo.read_stat(proc.pid).start_ticks}")  # type: ignore[union-attr]
+    assert entry["uid"] == os.geteuid()
+    assert entry["user"] == pwd.getpwuid(os.geteuid()).pw_name
+    stat = procinfo.read_stat(proc.pid)
+    assert stat is not None
+    assert entry["unique_pid"] == procinfo.unique_pid(proc.pid, stat.start_ticks)
     assert abs(entry["start_time"] - time.time()) < 60
     assert result["truncated"] is False
 
@@ -117,11 +121,13 @@ def test_find_process_by_name_cmdline_and_hash(
     ):
         code, message, result = run(agent, "Hunt", {**hunt, "question": question})
         assert code == 0, message
-        assert result is not None and result["found"] is True
+        assert result is not None
+        assert result["found"] is True
         assert [p["pid"] for p in result["processes"]] == [proc.pid]
-    code, _, result = run(agent, "Hunt", {**hunt, "question": {"type": "FindProcess",
-                                                             "name": "no-such-process-*"}})  # fmt: skip
-    assert code == 0 and result == {"found": False, "processes": []}
+    nobody = {"type": "FindProcess", "name": "no-such-process-*"}
+    code, _, result = run(agent, "Hunt", {**hunt, "question": nobody})
+    assert code == 0
+    assert result == {"found": False, "processes": []}
     code, _, _ = run(agent, "Hunt", {**hunt, "question": {"type": "FindProcess"}})
     assert code == codes.BAD_JOB
 
@@ -159,7 +165,8 @@ def test_kill_tree_kills_the_child_first_then_the_parent(
     assert code == 0, message
     assert result is not None
     assert [k["pid"] for k in result["killed"]] == [child, parent]
-    assert wait_dead(child) and wait_dead(parent)
+    assert wait_dead(child)
+    assert wait_dead(parent)
 
 
 def test_kill_without_tree_leaves_the_child(
@@ -167,7 +174,8 @@ def test_kill_without_tree_leaves_the_child(
 ) -> None:
     parent, child = parent_and_child(started)
     code, _, result = run(agent, "KillProcess", {"pid": parent})
-    assert code == 0 and result is not None
+    assert code == 0
+    assert result is not None
     assert [k["pid"] for k in result["killed"]] == [parent]
     assert wait_dead(parent)
     assert alive(child)
@@ -181,7 +189,8 @@ def test_kill_by_unique_pid_and_by_hash(
     found = processes.read(proc.pid)
     assert found is not None
     code, _, result = run(agent, "KillProcess", {"unique_pid": found.unique_pid})
-    assert code == 0 and result is not None
+    assert code == 0
+    assert result is not None
     assert result["killed"][0]["unique_pid"] == found.unique_pid
     binary = unique_sleep(tmp_path)
     twins = [subprocess.Popen([str(binary), "300"]) for _ in range(2)]
@@ -232,11 +241,13 @@ def test_a_reused_pid_is_not_signalled(started: list[subprocess.Popen[bytes]]) -
     # The same pid with another start time: what a pid reused since the plan looks like.
     impostor = processes.Process(**{**seen.to_json(), "unique_pid": seen.unique_pid + "0"})
     outcome = kill.execute([impostor])
-    assert outcome.gone == [proc.pid] and outcome.killed == []
+    assert outcome.gone == [proc.pid]
+    assert outcome.killed == []
     assert alive(proc.pid)
 
 
 def test_kill_refused_job_error_carries_no_result() -> None:
     with pytest.raises(JobError) as caught:
         kill.plan({"pid": 1, "tree": True})
-    assert caught.value.code == codes.REFUSED and caught.value.result is None
+    assert caught.value.code == codes.REFUSED
+    assert caught.value.result is None

@@ -75,7 +75,7 @@ def test_agent_kinds_and_the_agent_handlers_agree() -> None:
 
 def test_spoken_lists() -> None:
     assert spoken(["a"]) == "a"
-    assert spoken(JobStatus) == "queued, downloaded, successful, failed or cancelled"
+    assert spoken(JobStatus) == "queued, sent, downloaded, successful, failed or cancelled"
 
 
 def test_eset_keys_come_from_the_catalogue() -> None:
