@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from garrison.agent import host, isolation
+from garrison.agent import host, isolation, samples
 from garrison.agent.content import sync as contentsync
 from garrison.agent.content.wire import Announcement
 from garrison.agent.context import Agent
@@ -85,6 +85,8 @@ class Daemon:
                 result = self.agent.flush(force=False)
                 if result.error is None:
                     self._mark(True)
+                    if samples.waiting(self.agent):  # their alerts are on the server now
+                        samples.upload_pending(self.agent)
                 elif not isinstance(result.error, RefusedError):
                     self._mark(False)
                 for problem in result.problems:

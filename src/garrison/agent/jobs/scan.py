@@ -9,6 +9,7 @@ import os
 import time
 from typing import Any
 
+from garrison.agent import samples
 from garrison.agent.context import Agent
 from garrison.agent.errors import JobError
 from garrison.agent.jobstore import Job
@@ -35,8 +36,13 @@ def scan_paths(obj: Any) -> list[str]:
     return paths
 
 
-def alert_body(job_id: int | None, result: ScanResult) -> list[dict[str, Any]]:
+def alert_body(
+    job_id: int | None, result: ScanResult, events: dict[int, str] | None = None
+) -> list[dict[str, Any]]:
+    """``events``: detection index -> the event uuid of an alert whose sample is kept for
+    upload (:mod:`garrison.agent.samples`), sent as ``info.event_uuid``."""
     bodies = []
+    events = events or {}
     alerts = [
         {
             "name": d.threat,
@@ -49,9 +55,10 @@ def alert_body(job_id: int | None, result: ScanResult) -> list[dict[str, Any]]:
                 "size": d.size,
                 **({"member": d.member, "file_sha256": d.file_sha256} if d.member else {}),
                 **({"suspicious": True} if d.suspicious else {}),
+                **({"event_uuid": events[i]} if i in events else {}),
             },
         }
-        for d in result.detections
+        for i, d in enumerate(result.detections)
     ]
     for start in range(0, len(alerts), ALERT_BATCH):
         body: dict[str, Any] = {"alerts": alerts[start : start + ALERT_BATCH]}
@@ -102,9 +109,11 @@ def run_scan(
 
     result = engine.scan(paths, progress, agent.stop_requested.is_set)
     result.errors[:0] = [f"{p}: does not exist" for p in missing]
+    # Before the action: a deleted or quarantined file can no longer be copied.
+    events = samples.keep(agent, result.detections)
     problems = actions.apply(result.detections, agent.config.scan.action, agent.quarantine)
     result.errors.extend(problems)
-    for body in alert_body(job_id, result):
+    for body in alert_body(job_id, result, events):
         agent.send("alerts", "Alerts", body)
     agent.send("scans", "Scan", scan_report(job_id, result, 100, result.duration))
     return result
