@@ -251,3 +251,24 @@ def test_kill_refused_job_error_carries_no_result() -> None:
         kill.plan({"pid": 1, "tree": True})
     assert caught.value.code == codes.REFUSED
     assert caught.value.result is None
+
+
+def test_a_child_forked_after_the_plan_is_killed_with_the_tree(
+    started: list[subprocess.Popen[bytes]],
+) -> None:
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", "read go; sleep 300 & echo $!; wait"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    started.append(proc)
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    plan = kill.plan({"pid": proc.pid, "tree": True})
+    assert [p.pid for p in plan] == [proc.pid]  # no child yet
+    proc.stdin.write(b"go\n")
+    proc.stdin.close()
+    late = int(proc.stdout.readline())  # forked after the plan
+    outcome = kill.execute(plan, tree=True)
+    assert [p.pid for p in outcome.killed] == [late, proc.pid]
+    assert wait_dead(late)

@@ -22,6 +22,7 @@ from garrison.agent.jobs.processes import Process
 from garrison.agent.jobstore import Job
 from garrison.agent.sensors import procinfo
 
+FRESH_ROUNDS = 3  # looks for children forked before their parent was stopped
 REAP_WAIT = 5.0  # seconds for a SIGKILLed process to be gone before it is called a failure
 
 
@@ -146,12 +147,9 @@ def _reaped(process: Process, deadline: float) -> bool:
         time.sleep(0.02)
 
 
-def execute(plan_: list[Process]) -> Outcome:
-    """Stop every process of the plan first (a parent cannot fork a replacement while its
-    children die), then SIGKILL them in order and wait until each is gone."""
-    outcome = Outcome()
-    stopped: list[Process] = []
-    for process in reversed(plan_):  # parents first: stopped before they see a child die
+def _stop(processes_: list[Process], outcome: Outcome) -> list[Process]:
+    stopped = []
+    for process in processes_:
         try:
             if _signal(process, signal.SIGSTOP):
                 stopped.append(process)
@@ -159,8 +157,30 @@ def execute(plan_: list[Process]) -> Outcome:
                 outcome.gone.append(process.pid)
         except PermissionError:
             outcome.failed.append((process.pid, "not permitted"))
+    return stopped
+
+
+def execute(plan_: list[Process], tree: bool = False) -> Outcome:
+    """Stop every process of the plan first (a parent cannot fork a replacement while its
+    children die), then SIGKILL them in order and wait until each is gone.  With ``tree``,
+    a child forked between the plan and the stop is found and stopped too."""
+    outcome = Outcome()
+    order = list(plan_)
+    stopped = _stop(list(reversed(order)), outcome)  # parents first
+    for _ in range(FRESH_ROUNDS if tree else 0):
+        known = {p.pid for p in order}
+        own = protected()
+        fresh = [
+            p
+            for p in with_descendants(stopped, processes.snapshot())
+            if p.pid not in known and p.pid not in own
+        ]
+        if not fresh:
+            break
+        order = fresh + order  # descendants: killed before the parents they belong to
+        stopped += _stop(list(reversed(fresh)), outcome)
     alive = {p.pid for p in stopped}
-    for process in plan_:
+    for process in order:
         if process.pid not in alive:
             continue
         try:
@@ -180,7 +200,8 @@ def execute(plan_: list[Process]) -> Outcome:
 
 
 def handle(agent: Agent, job: Job) -> Reply:
-    outcome = execute(plan(params.obj(job)))
+    obj = params.obj(job)
+    outcome = execute(plan(obj), params.boolean(obj, "tree"))
     result = {
         "killed": [
             {"pid": p.pid, "unique_pid": p.unique_pid, "path": p.path} for p in outcome.killed
