@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import shutil
@@ -272,3 +273,19 @@ def test_a_child_forked_after_the_plan_is_killed_with_the_tree(
     outcome = kill.execute(plan, tree=True)
     assert [p.pid for p in outcome.killed] == [late, proc.pid]
     assert wait_dead(late)
+
+
+def test_kill_without_pidfd_still_checks_the_identity(
+    started: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_pidfd(pid: int) -> int:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    proc = sleeper(started)
+    seen = processes.read(proc.pid)
+    assert seen is not None
+    impostor = processes.Process(**{**seen.to_json(), "unique_pid": seen.unique_pid + "0"})
+    assert kill.execute([impostor]).gone == [proc.pid]
+    assert [p.pid for p in kill.execute([seen]).killed] == [proc.pid]
+    assert proc.wait(5) == -9

@@ -9,6 +9,7 @@ its ancestors are refused (code 11): killing them would take the agent down mid-
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -120,9 +121,12 @@ def _signal(process: Process, signum: int) -> bool:
         fd = os.pidfd_open(process.pid)
     except ProcessLookupError:
         return False
+    except OSError as exc:
+        if exc.errno != errno.ENOSYS:
+            raise
+        return _signal_by_pid(process, signum)  # a kernel before 5.3: no pidfd
     try:
-        current = processes.read(process.pid)
-        if current is None or current.unique_pid != process.unique_pid:
+        if not _same(process):
             return False  # exited, and the pid maybe reused since
         try:
             signal.pidfd_send_signal(fd, signum)
@@ -131,6 +135,23 @@ def _signal(process: Process, signum: int) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def _same(process: Process) -> bool:
+    current = processes.read(process.pid)
+    return current is not None and current.unique_pid == process.unique_pid
+
+
+def _signal_by_pid(process: Process, signum: int) -> bool:
+    """Without a pidfd the check and the signal are two steps: a pid reused in between is
+    the (tiny) risk every kill(1) takes."""
+    if not _same(process):
+        return False
+    try:
+        os.kill(process.pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _reaped(process: Process, deadline: float) -> bool:
