@@ -75,6 +75,7 @@ SENSOR_EVENTS: tuple[EventType, ...] = (
             INVESTIGATION,
             Field("EXPIRY", "integer"),
             Field("ERROR", "integer"),
+            Field("JOB_ID", "integer", doc="the Garrison job the notification is about"),
         ),
     ),
     EventType(

@@ -83,12 +83,28 @@ class JobType(enum.StrEnum):
     REJOIN_NETWORK = "RejoinNetwork"
     SELF_TEST = "SelfTest"
     UNINSTALL = "Uninstall"
+    # Live response and hunts (issue 17; RESPONSE-WIRE.md): Garrison agents only.
+    KILL_PROCESS = "KillProcess"
+    LIST_PROCESSES = "ListProcesses"
+    LIST_CONNECTIONS = "ListConnections"
+    LIST_SERVICES = "ListServices"
+    LIST_SESSIONS = "ListSessions"
+    GET_FILE = "GetFile"
+    DELETE_FILE = "DeleteFile"
+    QUARANTINE_FILE = "QuarantineFile"
+    LIST_QUARANTINE = "ListQuarantine"
+    RESTORE_QUARANTINED = "RestoreQuarantined"
+    RUN_SCRIPT = "RunScript"
+    HUNT = "Hunt"
 
 
 class JobStatus(enum.StrEnum):
     """Where a job stands on one target station."""
 
     QUEUED = "queued"
+    # Handed to a Garrison agent by Getjobs, not yet acknowledged by its CLOUD_NOTIFICATION
+    # (an Armadito agent's jobs go from queued straight to downloaded).
+    SENT = "sent"
     DOWNLOADED = "downloaded"
     SUCCESSFUL = "successful"
     FAILED = "failed"

@@ -748,3 +748,29 @@ def fleet(session: Session, behind_only: bool = False) -> tuple[int, list[FleetS
             )
         )
     return row.serial, out
+
+
+# -- the approved script library ---------------------------------------------------------------
+
+
+def require_approved_script(session: Session, name: str, sha256: str) -> RuleVersion:
+    """The approved version of ``script`` rule set ``name`` whose bundle is ``sha256``: what a
+    RunScript must reference (the agent runs only what its signed manifest holds)."""
+    ruleset = session.scalar(select(RuleSet).where(RuleSet.name == name))
+    if ruleset is None or ruleset.kind != "script":
+        raise InvalidInputError(f"no script {name!r} in the script library", field="params.script")
+    found = session.scalar(
+        select(RuleVersion)
+        .options(defer(RuleVersion.content))
+        .where(RuleVersion.ruleset_id == ruleset.id, RuleVersion.sha256 == sha256.lower())
+    )
+    if found is None:
+        raise InvalidInputError(
+            f"script {name!r} has no version with sha256 {sha256}", field="params.sha256"
+        )
+    if found.approved_at is None:
+        raise InvalidInputError(
+            f"version {found.version} of script {name!r} is not approved by an administrator",
+            field="params.sha256",
+        )
+    return found
