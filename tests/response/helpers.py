@@ -42,7 +42,9 @@ class ResponseAgent(ArmaditoAgent):
                 "JOB_ID": job["job_id"],
             },
         }
-        return self.client.post(self.url("events"), content=json.dumps([event]), headers=self.headers())
+        return self.client.post(
+            self.url("events"), content=json.dumps([event]), headers=self.headers()
+        )
 
     def upload(
         self,
@@ -99,7 +101,8 @@ def job(admin: Admin, job_id: int) -> dict[str, Any]:
 def target(admin: Admin, job_id: int, station_id: int) -> dict[str, Any]:
     found = [t for t in job(admin, job_id)["targets"] if t["station_id"] == station_id]
     assert len(found) == 1, found
-    return found[0]
+    one: dict[str, Any] = found[0]
+    return one
 
 
 def create_job(admin: Admin, job_type: str, station_ids: list[int], **params: Any) -> int:

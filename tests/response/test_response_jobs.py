@@ -78,7 +78,8 @@ def test_receipt_moves_sent_to_downloaded_once(server: Server) -> None:
 
     assert agent.notify(job).status_code == 200
     row = target(server.admin, job_id, agent.agent_id)
-    assert row["status"] == "downloaded" and row["downloaded_at"] is not None
+    assert row["status"] == "downloaded"
+    assert row["downloaded_at"] is not None
     # A re-sent receipt (same event id: a duplicate) and a second one change nothing.
     assert agent.notify(job, notification_id="fixed-id").status_code == 200
     assert agent.notify(job, notification_id="fixed-id").status_code == 200
@@ -108,13 +109,15 @@ def test_failures_and_partial_results_are_never_shown_complete(server: Server) -
     killed = {"killed": [{"pid": 99998}], "gone": []}
     assert agent.report(partial, code=99, result=killed, message="child").status_code == 200
     row = target(server.admin, partial, agent.agent_id)
-    assert row["status"] == "failed" and row["result"] == {**killed, "partial": True}
+    assert row["status"] == "failed"
+    assert row["result"] == {**killed, "partial": True}
 
     # Success for a file that never arrived is a failure.
     fake = {"path": "/etc/hostname", "sha256": "c" * 64, "size": 3}
     assert agent.report(claimed, result=fake).status_code == 200
     row = target(server.admin, claimed, agent.agent_id)
-    assert row["status"] == "failed" and "never uploaded" in row["message"]
+    assert row["status"] == "failed"
+    assert "never uploaded" in row["message"]
     assert row["result"]["partial"] is True
 
 
@@ -196,7 +199,9 @@ def test_upload_checks(server: Server) -> None:
     assert_json_error(agent.upload(DATA, job_id=424242), 404, "unknown_job")
     mismatch = agent.upload(DATA, job_id=job_id, sha256="e" * 64)
     assert_json_error(mismatch, 400, "hash_mismatch")
-    assert_json_error(agent.upload(DATA, alert="0f0e1d2c-0000-4000-8000-000000000000"), 403, "forbidden")  # samples are off
+    assert_json_error(
+        agent.upload(DATA, alert="0f0e1d2c-0000-4000-8000-000000000000"), 403, "forbidden"
+    )  # samples are off
     armadito = server.enrolled_agent()
     response = server.client.put(
         f"/api/files/{hashlib.sha256(DATA).hexdigest()}?job_id={job_id}",

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from garrison.common.catalogue import CATALOGUE
 from garrison.common.vocabulary import AgentKind, JobPriority, JobStatus, JobType
 from garrison.server.audit import service as audit
 from garrison.server.audit.actor import Actor
@@ -282,13 +283,26 @@ def _answer_on_server(
             {"station_id": event.station_id, "found": True, "events": 0, "paths": []},
         )
         entry["events"] += 1
-        path = event.data.get("FILE_PATH") or event.data.get("path")
-        if isinstance(path, str) and path not in entry["paths"] and len(entry["paths"]) < 100:
-            entry["paths"].append(path)
+        for path in _event_paths(event.type, event.data):
+            if path not in entry["paths"] and len(entry["paths"]) < 100:
+                entry["paths"].append(path)
     return {
         "stations": [per_station[sid] for sid in sorted(per_station)],
         "truncated": len(rows) >= MAX_SERVER_EVENTS,
     }
+
+
+def _event_paths(event_type: str, data: dict[str, Any]) -> list[str]:
+    """The values of the event's fields the catalogue marks as paths (``search="path"``)."""
+    declared = CATALOGUE.get(event_type)
+    if declared is None:
+        return []
+    found = []
+    for key, value in data.items():
+        spec = declared.field(key)
+        if spec is not None and spec.search == "path" and isinstance(value, str) and value:
+            found.append(value)
+    return found
 
 
 @dataclass(frozen=True)
