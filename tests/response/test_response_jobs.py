@@ -237,15 +237,6 @@ def test_a_lying_content_length_is_refused(server: Server) -> None:
     assert server.admin.get("/files").json()["total"] == 0
 
 
-def test_files_are_for_admins_only(server: Server) -> None:
-    viewer = server.admin.as_role("vera", "viewer")
-    operator = server.admin.as_role("otto", "operator")
-    for who in (viewer, operator):
-        assert who.get("/files").status_code == 403
-        assert who.get(f"/files/{'a' * 64}").status_code == 403
-    assert server.client.get(f"/admin/v1/files/{'a' * 64}").status_code == 401
-
-
 def test_file_retention_deletes_old_blobs(server: Server) -> None:
     agent = enroll(server.client, server.first_key)
     job_id = create_job(server.admin, "GetFile", [agent.agent_id], path="/tmp/a")

@@ -30,8 +30,13 @@ def test_values_are_the_wire_strings() -> None:
     assert list(Role) == ["admin", "operator", "viewer"]
     assert list(JobType) == [
         "Scan", "UpdateSignatures", "IsolateNetwork", "RejoinNetwork", "SelfTest", "Uninstall",
+        "KillProcess", "ListProcesses", "ListConnections", "ListServices", "ListSessions",
+        "GetFile", "DeleteFile", "QuarantineFile", "ListQuarantine", "RestoreQuarantined",
+        "RunScript", "Hunt",
     ]  # fmt: skip
-    assert list(JobStatus) == ["queued", "downloaded", "successful", "failed", "cancelled"]
+    assert list(JobStatus) == [
+        "queued", "sent", "downloaded", "successful", "failed", "cancelled",
+    ]  # fmt: skip
     assert [(p.value, p.label) for p in JobPriority] == [
         (0, "low"), (1, "medium"), (2, "high"), (3, "urgent"),
     ]  # fmt: skip
@@ -70,7 +75,7 @@ def test_agent_kinds_and_the_agent_handlers_agree() -> None:
 
 def test_spoken_lists() -> None:
     assert spoken(["a"]) == "a"
-    assert spoken(JobStatus) == "queued, downloaded, successful, failed or cancelled"
+    assert spoken(JobStatus) == "queued, sent, downloaded, successful, failed or cancelled"
 
 
 def test_eset_keys_come_from_the_catalogue() -> None:

@@ -48,7 +48,7 @@ class RuleVersion(Base):
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # A ``script`` version enters manifests only once an administrator approved it.
     approved_at: Mapped[dt.datetime | None]
-    approved_by: Mapped[str] = mapped_column(String(64), default="")
+    approved_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class ContentAssignment(Base):

@@ -28,10 +28,7 @@ def upgrade() -> None:
     op.add_column(
         "content_versions", sa.Column("approved_at", sa.DateTime(timezone=True), nullable=True)
     )
-    op.add_column(
-        "content_versions",
-        sa.Column("approved_by", sa.String(length=64), nullable=False, server_default=""),
-    )
+    op.add_column("content_versions", sa.Column("approved_by", sa.String(length=64), nullable=True))
     op.create_table(
         "hunts",
         sa.Column("id", sa.Integer(), nullable=False),
