@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -259,3 +260,22 @@ def test_zip_in_memory_opens_with_pyzipper() -> None:
     with pyzipper.AESZipFile(io.BytesIO(data)) as archive:
         archive.setpassword(b"infected")
         assert archive.read("x.bin") == b"a" * 10 + b"b" * 10
+
+
+def test_alert_samples_upload_when_the_setting_allows(server: Server) -> None:
+    agent = enroll(server.client, server.first_key)
+    alert = "5a0c2a1e-6a55-4c1b-9d0e-0123456789ab"
+    event = {"id": alert, "type": "threat_detected", "data": {"virus": "T", "object": "/x"}}
+    posted = server.client.post("/api/events", content=json.dumps([event]), headers=agent.headers())
+    assert posted.json()["stored"] == 1, posted.text
+    assert_json_error(agent.upload(DATA, alert=alert), 403, "forbidden")
+    server.admin.patch("/settings", {"upload_samples": 1})
+    uploaded = agent.upload(DATA, alert=alert)
+    assert uploaded.status_code == 201, uploaded.text
+    [item] = server.admin.get("/files").json()["items"]
+    assert (item["alert_uid"], item["job_id"], item["station_id"]) == (alert, None, agent.agent_id)
+    # Another station's alert, or none at all, is not a reason to upload.
+    other = enroll(server.client, server.first_key)
+    assert_json_error(other.upload(DATA, alert=alert), 404, "not_found")
+    unknown = agent.upload(DATA, alert="00000000-0000-4000-8000-000000000000")
+    assert_json_error(unknown, 404, "not_found")

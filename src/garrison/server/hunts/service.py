@@ -324,9 +324,8 @@ def active(session: Session, now: dt.datetime | None = None) -> list[ActiveHunt]
     return [ActiveHunt(r.id, r.job_id, r.target, r.expires_at) for r in rows]
 
 
-def materialise(session: Session, station_id: int, hunts: Sequence[ActiveHunt]) -> list[int]:
-    """Queue for this station every active hunt it matches and has not had yet; returns the
-    hunts' job ids queued now.  Idempotent, on any node: a target is keyed by (job, station)."""
+def missing(session: Session, station_id: int, hunts: Sequence[ActiveHunt]) -> list[ActiveHunt]:
+    """The active hunts this station matches and has not been given (a read)."""
     if not hunts:
         return []
     had = set(
@@ -337,13 +336,19 @@ def materialise(session: Session, station_id: int, hunts: Sequence[ActiveHunt]) 
             )
         )
     )
+    return [
+        hunt
+        for hunt in hunts
+        if hunt.job_id not in had
+        and session.scalar(_matching(hunt.target).where(Station.id == station_id)) is not None
+    ]
+
+
+def materialise(session: Session, station_id: int, hunts: Sequence[ActiveHunt]) -> list[int]:
+    """Queue for this station every active hunt it matches and has not had yet; returns the
+    hunts' job ids queued now.  Idempotent, on any node: a target is keyed by (job, station)."""
     new: list[int] = []
-    for hunt in hunts:
-        if hunt.job_id in had:
-            continue
-        matches = session.scalar(_matching(hunt.target).where(Station.id == station_id))
-        if matches is None:
-            continue
+    for hunt in missing(session, station_id, hunts):
         job = session.get(Job, hunt.job_id)
         if job is not None and _add_targets(session, job, [station_id]):
             new.append(hunt.job_id)

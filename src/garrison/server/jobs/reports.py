@@ -64,8 +64,12 @@ def fetch(
         generation, active = hunt_watch.snapshot()
         queued: list[int] = []
         if active:
-            with db.transaction() as session:
-                queued = hunt_service.materialise(session, station_id, active)
+            # Most check-ins find nothing new: a read answers them, a write only queues.
+            with db.reading() as session:
+                due = hunt_service.missing(session, station_id, active)
+            if due:
+                with db.transaction() as session:
+                    queued = hunt_service.materialise(session, station_id, due)
         if queued:
             waiters.mark_queued([station_id])
         hunt_watch.checked(station_id, generation)
