@@ -144,6 +144,8 @@ OPERATOR_WRITES = {
     ("post", "/admin/v1/groups"),
     ("delete", "/admin/v1/groups/{name}"),
     ("post", "/admin/v1/groups/{name}/stations"),
+    ("post", "/admin/v1/hunts"),
+    ("post", "/admin/v1/hunts/{hunt_id}/stop"),
 }
 
 

@@ -79,10 +79,10 @@ def test_every_server_module_and_slice_is_in_the_contracts() -> None:
 
 def test_a_new_slice_missing_from_the_contracts_is_reported() -> None:
     found, packages = children(SERVER)
-    assert problems(found | {"hunts"}, packages | {"hunts"}, contracts()) == [
-        f"garrison.server.hunts has no layer in {LAYERS!r}",
-        f"slice hunts is not in the slices layer of {LAYERS!r}",
-        f"slice hunts is missing from {SLICES_NO_EDGE!r}",
+    assert problems(found | {"widgets"}, packages | {"widgets"}, contracts()) == [
+        f"garrison.server.widgets has no layer in {LAYERS!r}",
+        f"slice widgets is not in the slices layer of {LAYERS!r}",
+        f"slice widgets is missing from {SLICES_NO_EDGE!r}",
     ]
 
 
@@ -107,8 +107,8 @@ def test_lint_imports_fails_on_a_module_no_layer_names(tmp_path: Path) -> None:
     """The same check from import-linter's side, on a copy of the package with one more."""
     shutil.copytree(ROOT / "src" / "garrison", tmp_path / "garrison")
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    (tmp_path / "garrison" / "server" / "hunts").mkdir()
-    (tmp_path / "garrison" / "server" / "hunts" / "__init__.py").write_text('"""Hunts."""\n')
+    (tmp_path / "garrison" / "server" / "widgets").mkdir()
+    (tmp_path / "garrison" / "server" / "widgets" / "__init__.py").write_text('"""Widgets."""\n')
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     done = subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
@@ -121,4 +121,4 @@ def test_lint_imports_fails_on_a_module_no_layer_names(tmp_path: Path) -> None:
     )
     assert done.returncode != 0, done.stdout
     assert f"{LAYERS} BROKEN" in done.stdout
-    assert "- garrison.server.hunts" in done.stdout
+    assert "- garrison.server.widgets" in done.stdout

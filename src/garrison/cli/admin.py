@@ -15,7 +15,9 @@ from garrison.cli.commands import (
     auth,
     events,
     export,
+    files,
     groups,
+    hunts,
     jobs,
     keys,
     procedures,
@@ -47,6 +49,8 @@ def register(app: typer.Typer) -> None:
         ("export", export.app),
         ("sensors", sensors.app),
         ("rules", rules.app),
+        ("files", files.app),
+        ("hunts", hunts.app),
     ):
         app.add_typer(group, name=name, rich_help_panel=ADMIN)
     command(app, "login")(auth.login)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,6 +238,43 @@ class Api:
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)
+
+    def download(
+        self,
+        path: str,
+        dest: Path,
+        progress: Callable[[int, int | None], None] | None = None,
+        **params: Any,
+    ) -> int:
+        """Stream a response body into ``dest`` (written to ``dest.part`` first, renamed when
+        whole, so an interrupted download never looks complete); ``progress(done, total)``
+        after each chunk.  Returns the bytes written."""
+        query = {k: v for k, v in params.items() if v is not None}
+        partial = dest.with_name(dest.name + ".part")
+        written = 0
+        try:
+            with self._http.stream("GET", path, params=query) as response:
+                if response.is_error:
+                    response.read()
+                    raise ApiError(_error_message(response), response.status_code)
+                announced = response.headers.get("content-length")
+                total = int(announced) if announced and announced.isdigit() else None
+                with partial.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                        written += len(chunk)
+                        if progress is not None:
+                            progress(written, total)
+            if total is not None and written != total:
+                raise CliError(f"the download stopped at {written} of {total} bytes")
+            partial.replace(dest)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise CliError(self._unreachable(exc)) from None
+        except httpx.HTTPError as exc:
+            raise CliError(f"the download from {self.url} failed: {exc}") from None
+        finally:
+            partial.unlink(missing_ok=True)
+        return written
 
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, body=body)

@@ -14,6 +14,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -119,3 +128,16 @@ def counts(values: Mapping[str, Any]) -> str:
     """``{"queued": 2, "successful": 1}`` as ``queued 2, successful 1`` (zero counts left out)."""
     parts = [f"{name} {n}" for name, n in values.items() if n]
     return ", ".join(parts) or NONE
+
+
+def progress(description: str, *, transfer: bool = False) -> Progress:
+    """A progress bar on stderr (stdout stays the command's output); ``transfer`` shows
+    bytes and speed.  Hidden when stderr is not a terminal."""
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
+    if transfer:
+        columns += [DownloadColumn(), TransferSpeedColumn()]
+    else:
+        columns += [MofNCompleteColumn()]
+    columns.append(TimeElapsedColumn())
+    stderr = Console(stderr=True, highlight=False)
+    return Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal)

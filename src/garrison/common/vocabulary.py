@@ -83,7 +83,7 @@ class JobType(enum.StrEnum):
     REJOIN_NETWORK = "RejoinNetwork"
     SELF_TEST = "SelfTest"
     UNINSTALL = "Uninstall"
-    # Live response and hunts (issue 17): Garrison agents only.
+    # Live response and hunts (issue 17; RESPONSE-WIRE.md): Garrison agents only.
     KILL_PROCESS = "KillProcess"
     LIST_PROCESSES = "ListProcesses"
     LIST_CONNECTIONS = "ListConnections"
@@ -102,7 +102,9 @@ class JobStatus(enum.StrEnum):
     """Where a job stands on one target station."""
 
     QUEUED = "queued"
-    SENT = "sent"  # a Garrison agent fetched it; its CLOUD_NOTIFICATION makes it downloaded
+    # Handed to a Garrison agent by Getjobs, not yet acknowledged by its CLOUD_NOTIFICATION
+    # (an Armadito agent's jobs go from queued straight to downloaded).
+    SENT = "sent"
     DOWNLOADED = "downloaded"
     SUCCESSFUL = "successful"
     FAILED = "failed"

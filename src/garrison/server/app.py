@@ -26,6 +26,8 @@ from garrison.server.adminapi import (
     content,
     events,
     export_targets,
+    files,
+    hunts,
     inputs,
     jobs,
     keys,
@@ -44,6 +46,9 @@ from garrison.server.events import retention
 from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.export.consumer import ExportManager
 from garrison.server.export.policy import ExportPolicy
+from garrison.server.files import actions as file_actions
+from garrison.server.hunts import actions as hunt_actions
+from garrison.server.hunts.watch import HuntWatch
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
 from garrison.server.middleware import (
@@ -165,6 +170,8 @@ def _admin_routes() -> tuple[BaseRoute, ...]:
         export_targets,
         sensors,
         content,
+        files,
+        hunts,
     ):
         admin.include_router(module.router)
     built = APIRouter()
@@ -207,6 +214,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
             KeyRing.load_or_create(settings.resolved_content_key_dir()),
             watch_seconds=settings.content_watch_seconds,
         ),
+        hunt_watch=HuntWatch(database),
     )
     ctx.consumers.add(ProcedureConsumer(procedure_runner, settings.procedure_disable_after))
     database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.consumers.wake())
@@ -214,6 +222,8 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     database.hooks.subscribe(Signal.STATION_CREDENTIALS_REVOKED, ctx.agent_auth.cache.forget)
     database.hooks.subscribe(Signal.STATION_CREDENTIALS_REVOKED, ctx.content.forget)
     database.hooks.subscribe(Signal.CONTENT_CHANGED, ctx.content.changed)
+    database.hooks.subscribe(Signal.HUNTS_CHANGED, ctx.hunt_watch.changed)
+    database.hooks.subscribe(Signal.GROUPS_CHANGED, ctx.hunt_watch.groups_changed)
     for changed in (
         Signal.SENSOR_POLICY_CHANGED,
         Signal.GROUPS_CHANGED,
@@ -237,6 +247,14 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
                 )
             ),
             asyncio.create_task(ctx.job_waiters.run()),
+            asyncio.create_task(ctx.hunt_watch.run()),
+            asyncio.create_task(
+                _every(
+                    s.event_retention_interval_seconds,
+                    "hunt expiry and file retention",
+                    lambda: (hunt_actions.close_expired(ctx.db), file_actions.expire(ctx.db)),
+                )
+            ),
             asyncio.create_task(ctx.content.run()),
             asyncio.create_task(_every(3600.0, "content keys", ctx.content.forget_expired_keys)),
             asyncio.create_task(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from garrison.server.content.delivery import ContentDelivery
 from garrison.server.events.consumers import ConsumerRunner
 from garrison.server.export.consumer import ExportManager
+from garrison.server.hunts.watch import HuntWatch
 from garrison.server.jobs.waiters import JobWaiters
 from garrison.server.metrics import Metrics
 from garrison.server.procedures.runner import ProcedureRunner
@@ -36,5 +37,7 @@ class ServerContext:
     procedures: ProcedureRunner
     # Signed content: the keys, the serial, the cached manifests and check-in fields.
     content: ContentDelivery
+    # The active hunts, so that a Getjobs learns cheaply whether it must look for one.
+    hunt_watch: HuntWatch
     # Each station's effective sensor policy (the agents' GET /api/sensor-policy).
     sensor_policies: PolicyCache = field(default_factory=PolicyCache)

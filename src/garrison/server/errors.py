@@ -52,6 +52,18 @@ class ConflictError(GarrisonError):
     code = "conflict"
 
 
+class PayloadTooLargeError(GarrisonError):
+    """What was sent is bigger than a limit allows (a file over the cap or a quota)."""
+
+    code = "too_large"
+
+
+class HashMismatchError(InvalidInputError):
+    """The bytes sent do not hash to the SHA-256 they were sent under."""
+
+    code = "hash_mismatch"
+
+
 class EnrollmentRefusedError(GarrisonError):
     """An enrollment key that is unknown, expired, exhausted or revoked."""
 

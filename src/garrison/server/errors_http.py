@@ -34,6 +34,8 @@ STATUSES: Mapping[type[e.GarrisonError], int] = {
     e.NotFoundError: 404,
     e.ConflictError: 409,
     e.InvalidInputError: 422,
+    e.HashMismatchError: 400,
+    e.PayloadTooLargeError: 413,
     e.RateLimitedError: 429,
     e.UpstreamFailedError: 502,
 }

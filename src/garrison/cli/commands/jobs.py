@@ -73,6 +73,23 @@ def _row(job: dict[str, Any]) -> list[Any]:
 COLUMNS = ("id", "type", "priority", "target", "stations", "status", "created", "by")
 
 
+def _result_summary(result: Any) -> str:
+    """A live-response result in a cell: a file's sha256, or how many items (--json has all)."""
+    if not isinstance(result, dict):
+        return ""
+    parts = [] if not result.get("partial") else ["PARTIAL"]
+    if isinstance(result.get("sha256"), str):
+        parts.append(f"sha256 {result['sha256']}")
+    for key, value in result.items():
+        if isinstance(value, list):
+            parts.append(f"{len(value)} {key}")
+    if result.get("truncated"):
+        parts.append("truncated")
+    if "exit_code" in result:
+        parts.append(f"exit {result['exit_code']}")
+    return ", ".join(parts)
+
+
 def _render_job(job: dict[str, Any]) -> None:
     summary = output.details(
         [
@@ -95,10 +112,11 @@ def _render_job(job: dict[str, Any]) -> None:
             output.when(t.get("end_time")),
             t.get("code"),
             t.get("message"),
+            _result_summary(t.get("result")),
         ]
         for t in job.get("targets") or []
     ]
-    columns = ("station", "status", "downloaded", "started", "ended", "code", "message")
+    columns = ("station", "status", "downloaded", "started", "ended", "code", "message", "result")
     output.show(summary, output.table(columns, targets))
 
 
@@ -118,9 +136,26 @@ def create(
     ] = None,
     group: Annotated[str | None, typer.Option(help="also target every station of a group")] = None,
     priority: Annotated[str, typer.Option(help=f"0-3 or {_LABELS}")] = JobPriority.MEDIUM.label,
-    path: Annotated[str | None, typer.Option(help="Scan: the path to scan")] = None,
+    path: Annotated[
+        str | None, typer.Option(help="Scan: the path to scan; GetFile, DeleteFile…: the file")
+    ] = None,
     options: Annotated[str | None, typer.Option(help="Scan: scanner options")] = None,
     name: Annotated[str | None, typer.Option(help="Scan: a name for the scan")] = None,
+    pid: Annotated[int | None, typer.Option(help="KillProcess: the process id")] = None,
+    tree: Annotated[
+        bool | None, typer.Option("--tree/--no-tree", help="KillProcess: its descendants too")
+    ] = None,
+    sha256: Annotated[
+        str | None, typer.Option(help="KillProcess: by image hash; RunScript: the version")
+    ] = None,
+    item: Annotated[
+        str | None, typer.Option("--id", help="RestoreQuarantined: the quarantine item id")
+    ] = None,
+    script: Annotated[str | None, typer.Option(help="RunScript: the script's name")] = None,
+    args: Annotated[
+        list[str] | None, typer.Option("--arg", help="RunScript: an argument (repeatable)")
+    ] = None,
+    timeout: Annotated[int | None, typer.Option(help="RunScript: seconds")] = None,
     params: Annotated[
         list[str] | None,
         typer.Option("--param", metavar="KEY=VALUE", help="any job parameter (repeatable)"),
@@ -130,7 +165,18 @@ def create(
     if not stations and not group:
         raise UsageError("give at least one --station ID or a --group NAME")
     body_params: dict[str, Any] = dict(parse_pair(p, "--param") for p in params or [])
-    for key, value in (("path", path), ("options", options), ("name", name)):
+    for key, value in (
+        ("path", path),
+        ("options", options),
+        ("name", name),
+        ("pid", pid),
+        ("tree", tree),
+        ("sha256", sha256),
+        ("id", item),
+        ("script", script),
+        ("args", args),
+        ("timeout", timeout),
+    ):
         if value is not None:
             body_params[key] = value
     body: dict[str, Any] = {

@@ -172,18 +172,52 @@ def versions(call: Call, name: Name) -> None:
                 v.get("author"),
                 output.when(v.get("created_at")),
                 v.get("comment") or "",
+                _approval(v) if data.get("kind") == "script" else "",
             ]
             for v in data.get("versions") or []
         ]
         output.show(
             output.table(
-                ("version", "records", "size", "sha256", "by", "created", "comment"),
+                ("version", "records", "size", "sha256", "by", "created", "comment", "approved"),
                 rows,
                 title=f"{data.get('name')} ({data.get('kind')})",
             )
         )
 
     call.emit(call.api.get(f"/rules/{segment(name)}/versions"), render)
+
+
+def _approval(version: dict[str, Any]) -> str:
+    if not version.get("approved_at"):
+        return "no"
+    return f"{version.get('approved_by')} {output.when(version.get('approved_at'))}"
+
+
+def _approve(call: Call, name: str, version: int, approved: bool) -> None:
+    verb = "approve" if approved else "unapprove"
+    found = call.api.post(f"/rules/{segment(name)}/versions/{version}/{verb}")
+    state = "approved: it enters manifests" if approved else "not approved: it leaves manifests"
+    call.emit(found, lambda v: output.line(f"{v.get('name')} version {v.get('version')} {state}"))
+
+
+@command(app, "approve")
+def approve(
+    call: Call,
+    name: Name,
+    version: Annotated[int, typer.Argument(metavar="VERSION", help="the script version")],
+) -> None:
+    """Approve a script version for the script library (only approved ones reach agents)."""
+    _approve(call, name, version, True)
+
+
+@command(app, "unapprove")
+def unapprove(
+    call: Call,
+    name: Name,
+    version: Annotated[int, typer.Argument(metavar="VERSION", help="the script version")],
+) -> None:
+    """Withdraw a script version's approval (it leaves the manifests)."""
+    _approve(call, name, version, False)
 
 
 @command(app, "diff")

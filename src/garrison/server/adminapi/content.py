@@ -47,6 +47,10 @@ class RuleVersionOut(BaseModel):
     created_at: dt.datetime
     comment: str
     meta: dict[str, Any] = Field(default_factory=dict)
+    approved_at: dt.datetime | None = Field(
+        default=None, description="scripts: only approved versions enter manifests"
+    )
+    approved_by: str | None = None
     content: str | None = Field(default=None, description="in show answers only")
 
 
@@ -151,6 +155,8 @@ def _version(ruleset: RuleSet, v: RuleVersion, with_content: bool = False) -> Ru
         created_at=v.created_at,
         comment=v.comment,
         meta=dict(v.meta or {}),
+        approved_at=v.approved_at,
+        approved_by=v.approved_by,
         content=v.content if with_content else None,
     )
 
@@ -261,6 +267,30 @@ def rule_versions(name: RuleName, actor: Viewer, ctx: Ctx) -> RuleVersionsOut:
             latest=ruleset.latest,
             versions=[_version(ruleset, v) for v in rows],
         )
+
+
+@router.post(
+    "/rules/{name}/versions/{version}/approve",
+    response_model=RuleVersionOut,
+    summary="Approve a script version: it enters manifests (the approved script library)",
+)
+def approve_script(
+    name: RuleName, version: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Admin, ctx: Ctx
+) -> RuleVersionOut:
+    ruleset, found = actions.set_approval(ctx.content, actor, name, version, True)
+    return _version(ruleset, found)
+
+
+@router.post(
+    "/rules/{name}/versions/{version}/unapprove",
+    response_model=RuleVersionOut,
+    summary="Withdraw a script version's approval: it leaves manifests",
+)
+def unapprove_script(
+    name: RuleName, version: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: Admin, ctx: Ctx
+) -> RuleVersionOut:
+    ruleset, found = actions.set_approval(ctx.content, actor, name, version, False)
+    return _version(ruleset, found)
 
 
 @router.get("/rules/{name}/diff", response_model=DiffOut, summary="Diff two versions")

@@ -162,6 +162,11 @@ class JobTargetOut(FromRow):
     end_time: dt.datetime | None
     code: int | None
     message: str | None
+    result: dict[str, Any] | None = Field(
+        default=None,
+        description="a Garrison agent's structured result (GetFile: path, sha256, size); "
+        "partial: true marks what a failed job did before it failed",
+    )
 
 
 class JobOut(FromRow):
@@ -171,8 +176,75 @@ class JobOut(FromRow):
     params: dict[str, Any]
     created_at: dt.datetime
     created_by: str
+    expires_at: dt.datetime | None = None
     status_counts: dict[str, int]
     targets: list[JobTargetOut]
+
+
+class FileOut(FromRow):
+    """One upload of a stored file: which station brought it, for which job or alert."""
+
+    sha256: str
+    size: int
+    station_id: int | None
+    job_id: int | None
+    alert_uid: str | None
+    path: str
+    created_at: dt.datetime
+
+
+class HuntIn(Strict):
+    question: dict[str, Any] = Field(
+        description="type: FindFile (sha256 | glob | yara, roots, max_depth), FindProcess "
+        "(name, sha256, cmdline), CollectFile (path), RunScript (script, sha256, args, "
+        "timeout, output_cap); on server telemetry: SearchEvents (hash, process, path, "
+        "user, host, ip, types), IocSweep (hashes)"
+    )
+    target: dict[str, Any] = Field(
+        description='{"all": true} | {"group": name} | {"label": name} | {"os": name}'
+    )
+    expires_in: int = Field(ge=60, le=30 * 86400, description="seconds the hunt reaches stations")
+    priority: int = Field(default=JobPriority.MEDIUM.value, ge=0, le=3)
+
+
+class HuntProgress(BaseModel):
+    targeted: int
+    received: int
+    done: int
+    failed: int
+    pending: int
+    cancelled: int
+    found: int
+
+
+class HuntStationOut(BaseModel):
+    station_id: int
+    hostname: str
+    status: str
+    found: bool | None = Field(description="null: no complete answer (yet)")
+    paths: list[str]
+    sha256s: list[str]
+    code: int | None
+    message: str | None
+    result: dict[str, Any] | None
+
+
+class HuntOut(BaseModel):
+    id: int
+    question: dict[str, Any]
+    target: dict[str, Any]
+    state: Literal["active", "stopped", "expired"]
+    job_id: int | None
+    created_at: dt.datetime
+    created_by: str
+    expires_at: dt.datetime
+    stopped_at: dt.datetime | None
+    progress: HuntProgress
+
+
+class HuntDetailOut(HuntOut):
+    results: list[HuntStationOut]
+    aggregate: dict[str, Any]
 
 
 class CancelIn(Strict):

@@ -36,6 +36,7 @@ class AgentEdge:
         basic_challenge: str,
         body_limit: int,
         request_log: RequestLog,
+        own_limits: Iterable[str] = ("/api/files/",),
     ) -> None:
         self.table: dict[str, dict[str, Endpoint]] = {}
         # Paths whose last segment is a parameter ("/api/content/files/{sha256}"): by the
@@ -50,11 +51,15 @@ class AgentEdge:
         self.challenge = basic_challenge
         self.limit = body_limit
         self.log = request_log
+        # Path prefixes whose endpoint holds its body to its own limit (a collected file may
+        # be larger than any report: the upload reads it within the station's file cap).
+        self.own_limits = tuple(own_limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         logged = self.log.enabled
         started = time.perf_counter() if logged else 0.0
-        request = Request(scope, limited_receive(receive, self.limit))
+        own = scope["path"].startswith(self.own_limits)
+        request = Request(scope, receive if own else limited_receive(receive, self.limit))
         try:
             response = await self._respond(scope, request)
         except Exception as exc:
@@ -86,7 +91,8 @@ class AgentEdge:
         endpoint = methods.get("GET" if method == "HEAD" else method)
         if endpoint is None:
             raise HTTPException(405, headers={"Allow": ", ".join(sorted(methods))})
-        refusal = announced_length_error(scope, self.limit)
-        if refusal is not None:
-            raise refusal
+        if not path.startswith(self.own_limits):
+            refusal = announced_length_error(scope, self.limit)
+            if refusal is not None:
+                raise refusal
         return await endpoint(request)

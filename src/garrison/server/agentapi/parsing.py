@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import orjson
+
 from garrison.common import geolocation
 from garrison.common.wire import (
     WireValueError,
@@ -25,7 +27,7 @@ from garrison.server.agentapi.envelope import wire_error
 from garrison.server.alerts import service as alerts_service
 from garrison.server.alerts.service import AlertReport
 from garrison.server.configs import service as configs_service
-from garrison.server.errors import InvalidInputError
+from garrison.server.errors import InvalidInputError, PayloadTooLargeError
 from garrison.server.jobs.service import JobResult
 from garrison.server.scans.service import ScanReport
 from garrison.server.states.service import GLOBAL_STATUS_LENGTH, MAX_MODULES
@@ -63,8 +65,29 @@ def enrollment_key(obj: Any) -> str:
         raise wire_error(exc) from None
 
 
+MAX_RESULT_BYTES = 1 << 20
+
+
+def _structured_result(value: Any) -> dict[str, Any] | None:
+    """A Garrison agent's ``result`` (RESPONSE-WIRE.md): a JSON object of at most 1 MiB
+    serialised (the agent shortens its lists to fit and says ``truncated``)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInputError("task.obj.result must be a JSON object", field="task.obj.result")
+    size = len(orjson.dumps(value))
+    if size > MAX_RESULT_BYTES:
+        raise PayloadTooLargeError(
+            f"task.obj.result is {size} bytes serialised; at most {MAX_RESULT_BYTES} "
+            "(shorten its lists and set truncated)",
+            field="task.obj.result",
+        )
+    return value
+
+
 def job_result(obj: Any) -> JobResult:
     data = _obj(obj, "Runjobs")
+    structured = _structured_result(data.get("result"))
     try:
         code = as_int(data.get("code"), "task.obj.code")
         message = as_str(data.get("message"), "task.obj.message", required=False, max_len=1 << 20)
@@ -76,6 +99,7 @@ def job_result(obj: Any) -> JobResult:
             message=text.replace("\x00", ""),
             start_time=as_optional_int(data.get("start_time"), "task.obj.start_time"),
             end_time=as_optional_int(data.get("end_time"), "task.obj.end_time"),
+            result=structured,
         )
     except WireValueError as exc:
         raise wire_error(exc) from None

@@ -14,6 +14,7 @@ from garrison.server.alerts.reports import AlertsRecorded
 from garrison.server.configs.reports import ConfigRecorded
 from garrison.server.enrollment.reports import Enrollment
 from garrison.server.events.reports import EventsIngested
+from garrison.server.jobs.params import RESPONSE_TYPES
 from garrison.server.jobs.reports import JobReported
 from garrison.server.jobs.service import QueuedJob
 from garrison.server.scans.reports import ScanRecorded
@@ -37,6 +38,9 @@ def job(queued: QueuedJob) -> dict[str, Any]:
             obj["investigation_id"] = params["investigation_id"]
     else:
         obj = dict(params)
+        if queued.type in RESPONSE_TYPES:
+            # RESPONSE-WIRE.md: the agent echoes it in its CLOUD_NOTIFICATION and RECEIPT.
+            obj.setdefault("investigation_id", f"job-{queued.id}")
     return {
         "job_id": queued.id,
         "job_type": queued.type,

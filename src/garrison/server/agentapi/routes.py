@@ -23,7 +23,7 @@ from garrison.common.tokens import token_hash
 from garrison.common.vocabulary import AgentKind
 from garrison.common.wire import WireValueError, as_int
 from garrison.server import errors_http
-from garrison.server.agentapi import bodies, hotpath, parsing, render
+from garrison.server.agentapi import bodies, hotpath, parsing, render, uploads
 from garrison.server.agentapi.envelope import Envelope, parse_envelope
 from garrison.server.alerts import reports as alert_reports
 from garrison.server.configs import reports as config_reports
@@ -34,11 +34,13 @@ from garrison.server.errors import (
     EnrollmentRefusedError,
     ForbiddenError,
     GarrisonError,
+    HashMismatchError,
     InvalidInputError,
     MalformedRequestError,
     RateLimitedError,
 )
 from garrison.server.events import reports as event_reports
+from garrison.server.files import reports as file_reports
 from garrison.server.jobs import reports as job_reports
 from garrison.server.scans import reports as scan_reports
 from garrison.server.sensors import reports as sensor_reports
@@ -101,6 +103,7 @@ class AgentApi:
             ("GET", "/api/sensor-policy", self.sensor_policy),
             ("GET", "/api/content/manifest", self.content_manifest),
             ("GET", "/api/content/files/{sha256}", self.content_file),
+            ("PUT", "/api/files/{sha256}", self.upload_file),
         ]
 
     # -- plumbing -------------------------------------------------------------------------
@@ -286,6 +289,8 @@ class AgentApi:
             return None
         if self.ctx.job_waiters.may_have_jobs(station_id):
             return None
+        if self.ctx.hunt_watch.needs_check(station_id):
+            return None
         self.ctx.presence.seen(station_id, address)
         return station_id
 
@@ -303,7 +308,9 @@ class AgentApi:
                 "agent_id is given twice with different values", field="agent_id"
             )
         agent_id = distinct.pop() if distinct else 0
-        fetched = job_reports.fetch(self.ctx.db, self.ctx.job_waiters, credential, agent_id)
+        fetched = job_reports.fetch(
+            self.ctx.db, self.ctx.job_waiters, credential, agent_id, self.ctx.hunt_watch
+        )
         self.ctx.presence.seen(fetched.station_id, address)
         return fetched
 
@@ -488,6 +495,59 @@ class AgentApi:
             return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
         return await self._guard("SensorPolicy", work)
+
+    # -- collected files (Garrison agents only; RESPONSE-WIRE.md) --------------------------
+
+    async def upload_file(self, request: Request) -> Response:
+        """``PUT /api/files/<sha256>?job_id=N`` (or ``?alert=<uuid>``): the raw bytes, read
+        within the station's cap and hashed as they come; 201, or 200 when already stored."""
+
+        async def work() -> Response:
+            authorization = request.headers.get("authorization")
+            address = client_address(request)
+            sha256 = _sha256(request.url.path.rsplit("/", 1)[-1].lower(), "sha256")
+            query = request.query_params
+            raw_job = query.get("job_id")
+            try:
+                job_id = as_int(raw_job, "job_id") if raw_job is not None else None
+            except WireValueError as exc:
+                raise InvalidInputError(str(exc), field="job_id") from None
+
+            def check() -> file_reports.UploadPlan:
+                credential = self.ctx.agent_auth.authenticate(authorization, address)
+                return file_reports.plan(
+                    self.ctx.db, credential, sha256, job_id, query.get("alert")
+                )
+
+            plan = await run_in_threadpool(check)
+            request.scope[hotpath.STATION_KEY] = plan.station_id
+            announced = request.headers.get("content-length")
+            if announced is None or not announced.isdigit():
+                raise InvalidInputError(
+                    "Content-Length must give the file's size", field="Content-Length"
+                )
+            size = int(announced)
+            plan.refuse(size)
+            with uploads.Spool() as spool:
+                async for chunk in request.stream():
+                    spool.write(chunk, plan.limit)
+                if spool.size != size:
+                    raise InvalidInputError(
+                        f"the body held {spool.size} bytes, not the {size} announced",
+                        field="Content-Length",
+                    )
+                if spool.sha256 != sha256:
+                    raise HashMismatchError(
+                        f"the bytes hash to {spool.sha256}, not {sha256}", field="sha256"
+                    )
+                done = await run_in_threadpool(
+                    file_reports.finish, self.ctx.db, plan, sha256, size, spool.chunks()
+                )
+            self.ctx.presence.seen(plan.station_id, address)
+            body = {"status": "ok", "sha256": done.sha256, "size": done.size}
+            return json_response(body, 201 if done.created else 200)
+
+        return await self._guard("UploadFile", work)
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

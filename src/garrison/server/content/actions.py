@@ -8,7 +8,7 @@ from garrison.common.clamav_cvd import ClamAVKeys
 from garrison.server.audit.actor import Actor
 from garrison.server.content import clamav_import, service
 from garrison.server.content.delivery import ContentDelivery
-from garrison.server.content.models import ContentAssignment
+from garrison.server.content.models import ContentAssignment, RuleSet, RuleVersion
 
 
 def add_version(
@@ -22,6 +22,15 @@ def add_version(
     content.initialise_once()
     with content.db.transaction() as session:
         return service.add_version(session, actor, kind, name, text, comment)
+
+
+def set_approval(
+    content: ContentDelivery, actor: Actor, name: str, version: int, approved: bool
+) -> tuple[RuleSet, RuleVersion]:
+    content.initialise_once()
+    with content.db.transaction() as session:
+        found = service.set_approval(session, actor, name, version, approved)
+        return service.ruleset_by_name(session, name), found
 
 
 def set_assignment(

@@ -46,6 +46,9 @@ class RuleVersion(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # Kind-specific facts the validator found (a script's interpreter, a hash list's types).
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A ``script`` version enters manifests only once an administrator approved it.
+    approved_at: Mapped[dt.datetime | None]
+    approved_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class ContentAssignment(Base):

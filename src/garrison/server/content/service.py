@@ -230,9 +230,21 @@ def compute_snapshot(session: Session) -> dict[str, Any]:
             RuleVersion.size,
             RuleVersion.records,
             RuleVersion.ext,
+            RuleVersion.approved_at,
         )
     ).all()
-    versions = {(row.ruleset_id, row.version): row for row in rows}
+    # A script version enters manifests only once approved (the approved script library):
+    # its "latest" is its newest approved version, an unapproved pinned one is left out.
+    scripts = {r.id for r in rulesets.values() if r.kind == "script"}
+    versions = {
+        (row.ruleset_id, row.version): row
+        for row in rows
+        if row.ruleset_id not in scripts or row.approved_at is not None
+    }
+    latest_of = {r.id: r.latest for r in rulesets.values() if r.id not in scripts}
+    for (ruleset_id, number), _row in versions.items():
+        if ruleset_id in scripts:
+            latest_of[ruleset_id] = max(latest_of.get(ruleset_id, 0), number)
     assignments = list(session.scalars(select(ContentAssignment)))
     groups = {
         g.id: g.name
@@ -244,14 +256,15 @@ def compute_snapshot(session: Session) -> dict[str, Any]:
     def resolve(rules: list[Any] | None) -> list[dict[str, Any]]:
         wanted: list[tuple[RuleSet, int]] = []
         if rules is None:
-            wanted = [(r, r.latest) for r in rulesets.values()]
+            wanted = [(r, latest_of.get(r.id, 0)) for r in rulesets.values()]
         else:
             for item in rules:
                 ruleset = by_name.get(str(item.get("name")))
                 if ruleset is None:
                     continue
                 pinned = item.get("version", "latest")
-                wanted.append((ruleset, ruleset.latest if pinned == "latest" else int(pinned)))
+                latest = latest_of.get(ruleset.id, 0)
+                wanted.append((ruleset, latest if pinned == "latest" else int(pinned)))
         files = []
         for ruleset, version in wanted:
             found = versions.get((ruleset.id, version))
@@ -748,3 +761,51 @@ def fleet(session: Session, behind_only: bool = False) -> tuple[int, list[FleetS
             )
         )
     return row.serial, out
+
+
+# -- the approved script library ---------------------------------------------------------------
+
+
+def require_approved_script(session: Session, name: str, sha256: str) -> RuleVersion:
+    """The approved version of ``script`` rule set ``name`` whose bundle is ``sha256``: what a
+    RunScript must reference (the agent runs only what its signed manifest holds)."""
+    ruleset = session.scalar(select(RuleSet).where(RuleSet.name == name))
+    if ruleset is None or ruleset.kind != "script":
+        raise InvalidInputError(f"no script {name!r} in the script library", field="params.script")
+    found = session.scalar(
+        select(RuleVersion)
+        .options(defer(RuleVersion.content))
+        .where(RuleVersion.ruleset_id == ruleset.id, RuleVersion.sha256 == sha256.lower())
+    )
+    if found is None:
+        raise InvalidInputError(
+            f"script {name!r} has no version with sha256 {sha256}", field="params.sha256"
+        )
+    if found.approved_at is None:
+        raise InvalidInputError(
+            f"version {found.version} of script {name!r} is not approved by an administrator",
+            field="params.sha256",
+        )
+    return found
+
+
+def set_approval(
+    session: Session, actor: Actor, name: str, version: int, approved: bool
+) -> RuleVersion:
+    """Approve (or withdraw the approval of) a ``script`` version: only approved versions
+    enter manifests, so only they can run on agents.  Audited; the serial moves."""
+    ruleset, found = version_of(session, name, version)
+    if ruleset.kind != "script":
+        raise InvalidInputError(
+            f"rule set {name!r} is of kind {ruleset.kind}: only scripts are approved",
+            field="name",
+        )
+    if approved == (found.approved_at is not None):
+        return found
+    found.approved_at = utcnow() if approved else None
+    found.approved_by = actor.username[:64] if approved else None
+    session.flush()
+    action = "content.script_approve" if approved else "content.script_unapprove"
+    audit.record(session, actor, action, name, version=version, sha256=found.sha256)
+    bump(session, "script-approved" if approved else "script-unapproved")
+    return found

@@ -25,6 +25,7 @@ from garrison.common.catalogue import (
 )
 from garrison.server.errors import MalformedRequestError
 from garrison.server.events.service import NewEvent, append
+from garrison.server.jobs import service as jobs
 from garrison.server.stations.models import Station
 from garrison.server.stations.transitions import shut_down
 
@@ -125,6 +126,25 @@ def parse_item(item: Any, station: Station, address: str) -> NewEvent:
     return NewEvent(event_type, clean, station.id, "station", scoped, time)
 
 
+def _acknowledge_jobs(
+    session: Session,
+    station: Station,
+    valid: Sequence[tuple[int, NewEvent]],
+    positions: Sequence[int | None],
+) -> None:
+    """A Garrison agent's CLOUD_NOTIFICATION says it stored the job ``JOB_ID``: the job moves
+    ``sent`` -> ``downloaded`` in this same transaction.  Only a newly stored notification
+    counts (a re-sent one is a duplicate here), and only a ``sent`` target moves, so the
+    move happens exactly once on any number of nodes."""
+    job_ids = [
+        event.data["JOB_ID"]
+        for (_, event), seq in zip(valid, positions, strict=True)
+        if seq and event.type == "CLOUD_NOTIFICATION" and isinstance(event.data.get("JOB_ID"), int)
+    ]
+    if job_ids:
+        jobs.acknowledge(session, station.id, job_ids)
+
+
 def ingest(session: Session, station: Station, address: str, items: list[Any]) -> list[ItemResult]:
     if len(items) > MAX_EVENTS:
         raise MalformedRequestError(f"at most {MAX_EVENTS} events per request")
@@ -139,6 +159,7 @@ def ingest(session: Session, station: Station, address: str, items: list[Any]) -
     positions = append(session, [event for _, event in valid])
     for (index, event), seq in zip(valid, positions, strict=True):
         results[index] = ItemResult(index, "stored" if seq else "duplicate", seq, type=event.type)
+    _acknowledge_jobs(session, station, valid, positions)
     done = [r for r in results if r is not None]
     if says_shutting_down(done):
         shut_down(session, station)

@@ -22,6 +22,8 @@ class Job(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(64), default="")
     group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="SET NULL"))
+    # A hunt's job: no Getjobs hands it out after this (NULL: never expires).
+    expires_at: Mapped[dt.datetime | None]
 
 
 class JobTarget(Base):
@@ -43,4 +45,6 @@ class JobTarget(Base):
     end_time: Mapped[dt.datetime | None]
     code: Mapped[int | None]
     message: Mapped[str | None] = mapped_column(Text)
+    # A Garrison agent's structured result (RESPONSE-WIRE.md), at most 1 MiB serialised.
+    result: Mapped[dict[str, Any] | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

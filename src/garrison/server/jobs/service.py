@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from garrison.common.vocabulary import AgentKind, JobPriority, JobStatus, JobType
 from garrison.server.audit import service as audit
 from garrison.server.audit.actor import Actor
+from garrison.server.content import service as content
 from garrison.server.errors import (
     ConflictError,
     ForbiddenError,
@@ -20,6 +21,7 @@ from garrison.server.errors import (
     NotFoundError,
     UnknownJobError,
 )
+from garrison.server.jobs import params as response_params
 from garrison.server.jobs.models import Job, JobTarget
 from garrison.server.stations import service as stations
 from garrison.server.stations.models import Station
@@ -33,10 +35,16 @@ MAX_TARGETS = 100_000
 _PARAM_LIMIT = 4096
 
 
-def _check_params(job_type: str, params: dict[str, Any]) -> dict[str, Any]:
+def _check_params(session: Session, job_type: str, params: dict[str, Any]) -> dict[str, Any]:
     for key, value in params.items():
         if isinstance(value, str) and len(value) > _PARAM_LIMIT:
             raise InvalidInputError(f"params.{key} is too long", field=f"params.{key}")
+    if job_type in response_params.RESPONSE_TYPES:
+
+        def approved(name: str, sha256: str) -> None:
+            content.require_approved_script(session, name, sha256)
+
+        return response_params.check(job_type, params, approved)
     if job_type != "Scan":
         return dict(params)
     path = params.get("path")
@@ -87,7 +95,7 @@ def create(
         )
     if priority not in _PRIORITIES:
         raise InvalidInputError("priority must be 0 (low) to 3 (urgent)", field="priority")
-    clean = _check_params(job_type, params)
+    clean = _check_params(session, job_type, params)
     targets = set(station_ids)
     group_id: int | None = None
     if group is not None:
@@ -114,7 +122,7 @@ def create(
     if unable:
         raise InvalidInputError(
             f"station {', '.join(map(str, unable[:20]))} cannot run {job_type} jobs "
-            "(Armadito agents run Scan jobs only)",
+            "(Armadito agents run Scan jobs only; live response needs a Garrison agent)",
             field="type",
         )
     job = Job(
@@ -159,19 +167,30 @@ class QueuedJob:
     params: dict[str, Any]
 
 
-def fetch_for_agent(session: Session, station_id: int, limit: int) -> list[QueuedJob]:
-    """Getjobs: at most ``limit`` queued jobs, highest priority first, oldest first; they
-    become ``downloaded``."""
+def fetch_for_agent(
+    session: Session, station_id: int, limit: int, garrison_agent: bool = False
+) -> list[QueuedJob]:
+    """Getjobs: at most ``limit`` queued jobs, highest priority first, oldest first.  They
+    become ``downloaded`` for an Armadito agent, ``sent`` for a Garrison agent (whose
+    CLOUD_NOTIFICATION then says it stored them: :func:`acknowledge`).  An expired job (a
+    hunt's) is never handed out."""
+    now = utcnow()
     rows = session.execute(
         select(Job.id, Job.type, Job.priority, Job.params)
         .join(JobTarget, JobTarget.job_id == Job.id)
-        .where(JobTarget.station_id == station_id, JobTarget.status == "queued")
+        .where(
+            JobTarget.station_id == station_id,
+            JobTarget.status == "queued",
+            (Job.expires_at.is_(None)) | (Job.expires_at > now),
+        )
         .order_by(JobTarget.priority.desc(), JobTarget.job_id)
         .limit(limit)
     ).all()
     if not rows:
         return []
-    now = utcnow()
+    values: dict[str, Any] = {"status": JobStatus.SENT, "updated_at": now}
+    if not garrison_agent:
+        values = {"status": JobStatus.DOWNLOADED, "downloaded_at": now, "updated_at": now}
     session.execute(
         update(JobTarget)
         .where(
@@ -179,10 +198,31 @@ def fetch_for_agent(session: Session, station_id: int, limit: int) -> list[Queue
             JobTarget.job_id.in_([r.id for r in rows]),
             JobTarget.status == "queued",
         )
-        .values(status="downloaded", downloaded_at=now, updated_at=now)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return [QueuedJob(r.id, r.type, r.priority, r.params) for r in rows]
+
+
+def acknowledge(session: Session, station_id: int, job_ids: Sequence[int]) -> list[int]:
+    """The agent's CLOUD_NOTIFICATIONs for these jobs arrived: ``sent`` -> ``downloaded``.
+    Only a ``sent`` target moves, so a replayed notification (or one from another node's
+    copy of the batch) changes nothing: the move happens once."""
+    if not job_ids:
+        return []
+    now = utcnow()
+    moved = session.execute(
+        update(JobTarget)
+        .where(
+            JobTarget.station_id == station_id,
+            JobTarget.job_id.in_(sorted(set(job_ids))),
+            JobTarget.status == JobStatus.SENT,
+        )
+        .values(status=JobStatus.DOWNLOADED, downloaded_at=now, updated_at=now)
+        .returning(JobTarget.job_id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(moved.scalars())
 
 
 def has_queued(session: Session, station_id: int) -> bool:
@@ -222,15 +262,57 @@ class JobResult:
     message: str
     start_time: int | None
     end_time: int | None
+    # A Garrison agent's structured result (RESPONSE-WIRE.md); None when it sent none.
+    result: dict[str, Any] | None = None
 
 
-def report(session: Session, station_id: int, result: JobResult) -> JobTarget:
+# Job types that end with a file the agent must have uploaded before it reports success.
+_FILE_TYPES = frozenset({JobType.GET_FILE})
+
+
+def _settled(
+    job: Job, result: JobResult, uploaded: Callable[[str], bool]
+) -> tuple[str, dict[str, Any] | None, str | None]:
+    """(status, result to store, a message replacing the agent's): nothing partial, nor a
+    file that never arrived, is shown as complete."""
+    stored = result.result
+    if result.code != 0:
+        if stored is not None:
+            stored = {**stored, "partial": True}
+        return JobStatus.FAILED, stored, None
+    if stored is None:
+        return JobStatus.SUCCESSFUL, None, None
+    if stored.get("partial") is True:
+        return JobStatus.FAILED, stored, "the agent reported a partial result with code 0"
+    if job.type in _FILE_TYPES or (
+        job.type == JobType.HUNT and job.params.get("question", {}).get("type") == "CollectFile"
+    ):
+        digest = stored.get("sha256")
+        if not isinstance(digest, str) or not uploaded(digest.lower()):
+            return (
+                JobStatus.FAILED,
+                {**stored, "partial": True},
+                f"the agent reported file {digest} but never uploaded it for this job",
+            )
+    return JobStatus.SUCCESSFUL, stored, None
+
+
+def report(
+    session: Session,
+    station_id: int,
+    result: JobResult,
+    uploaded: Callable[[str], bool] = lambda sha256: False,
+) -> JobTarget:
+    """Runjobs.  ``uploaded(sha256)``: whether this station uploaded that file for this job
+    (a GetFile's success needs it)."""
     target = target_for_station(session, station_id, result.job_id)
     if target.status == JobStatus.CANCELLED:
         raise ConflictError(f"job {result.job_id} was cancelled", field="job_id")
-    target.status = JobStatus.SUCCESSFUL if result.code == 0 else JobStatus.FAILED
+    status, stored, override = _settled(get(session, result.job_id), result, uploaded)
+    target.status = status
+    target.result = stored
     target.code = result.code
-    target.message = result.message[:65536]
+    target.message = (override or result.message)[:65536]
     target.start_time = _epoch(result.start_time)
     target.end_time = _epoch(result.end_time)
     target.updated_at = utcnow()

@@ -32,6 +32,19 @@ OPTIONS: dict[str, IntOption] = {
     "offline_after_seconds": IntOption(
         300, 30, 7 * 86400, "a station that has not checked in for this long is offline"
     ),
+    # Collected files (garrison.server.files).
+    "file_max_bytes": IntOption(
+        100 << 20, 1, 4 << 30, "the largest file an agent may upload (GetFile, samples)"
+    ),
+    "file_quota_bytes": IntOption(
+        1 << 30, 0, 1 << 40, "the most bytes of stored files one station's uploads may hold"
+    ),
+    "file_retention_days": IntOption(
+        90, 1, 3650, "collected files are deleted this many days after their last upload"
+    ),
+    "upload_samples": IntOption(
+        0, 0, 1, "1: agents may upload the sample of a threat_detected alert (PUT /api/files)"
+    ),
 }
 
 

@@ -7,7 +7,8 @@ is open while it runs:
   ``scans``, ``state``, ``config``, ``recent_events``; ``allow_station`` reads whether the
   station is denied) come back to the server as host calls, each answered here in a short
   read transaction of its own, bounded in rows and time (:class:`HostReads`);
-- **writes** (``create_job``, ``allow_station``, ``raise_alert``, ``audit``, ``log``) are
+- **writes** (``create_job``, ``allow_station``, ``raise_alert``, ``audit``, ``log``, and the
+  live-response ``isolate``, ``kill_process``, ``get_file``, ``start_hunt``: ``response``) are
   collected while it runs and applied after it, in order, in one short transaction
   (:func:`apply`), inside a savepoint: a run that fails, or a write that fails, leaves
   nothing behind.  The writes are the administrators' use cases, joined to that
@@ -39,6 +40,7 @@ from garrison.server.errors import InvalidInputError, NotFoundError
 from garrison.server.events.models import Event
 from garrison.server.jobs import actions as jobs
 from garrison.server.jobs.models import Job, JobTarget
+from garrison.server.procedures import response
 from garrison.server.procedures.models import DEFAULT_SET
 from garrison.server.procedures.sandbox import cap_args
 from garrison.server.procedures.workers import Action
@@ -340,6 +342,8 @@ def apply(
                 target_limit=0,
             )
             done.append(f"created {job_type} job {view.job.id} for station {station_id}")
+        elif action.fn in response.ACTIONS:
+            done.append(response.apply(session, actor, action.fn, list(args), event_seq))
         elif action.fn == "allow_station":
             station_id = _int(_arg(args, 0), "station id")
             was_denied = stations.allow_station(Joined(session), actor, station_id)

@@ -63,7 +63,17 @@ READS = (
 )
 # Host reads one run may make: each is a round trip to the server and a read transaction.
 MAX_READS = 50
-WRITES = ("create_job", "raise_alert", "audit", "log")
+WRITES = (
+    "create_job",
+    "raise_alert",
+    "audit",
+    "log",
+    # Live response (issue 17): applied after the run like create_job, rate-limited there.
+    "isolate",
+    "kill_process",
+    "get_file",
+    "start_hunt",
+)
 
 _PRELUDE = r"""
 local raw_pcall, raw_xpcall, raw_error, raw_tostring = pcall, xpcall, error, tostring
@@ -313,6 +323,10 @@ class Worker:
         for name in READS:
             functions[name.encode()] = self._reader(name)
         functions[b"create_job"] = self._create_job
+        functions[b"isolate"] = self._response("isolate", 0)
+        functions[b"kill_process"] = self._response("kill_process", 1)
+        functions[b"get_file"] = self._response("get_file", 1)
+        functions[b"start_hunt"] = self._start_hunt
         functions[b"raise_alert"] = self._raise_alert
         functions[b"audit"] = self._audit
         functions[b"log"] = self._log
@@ -372,6 +386,39 @@ class Worker:
                     _int(priority, "priority"),
                 ],
             )
+            return True
+
+        return self._guarded(act)
+
+    def _response(self, name: str, extra: int) -> Any:
+        """``isolate(station)``, ``kill_process(station, {pid=…, tree=…})`` (or a pid),
+        ``get_file(station, path)``: a job for the station, created after the run."""
+
+        def call(station_id: Any = None, what: Any = None) -> tuple[bool, Any]:
+            def act() -> bool:
+                args: list[Any] = [_int(station_id, "station id")]
+                if extra:
+                    converted = _Converter().convert(what)
+                    if converted is None:
+                        raise _ValueError(f"{name} needs a second argument")
+                    args.append(converted)
+                self._act(name, args)
+                return True
+
+            return self._guarded(act)
+
+        return call
+
+    def _start_hunt(
+        self, question: Any = None, target: Any = None, expires_in: Any = 3600
+    ) -> tuple[bool, Any]:
+        def act() -> bool:
+            converter = _Converter()
+            asked = converter.convert(question)
+            aim = converter.convert(target) if target is not None else {"all": True}
+            if not isinstance(asked, dict) or not isinstance(aim, dict):
+                raise _ValueError("start_hunt(question, target, expires_in) takes two tables")
+            self._act("start_hunt", [asked, aim, _int(expires_in, "expires_in")])
             return True
 
         return self._guarded(act)

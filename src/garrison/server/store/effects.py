@@ -34,6 +34,8 @@ class Signal(enum.StrEnum):
     GROUPS_CHANGED = "groups_changed"
     """A group was deleted or its members changed (ids: the stations whose groups changed;
     none: possibly every station).  Drops the cached effective sensor policies."""
+    HUNTS_CHANGED = "hunts_changed"
+    """A hunt was created or stopped (ids: none).  This node re-reads the active hunts."""
     SENSOR_POLICY_CHANGED = "sensor_policy_changed"
     """A sensor policy (the default, a group's) was set or removed (ids: none, every
     station).  Drops the cached effective sensor policies."""

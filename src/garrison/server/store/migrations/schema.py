@@ -22,6 +22,8 @@ from garrison.server.content.models import (
 from garrison.server.enrollment.models import EnrollmentKey
 from garrison.server.events.models import ConsumerCursor, Event, EventTerm
 from garrison.server.export.models import ExportTarget
+from garrison.server.files.models import FileChunk, FileUpload, StoredFile
+from garrison.server.hunts.models import Hunt
 from garrison.server.jobs.models import Job, JobTarget
 from garrison.server.options.models import Option
 from garrison.server.procedures.models import (
@@ -57,7 +59,10 @@ __all__ = [
     "Event",
     "EventTerm",
     "ExportTarget",
+    "FileChunk",
+    "FileUpload",
     "Group",
+    "Hunt",
     "Job",
     "JobTarget",
     "LoginLockout",
@@ -72,6 +77,7 @@ __all__ = [
     "SensorPolicy",
     "Station",
     "StationState",
+    "StoredFile",
     "User",
     "metadata",
     "station_groups",
