@@ -218,7 +218,7 @@ class SensorsConfig(_Section):
 
 class ResponseConfig(_Section):
     """Live response (issue 17): where GetFile may read, and whether a detected sample is
-    uploaded with its alert (the server still decides: its group option upload_samples)."""
+    uploaded with its alert (the server still decides: its setting upload_samples)."""
 
     allowed_roots: Paths = Field(default_factory=lambda: ["/"])
     upload_samples: Bool = False

@@ -1,12 +1,13 @@
 """Detected samples sent to the server with their alert, when ``[response] upload_samples``
-says so (the server decides too: its group option ``upload_samples``, 403 when off).
+says so (the server decides too: its setting ``upload_samples``, 403 when off).
 
 At detection, before the scan's action can remove the file, a copy of it is kept in the
 state dir (``samples/``, defanged as quarantine keeps files) and its alert is given an
-``event_uuid`` (in the alert's ``info``): the id the server gives that alert's
-``threat_detected`` event.  Once the spool has delivered the alerts, each kept sample goes
-up with ``PUT /api/files/<sha256>?alert=<event_uuid>``.  Sent, refused (403: the server
-takes no samples from this station; 400, 413) or too old: the copy is removed.  Unreachable:
+``event_uuid`` (in the alert's ``info``): the id the server is to give that alert's
+``threat_detected`` event (an amendment the server has yet to make: docs/agent.md).  Once
+the spool has delivered the alerts, each kept sample goes up with
+``PUT /api/files/<sha256>?alert=<event_uuid>``.  Sent, refused (403: the server takes no
+samples from this station; 400, 404, 413) or too old: the copy is removed.  Unreachable:
 kept for the next flush.  Bounded by count, size and age."""
 
 from __future__ import annotations
