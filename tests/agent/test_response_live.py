@@ -201,6 +201,11 @@ def test_list_processes_then_kill_a_tree(fleet: Fleet, first: Station) -> None:
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
+        wait_for(  # forked, then exec'd: until then the child is still "sh"
+            lambda: Path(f"/proc/{child}/comm").read_text().strip() == "sleep",
+            timeout=10,
+            what="the child running sleep",
+        )
         job = admin.job("ListProcesses", first.id, {})
         target = admin.finished(job)
         assert target["status"] == "successful", target
