@@ -13,6 +13,7 @@ from garrison.cli.command import command
 from garrison.cli.commands import (
     alerts,
     auth,
+    blocklist,
     events,
     export,
     groups,
@@ -47,6 +48,7 @@ def register(app: typer.Typer) -> None:
         ("export", export.app),
         ("sensors", sensors.app),
         ("rules", rules.app),
+        ("blocklist", blocklist.app),
     ):
         app.add_typer(group, name=name, rich_help_panel=ADMIN)
     command(app, "login")(auth.login)
