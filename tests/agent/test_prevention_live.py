@@ -230,7 +230,8 @@ def test_an_eicar_file_in_a_watched_directory_is_denied_and_quarantined(
             e for e in _events(admin, type="file_open_blocked")
             if e["data"].get("file_path") == str(target)
         ]  # fmt: skip
-        assert blocked and blocked[0]["data"]["block_reason"] == "threat"
+        assert blocked
+        assert blocked[0]["data"]["block_reason"] == "threat"
         clean = watched / "clean.txt"
         clean.write_text("nothing to see")
         assert clean.read_text() == "nothing to see"  # a clean file opens as before
