@@ -40,7 +40,7 @@ SIZES: dict[str, dict[str, int]] = {
 MIB = 1024 * 1024
 TIMER = r"""
 import json, os, sys, time
-paths = json.loads(sys.argv[1])
+paths = json.loads(sys.stdin.read())
 out = []
 for path in paths:
     start = time.perf_counter()
@@ -56,7 +56,8 @@ print(json.dumps({"seconds": out}))
 
 def _time(paths: list[str]) -> list[float]:
     done = subprocess.run(
-        [sys.executable, "-c", TIMER, json.dumps(paths)],
+        [sys.executable, "-c", TIMER],
+        input=json.dumps(paths),  # a 5,000-path argument would pass MAX_ARG_STRLEN
         capture_output=True,
         text=True,
         check=False,
@@ -155,6 +156,8 @@ def run(size: str, workdir: Path | None = None) -> dict[str, Any]:
     problem = _problem()
     if problem is not None:
         return _skipped(problem)
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="garrison-bench-onaccess-", dir=workdir))
     mount = base / "fs"
     mount.mkdir()
