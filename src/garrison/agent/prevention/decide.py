@@ -88,6 +88,20 @@ def _read(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _sha256(fd: int, limit: int) -> str | None:
+    digest = hashlib.sha256()
+    offset = 0
+    try:
+        while chunk := os.pread(fd, CHUNK, offset):
+            offset += len(chunk)
+            if offset > limit:
+                return None
+            digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 def _sha1(fd: int) -> str:
     digest = hashlib.sha1(usedforsecurity=False)
     offset = 0
@@ -116,12 +130,18 @@ class Decider:
         self.yara_timeouts = 0
         self.unreadable = 0
 
-    def digests(self, fd: int, key: FileKey, size: int) -> Digests | None:
+    def digests(self, fd: int, key: FileKey, size: int, md5: bool) -> Digests | None:
+        """From the sensors' hash cache, or hashed now.  Without ``md5`` (no MD5 entry on
+        the block list, no scan) only the SHA-256 is computed: a third of the time of both
+        (bench onaccess), and such a result is not cached as the pair the cache holds."""
         found = self.hashes.get(key)
         if found is not None:
             return found
         if size > self.max_file_size:
             return None
+        if not md5:
+            sha = _sha256(fd, self.max_file_size)
+            return Digests("", sha) if sha is not None else None
         digests = digest_fd(fd, self.max_file_size)
         if digests is not None:
             self.hashes.put(key, digests)
@@ -135,14 +155,17 @@ class Decider:
             rule = blocklist.match_path(path)
             if rule is not None and not any(p == path for p in protect.protected()):
                 return Verdict(False, "blocklist", rule)
-        digests = self.digests(fd, key, size) if (scan or not blocklist.empty) else None
+        want_md5 = scan or bool(blocklist.tables["md5"])
+        digests = self.digests(fd, key, size, want_md5) if (scan or not blocklist.empty) else None
         if digests is None and (scan or not blocklist.empty):
             self.unreadable += 1
             return Verdict(True, note="too_large" if size > self.max_file_size else "unreadable")
         md5 = digests.md5 if digests else ""
         sha256 = digests.sha256 if digests else ""
         if digests is not None and not blocklist.empty:
-            found = {"md5": md5, "sha256": sha256}
+            found = {"sha256": sha256}
+            if md5:
+                found["md5"] = md5
             if blocklist.tables["sha1"]:
                 found["sha1"] = _sha1(fd)
             rule = blocklist.match_hashes(found)

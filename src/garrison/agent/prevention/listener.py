@@ -42,6 +42,8 @@ log = logging.getLogger("garrison.agent.prevention")
 READ_SIZE = 64 * 1024
 POLL_MS = 100
 QUEUE = 256
+# Exec decisions that need only a hash are made by the reader up to this size.
+INLINE_MAX = 2 * 1024 * 1024
 # The reader is stalled when it has not looped for this long (it polls every 100 ms).
 STALL_SECONDS = 2.0
 
@@ -272,6 +274,12 @@ class Listener:
                 self._queue_report(Decision(kind, path, event.pid, cached, *_facts(st), True))
             return True
         job = _Job(kind, fd, event.pid, path, st, in_watch, db)
+        if not in_watch and st.st_size <= INLINE_MAX:
+            # A hash and a lookup, from the descriptor (reading it raises no event): cheaper
+            # here than the hand-off to a worker, and short enough not to hold the agent's
+            # own accesses behind it (about 0.7 ms per MiB with SHA-NI).
+            self._decide(job, inline=True)
+            return True
         with self._pending_lock:
             self._pending[fd] = time.monotonic() + self.deadline
         try:
@@ -323,7 +331,7 @@ class Listener:
             finally:
                 os.close(job.fd)
 
-    def _decide(self, job: _Job) -> None:
+    def _decide(self, job: _Job, inline: bool = False) -> None:
         key = file_key(job.st)
         if job.kind == "write":
             self.counters["scans_after_write"] += 1
@@ -332,7 +340,9 @@ class Listener:
             self.cache.put(job.db, key, job.scan, verdict)
         if verdict.note:
             self.counters[verdict.note] += 1
-        if job.kind != "write" and not self._answer_pending(job.fd, verdict.allow):
+        if inline:
+            self._write(job.fd, verdict.allow)
+        elif job.kind != "write" and not self._answer_pending(job.fd, verdict.allow):
             self.counters["late"] += 1  # the watchdog allowed it at the deadline
         if not verdict.allow:
             self._queue_report(Decision(job.kind, job.path, job.pid, verdict, *_facts(job.st)))
