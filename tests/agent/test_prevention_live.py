@@ -167,6 +167,24 @@ def test_a_blocked_hash_stops_its_exec_within_one_check_in(
         )  # fmt: skip
         assert reports[0]["data"]["denied"] is True
 
+        # Written around the server's check (straight into the rule set): the agent refuses
+        # the content naming its interpreter, says so, and keeps the block list it has.
+        current = admin.call("GET", "/rules/blocklist")["content"]
+        admin.call("POST", "/rules", json={
+            "kind": "blocklist", "name": "blocklist", "content": current + f"hash:{own}\n",
+        })  # fmt: skip
+        failed = wait_for(
+            lambda: [
+                e for e in _events(admin, type="station_update_failed")
+                if "does not block itself" in e["data"].get("description", "")
+            ],
+            timeout=ONE_CHECK_IN, what="the agent refusing its own interpreter", every=0.3,
+        )  # fmt: skip
+        assert own in failed[0]["data"]["description"]
+        assert not _runs(probe)  # the previous block list is still in force
+        admin.call("POST", "/rules", json={"kind": "blocklist", "name": "blocklist",
+                                           "content": current})  # fmt: skip
+
         lifted = admin.call("DELETE", f"/blocklist/{sha}")
         assert lifted["sha256"] == sha
         wait_for(lambda: _runs(probe), timeout=ONE_CHECK_IN, what="the exec allowed again")
