@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from garrison.agent.prevention import fanperm, scope
+from garrison.agent.prevention import fanperm, protect, scope
 from garrison.agent.prevention.decide import ALLOW, Decider, Verdict, VerdictCache
 from garrison.agent.scan.signatures import SignatureDB
 from garrison.agent.sensors.hashes import file_key
@@ -120,6 +120,9 @@ class Listener:
     def start(self) -> None:
         """Make the group and its marks; raises OSError (not root, old kernel) with nothing
         left marked."""
+        # What the reader may need, read now: it must never open a file once marks exist
+        # (an open of its own on an open-marked mount would wait for itself).
+        protect.protected()
         group = fanperm.init()
         try:
             marks: dict[str, int] = {}
