@@ -25,6 +25,7 @@ from bench import alerts, checkin, dispatch, fleet, growth, lua, report
 from bench import content as content_bench
 from bench import export as export_bench
 from bench import ingest as ingest_bench
+from bench import onaccess as onaccess_bench
 from bench import sensors as sensors_bench
 from bench.common import RESULTS, ROOT, fig, machine, raise_fd_limit, scratch_url, target
 
@@ -145,6 +146,7 @@ SCENARIOS: dict[str, Callable[[str, Path, str | None], dict[str, Any]]] = {
     "growth": _server_scenario(growth),
     "sensors": lambda size, workdir, pg: sensors_bench.run(size, workdir),
     "content": _server_scenario(content_bench),
+    "onaccess": lambda size, workdir, pg: onaccess_bench.run(size, workdir),
 }
 
 

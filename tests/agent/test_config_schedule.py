@@ -121,4 +121,7 @@ def test_a_bad_pushed_value_keeps_the_old_one() -> None:
         "scan:archive_max_size", "scan:yara", "scan:clamav", "scan:progress_interval",
         "spool:max_age_days", "spool:max_bytes", "daemon:long_poll", "daemon:max_db_age_days",
         "response:allowed_roots", "response:upload_samples",
+        "on-access:enabled", "on-access:paths", "on-access:action", "on-access:blocking",
+        "on-access:exec_scope", "on-access:deadline", "on-access:max_file_size",
+        "on-access:verdict_cache",
     ]  # fmt: skip

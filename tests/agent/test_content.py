@@ -592,7 +592,7 @@ def test_a_yara_timeout_while_scanning_is_that_files_error(
     db = agent.signatures
     real = db.match_yara
 
-    def match_yara(data: bytes) -> list[tuple[str, bool]]:
+    def match_yara(data: bytes, timeout: int = 60) -> list[tuple[str, bool]]:
         if data.startswith(b"a file this rule set"):
             raise yara.TimeoutError("internal error: 30")
         return real(data)

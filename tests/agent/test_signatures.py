@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from garrison.agent.scan import hashtable
 from garrison.agent.scan.signatures import (
     PACKAGED_DB,
     SignatureError,
@@ -107,7 +108,7 @@ def test_a_table_sorted_in_several_runs_finds_every_digest(
 
     from garrison.agent.scan import signatures
 
-    monkeypatch.setattr(signatures, "SORT_RUN", 7)
+    monkeypatch.setattr(hashtable, "SORT_RUN", 7)
     table = signatures.HashTable(32)
     digests = [hashlib.sha256(str(i).encode()).digest() for i in range(100)]
     for i, digest in enumerate(digests):

@@ -224,6 +224,24 @@ class ResponseConfig(_Section):
     upload_samples: Bool = False
 
 
+class OnAccessConfig(_Section):
+    """``[on_access]`` (AVConfig ``on-access:*``): prevention, see docs/agent.md "Prevention".
+
+    ``enabled`` turns on-access scanning of ``paths`` on; blocking by the signed block list
+    runs whenever the list has entries (``blocking``), on the filesystems of ``exec_scope``
+    (``local``: every local filesystem; or mount points).  A decision not made within
+    ``deadline`` seconds is allowed (fail open), counted and reported."""
+
+    enabled: Bool = False
+    paths: Paths = Field(default_factory=list)
+    action: Action = "quarantine"
+    blocking: Bool = True
+    exec_scope: Paths = Field(default_factory=lambda: ["local"])
+    deadline: Seconds = 0.5
+    max_file_size: Count = 32 * MIB
+    verdict_cache: Count = 65536
+
+
 class ServerConfig(_Section):
     url: Text = ""
 
@@ -271,6 +289,7 @@ class AgentConfig(_Section):
     sensors: SensorsConfig = Field(default_factory=SensorsConfig)
     location: LocationConfig = Field(default_factory=LocationConfig)
     response: ResponseConfig = Field(default_factory=ResponseConfig)
+    on_access: OnAccessConfig = Field(default_factory=OnAccessConfig)
     scheduler: Annotated[dict[str, str], BeforeValidator(_schedule)] = Field(
         default_factory=lambda: dict(DEFAULT_SCHEDULE)
     )
@@ -296,13 +315,14 @@ AVCONFIG_TABLES: dict[str, type[_Section]] = {
     "spool": SpoolConfig,
     "daemon": DaemonConfig,
     "response": ResponseConfig,
+    "on-access": OnAccessConfig,  # Armadito's own name for it; the table is [on_access]
 }
 AVCONFIG_ATTRS: dict[str, tuple[str, str]] = {
-    f"{table}:{key}": (table, key)
+    f"{table}:{key}": (table.replace("-", "_"), key)
     for table, model in AVCONFIG_TABLES.items()
     for key in model.model_fields
 }
-READ_ONLY_ATTRS = {"on-access:enabled": "0"}
+READ_ONLY_ATTRS: dict[str, str] = {}
 SCHEDULER_PREFIX = "scheduler:task:"
 
 

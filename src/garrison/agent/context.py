@@ -57,6 +57,8 @@ class Agent:
         self.lock = threading.RLock()
         self.stop_requested = threading.Event()
         self.uninstall_requested = False
+        # What the daemon's prevention adds to State's avdetails (None: not running here).
+        self.prevention_status: Callable[[], dict[str, str]] | None = None
         if server_url:
             creds = state.credentials()
             if creds is not None and creds.server_url != server_url:

@@ -33,6 +33,7 @@ from garrison.agent.content import sync as contentsync
 from garrison.agent.content.wire import Announcement
 from garrison.agent.context import Agent
 from garrison.agent.errors import AgentError, RefusedError
+from garrison.agent.prevention.runner import Prevention
 from garrison.agent.schedule import CronSchedule
 from garrison.agent.sensors.runner import SensorRunner
 from garrison.agent.spool import backoff_delay
@@ -51,6 +52,7 @@ class Daemon:
         self._connected_lock = threading.Lock()
         self.threads: list[threading.Thread] = []
         self.sensors: SensorRunner | None = None
+        self.prevention: Prevention | None = None
         self._refused_policy = ""
         self.content_now = threading.Event()
         self._announced: Announcement | None = None
@@ -216,6 +218,7 @@ class Daemon:
             log.error("could not re-apply network isolation: %s", exc)
         agent.event("STARTING_UP", {"ts": int(time.time())})
         self._start_sensors()
+        self._start_prevention()
         self._start("flusher", self._flusher)
         self._start("poller", self._poller)
         self._start("content", self._content)
@@ -284,8 +287,23 @@ class Daemon:
         except Exception:
             log.exception("starting the sensors crashed; the agent runs without them")
 
+    def _start_prevention(self) -> None:
+        """Blocking and on-access scanning ([on_access], the block list in force): it marks
+        nothing until there is something to decide (docs/agent.md "Prevention")."""
+        hashes = self.sensors.hashes if self.sensors is not None else None
+        self.prevention = Prevention(self.agent, hashes, on_queued=self.flush_now.set)
+        try:
+            self.prevention.start()
+        except Exception:
+            log.exception("starting prevention crashed; the agent runs without it")
+
     def _shutdown(self) -> int:
         agent = self.agent
+        if self.prevention is not None:
+            try:
+                self.prevention.stop()
+            except Exception:
+                log.exception("stopping prevention crashed")
         if self.sensors is not None:
             try:
                 self.sensors.stop()

@@ -13,6 +13,7 @@ from garrison.cli.command import command
 from garrison.cli.commands import (
     alerts,
     auth,
+    blocklist,
     events,
     export,
     files,
@@ -51,6 +52,7 @@ def register(app: typer.Typer) -> None:
         ("rules", rules.app),
         ("files", files.app),
         ("hunts", hunts.app),
+        ("blocklist", blocklist.app),
     ):
         app.add_typer(group, name=name, rich_help_panel=ADMIN)
     command(app, "login")(auth.login)

@@ -147,4 +147,33 @@ SENSOR_HEALTH_EVENTS: tuple[EventType, ...] = (
         ),
         time_field="time",
     ),
+    EventType(
+        "prevention_status",
+        GARRISON_SRC,
+        "station",
+        "The agent's prevention (exec and open blocking, on-access scanning): its state, what "
+        "it marks and its counters since it started; sent when its state changes and when a "
+        "decision failed open (at most every few seconds).",
+        (
+            Field("time", "timestamp", True, "when the counters were read"),
+            Field("state", required=True, doc="running, failed, idle (nothing to mark) or stopped"),
+            Field("reason", doc="why it is not running"),
+            Field("on_access", "boolean", doc="on-access scanning of the watched paths is on"),
+            Field("blocking", "boolean", doc="the block list is in force (it has entries)"),
+            Field("marked", doc="the mount points marked, ';'-separated"),
+            Field("blocklist_records", "integer", doc="entries of the block list in force"),
+            Field("deadline_ms", "number", doc="decision deadline; past it the access is allowed"),
+            Field("decisions", "integer", doc="permission events that needed a verdict"),
+            Field("cached", "integer", doc="of which answered from the verdict cache"),
+            Field("denied", "integer", doc="accesses denied"),
+            Field("fail_open", "integer", doc="accesses allowed undecided (deadline or queue)"),
+            Field("fail_open_deadline", "integer", doc="allowed at the decision deadline"),
+            Field("fail_open_queue", "integer", doc="allowed because the work queue was full"),
+            Field("yara_timeouts", "integer", doc="scans cut by the YARA time budget (allowed)"),
+            Field("unreadable", "integer", doc="files that could not be read (allowed)"),
+            Field("scans_after_write", "integer", doc="files scanned after being written"),
+            Field("overflows", "integer", doc="kernel queue overflows"),
+        ),
+        time_field="time",
+    ),
 )

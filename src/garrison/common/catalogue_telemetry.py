@@ -76,6 +76,12 @@ LINUX_PROCESS = (
         doc="comma-separated fields that could not be read (the process was gone too soon)",
     ),
 )
+# What the Linux agent's prevention adds to the two blocking events (no seed field says why).
+BLOCK_FIELDS = (
+    Field("pid", "integer", doc="process ID of the process that was refused"),
+    Field("block_reason", doc="blocklist (the signed block list) or threat (a detection)"),
+    Field("block_rule", doc="the block list entry (hash:…, path:…, name:…) or threat name"),
+)
 # -- what the Linux file, driver and module sensors add (the seed has no field for them) --
 _HASH_STATUS = "ok, pending (hashed in the background), too_large, or unreadable"
 LINUX_FILE = (
@@ -382,6 +388,7 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         "A process start was blocked.",
         *_file(),
         Field("command_line", doc="command-line parameters"),
+        *BLOCK_FIELDS,
         severity=Severity.WARNING,
         eset_type="BlockedFiles_Event",
     ),
@@ -398,6 +405,7 @@ TELEMETRY_EVENTS: tuple[EventType, ...] = (
         Field("parent_sha256", "sha256", search="hash"),
         Field("parent_pid", "integer"),
         Field("parent_unique_pid", search="pupid"),
+        *BLOCK_FIELDS,
         severity=Severity.WARNING,
         eset_type="BlockedFiles_Event",
     ),

@@ -22,6 +22,7 @@ from garrison.server import docs_page, errors_http, logs
 from garrison.server.adminapi import (
     alerts,
     auth_routes,
+    blocklist,
     configs,
     content,
     events,
@@ -172,6 +173,7 @@ def _admin_routes() -> tuple[BaseRoute, ...]:
         content,
         files,
         hunts,
+        blocklist,
     ):
         admin.include_router(module.router)
     built = APIRouter()

@@ -28,6 +28,7 @@ from garrison.agent.content.keys import TrustStore
 from garrison.agent.content.store import ContentStore, Installed, disk_error
 from garrison.agent.content.verify import verify
 from garrison.agent.errors import RefusedError
+from garrison.agent.prevention import protect
 from garrison.agent.scan.signatures import YARA_SUFFIXES, SignatureDB, SignatureError, load_database
 from garrison.agent.transport import Transport
 
@@ -273,8 +274,15 @@ def _load(
     if use_yara and yara_files:
         budgetmod.check(yara_files, budget)
     try:
-        return load_database(store.engine_dirs(manifest, new), use_yara)
+        db = load_database(store.engine_dirs(manifest, new), use_yara)
     except SignatureError as exc:
         raise ContentRefused(f"the new engine does not load: {exc}") from None
     except MemoryError:
         raise ContentRefused("the new engine does not load: out of memory") from None
+    named = protect.named_by(db.blocklist)
+    if named:
+        raise ContentRefused(
+            "the block list names what this agent runs on, refused (the agent does not "
+            f"block itself or its interpreter): {'; '.join(named)}"
+        )
+    return db

@@ -84,7 +84,7 @@ def _open_regular(path: str) -> int:
     return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
-def _yara_errors() -> tuple[type[Exception], ...]:
+def yara_errors() -> tuple[type[Exception], ...]:
     try:
         import yara  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
@@ -151,7 +151,7 @@ class Engine:
         finally:
             os.close(fd)
 
-    def match(self, data: bytes) -> list[tuple[str, str, bool]]:
+    def match(self, data: bytes, yara_timeout: int = 60) -> list[tuple[str, str, bool]]:
         """(threat, module, suspicious) for a blob."""
         found: list[tuple[str, str, bool]] = []
         name = self.db.match_hashes(digests(data), len(data))
@@ -161,7 +161,7 @@ class Engine:
             if not any(t == threat for t, _, _ in found):
                 found.append((threat, "clamav-body", False))
         if self.config.yara:
-            for threat, suspicious in self.db.match_yara(data):
+            for threat, suspicious in self.db.match_yara(data, yara_timeout):
                 if not any(t == threat for t, _, _ in found):
                     found.append((threat, "yara", suspicious))
         return found
@@ -171,7 +171,7 @@ class Engine:
         this file) counted as the file's error instead of ending the scan."""
         try:
             return self.match(data)
-        except _yara_errors() as exc:
+        except yara_errors() as exc:
             result.errors.append(f"{where}: YARA: {exc}")
             return []
 

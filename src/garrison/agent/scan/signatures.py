@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import heapq
 import logging
 import tomllib
-from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from garrison.agent.scan import ndb
+from garrison.agent.scan.blocklist import BLOCK_SUFFIXES, BlockList, load_into
+from garrison.agent.scan.hashtable import ALGO_BY_LENGTH, HashTable, SignatureError
+
+__all__ = ["ALGO_BY_LENGTH", "HashTable", "SignatureError"]  # their home before hashtable.py
 
 log = logging.getLogger("garrison.agent")
 
@@ -34,11 +35,6 @@ HASH_SUFFIXES = (".hdb", ".hsb")
 NDB_SUFFIXES = (ndb.NDB_SUFFIX,)
 YARA_SUFFIXES = (".yar", ".yara")
 _HEX = set("0123456789abcdef")
-ALGO_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256"}
-
-
-class SignatureError(ValueError):
-    """A signature file cannot be used; the message names the file and line."""
 
 
 @dataclass(frozen=True)
@@ -87,90 +83,6 @@ def load_hash_file(path: Path) -> list[HashSignature]:
         if sig is not None:
             out.append(sig)
     return out
-
-
-# Entries sorted by one C call: while it runs it holds the GIL, and the daemon's other
-# threads (a scan going on, check-ins, the sensors) wait.  One sorted() of 1,000,000 digests
-# stalled them 1.3 s (bench scenario content); runs of this size take a few milliseconds.
-SORT_RUN = 1 << 14
-
-
-def _sorted_order(digests: list[bytes]) -> list[int]:
-    """The indexes of ``digests`` in digest order: runs sorted by short C calls, merged by
-    heapq.merge, a Python generator, so other threads get the GIL between its items."""
-    key = digests.__getitem__
-    runs = [
-        sorted(range(start, min(start + SORT_RUN, len(digests))), key=key)
-        for start in range(0, len(digests), SORT_RUN)
-    ]
-    if len(runs) <= 1:
-        return runs[0] if runs else []
-    return list(heapq.merge(*runs, key=key))
-
-
-class HashTable:
-    """One algorithm's hash signatures.  Appends are pending; :meth:`freeze` (the load does
-    it, and the first lookup after an append) sorts them into one digest buffer searched by
-    bisection, a size array (-1 = any size) and a name blob with offsets: no object per
-    signature once frozen."""
-
-    def __init__(self, width: int) -> None:
-        self.width = width
-        self._digests = b""
-        self._sizes = array("q")
-        self._names = b""
-        self._name_at = array("Q", [0])
-        self._new_digests: list[bytes] = []
-        self._new_sizes = array("q")
-        self._new_names: list[bytes] = []
-
-    def __len__(self) -> int:
-        return len(self._sizes) + len(self._new_sizes)
-
-    def append(self, digest: bytes, size: int, name: bytes) -> None:
-        if len(digest) != self.width:
-            raise SignatureError(f"a {self.width}-byte digest was expected")
-        self._new_digests.append(digest)
-        self._new_sizes.append(size)
-        self._new_names.append(name)
-
-    def freeze(self) -> None:
-        if not self._new_sizes:
-            return
-        digests = [self._digest(i) for i in range(len(self._sizes))] + self._new_digests
-        names = [self._name(i) for i in range(len(self._sizes))] + self._new_names
-        sizes = self._sizes + self._new_sizes
-        self._new_digests, self._new_sizes, self._new_names = [], array("q"), []
-        order = _sorted_order(digests)
-        # Comprehensions, not map(): a C call consuming a C iterator never lets another
-        # thread run, a Python loop does (see _sorted_order).
-        self._digests = b"".join([digests[i] for i in order])
-        del digests
-        self._sizes = array("q", [sizes[i] for i in order])
-        self._names = b"".join([names[i] for i in order])
-        self._name_at = array("Q", [0])
-        self._name_at.extend(accumulate(len(names[i]) for i in order))
-
-    def _digest(self, i: int) -> bytes:
-        return self._digests[i * self.width : (i + 1) * self.width]
-
-    def _name(self, i: int) -> bytes:
-        return self._names[self._name_at[i] : self._name_at[i + 1]]
-
-    def find(self, digest: bytes) -> Iterator[tuple[int | None, str]]:
-        """(size or None, name) of every signature with this digest."""
-        self.freeze()
-        low, high = 0, len(self._sizes)
-        while low < high:
-            mid = (low + high) // 2
-            if self._digest(mid) < digest:
-                low = mid + 1
-            else:
-                high = mid
-        while low < len(self._sizes) and self._digest(low) == digest:
-            size = self._sizes[low]
-            yield (None if size < 0 else size), self._name(low).decode("utf-8", "replace")
-            low += 1
 
 
 def _load_hash_file_into(tables: dict[str, HashTable], path: Path) -> int:
@@ -275,6 +187,8 @@ class SignatureDB:
     date: int = 0  # epoch seconds of the newest database file
     self_test_only: bool = False  # only the packaged EICAR self-test base is loaded
     files: list[str] = field(default_factory=list)
+    # What the agent refuses to execute or open (``.blk`` bundle files; prevention).
+    blocklist: BlockList = field(default_factory=BlockList)
 
     @property
     def records(self) -> int:
@@ -301,12 +215,13 @@ class SignatureDB:
         """Threat names of the ClamAV body signatures matching the blob."""
         return self.ndb.match(data)
 
-    def match_yara(self, data: bytes) -> list[tuple[str, bool]]:
-        """(threat name, suspicious) per matching rule."""
+    def match_yara(self, data: bytes, timeout: int = 60) -> list[tuple[str, bool]]:
+        """(threat name, suspicious) per matching rule; a rule set slower than ``timeout``
+        seconds on this blob raises yara's timeout error."""
         if self.yara_rules is None:
             return []
         out = []
-        for match in self.yara_rules.match(data=data, timeout=60):
+        for match in self.yara_rules.match(data=data, timeout=timeout):
             meta = match.meta or {}
             name = str(meta.get("threat_name") or f"YARA.{match.rule}")
             out.append((name, bool(meta.get("suspicious", False))))
@@ -327,7 +242,8 @@ def _files(directory: Path) -> list[Path]:
     return sorted(
         p
         for p in directory.iterdir()
-        if p.is_file() and p.suffix.lower() in (*HASH_SUFFIXES, *NDB_SUFFIXES, *YARA_SUFFIXES)
+        if p.is_file()
+        and p.suffix.lower() in (*HASH_SUFFIXES, *NDB_SUFFIXES, *YARA_SUFFIXES, *BLOCK_SUFFIXES)
     )
 
 
@@ -372,6 +288,8 @@ def load_database(directories: Iterable[Path], use_yara: bool = True) -> Signatu
                 db.hash_count += _load_hash_file_into(db.tables, path)
             elif path.suffix.lower() in NDB_SUFFIXES:
                 ndb_files.append(path)
+            elif path.suffix.lower() in BLOCK_SUFFIXES:
+                load_into(db.blocklist, path)
             else:
                 yara_files.append(path)
     if ndb_files:
@@ -386,6 +304,7 @@ def load_database(directories: Iterable[Path], use_yara: bool = True) -> Signatu
     db.self_test_only = not local and packaged_self_test()
     for table in db.tables.values():
         table.freeze()  # now, not at the first scan
+    db.blocklist.freeze()
     if db.skipped:
         log.info("signatures: skipped, the engine cannot evaluate them: %s", db.skipped_summary)
     return db
@@ -428,8 +347,10 @@ def validate_files(paths: Iterable[Path]) -> int:
             count += _ndb_count(path)[0]
         elif suffix in YARA_SUFFIXES:
             yara_files.append(path)
+        elif suffix in BLOCK_SUFFIXES:
+            count += load_into(BlockList(), path)
         else:
-            raise SignatureError(f"{path.name}: not a .hdb, .hsb, .ndb, .yar or .yara file")
+            raise SignatureError(f"{path.name}: not a .hdb, .hsb, .ndb, .yar, .yara or .blk file")
     if yara_files and yara_available():
         count += compile_yara(yara_files)[1]
     return count

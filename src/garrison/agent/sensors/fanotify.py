@@ -181,7 +181,12 @@ def _check(result: int, what: str) -> int:
 
 def init(flags: int) -> int:
     """A fanotify group's descriptor (``event_f_flags`` is unused by handle groups)."""
-    return _check(libc().init(flags, os.O_RDONLY | os.O_CLOEXEC), "fanotify_init")
+    return init_with(flags, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def init_with(flags: int, event_f_flags: int) -> int:
+    """A group whose events carry descriptors opened with ``event_f_flags``."""
+    return _check(libc().init(flags, event_f_flags), "fanotify_init")
 
 
 def mark(fd: int, flags: int, mask: int, path: str) -> None:

@@ -15,6 +15,7 @@ from garrison import __version__
 from garrison.agent import isolation
 from garrison.agent.content.store import ContentStore
 from garrison.agent.context import Agent
+from garrison.agent.prevention import protect
 from garrison.agent.scan import clamav
 
 
@@ -106,10 +107,15 @@ def build(agent: Agent) -> dict[str, Any]:
         "isolated": "1" if isolation.is_isolated(agent.state) else "0",
         "quarantined_files": str(len(agent.quarantine.entries())),
         "spool_messages": str(spool["messages"]),
+        # What the agent refuses to block (the server refuses to block it too).
+        "protected_sha256": ";".join(sorted(set(protect.protected().values()))),
+        "blocklist_records": str(len(db.blocklist)),
         "spool_dropped": str(
             spool["dropped_expired"] + spool["dropped_cap"] + spool["dropped_refused"]
         ),
     }
+    if agent.prevention_status is not None:
+        details.update(agent.prevention_status())
     body: dict[str, Any] = {
         "dbinfo": {
             "global_status": global_status,

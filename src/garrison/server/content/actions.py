@@ -6,7 +6,7 @@ from typing import Any
 
 from garrison.common.clamav_cvd import ClamAVKeys
 from garrison.server.audit.actor import Actor
-from garrison.server.content import clamav_import, service
+from garrison.server.content import blocklist, clamav_import, service
 from garrison.server.content.delivery import ContentDelivery
 from garrison.server.content.models import ContentAssignment, RuleSet, RuleVersion
 
@@ -72,3 +72,18 @@ def import_clamav(
     content.initialise_once()
     with content.db.transaction() as session:
         return clamav_import.import_container(session, actor, filename, data, keys, name, comment)
+
+
+def blocklist_add(
+    content: ContentDelivery, actor: Actor, sha256: Any, comment: Any
+) -> tuple[int, blocklist.Entry]:
+    """Put a hash on the fleet block list: a new version of its rule set (a new serial)."""
+    content.initialise_once()
+    with content.db.transaction() as session:
+        return blocklist.add(session, actor, sha256, comment)
+
+
+def blocklist_remove(content: ContentDelivery, actor: Actor, sha256: Any) -> int:
+    content.initialise_once()
+    with content.db.transaction() as session:
+        return blocklist.remove(session, actor, sha256)

@@ -164,7 +164,7 @@ def _indicator(text: str, number: int) -> str:
     return kind
 
 
-def _check_indicators(content: str, what: str) -> Checked:
+def _check_indicators(content: str, what: str, may_be_empty: bool = False) -> Checked:
     counts: dict[str, int] = {}
 
     def parse(text: str, number: int) -> None:
@@ -172,7 +172,7 @@ def _check_indicators(content: str, what: str) -> Checked:
         counts[kind] = counts.get(kind, 0) + 1
 
     records = _records(content, parse, comments=True)
-    if not records:
+    if not records and not may_be_empty:
         raise FormatError(f"{what} needs at least one indicator")
     return Checked(records, EXTENSIONS["ioc" if what == "an IOC list" else "blocklist"], counts)
 
@@ -182,7 +182,9 @@ def check_ioc(content: str) -> Checked:
 
 
 def check_blocklist(content: str) -> Checked:
-    return _check_indicators(content, "a block list")
+    # Comments only is an empty block list: lifting the last entry lifts every block (the
+    # agent then marks nothing), which an "at least one" rule would make impossible.
+    return _check_indicators(content, "a block list", may_be_empty=True)
 
 
 # -- devices ---------------------------------------------------------------------------------

@@ -51,6 +51,9 @@ log = structlog.get_logger("garrison.content")
 PREVIOUS_SERIALS = 8
 KEEP_SERIALS = PREVIOUS_SERIALS + 1
 MAX_COMMENT = 1024
+# Rule sets every scope gets whatever its assignment lists (the fleet block list, which
+# garrison blocklist / POST /admin/v1/blocklist write: content/blocklist.py).
+FLEET_RULESETS = ("blocklist",)
 MIN_PRIORITY, MAX_PRIORITY = -1_000_000, 1_000_000
 MAX_ASSIGNED = 1000
 MIN_OVERLAP_HOURS, MAX_OVERLAP_HOURS = 0, 24 * 366
@@ -265,6 +268,13 @@ def compute_snapshot(session: Session) -> dict[str, Any]:
                 pinned = item.get("version", "latest")
                 latest = latest_of.get(ruleset.id, 0)
                 wanted.append((ruleset, latest if pinned == "latest" else int(pinned)))
+            named = {str(item.get("name")) for item in rules}
+            # Fleet-wide rule sets reach every scope, at their latest unless pinned there.
+            wanted += [
+                (by_name[n], latest_of.get(by_name[n].id, 0))
+                for n in FLEET_RULESETS
+                if n in by_name and n not in named
+            ]
         files = []
         for ruleset, version in wanted:
             found = versions.get((ruleset.id, version))
