@@ -27,9 +27,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine
 
 from garrison.agent import config as configmod
 from tests.agent.helpers import AGENT, agent_env, run_agent
+from tests.conftest import BACKENDS, EMPTY_TABLES, RESTART_SEQUENCES
 from tests.live import LiveServer, start_server
 from tests.support import wait_for
 
@@ -156,9 +158,20 @@ class Fleet:
             station.stop()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    srv = start_server(tmp_path_factory.mktemp("response") / "data")
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """One server per backend for the whole module (its agents are started once too)."""
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_session_url")
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(EMPTY_TABLES)
+            conn.exec_driver_sql(RESTART_SEQUENCES)
+        engine.dispose()
+    srv = start_server(tmp_path_factory.mktemp("response") / "data", url)
     yield srv
     srv.stop()
 
