@@ -279,3 +279,27 @@ def test_alert_samples_upload_when_the_setting_allows(server: Server) -> None:
     assert_json_error(other.upload(DATA, alert=alert), 404, "not_found")
     unknown = agent.upload(DATA, alert="00000000-0000-4000-8000-000000000000")
     assert_json_error(unknown, 404, "not_found")
+
+
+def test_a_sample_names_the_threat_detected_event_of_its_alert(server: Server) -> None:
+    # The agent names its detection (info.event_uuid) before it reports the alert; the
+    # server's threat_detected event takes that name, so the sample uploaded afterwards finds it.
+    server.admin.patch("/settings", {"upload_samples": 1})
+    agent = enroll(server.client, server.first_key)
+    named = "7d1e0c2a-1b2c-4d3e-8f40-0123456789ab"
+    alert = {
+        "name": "Eicar-Test-Signature",
+        "filepath": "/tmp/eicar.com",
+        "detection_time": 1_700_000_000,
+        "info": {"sha256": hashlib.sha256(DATA).hexdigest(), "event_uuid": named},
+    }
+    posted = server.client.post(
+        "/api/alerts",
+        content=json.dumps(agent.envelope("Alerts", {"alerts": [alert]})),
+        headers=agent.headers(),
+    )
+    assert posted.status_code == 200, posted.text
+    uploaded = agent.upload(DATA, alert=named)
+    assert uploaded.status_code == 201, uploaded.text
+    [item] = server.admin.get("/files").json()["items"]
+    assert (item["alert_uid"], item["station_id"]) == (named, agent.agent_id)

@@ -43,6 +43,7 @@ def record(db: Database, caller: Caller, report: AlertsReported) -> AlertsRecord
                         alert.action,
                         detected,
                         alert.sha256,
+                        alert.event_uuid,
                     )
                 )
             emitters.threats_detected(session, station, threats)

@@ -30,6 +30,7 @@ ACTION_LENGTH = column_length(Alert.action)
 MODULE_NAME_LENGTH = column_length(Alert.module_name)
 FILEPATH_LENGTH = 4096  # a Text column: the longest path of the systems agents run on
 SHA256_RE = re.compile(r"^[0-9A-Fa-f]{64}$")
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,13 @@ class AlertReport:
         """The detected file's SHA-256, when the agent's info carries a well-formed one."""
         value = self.info.get("sha256")
         return value if isinstance(value, str) and SHA256_RE.match(value) else None
+
+    @property
+    def event_uuid(self) -> str | None:
+        """The id the agent gave its threat_detected event (for a sample upload), when the
+        info carries a well-formed uuid."""
+        value = self.info.get("event_uuid")
+        return value.lower() if isinstance(value, str) and UUID_RE.match(value) else None
 
 
 def checksum(

@@ -198,6 +198,9 @@ class Threat:
     action: str
     detected: dt.datetime
     sha256: str | None = None
+    # The id the agent gave this detection beforehand (its alert's ``info.event_uuid``), so
+    # that a sample it uploads later names this event: ``PUT /api/files/…?alert=<uuid>``.
+    event_uuid: str | None = None
 
 
 def threats_detected(session: Session, station: Station, threats: Sequence[Threat]) -> None:
@@ -222,6 +225,7 @@ def threats_detected(session: Session, station: Station, threats: Sequence[Threa
             }
             for t in threats
         ],
+        [f"s{station.id}:{t.event_uuid}" if t.event_uuid else None for t in threats],
     )
 
 

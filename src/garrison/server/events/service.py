@@ -128,10 +128,18 @@ def emit(
 
 
 def emit_many(
-    session: Session, event_type: str, station_id: int | None, datas: Sequence[dict[str, Any]]
+    session: Session,
+    event_type: str,
+    station_id: int | None,
+    datas: Sequence[dict[str, Any]],
+    uids: Sequence[str | None] | None = None,
 ) -> list[int | None]:
-    """Record several events of one type in one append."""
+    """Record several events of one type in one append; ``uids`` (one per event, ``None`` for
+    a generated one) when the station named the events beforehand."""
     declared = CATALOGUE[event_type]
+    named = list(uids) if uids is not None else [None] * len(datas)
+    if len(named) != len(datas):
+        raise ValueError("emit_many: one uid (or None) per event")
     return append(
         session,
         [
@@ -140,8 +148,9 @@ def emit_many(
                 _server_event(declared, data),
                 station_id,
                 "server",
+                uid,
             )
-            for data in datas
+            for data, uid in zip(datas, named, strict=True)
         ],
     )
 
