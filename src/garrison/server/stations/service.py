@@ -424,3 +424,9 @@ def export_info(session: Session, ids: Collection[int], with_groups: bool) -> di
             uuid, hostname, address, frozenset(mine), os_name or "", first, mine.get(first, "")
         )
     return out
+
+
+def by_ids(session: Session, ids: Collection[int]) -> list[Station]:
+    if not ids:
+        return []
+    return list(session.scalars(select(Station).where(Station.id.in_(list(ids)))))
