@@ -24,8 +24,14 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
@@ -80,7 +86,8 @@ def check(page: Any, shots: Path, name: str) -> None:
             const result = await axe.run(document, {resultTypes: ["violations"]});
             return result.violations
                 .filter(v => v.impact === "serious" || v.impact === "critical")
-                .map(v => `${v.id}: ${v.help} at ${v.nodes.map(n => n.target.join(" ")).join("; ")}`);
+                .map(v => `${v.id}: ${v.help} at `
+                    + v.nodes.map(n => n.target.join(" ")).join("; "));
         }"""
     )
     assert found == [], f"{name}: {found}"
@@ -120,7 +127,8 @@ def test_an_admin_walks_through_the_console(
     page.get_by_role("button", name="Create").click()
     key = page.input_value("#new-key")
     command = page.input_value("#enroll-command")
-    assert command.endswith(f"-k {key}") and server.url in command
+    assert command.endswith(f"-k {key}")
+    assert server.url in command
     check(page, shots, "keys")
 
     # The stations page is open when the agent enrolls: the station appears without a reload.
@@ -160,7 +168,9 @@ def test_an_admin_walks_through_the_console(
     page.get_by_label("Lua source").fill("return ((")
     page.get_by_role("button", name="Save a new version").click()
     assert page.locator("#e-source").inner_text() != ""
-    page.get_by_label("Lua source").fill("local args = ...\ngarrison.log('seen ' .. tostring(args.virus))\nreturn 'ok'\n")
+    page.get_by_label("Lua source").fill(
+        "local args = ...\ngarrison.log('seen ' .. tostring(args.virus))\nreturn 'ok'\n"
+    )
     page.get_by_role("button", name="Save a new version").click()
     page.locator("#h-versions").wait_for()
     page.get_by_role("button", name="Dry run").click()

@@ -37,13 +37,19 @@ def users_list(request: Request, who: Who, form: Form) -> Response:
 def user_create(request: Request, who: Who, form: Form) -> Response:
     body = web.validate(
         s.UserIn,
-        {"username": form.get("username"), "password": form.get("password"), "role": form.get("role")},
+        {
+            "username": form.get("username"),
+            "password": form.get("password"),
+            "role": form.get("role"),
+        },
         form,
     )
     if body is None:
         return _users(request, who, form, 422)
     try:
-        actions.create_user(web.ctx_of(request).db, who.actor, body.username, body.password, body.role)
+        actions.create_user(
+            web.ctx_of(request).db, who.actor, body.username, body.password, body.role
+        )
     except GarrisonError as exc:
         web.failed(form, exc)
         return _users(request, who, form, 422)

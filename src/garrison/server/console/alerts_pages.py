@@ -27,7 +27,7 @@ def _page(request: Request, who: Who, form: Form, status: int = 200) -> Response
             session,
             station_id=int(station) if station.isdigit() and len(station) < 18 else None,
             threat=q.get("threat", "")[:255] or None,
-            acknowledged=ACKNOWLEDGED.get(q.get("acknowledged", "no"), None),
+            acknowledged=ACKNOWLEDGED.get(q.get("acknowledged", "no")),
             limit=paging.PAGE_SIZE,
             offset=offset,
         )

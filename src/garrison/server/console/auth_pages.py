@@ -44,7 +44,12 @@ def _login_page(
         login_csrf=token,
     )
     response.set_cookie(
-        LOGIN_CSRF, token, httponly=True, samesite="strict", secure=web.secure(request), path="/login"
+        LOGIN_CSRF,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=web.secure(request),
+        path="/login",
     )
     return response
 

@@ -26,7 +26,9 @@ class Chart:
     peak: int
 
 
-def daily(counts: dict[str, int], days: int, today: dt.date, width: int = 700, height: int = 180) -> Chart:
+def daily(
+    counts: dict[str, int], days: int, today: dt.date, width: int = 700, height: int = 180
+) -> Chart:
     """One bar per day for the last ``days`` days, ending ``today``."""
     labels = [(today - dt.timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
     peak = max([counts.get(d, 0) for d in labels] + [1])

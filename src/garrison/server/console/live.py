@@ -29,14 +29,30 @@ RETRY_MS = 1000
 SCAN_LIMIT = 1000
 TOPICS = {
     "stations": (
-        "station_created", "station_deleted", "station_connected", "CONNECTED", "DISCONNECTED",
-        "STARTING_UP", "SHUTTING_DOWN", "station_status", "station_authorization_failed",
-        "agent_deinstalled", "components_list_received", "virus_bases_received",
-        "sensor_health", "station_geolocation_changed",
+        "station_created",
+        "station_deleted",
+        "station_connected",
+        "CONNECTED",
+        "DISCONNECTED",
+        "STARTING_UP",
+        "SHUTTING_DOWN",
+        "station_status",
+        "station_authorization_failed",
+        "agent_deinstalled",
+        "components_list_received",
+        "virus_bases_received",
+        "sensor_health",
+        "station_geolocation_changed",
     ),
     "alerts": ("threat_detected", "detection", "threat", "edr_alarm", "file_blocked"),
-    "jobs": ("task_executed", "component_completed", "station_scan_statistics",
-             "station_scan_error", "SEGREGATE_NETWORK", "SELF_TEST"),
+    "jobs": (
+        "task_executed",
+        "component_completed",
+        "station_scan_statistics",
+        "station_scan_error",
+        "SEGREGATE_NETWORK",
+        "SELF_TEST",
+    ),
 }
 _TOPIC_OF = {t: topic for topic, types in TOPICS.items() for t in types}
 

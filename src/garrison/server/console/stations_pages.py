@@ -60,8 +60,7 @@ def station_rows(request: Request) -> dict[str, Any]:
         )
         groups = [g.name for g, _ in stations.list_groups(session)]
         items = [
-            (st, stations.is_online(st, offline_after, ctx.presence.pending(st.id)))
-            for st in rows
+            (st, stations.is_online(st, offline_after, ctx.presence.pending(st.id))) for st in rows
         ]
     return {
         "items": items,
@@ -151,7 +150,12 @@ def station_job(request: Request, who: Who, form: Form) -> Response:
         params = {"path": form.get("path") or "/"}
     body = web.validate(
         s.JobIn,
-        {"type": job_type, "station_ids": [station_id], "priority": JobPriority.HIGH, "params": params},
+        {
+            "type": job_type,
+            "station_ids": [station_id],
+            "priority": JobPriority.HIGH,
+            "params": params,
+        },
         form,
     )
     if body is None:

@@ -348,7 +348,9 @@ def isolated_count(session: Session) -> int:
         .where(Job.type.in_(_NETWORK), JobTarget.status == JobStatus.SUCCESSFUL)
         .subquery()
     )
-    latest = select(func.count()).select_from(done).where(
-        done.c.n == 1, done.c.type == JobType.ISOLATE_NETWORK
+    latest = (
+        select(func.count())
+        .select_from(done)
+        .where(done.c.n == 1, done.c.type == JobType.ISOLATE_NETWORK)
     )
     return int(session.scalar(latest) or 0)

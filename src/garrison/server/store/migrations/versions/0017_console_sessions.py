@@ -47,7 +47,6 @@ def upgrade() -> None:
         op.f("ix_console_sessions_expires_at"), "console_sessions", ["expires_at"], unique=False
     )
 
-
     op.create_index(op.f("ix_stations_hostname"), "stations", ["hostname"], unique=False)
 
 
