@@ -22,6 +22,7 @@ SCENARIOS = [
     "growth",
     "sensors",
     "content",
+    "console",
 ]
 
 pytestmark = pytest.mark.slow

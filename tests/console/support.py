@@ -25,13 +25,17 @@ def login(client: TestClient | httpx.Client, username: str, password: str) -> ht
     """Fetch the login form (its CSRF cookie and field) and post it; the answer unfollowed."""
     form = client.get("/login")
     assert form.status_code == 200, form.text
-    match = _LOGIN_CSRF.search(form.text)
-    assert match is not None
     return client.post(
         "/login",
-        data={"username": username, "password": password, "login_csrf": match.group(1)},
+        data={"username": username, "password": password, "login_csrf": login_csrf(form.text)},
         follow_redirects=False,
     )
+
+
+def login_csrf(html: str) -> str:
+    match = _LOGIN_CSRF.search(html)
+    assert match is not None, "no login_csrf field on the login page"
+    return match.group(1)
 
 
 def csrf_of(html: str) -> str:

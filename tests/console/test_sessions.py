@@ -11,7 +11,7 @@ from garrison.server.audit.models import AuditEntry
 from garrison.server.stations.models import Station
 from garrison.server.users.models import ConsoleSession
 from tests.conftest import Server
-from tests.console.support import csrf_of, login, make_user
+from tests.console.support import csrf_of, login, login_csrf, make_user
 
 
 def _station(server: Server, hostname: str) -> int:
@@ -130,3 +130,25 @@ def test_logout_idle_expiry_and_a_tampered_cookie_end_at_the_login_page(server: 
     server.client.cookies.set("garrison_console", "gcs_tampered")
     tampered = server.client.get("/stations", follow_redirects=True)
     assert "your session has ended" in tampered.text
+
+
+def test_the_cookie_is_secure_under_https(server: Server) -> None:
+    password = make_user(server.admin, "frank", "viewer")
+    form = server.client.get("https://testserver/login")
+    done = server.client.post(
+        "https://testserver/login",
+        data={"username": "frank", "password": password, "login_csrf": login_csrf(form.text)},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert "Secure" in done.headers["set-cookie"]
+    assert server.client.get("https://testserver/stations").status_code == 200
+
+
+def test_a_role_change_ends_the_users_console_sessions(server: Server) -> None:
+    password = make_user(server.admin, "gina", "operator")
+    login(server.client, "gina", password)
+    assert server.client.get("/jobs/new").status_code == 200
+    assert server.admin.patch("/users/gina", {"role": "viewer"}).status_code == 200
+    after = server.client.get("/jobs/new", follow_redirects=True)
+    assert "your session has ended" in after.text

@@ -35,7 +35,7 @@ def values(request: Request) -> dict[str, Any]:
         per_day = alerts.per_day(session, since)
         top = alerts.top_threats(session, since, 10)
         stale, stale_total = states.stale_bases(session, now - dt.timedelta(days=STALE_DAYS), 10)
-        sensors = sensor_status.fleet_states(session, now - dt.timedelta(days=1), 10_000)
+        sensors = sensor_status.fleet_states(session, now - dt.timedelta(days=1), 2_000)
         targets = exports.views(session, exports.list_all(session))
     return {
         "total": total,
