@@ -84,18 +84,21 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
     _, seeded = seed_stations_bulk(url, p["stations"])
     database = "postgresql" if url.startswith("postgresql") else "sqlite"
     calls = {
-        "console dashboard": ("/dashboard", {}),
-        "console first stations page": ("/stations", {}),
-        "console stations page sorted by hostname": ("/stations?sort=hostname&dir=desc", {}),
-        "admin API GET /admin/v1/stations": (f"/admin/v1/stations?limit={PAGE}", {}),
+        "console dashboard": "/dashboard",
+        "console first stations page": "/stations",
+        "console stations page sorted by hostname": "/stations?sort=hostname&dir=desc",
+        "admin API GET /admin/v1/stations": f"/admin/v1/stations?limit={PAGE}",
     }
-    with start_server(workdir / "console", url) as server, on_load_core():
-        with httpx.Client(base_url=server.url, timeout=60) as client:
-            _login(server, client)
-            times = {}
-            for name, (path, _) in calls.items():
-                headers = server.admin if path.startswith("/admin/") else {}
-                times[name] = _time(client, path, p["requests"], p["warmup"], headers=headers)
+    times: dict[str, list[float]] = {}
+    with (
+        start_server(workdir / "console", url) as server,
+        on_load_core(),
+        httpx.Client(base_url=server.url, timeout=60) as client,
+    ):
+        _login(server, client)
+        for name, path in calls.items():
+            headers = server.admin if path.startswith("/admin/") else {}
+            times[name] = _time(client, path, p["requests"], p["warmup"], headers=headers)
     figures, targets = [], []
     api = times["admin API GET /admin/v1/stations"]
     for name, ms in times.items():
