@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from garrison.server.audit.models import AuditEntry
 from garrison.server.stations.models import Station
 from garrison.server.users.models import ConsoleSession
-from tests.conftest import Server
+from tests.conftest import Server, ServerFactory
 from tests.console.support import csrf_of, login, login_csrf, make_user
 
 
@@ -53,8 +53,8 @@ def test_login_sets_a_strict_httponly_cookie_and_lists_stations(server: Server) 
     assert "auth.console_login" in actions
 
 
-def test_wrong_password_is_refused_audited_and_limited(server_factory: object) -> None:
-    server = server_factory(auth_address_failures=2)  # type: ignore[operator]
+def test_wrong_password_is_refused_audited_and_limited(server_factory: ServerFactory) -> None:
+    server = server_factory(auth_address_failures=2)
     make_user(server.admin, "bob", "viewer")
     first = login(server.client, "bob", "not the password")
     assert first.status_code == 401
