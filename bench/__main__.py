@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import alerts, checkin, dispatch, fleet, growth, lua, report
+from bench import console as console_bench
 from bench import content as content_bench
 from bench import export as export_bench
 from bench import ingest as ingest_bench
@@ -147,6 +148,7 @@ SCENARIOS: dict[str, Callable[[str, Path, str | None], dict[str, Any]]] = {
     "sensors": lambda size, workdir, pg: sensors_bench.run(size, workdir),
     "content": _server_scenario(content_bench),
     "onaccess": lambda size, workdir, pg: onaccess_bench.run(size, workdir),
+    "console": _server_scenario(console_bench),
 }
 
 

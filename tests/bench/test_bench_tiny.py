@@ -23,6 +23,7 @@ SCENARIOS = [
     "sensors",
     "content",
     "onaccess",
+    "console",
 ]
 
 pytestmark = pytest.mark.slow

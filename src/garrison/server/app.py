@@ -40,6 +40,7 @@ from garrison.server.adminapi import (
 from garrison.server.adminapi.schemas import Health
 from garrison.server.agentapi.edge import AgentEdge
 from garrison.server.agentapi.routes import AgentApi
+from garrison.server.console.routes import routes as console_routes
 from garrison.server.content.delivery import ContentDelivery
 from garrison.server.content.signing import KeyRing
 from garrison.server.context import ServerContext
@@ -318,6 +319,8 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     docs_page.install(app, f"{ADMIN_PREFIX}/docs", f"{ADMIN_PREFIX}/openapi.json")
 
     app.router.routes.extend(_admin_routes())
+    # The web console (issue 18): its pages at /, its assets under /console/static.
+    app.router.routes.extend(console_routes())
 
     async def metrics_endpoint(request: Request) -> Response:
         metrics.presence_flush.set(ctx.presence.pending_count())

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     # client address per this many seconds; 0 reports every one.
     auth_failure_report_seconds: float = Field(default=60.0, ge=0)
     admin_token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
+    # Web console sessions end after this long unused (and at the latest after
+    # admin_token_ttl_seconds, like an admin API login).
+    console_idle_seconds: int = Field(default=30 * 60, ge=60)
+    # How often each open console page's live stream reads the event log's position.
+    console_live_seconds: float = Field(default=2.0, gt=0)
     # Password logins (see users.throttle): after this many consecutive failures an account
     # is locked for login_lockout_seconds, doubled at each further failure up to
     # login_lockout_max_seconds.  The lock lives in the database: it holds on every node.

@@ -173,3 +173,28 @@ def acknowledge(session: Session, actor: Actor, alert_ids: Sequence[int]) -> lis
         alert.acknowledged_by = actor.username
     audit.record(session, actor, "alert.acknowledge", ",".join(str(a.id) for a in fresh))
     return rows
+
+
+def per_day(session: Session, since: dt.datetime, limit: int = 100_000) -> dict[str, int]:
+    """Alerts detected since ``since`` (at most ``limit``), by UTC day (``YYYY-MM-DD``):
+    the console's chart.  Counted here, not in SQL: the two backends name days apart."""
+    counts: dict[str, int] = {}
+    for when in session.scalars(
+        select(Alert.detection_time).where(Alert.detection_time >= since).limit(limit)
+    ):
+        day = when.astimezone(dt.UTC).strftime("%Y-%m-%d")
+        counts[day] = counts.get(day, 0) + 1
+    return counts
+
+
+def top_threats(session: Session, since: dt.datetime, limit: int) -> list[tuple[str, int]]:
+    """The threats seen most often since ``since``, with their counts."""
+    count = func.count(Alert.id)
+    rows = session.execute(
+        select(Alert.threat_name, count)
+        .where(Alert.detection_time >= since)
+        .group_by(Alert.threat_name)
+        .order_by(count.desc(), Alert.threat_name)
+        .limit(limit)
+    )
+    return [(str(name), int(n)) for name, n in rows]

@@ -177,6 +177,18 @@ def read_after(
     return list(session.scalars(query.order_by(Event.seq).limit(limit)))
 
 
+def types_after(session: Session, position: int, limit: int) -> tuple[int, set[str]]:
+    """The log's position now and the types of (at most ``limit``) events after
+    ``position``: what the web console's live stream tells open pages about."""
+    now = last_position(session)
+    if now <= position:
+        return now, set()
+    rows = session.scalars(
+        select(Event.type).where(Event.seq > position).order_by(Event.seq.desc()).limit(limit)
+    )
+    return now, set(rows)
+
+
 # Every listing of events, newest first: by the event's time, and by log position among
 # events of the same time, so that the order is total and the same in every listing.
 NEWEST_FIRST = (Event.time.desc(), Event.seq.desc())

@@ -408,3 +408,31 @@ class JobView:
 def views(session: Session, rows: Sequence[Job], target_limit: int | None = None) -> list[JobView]:
     counts = status_counts(session, [j.id for j in rows])
     return [JobView(j, counts[j.id], targets(session, j.id, target_limit)) for j in rows]
+
+
+_NETWORK = (JobType.ISOLATE_NETWORK, JobType.REJOIN_NETWORK)
+
+
+def isolated_count(session: Session) -> int:
+    """Stations whose last successful network job isolated them (not rejoined since)."""
+    done = (
+        select(
+            JobTarget.station_id,
+            Job.type,
+            func.row_number()
+            .over(
+                partition_by=JobTarget.station_id,
+                order_by=(JobTarget.updated_at.desc(), JobTarget.job_id.desc()),
+            )
+            .label("n"),
+        )
+        .join(Job, Job.id == JobTarget.job_id)
+        .where(Job.type.in_(_NETWORK), JobTarget.status == JobStatus.SUCCESSFUL)
+        .subquery()
+    )
+    latest = (
+        select(func.count())
+        .select_from(done)
+        .where(done.c.n == 1, done.c.type == JobType.ISOLATE_NETWORK)
+    )
+    return int(session.scalar(latest) or 0)

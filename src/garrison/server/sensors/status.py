@@ -101,3 +101,22 @@ def station_sensors(session: Session, station_id: int) -> StationSensors:
         policy_error=str(data.get("policy_error", "")),
         sensors=parse(data),
     )
+
+
+def fleet_states(session: Session, since: dt.datetime, limit: int) -> dict[str, int]:
+    """How many sensors are in each state, over the stations' latest health reports since
+    ``since`` (the newest ``limit`` reports): the console dashboard's sensor health."""
+    latest: dict[int, Event] = {}
+    for event in session.scalars(
+        select(Event)
+        .where(Event.type == HEALTH_EVENT, Event.received_at >= since)
+        .order_by(Event.seq.desc())
+        .limit(limit)
+    ):
+        if event.station_id is not None:
+            latest.setdefault(event.station_id, event)
+    states: dict[str, int] = {}
+    for event in latest.values():
+        for sensor in parse(event.data if isinstance(event.data, dict) else {}):
+            states[sensor.state] = states.get(sensor.state, 0) + 1
+    return dict(sorted(states.items()))

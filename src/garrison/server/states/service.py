@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import CATALOGUE
@@ -59,3 +59,19 @@ def search(
     if status:
         query = query.where(StationState.global_status == status)
     return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def stale_bases(
+    session: Session, before: dt.datetime, limit: int
+) -> tuple[list[StationState], int]:
+    """Stations whose signature bases were last updated before ``before`` (or never
+    reported), the oldest first, and how many there are."""
+    stale = (StationState.global_update_time < before) | StationState.global_update_time.is_(None)
+    total = session.scalar(select(func.count()).select_from(StationState).where(stale))
+    rows = session.scalars(
+        select(StationState)
+        .where(stale)
+        .order_by(StationState.global_update_time.nulls_first(), StationState.station_id)
+        .limit(limit)
+    )
+    return list(rows), int(total or 0)

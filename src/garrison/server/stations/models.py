@@ -25,7 +25,7 @@ class Station(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
-    hostname: Mapped[str] = mapped_column(String(255), default="")
+    hostname: Mapped[str] = mapped_column(String(255), default="", index=True)
     os_name: Mapped[str] = mapped_column(String(64), default="")
     os_platform: Mapped[str] = mapped_column(String(128), default="")
     address: Mapped[str] = mapped_column(String(64), default="")

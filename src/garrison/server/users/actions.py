@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from garrison.server.audit import service as audit
 from garrison.server.audit.actor import SYSTEM, Actor
@@ -13,11 +16,12 @@ from garrison.server.enrollment import service as enrollment
 from garrison.server.errors import NotAuthenticatedError, RateLimitedError
 from garrison.server.store.base import utcnow
 from garrison.server.store.unit import Transactions
-from garrison.server.users import lockout
+from garrison.server.users import lockout, sessions
 from garrison.server.users import service as users
 from garrison.server.users.models import User
 from garrison.server.users.throttle import LoginGuard
 
+_T = TypeVar("_T")
 FIRST_KEY_USES = 100
 FIRST_KEY_SECONDS = 7 * 86400
 
@@ -41,6 +45,43 @@ def login(
     while ``address`` has used up its failures on this node or the account is locked (see
     ``users.throttle`` and ``users.lockout``); a failed attempt is audited, counted towards
     both, and still refused."""
+
+    def issue(session: Session) -> Login:
+        user, token, expires = users.login(session, username, password, ttl_seconds)
+        return Login(user, token, expires)
+
+    return _guarded(db, username, address, guard, issue)
+
+
+def console_login(
+    db: Transactions,
+    username: str,
+    password: str,
+    address: str,
+    guard: LoginGuard,
+    ttl_seconds: int,
+    idle_seconds: int,
+) -> sessions.Opened:
+    """A new web console session, under the same limits, lockout and audit as
+    :func:`login` (one copy of each rule)."""
+
+    def issue(session: Session) -> sessions.Opened:
+        user = users.check_password(session, username, password)
+        opened = sessions.open_session(session, user, address, ttl_seconds, idle_seconds)
+        actor = Actor(user.username, user.role, address, user.id)
+        audit.record(session, actor, "auth.console_login")
+        return opened
+
+    return _guarded(db, username, address, guard, issue)
+
+
+def _guarded(
+    db: Transactions,
+    username: str,
+    address: str,
+    guard: LoginGuard,
+    issue: Callable[[Session], _T],
+) -> _T:
     wait = guard.addresses.retry_after(address)
     if wait is not None:
         _throttled(db, guard, "address", username, address, wait)
@@ -56,9 +97,9 @@ def login(
                     "this account is locked after too many failed logins; try again later",
                     retry_after=(until - now).total_seconds(),
                 )
-            user, token, expires = users.login(session, username, password, ttl_seconds)
+            done = issue(session)
             lockout.clear(session, username)
-            return Login(user, token, expires)
+            return done
     except RateLimitedError as exc:
         _throttled(db, guard, "account", username, address, exc.retry_after)
         raise
@@ -106,6 +147,12 @@ def _throttled(
 def logout(db: Transactions, token: str) -> None:
     with db.transaction() as session:
         users.logout(session, token)
+
+
+def console_logout(db: Transactions, actor: Actor, token: str) -> None:
+    with db.transaction() as session:
+        sessions.close_session(session, token)
+        audit.record(session, actor, "auth.console_logout")
 
 
 def reissue_admin_token(db: Transactions, username: str) -> str:

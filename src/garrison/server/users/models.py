@@ -43,3 +43,21 @@ class LoginLockout(Base):
     failures: Mapped[int] = mapped_column(default=0)
     last_failed_at: Mapped[dt.datetime] = mapped_column(index=True)
     locked_until: Mapped[dt.datetime | None]
+
+
+class ConsoleSession(Base):
+    """A web console login (issue 18).  Only the SHA-256 of the cookie's value is kept; the
+    CSRF token is kept as is (alone it grants nothing: every change also needs the
+    cookie).  In the database, so that a session works on every node and survives a
+    restart; ``last_seen_at`` drives the idle expiry, ``expires_at`` the absolute one."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)

@@ -25,7 +25,7 @@ from garrison.server.errors import (
 )
 from garrison.server.store.base import utcnow
 from garrison.server.users import lockout
-from garrison.server.users.models import ApiToken, User
+from garrison.server.users.models import ApiToken, ConsoleSession, User
 
 _hasher = PasswordHasher()
 LOGIN_TOKEN = "login"  # noqa: S105 (the name given to tokens made by a password login)
@@ -132,12 +132,14 @@ def update_user(
     if role_changes or disabling:
         # A changed role or a disabled account ends every session and API token.
         session.query(ApiToken).filter(ApiToken.user_id == user.id).delete()
+        session.query(ConsoleSession).filter(ConsoleSession.user_id == user.id).delete()
     elif password is not None:
         # A new password ends login sessions (whoever knew the old one is out), but keeps
         # long-lived API tokens such as admin.token, which scripts rely on.
         session.query(ApiToken).filter(
             ApiToken.user_id == user.id, ApiToken.name == LOGIN_TOKEN
         ).delete()
+        session.query(ConsoleSession).filter(ConsoleSession.user_id == user.id).delete()
     if changes:
         audit.record(session, actor, "user.update", username, **changes)
     return user
@@ -156,6 +158,14 @@ def delete_user(session: Session, actor: Actor, username: str) -> None:
 def login(
     session: Session, username: str, password: str, ttl_seconds: int
 ) -> tuple[User, str, dt.datetime]:
+    user = check_password(session, username, password)
+    token, expires = issue_token(session, user, LOGIN_TOKEN, ttl_seconds)
+    return user, token, expires
+
+
+def check_password(session: Session, username: str, password: str) -> User:
+    """The active user ``username`` whose password this is (both logins, the admin API's
+    token and the web console's session, go through here), else NotAuthenticatedError."""
     user = session.scalar(select(User).where(User.username == username))
     try:
         _hasher.verify(user.password_hash if user else _dummy_hash(), password)
@@ -166,8 +176,7 @@ def login(
         raise NotAuthenticatedError("wrong username or password")
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
-    token, expires = issue_token(session, user, LOGIN_TOKEN, ttl_seconds)
-    return user, token, expires
+    return user
 
 
 def issue_token(

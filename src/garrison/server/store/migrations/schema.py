@@ -37,7 +37,7 @@ from garrison.server.sensors.models import SensorPolicy
 from garrison.server.states.models import StationState
 from garrison.server.stations.models import Group, Station, station_groups
 from garrison.server.store.base import Base
-from garrison.server.users.models import ApiToken, LoginLockout, User
+from garrison.server.users.models import ApiToken, ConsoleSession, LoginLockout, User
 
 metadata = Base.metadata
 
@@ -50,6 +50,7 @@ __all__ = [
     "ConfigDesired",
     "ConfigDifference",
     "ConfigReport",
+    "ConsoleSession",
     "ConsumerCursor",
     "ContentAssignment",
     "ContentKey",

@@ -1,0 +1,176 @@
+"""Stations: the list (server-side filter, sort, paging) and a station's detail page,
+with its scan / isolate / rejoin buttons (jobs, as the admin API creates them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from garrison.common.vocabulary import JobPriority, JobType, Role
+from garrison.server.adminapi import schemas as s
+from garrison.server.alerts import service as alerts
+from garrison.server.configs import service as configs
+from garrison.server.configs.models import CONFIG_KINDS
+from garrison.server.console import paging, web
+from garrison.server.console.web import Form, Who
+from garrison.server.errors import GarrisonError, InvalidInputError, NotFoundError
+from garrison.server.events import service as events
+from garrison.server.events import tree as process_trees
+from garrison.server.jobs import actions as job_actions
+from garrison.server.jobs import service as jobs
+from garrison.server.options import service as options
+from garrison.server.sensors import status as sensor_status
+from garrison.server.states import service as states
+from garrison.server.stations import service as stations
+
+ONLINE = {"yes": True, "no": False}
+# The buttons of the detail page: the job type each one queues.
+QUICK_JOBS = {
+    "scan": JobType.SCAN,
+    "isolate": JobType.ISOLATE_NETWORK,
+    "rejoin": JobType.REJOIN_NETWORK,
+    "selftest": JobType.SELF_TEST,
+    "update": JobType.UPDATE_SIGNATURES,
+}
+
+
+def _filter(request: Request) -> stations.StationFilter:
+    q = request.query_params
+    return stations.StationFilter(
+        search=q.get("search", "")[:255] or None,
+        group=q.get("group", "")[:128] or None,
+        online=ONLINE.get(q.get("online", "")),
+        os_name=q.get("os_name", "")[:64] or None,
+        agent_kind=q.get("agent_kind", "")[:16] or None,
+    )
+
+
+def station_rows(request: Request) -> dict[str, Any]:
+    """The stations table's values (the page, its partial update, the benchmark)."""
+    ctx = web.ctx_of(request)
+    offset = paging.offset_of(request)
+    sort = request.query_params.get("sort", "id")
+    descending = request.query_params.get("dir", "asc") == "desc"
+    with ctx.db.reading() as session:
+        offline_after = options.get(session, "offline_after_seconds")
+        rows, total = stations.search(
+            session, _filter(request), offline_after, paging.PAGE_SIZE, offset, sort, descending
+        )
+        groups = [g.name for g, _ in stations.list_groups(session)]
+        items = [
+            (st, stations.is_online(st, offline_after, ctx.presence.pending(st.id))) for st in rows
+        ]
+    return {
+        "items": items,
+        "page": paging.page(request, offset, len(items), total),
+        "sort": sort,
+        "descending": descending,
+        "groups": groups,
+        "query": request.query_params,
+        "sorts": list(stations.SORTS),
+    }
+
+
+@web.view(Role.VIEWER)
+def stations_list(request: Request, who: Who, form: Form) -> Response:
+    values = station_rows(request)
+    template = "stations_table.html" if web.is_htmx(request) else "stations.html"
+    return web.render(request, template, who, **values, form=form)
+
+
+def _station_id(request: Request) -> int:
+    raw = str(request.path_params["station_id"])
+    if not raw.isdigit() or len(raw) > 18:
+        raise InvalidInputError("station_id: not a station id", field="station_id")
+    return int(raw)
+
+
+def _detail(request: Request, who: Who, form: Form, status: int = 200) -> Response:
+    ctx = web.ctx_of(request)
+    station_id = _station_id(request)
+    with ctx.db.reading() as session:
+        offline_after = options.get(session, "offline_after_seconds")
+        station = stations.get(session, station_id)
+        online = stations.is_online(station, offline_after, ctx.presence.pending(station_id))
+        try:
+            state = states.get(session, station_id)
+        except NotFoundError:
+            state = None
+        job_rows, _ = jobs.search(session, station_id=station_id, limit=20)
+        job_views = jobs.views(session, job_rows, 0)
+        alert_rows, alert_total = alerts.search(session, station_id=station_id, limit=20)
+        timeline, event_total = events.search(
+            session, events.EventQuery(station_id=station_id), 30, 0
+        )
+        tree = process_trees.process_tree(session, station_id, limit=200)
+        sensors = sensor_status.station_sensors(session, station_id)
+        config_kinds = []
+        for kind in CONFIG_KINDS:
+            report = configs.last_report(session, station_id, kind)
+            if report is not None:
+                config_kinds.append((kind, configs.differences(session, station_id, kind)))
+    return web.render(
+        request,
+        "station.html",
+        who,
+        status=status,
+        station=station,
+        online=online,
+        state=state,
+        jobs=job_views,
+        alerts=alert_rows,
+        alert_total=alert_total,
+        timeline=timeline,
+        event_total=event_total,
+        tree=tree,
+        sensors=sensors,
+        configs=config_kinds,
+        quick_jobs=QUICK_JOBS,
+        form=form,
+    )
+
+
+@web.view(Role.VIEWER)
+def station_detail(request: Request, who: Who, form: Form) -> Response:
+    return _detail(request, who, form)
+
+
+@web.view(Role.OPERATOR)
+def station_job(request: Request, who: Who, form: Form) -> Response:
+    """A detail page button: queue that job for this station (the admin API's rules)."""
+    station_id = _station_id(request)
+    job_type = QUICK_JOBS.get(form.get("action"))
+    if job_type is None:
+        form.errors["form"] = f"action must be one of {', '.join(QUICK_JOBS)}"
+        return _detail(request, who, form, 422)
+    params: dict[str, Any] = {}
+    if job_type == JobType.SCAN:
+        params = {"path": form.get("path") or "/"}
+    body = web.validate(
+        s.JobIn,
+        {
+            "type": job_type,
+            "station_ids": [station_id],
+            "priority": JobPriority.HIGH,
+            "params": params,
+        },
+        form,
+    )
+    if body is None:
+        return _detail(request, who, form, 422)
+    try:
+        view = job_actions.create_job(
+            web.ctx_of(request).db,
+            who.actor,
+            body.type,
+            body.priority,
+            body.params,
+            station_ids=body.station_ids,
+            target_limit=0,
+        )
+    except GarrisonError as exc:
+        web.failed(form, exc)
+        return _detail(request, who, form, 422)
+    return web.redirect(request, f"/jobs/{view.job.id}")
