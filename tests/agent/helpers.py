@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 HEAD = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$"
 TAIL = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -37,3 +43,26 @@ def run_agent(
     return subprocess.run(
         [*AGENT, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(prefix: str, options: str = "size=16m", base_mode: int = 0o700) -> Iterator[Path]:
+    """A tmpfs of the test's own, unmounted afterwards: the only filesystem a fanotify test
+    may mark (a mark on a shared mount would hold every process on the machine)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(base_mode)
+    mount = base / "fs"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        shutil.rmtree(base, ignore_errors=True)

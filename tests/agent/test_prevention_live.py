@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ import httpx
 import pytest
 
 from garrison.agent import config as configmod
-from tests.agent.helpers import agent_env, eicar, run_agent
+from tests.agent.helpers import agent_env, eicar, mounted_tmpfs, run_agent
 from tests.agent.test_live import UUID, Admin
 from tests.agent.test_sensors_live import Daemon, _events
 from tests.live import LiveServer, start_server
@@ -51,19 +49,8 @@ def tmpfs() -> Iterator[Path]:
     """The only filesystem the agent marks in these tests."""
     if os.geteuid() != 0:
         pytest.skip("fanotify permission events need root")
-    base = Path(tempfile.mkdtemp(prefix="garrison-prevent-"))
-    mount = base / "fs"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-    shutil.rmtree(base, ignore_errors=True)
+    with mounted_tmpfs("garrison-prevent-", "size=32m") as mount:
+        yield mount
 
 
 def _daemon(server: LiveServer, tmp_path: Path, tmpfs: Path, avconfig: bool = False) -> Daemon:

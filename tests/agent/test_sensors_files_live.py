@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 
 from garrison.agent import config as configmod
 from garrison.agent.sensors import procinfo
+from tests.agent.helpers import mounted_tmpfs
 from tests.agent.test_live import Admin
 from tests.agent.test_sensors_live import (  # noqa: F401 (fixtures)
     Daemon,
@@ -38,20 +37,8 @@ NOBODY = 65534
 def tmpfs(connector: None) -> Iterator[Path]:  # noqa: F811
     """A tmpfs of the test's own: the only filesystem the file sensor marks here.  Under a
     directory anyone can traverse (the test writes into it as nobody)."""
-    base = Path(tempfile.mkdtemp(prefix="garrison-fs-"))
-    base.chmod(0o755)
-    mount = base / "watched"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=1777", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-    shutil.rmtree(base, ignore_errors=True)
+    with mounted_tmpfs("garrison-fs-", "size=16m,mode=1777", base_mode=0o755) as mount:
+        yield mount
 
 
 def _sensor_running(admin: Admin, name: str) -> dict[str, Any]:
