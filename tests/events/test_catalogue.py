@@ -552,8 +552,9 @@ def test_the_seven_eset_export_types_are_each_some_events_eset_type() -> None:
 
 
 def test_names_are_unique_and_procedures_only_on_drweb_events() -> None:
-    # + Garrison's own: sensor_health, port_closed, terminal_session_started and _ended
-    assert len(CATALOGUE) == len(ALL) == 22 + 8 + 12 + 7 + 1 + 3
+    # + Garrison's own: sensor_health, port_closed, terminal_session_started and _ended,
+    # prevention_status
+    assert len(CATALOGUE) == len(ALL) == 22 + 8 + 12 + 7 + 1 + 4
     assert {e.name for e in ALL if e.procedure} == CONTRACT_PROCEDURES
 
 
