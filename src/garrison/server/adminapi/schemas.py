@@ -269,11 +269,36 @@ class AlertOut(FromRow):
     received_at: dt.datetime
     acknowledged_at: dt.datetime | None
     acknowledged_by: str | None
+    assigned_to: str | None
+    assigned_at: dt.datetime | None
     info: dict[str, Any]
 
 
 class AckIn(Strict):
     alert_ids: list[Id] = Field(min_length=1, max_length=10_000)
+
+
+class AssignIn(Strict):
+    alert_ids: list[Id] = Field(min_length=1, max_length=10_000)
+    assignee: str | None = Field(
+        min_length=1, max_length=64, description="a username; null to unassign"
+    )
+
+
+class CommentIn(Strict):
+    body: str = Field(min_length=1, max_length=10_000)
+
+
+class CommentOut(FromRow):
+    id: int
+    alert_id: int
+    author: str
+    body: str
+    created_at: dt.datetime
+
+
+class AlertDetailOut(AlertOut):
+    comments: list[CommentOut]
 
 
 class ScanOut(FromRow):

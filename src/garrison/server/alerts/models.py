@@ -28,3 +28,18 @@ class Alert(Base):
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)
     acknowledged_at: Mapped[dt.datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    # Triage: the user the alert is assigned to (a username, kept if the user goes).
+    assigned_to: Mapped[str | None] = mapped_column(String(64), index=True)
+    assigned_at: Mapped[dt.datetime | None]
+
+
+class AlertComment(Base):
+    """A note on an alert by the user who wrote it: the triage's history."""
+
+    __tablename__ = "alert_comments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -12,14 +12,15 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from garrison.server.alerts.models import Alert
+from garrison.server.alerts.models import Alert, AlertComment
 from garrison.server.audit import service as audit
 from garrison.server.audit.actor import Actor
-from garrison.server.errors import ConflictError, NotFoundError
+from garrison.server.errors import ConflictError, InvalidInputError, NotFoundError
 from garrison.server.jobs import service as jobs
 from garrison.server.stations.models import Station
 from garrison.server.store.base import column_length, utcnow
 from garrison.server.store.upsert import insert_ignore_many
+from garrison.server.users import service as users
 
 # Rows per INSERT: 11 parameters each stays under SQLite's 32,766 variables.
 INSERT_ROWS = 500
@@ -28,6 +29,7 @@ INSERT_ROWS = 500
 THREAT_NAME_LENGTH = column_length(Alert.threat_name)
 ACTION_LENGTH = column_length(Alert.action)
 MODULE_NAME_LENGTH = column_length(Alert.module_name)
+COMMENT_LENGTH = 10_000  # characters of one comment
 FILEPATH_LENGTH = 4096  # a Text column: the longest path of the systems agents run on
 SHA256_RE = re.compile(r"^[0-9A-Fa-f]{64}$")
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -138,10 +140,16 @@ def search(
     acknowledged: bool | None = None,
     since: dt.datetime | None = None,
     job_id: int | None = None,
+    assigned_to: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[Alert], int]:
+    """Alerts newest first; ``assigned_to=""`` means the unassigned ones."""
     query = select(Alert)
+    if assigned_to is not None:
+        query = query.where(
+            Alert.assigned_to == assigned_to if assigned_to else Alert.assigned_to.is_(None)
+        )
     if station_id is not None:
         query = query.where(Alert.station_id == station_id)
     if threat:
@@ -159,11 +167,25 @@ def search(
     return list(rows), int(total or 0)
 
 
-def acknowledge(session: Session, actor: Actor, alert_ids: Sequence[int]) -> list[Alert]:
-    rows = list(session.scalars(select(Alert).where(Alert.id.in_(list(alert_ids)))))
+def _alerts(session: Session, alert_ids: Sequence[int]) -> list[Alert]:
+    rows = list(
+        session.scalars(select(Alert).where(Alert.id.in_(list(alert_ids))).order_by(Alert.id))
+    )
     missing = sorted(set(alert_ids) - {a.id for a in rows})
     if missing:
         raise NotFoundError(f"no alert {', '.join(map(str, missing))}", field="alert_ids")
+    return rows
+
+
+def get(session: Session, alert_id: int) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFoundError(f"no alert {alert_id}")
+    return alert
+
+
+def acknowledge(session: Session, actor: Actor, alert_ids: Sequence[int]) -> list[Alert]:
+    rows = _alerts(session, alert_ids)
     fresh = [a for a in rows if a.acknowledged_at is None]
     if not fresh:
         raise ConflictError("already acknowledged")
@@ -173,6 +195,58 @@ def acknowledge(session: Session, actor: Actor, alert_ids: Sequence[int]) -> lis
         alert.acknowledged_by = actor.username
     audit.record(session, actor, "alert.acknowledge", ",".join(str(a.id) for a in fresh))
     return rows
+
+
+def assign(
+    session: Session, actor: Actor, alert_ids: Sequence[int], assignee: str | None
+) -> list[Alert]:
+    """Assign the alerts to an existing user, or unassign them (``None``); an alert already
+    so is left as it is.  Refused when it changes none of them."""
+    if assignee is not None:
+        try:
+            users.get_user(session, assignee)
+        except NotFoundError:
+            raise InvalidInputError(f"no user {assignee!r}", field="assignee") from None
+    rows = _alerts(session, alert_ids)
+    changed = [a for a in rows if a.assigned_to != assignee]
+    if not changed:
+        raise ConflictError(f"already assigned to {assignee}" if assignee else "already unassigned")
+    now = utcnow()
+    for alert in changed:
+        alert.assigned_to = assignee
+        alert.assigned_at = now if assignee else None
+    audit.record(
+        session,
+        actor,
+        "alert.assign",
+        ",".join(str(a.id) for a in changed),
+        assignee=assignee,
+    )
+    return rows
+
+
+def comment(session: Session, actor: Actor, alert_id: int, body: str) -> AlertComment:
+    text = body.strip()
+    if not text:
+        raise InvalidInputError("body must not be empty", field="body")
+    if len(text) > COMMENT_LENGTH:
+        raise InvalidInputError(f"body must be at most {COMMENT_LENGTH} characters", field="body")
+    get(session, alert_id)
+    note = AlertComment(alert_id=alert_id, author=actor.username, body=text, created_at=utcnow())
+    session.add(note)
+    session.flush()
+    audit.record(session, actor, "alert.comment", str(alert_id), comment_id=note.id)
+    return note
+
+
+def comments(session: Session, alert_id: int) -> list[AlertComment]:
+    """An alert's comments, oldest first."""
+    get(session, alert_id)
+    return list(
+        session.scalars(
+            select(AlertComment).where(AlertComment.alert_id == alert_id).order_by(AlertComment.id)
+        )
+    )
 
 
 def per_day(session: Session, since: dt.datetime, limit: int = 100_000) -> dict[str, int]:

@@ -1,14 +1,16 @@
 """Stations: the list (server-side filter, sort, paging) and a station's detail page,
-with its scan / isolate / rejoin buttons (jobs, as the admin API creates them)."""
+with its buttons: scan, isolate, rejoin, self-test, update, and the live-response actions
+the station's agent runs (jobs, as the admin API creates them)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from garrison.common.vocabulary import JobPriority, JobType, Role
+from garrison.common.vocabulary import AgentKind, JobPriority, JobType, Role
 from garrison.server.adminapi import schemas as s
 from garrison.server.alerts import service as alerts
 from garrison.server.configs import service as configs
@@ -26,13 +28,35 @@ from garrison.server.states import service as states
 from garrison.server.stations import service as stations
 
 ONLINE = {"yes": True, "no": False}
-# The buttons of the detail page: the job type each one queues.
+
+
+@dataclass(frozen=True)
+class QuickJob:
+    """A detail page button: the job type it queues, and the form field (if any) that
+    gives its one parameter (``param``), where a problem with that parameter is shown."""
+
+    type: JobType
+    field: str | None = None
+    param: str | None = None
+    number: bool = False
+
+
 QUICK_JOBS = {
-    "scan": JobType.SCAN,
-    "isolate": JobType.ISOLATE_NETWORK,
-    "rejoin": JobType.REJOIN_NETWORK,
-    "selftest": JobType.SELF_TEST,
-    "update": JobType.UPDATE_SIGNATURES,
+    "scan": QuickJob(JobType.SCAN, "path", "path"),
+    "isolate": QuickJob(JobType.ISOLATE_NETWORK),
+    "rejoin": QuickJob(JobType.REJOIN_NETWORK),
+    "selftest": QuickJob(JobType.SELF_TEST),
+    "update": QuickJob(JobType.UPDATE_SIGNATURES),
+    "processes": QuickJob(JobType.LIST_PROCESSES),
+    "connections": QuickJob(JobType.LIST_CONNECTIONS),
+    "services": QuickJob(JobType.LIST_SERVICES),
+    "sessions": QuickJob(JobType.LIST_SESSIONS),
+    "quarantine_list": QuickJob(JobType.LIST_QUARANTINE),
+    "kill": QuickJob(JobType.KILL_PROCESS, "pid", "pid", number=True),
+    "get_file": QuickJob(JobType.GET_FILE, "file_path", "path"),
+    "quarantine_file": QuickJob(JobType.QUARANTINE_FILE, "file_path", "path"),
+    "delete_file": QuickJob(JobType.DELETE_FILE, "file_path", "path"),
+    "restore": QuickJob(JobType.RESTORE_QUARANTINED, "quarantine_id", "id"),
 }
 
 
@@ -106,6 +130,7 @@ def _detail(request: Request, who: Who, form: Form, status: int = 200) -> Respon
         )
         tree = process_trees.process_tree(session, station_id, limit=200)
         sensors = sensor_status.station_sensors(session, station_id)
+        runs = AgentKind(station.agent_kind).job_types
         config_kinds = []
         for kind in CONFIG_KINDS:
             report = configs.last_report(session, station_id, kind)
@@ -127,7 +152,7 @@ def _detail(request: Request, who: Who, form: Form, status: int = 200) -> Respon
         tree=tree,
         sensors=sensors,
         configs=config_kinds,
-        quick_jobs=QUICK_JOBS,
+        can_run={name for name, quick in QUICK_JOBS.items() if quick.type in runs},
         form=form,
     )
 
@@ -137,24 +162,32 @@ def station_detail(request: Request, who: Who, form: Form) -> Response:
     return _detail(request, who, form)
 
 
+def _param(quick: QuickJob, form: Form) -> dict[str, Any]:
+    if quick.field is None or quick.param is None:
+        return {}
+    value: Any = form.get(quick.field).strip()
+    if quick.type == JobType.SCAN:
+        value = value or "/"
+    if quick.number and value.isdigit() and len(value) < 18:
+        value = int(value)
+    return {quick.param: value}
+
+
 @web.view(Role.OPERATOR)
 def station_job(request: Request, who: Who, form: Form) -> Response:
     """A detail page button: queue that job for this station (the admin API's rules)."""
     station_id = _station_id(request)
-    job_type = QUICK_JOBS.get(form.get("action"))
-    if job_type is None:
+    quick = QUICK_JOBS.get(form.get("action"))
+    if quick is None:
         form.errors["form"] = f"action must be one of {', '.join(QUICK_JOBS)}"
         return _detail(request, who, form, 422)
-    params: dict[str, Any] = {}
-    if job_type == JobType.SCAN:
-        params = {"path": form.get("path") or "/"}
     body = web.validate(
         s.JobIn,
         {
-            "type": job_type,
+            "type": quick.type,
             "station_ids": [station_id],
             "priority": JobPriority.HIGH,
-            "params": params,
+            "params": _param(quick, form),
         },
         form,
     )
@@ -172,5 +205,8 @@ def station_job(request: Request, who: Who, form: Form) -> Response:
         )
     except GarrisonError as exc:
         web.failed(form, exc)
+        # A parameter's problem (``params.path``) is shown beside the field that gave it.
+        if quick.field and exc.field and exc.field.startswith("params."):
+            form.errors[quick.field] = form.errors.pop(exc.field)
         return _detail(request, who, form, 422)
     return web.redirect(request, f"/jobs/{view.job.id}")

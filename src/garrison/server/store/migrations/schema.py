@@ -3,7 +3,7 @@
 It lives with the migrations, not in ``store``, because only what needs the whole schema at
 once (Alembic's environment, the schema tests) should depend on every slice."""
 
-from garrison.server.alerts.models import Alert
+from garrison.server.alerts.models import Alert, AlertComment
 from garrison.server.audit.models import AuditEntry
 from garrison.server.configs.models import (
     ConfigBaseline,
@@ -43,6 +43,7 @@ metadata = Base.metadata
 
 __all__ = [
     "Alert",
+    "AlertComment",
     "ApiToken",
     "AuditEntry",
     "Base",
