@@ -21,6 +21,8 @@ PAGES = [
     "/jobs/new",
     "/alerts",
     "/events",
+    "/hunts",
+    "/files",
     "/keys",
     "/procedures",
     "/procedures/threat_detected",
@@ -107,5 +109,5 @@ def test_a_viewer_gets_no_write_control_on_any_page(server: Server) -> None:
         forms = re.findall(r'<form method="post" action="([^"]+)"', answer.text)
         # The only POST forms a viewer sees: log out and the IOC sweep (a read).
         assert set(forms) <= {"/logout", "/events/ioc-sweep"}, (page, forms)
-    for page in ["/keys", "/users", "/audit", "/settings", "/jobs/new"]:
+    for page in ["/keys", "/users", "/audit", "/settings", "/jobs/new", "/files"]:
         assert server.client.get(page).status_code == 403, page

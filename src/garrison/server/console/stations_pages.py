@@ -204,9 +204,9 @@ def station_job(request: Request, who: Who, form: Form) -> Response:
             target_limit=0,
         )
     except GarrisonError as exc:
-        web.failed(form, exc)
-        # A parameter's problem (``params.path``) is shown beside the field that gave it.
-        if quick.field and exc.field and exc.field.startswith("params."):
-            form.errors[quick.field] = form.errors.pop(exc.field)
+        # A parameter's problem (``params.path``) is shown beside the field that gave it;
+        # any other (the station's agent cannot run the job) above the buttons.
+        param = quick.field and exc.field and exc.field.startswith("params.")
+        form.errors[quick.field if param and quick.field else "form"] = exc.message
         return _detail(request, who, form, 422)
     return web.redirect(request, f"/jobs/{view.job.id}")
