@@ -160,8 +160,52 @@ def test_an_admin_walks_through_the_console(
     page.locator("td.threat").first.wait_for()
     assert "EICAR" in page.locator("td.threat").first.inner_text().upper()
     check(page, shots, "alerts")
-    page.get_by_role("button", name="Acknowledge", exact=True).first.click()
+    # Triage on the alert's page: assigned, commented, then acknowledged.
+    page.locator("td.threat a").first.click()
+    page.wait_for_url(re.compile(r".*/alerts/\d+$"))
+    page.get_by_label("Assign to").select_option(ADMIN[0])
+    page.get_by_role("button", name="Assign", exact=True).click()
+    page.get_by_text(f"{ADMIN[0]}, ").first.wait_for()
+    page.get_by_label("Comment", exact=True).fill("the test file of the walk-through")
+    page.get_by_role("button", name="Add the comment").click()
+    page.locator(".comment-body", has_text="the test file of the walk-through").wait_for()
+    check(page, shots, "alert")
+    page.get_by_role("button", name="Acknowledge", exact=True).click()
+    page.get_by_role("button", name="Acknowledge", exact=True).wait_for(state="detached")
+    nav(page, "Alerts")
     page.get_by_text("No alert.").wait_for()
+
+    # A hunt for a file by name, answered by the agent; then the file collected from the
+    # station's page (the EICAR file is in the quarantine by now).
+    hunted = tmp_path / "hunted" / "notes.txt"
+    hunted.parent.mkdir()
+    hunted.write_text("found by a hunt\n")
+    nav(page, "Hunts")
+    page.locator("#f-type").select_option("FindFile")
+    page.locator("#f-criterion").select_option("glob")
+    page.get_by_label("Value").fill("notes.txt")
+    page.get_by_label("Roots (FindFile; comma-separated absolute directories)").fill(
+        str(hunted.parent)
+    )
+    page.get_by_role("button", name="Start the hunt").click()
+    page.wait_for_url(re.compile(r".*/hunts/\d+$"))
+    assert run_agent(env, "-t", "Getjobs").returncode == 0
+    assert run_agent(env, "-t", "Runjobs").returncode == 0
+    page.locator("#hunt-results code", has_text=str(hunted)).first.wait_for()
+    check(page, shots, "hunt")
+    nav(page, "Hunts")
+    check(page, shots, "hunts")
+    page.goto(f"{server.url}/stations")
+    page.locator("a.hostname", has_text=hostname).click()
+    page.get_by_label("File (absolute path)").fill(str(hunted))
+    page.get_by_role("button", name="Collect the file").click()
+    page.wait_for_url(re.compile(r".*/jobs/\d+$"))
+    assert run_agent(env, "-t", "Getjobs").returncode == 0
+    assert run_agent(env, "-t", "Runjobs").returncode == 0
+    page.locator(".job-status", has_text="successful").wait_for()
+    nav(page, "Collected files")
+    page.get_by_role("link", name=re.compile("Download")).first.wait_for()
+    check(page, shots, "files")
 
     # A procedure: a syntax error is shown beside the source, a good one is saved and run.
     page.goto(f"{server.url}/procedures/threat_detected")
@@ -242,6 +286,22 @@ def test_a_viewer_sees_no_write_control_and_forced_writes_are_refused(
     )
     assert forced.status == 403
     assert "needs the operator role" in forced.text()
+    assert page.get_by_role("button", name="Kill the process").count() == 0
+    page.goto(f"{server.url}/hunts")
+    assert page.get_by_role("button", name="Start the hunt").count() == 0
+    refused_hunt = page.request.post(
+        f"{server.url}/hunts", form={"type": "FindFile", "value": "x", "csrf_token": csrf}
+    )
+    assert refused_hunt.status == 403
+    page.goto(f"{server.url}/alerts?acknowledged=any")
+    page.locator("td.threat a").first.click()
+    assert page.get_by_role("button", name="Add the comment").count() == 0
+    alert_path = page.url.removeprefix(server.url)
+    refused_note = page.request.post(
+        f"{server.url}{alert_path}", form={"do": "comment", "body": "x", "csrf_token": csrf}
+    )
+    assert refused_note.status == 403
+    assert "needs the operator role" in refused_note.text()
     page.goto(f"{server.url}/keys")
     assert "needs the admin role" in page.inner_text("main")
     context.close()

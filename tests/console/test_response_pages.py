@@ -55,7 +55,8 @@ def test_a_hunt_from_the_console_with_progress_results_csv_and_stop(server: Serv
     assert made.status_code == 303, made.text
     hunt_id = int(made.headers["location"].rsplit("/", 1)[1])
     api = server.admin.get(f"/hunts/{hunt_id}").json()
-    assert api["question"] == {"type": "FindFile", "sha256": SHA, "roots": ["/srv"], "max_depth": 32}
+    question = {"type": "FindFile", "sha256": SHA, "roots": ["/srv"], "max_depth": 32}
+    assert api["question"] == question
     assert (api["target"], api["created_by"]) == ({"all": True}, "hunter")
 
     job = _hunt_job(agent)
@@ -65,7 +66,8 @@ def test_a_hunt_from_the_console_with_progress_results_csv_and_stop(server: Serv
     assert agent.report(job["job_id"], result=result).status_code == 200
     page = server.client.get(f"/hunts/{hunt_id}")
     assert page.status_code == 200
-    assert "/srv/found.bin" in page.text and "<strong>yes</strong>" in page.text
+    assert "/srv/found.bin" in page.text
+    assert "<strong>yes</strong>" in page.text
     assert server.client.get("/hunts").text.count(f'href="/hunts/{hunt_id}"') == 1
     exported = server.client.get(f"/hunts/{hunt_id}/results.csv")
     assert exported.headers["content-type"].startswith("text/csv")
@@ -121,7 +123,8 @@ def test_collected_files_list_and_the_encrypted_zip(server: Server) -> None:
     login(server.client, "fileadmin", make_user(server.admin, "fileadmin", "admin"))
     page = server.client.get("/files")
     assert page.status_code == 200
-    assert "/var/log/app.log" in page.text and f'href="/files/{digest}"' in page.text
+    assert "/var/log/app.log" in page.text
+    assert f'href="/files/{digest}"' in page.text
     assert server.client.get("/files", params={"sha256": "nothex"}).status_code == 422
     download = server.client.get(f"/files/{digest}")
     assert download.status_code == 200
@@ -148,7 +151,8 @@ def test_station_live_response_buttons(server: Server) -> None:
         assert f'name="action" value="{action}"' in page, action
     # An Armadito agent runs scans only: no live-response button, not even isolate.
     other = server.client.get(f"/stations/{armadito.agent_id}").text
-    assert 'value="scan"' in other and 'value="processes"' not in other
+    assert 'value="scan"' in other
+    assert 'value="processes"' not in other
     assert 'value="isolate"' not in other
 
     listed = server.client.post(
@@ -189,7 +193,8 @@ def test_station_live_response_buttons(server: Server) -> None:
     forced = server.client.post(
         f"/stations/{armadito.agent_id}/jobs", data={"action": "processes", "csrf_token": csrf}
     )
-    assert forced.status_code == 422 and "live response needs a Garrison agent" in forced.text
+    assert forced.status_code == 422
+    assert "live response needs a Garrison agent" in forced.text
 
 
 def test_a_viewer_gets_no_hunt_or_response_control(server: Server) -> None:

@@ -41,7 +41,8 @@ def _alert(server: Server, alert_id: int) -> dict[str, Any]:
 def test_assign_and_comment_in_the_admin_api(server: Server) -> None:
     make_user(server.admin, "analyst", "operator")
     first, second = _alerts(server, 2)
-    done = server.admin.post("/alerts/assign", {"alert_ids": [first, second], "assignee": "analyst"})
+    both = {"alert_ids": [first, second], "assignee": "analyst"}
+    done = server.admin.post("/alerts/assign", both)
     assert done.status_code == 200, done.text
     assert {a["assigned_to"] for a in done.json()} == {"analyst"}
     assert _alert(server, first)["assigned_at"] is not None
@@ -72,7 +73,8 @@ def test_assign_and_comment_in_the_admin_api(server: Server) -> None:
     assert_json_error(server.admin.post(f"/alerts/{first}/comments", {"body": ""}), 422)
     assert_json_error(server.admin.post("/alerts/999999/comments", {"body": "x"}), 404)
     actions = [e["action"] for e in server.admin.get("/audit").json()]
-    assert actions.count("alert.assign") == 2 and actions.count("alert.comment") == 2
+    assert actions.count("alert.assign") == 2
+    assert actions.count("alert.comment") == 2
 
     viewer = server.admin.as_role("readonly", "viewer")
     assert viewer.get(f"/alerts/{first}").status_code == 200
@@ -107,7 +109,8 @@ def test_console_bulk_assign_comment_and_the_admin_api_messages(server: Server) 
     assert html.escape(api.json()["details"][0]["problem"]) in empty.text
 
     detail = server.client.get(f"/alerts/{ids[2]}")
-    assert detail.status_code == 200 and "Triage-Threat-2" in detail.text
+    assert detail.status_code == 200
+    assert "Triage-Threat-2" in detail.text
     said = server.client.post(
         f"/alerts/{ids[2]}",
         data={"do": "comment", "body": "checked with the owner", "csrf_token": csrf},
