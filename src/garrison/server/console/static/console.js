@@ -8,6 +8,9 @@
     var url = document.body.getAttribute("data-live");
     if (!url || !window.EventSource) { return; }
     var source = new EventSource(url);
+    // data-live-state says whether the stream is open (a test waits for it, not a sleep).
+    source.addEventListener("hello", function () { document.body.dataset.liveState = "open"; });
+    source.addEventListener("error", function () { document.body.dataset.liveState = "reconnecting"; });
     source.addEventListener("changed", function (message) {
       var topics = [];
       try { topics = JSON.parse(message.data).topics || []; } catch (e) { return; }
