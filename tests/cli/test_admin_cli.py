@@ -153,6 +153,27 @@ def test_alerts_are_listed_and_acknowledged(cli: Cli, station: tuple[ArmaditoAge
     assert acked["acknowledged_by"] == "admin"
     assert cli.json("alerts", "list", "--station", station_id, "--unacknowledged")["items"] == []
 
+    # Triage: assigned, commented, shown with the comment; unassigned.
+    [assigned] = cli.json("alerts", "assign", item["id"], "--to", "admin")
+    assert assigned["assigned_to"] == "admin"
+    mine = cli.json("alerts", "list", "--station", station_id, "--assigned-to", "admin")
+    assert [a["id"] for a in mine["items"]] == [item["id"]]
+    note = cli.json("alerts", "comment", item["id"], "[b]seen[/b] on the test host")
+    assert note["author"] == "admin"
+    shown = cli("alerts", "show", item["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert "[b]seen[/b] on the test host" in shown.stdout
+    assert cli.json("alerts", "show", item["id"])["comments"][0]["id"] == note["id"]
+    assert "already assigned" in assert_one_line_error(
+        cli("alerts", "assign", item["id"], "--to", "admin"), 1
+    )
+    assert "no user 'ghost'" in assert_one_line_error(
+        cli("alerts", "assign", item["id"], "--to", "ghost"), 1
+    )
+    assert_one_line_error(cli("alerts", "assign", item["id"]), 2)
+    [unassigned] = cli.json("alerts", "assign", item["id"], "--unassign")
+    assert unassigned["assigned_to"] is None
+
 
 def test_scans_are_listed_and_shown(cli: Cli) -> None:
     agent, station_id = enroll(cli)  # its own station: the list is exactly its scans
