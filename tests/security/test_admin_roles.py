@@ -98,6 +98,10 @@ def writes(who: Admin, w: World) -> dict[str, httpx.Response]:
         ),
         "cancel job": who.post(f"/jobs/{w.job_id}/cancel"),
         "ack alert": who.post("/alerts/acknowledge", {"alert_ids": [w.alert_id]}),
+        "assign alert": who.post(
+            "/alerts/assign", {"alert_ids": [w.alert_id], "assignee": "admin"}
+        ),
+        "comment alert": who.post(f"/alerts/{w.alert_id}/comments", {"body": "x"}),
         "create user": who.post(
             "/users", {"username": "mallory", "password": "mallory-password", "role": "admin"}
         ),
@@ -141,6 +145,8 @@ OPERATOR_WRITES = {
     ("post", "/admin/v1/jobs"),
     ("post", "/admin/v1/jobs/{job_id}/cancel"),
     ("post", "/admin/v1/alerts/acknowledge"),
+    ("post", "/admin/v1/alerts/assign"),
+    ("post", "/admin/v1/alerts/{alert_id}/comments"),
     ("post", "/admin/v1/groups"),
     ("delete", "/admin/v1/groups/{name}"),
     ("post", "/admin/v1/groups/{name}/stations"),
