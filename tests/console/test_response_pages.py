@@ -8,6 +8,7 @@ import csv
 import hashlib
 import html
 import io
+import json
 import re
 from typing import Any
 
@@ -219,3 +220,25 @@ def test_a_viewer_gets_no_hunt_or_response_control(server: Server) -> None:
     login(server.client, "huntop", make_user(server.admin, "huntop", "operator"))
     assert server.client.post("/hunts", data=_hunt_form()).status_code == 403
     assert server.admin.get("/hunts").json()["total"] == 0
+
+
+def test_the_event_search_downloads_as_ndjson(server: Server) -> None:
+    agent = enroll(server.client, server.first_key)
+    job_id = create_job(server.admin, "ListProcesses", [agent.agent_id])
+    [job] = agent.jobs()
+    assert agent.notify(job).status_code == 200
+    assert agent.report(job_id, result={"processes": []}).status_code == 200
+    login(server.client, "exporter", make_user(server.admin, "exporter", "viewer"))
+    page = server.client.get("/events", params={"station_id": str(agent.agent_id)})
+    assert f"/events/export.ndjson?station_id={agent.agent_id}" in page.text
+    answer = server.client.get("/events/export.ndjson", params={"station_id": agent.agent_id})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in answer.text.splitlines()]
+    api = server.admin.get("/events", station_id=agent.agent_id, limit=1000).json()
+    assert [e["seq"] for e in lines] == [e["seq"] for e in api["items"]]
+    assert lines
+    assert {e["station_id"] for e in lines} == {agent.agent_id}
+    typed = server.client.get("/events/export.ndjson", params={"type": "no_such_type"})
+    assert typed.status_code == 422
+    assert "unknown event type" in typed.text

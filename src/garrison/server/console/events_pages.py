@@ -1,15 +1,17 @@
 """Events: search (the admin API's filters: station, type, time, hash, process, path, user,
-host, address, port, UniquePIDs) and an IOC sweep over hashes."""
+host, address, port, UniquePIDs), the search's events as an NDJSON download (each line the
+admin API's ``EventOut``), and an IOC sweep over hashes."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from garrison.common.catalogue import CATALOGUE
 from garrison.common.vocabulary import Role
+from garrison.server.adminapi import convert
 from garrison.server.adminapi import schemas as s
 from garrison.server.console import paging, web
 from garrison.server.console.web import Form, Who
@@ -17,6 +19,8 @@ from garrison.server.errors import GarrisonError, InvalidInputError
 from garrison.server.events import service as events
 
 TERMS = ("hash", "process", "path", "user", "host", "ip", "port", "unique_pid")
+# The most events one download holds (newest first); a larger set: the admin API's paging.
+EXPORT_LIMIT = 10_000
 
 
 def _time(form: Form, name: str) -> dt.datetime | None:
@@ -30,23 +34,28 @@ def _time(form: Form, name: str) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def _query(request: Request, form: Form) -> events.EventQuery:
+    q = request.query_params
+    form.values = {k: v[:255] for k, v in q.items()}
+    station = q.get("station_id", "")
+    return events.EventQuery(
+        station_id=int(station) if station.isdigit() and len(station) < 18 else None,
+        types=tuple(t for t in q.getlist("type") if t),
+        since=_time(form, "since"),
+        until=_time(form, "until"),
+        **{name: (q.get(name) or None) for name in TERMS},
+    )
+
+
 @web.view(Role.VIEWER)
 def events_search(request: Request, who: Who, form: Form) -> Response:
     ctx = web.ctx_of(request)
     q = request.query_params
-    form.values = {k: v[:255] for k, v in q.items()}
     offset = paging.offset_of(request)
     rows: list[object] = []
     total = 0
-    station = q.get("station_id", "")
     try:
-        query = events.EventQuery(
-            station_id=int(station) if station.isdigit() and len(station) < 18 else None,
-            types=tuple(t for t in q.getlist("type") if t),
-            since=_time(form, "since"),
-            until=_time(form, "until"),
-            **{name: (q.get(name) or None) for name in TERMS},
-        )
+        query = _query(request, form)
         with ctx.db.reading() as session:
             found, total = events.search(session, query, paging.PAGE_SIZE, offset)
             rows = list(found)
@@ -62,6 +71,20 @@ def events_search(request: Request, who: Who, form: Form) -> Response:
         types=sorted(CATALOGUE),
         chosen=q.getlist("type"),
         sweep=None,
+    )
+
+
+@web.view(Role.VIEWER)
+def events_export(request: Request, who: Who, form: Form) -> Response:
+    """The search's events, newest first (at most ``EXPORT_LIMIT``), one JSON a line."""
+    query = _query(request, form)
+    with web.ctx_of(request).db.reading() as session:
+        found, _ = events.search(session, query, EXPORT_LIMIT, 0)
+        lines = [convert.event(e).model_dump_json() + "\n" for e in found]
+    return StreamingResponse(
+        iter(lines),
+        media_type="application/x-ndjson",
+        headers={**web.HEADERS, "Content-Disposition": 'attachment; filename="events.ndjson"'},
     )
 
 

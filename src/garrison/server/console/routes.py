@@ -57,6 +57,7 @@ def routes() -> list[BaseRoute]:
         Route("/files", files_pages.files_list, methods=GET),
         Route("/files/{sha256}", files_pages.file_download, methods=GET),
         Route("/events", events_pages.events_search, methods=GET),
+        Route("/events/export.ndjson", events_pages.events_export, methods=GET),
         Route("/events/ioc-sweep", events_pages.ioc_sweep, methods=POST),
         Route("/keys", keys_pages.keys_list, methods=GET),
         Route("/keys", keys_pages.key_create, methods=POST),
