@@ -98,7 +98,8 @@ def test_a_fresh_server_serves_https_and_a_pinned_agent_works(
     # Not pinned and not in the system's CAs: refused with the way out named.
     refused = enroll(server, env)
     assert refused.returncode == 4, refused.stderr
-    assert "--ca-sha256" in refused.stderr and "not trusted" in refused.stderr
+    assert "--ca-sha256" in refused.stderr
+    assert "not trusted" in refused.stderr
     assert not (state / "agent.json").exists()
     # A wrong pin: refused before anything is sent.
     wrong = enroll(server, env, "--ca-sha256", "ab" * 32)
@@ -159,11 +160,13 @@ def test_the_pinned_agent_refuses_another_certificate_and_keeps_its_state(
         # Re-enrolling keeps the pin: the other server's key is not even sent.
         key = admin(other, "POST", "/enrollment-keys", json={"uses": 1})["key"]
         again = run_agent(env, "-t", "Enrollment", "-k", key)
-        assert again.returncode == 4 and "not the pinned" in again.stderr
+        assert again.returncode == 4
+        assert "not the pinned" in again.stderr
         assert admin(other, "GET", "/stations")["items"] == []
         # A downgrade to plain HTTP is refused too, and not recorded.
         plain = run_agent(env, "-s", other.url.replace("https", "http"), "-t", "Getjobs")
-        assert plain.returncode == 4 and "refusing plain HTTP" in plain.stderr
+        assert plain.returncode == 4
+        assert "refusing plain HTTP" in plain.stderr
         assert state_files(state) == before
     finally:
         other.stop()

@@ -29,7 +29,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # OpenSSL's verify codes the messages below explain.
 _EXPIRED, _NOT_YET_VALID = 10, 9
 _UNTRUSTED = {18, 19, 20, 21}
-_HOSTNAME = 62
+_HOST_MISMATCH = {62, 64}  # host name, IP address
 
 
 class TlsError(UnreachableError):
@@ -66,6 +66,9 @@ def fetch_anchor(url: str) -> str:
     try:
         response = httpx.get(f"{url.rstrip('/')}/api/tls/ca", verify=False, timeout=10)  # noqa: S501
     except httpx.HTTPError as exc:
+        refused = tls_failure(exc, url, False)
+        if refused is not None:
+            raise refused from None
         raise UnreachableError(f"server {url} unreachable: {exc or type(exc).__name__}") from None
     if response.status_code != 200:
         raise TlsError(
@@ -145,17 +148,17 @@ def verify_for(state: StateDir, pin: str, url: str) -> ssl.SSLContext | bool:
     return context(trust_anchor(state, pin, url), state)
 
 
-def tls_failure(
-    exc: BaseException, url: str, verify: ssl.SSLContext | bool
-) -> TlsError | None:
+def tls_failure(exc: BaseException, url: str, verify: ssl.SSLContext | bool) -> TlsError | None:
     """The TLS reason behind an httpx error, in words, or None when it was not TLS."""
     pinned = isinstance(verify, PinnedContext)
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, ssl.SSLError):
         cause = cause.__cause__ or cause.__context__
     if cause is None:
-        if isinstance(verify, PinnedContext) and verify.client_cert and isinstance(
-            exc, httpx.RemoteProtocolError
+        if (
+            isinstance(verify, PinnedContext)
+            and verify.client_cert
+            and isinstance(exc, httpx.RemoteProtocolError)
         ):
             # TLS 1.3: a server refusing the client certificate closes the connection after
             # the handshake, and the client may only see the close.
@@ -171,8 +174,8 @@ def tls_failure(
             text = f"the certificate of server {url} has expired"
         elif code == _NOT_YET_VALID:
             text = f"the certificate of server {url} is not valid yet (check the clocks)"
-        elif code == _HOSTNAME:
-            text = f"the certificate of server {url} is not for this host name ({message})"
+        elif code in _HOST_MISMATCH:
+            text = f"the certificate of server {url} is not for this host ({message})"
         elif code in _UNTRUSTED and pinned:
             text = (
                 f"the certificate of server {url} is not signed by the pinned CA "

@@ -144,7 +144,8 @@ def serve(
         typer.Option("--tls", help="on (HTTPS, the default) or off: plain HTTP (env GARRISON_TLS)"),
     ] = None,
     tls_cert: Annotated[
-        Path | None, typer.Option("--tls-cert", help="certificate chain PEM instead of the own CA's")
+        Path | None,
+        typer.Option("--tls-cert", help="certificate chain PEM instead of the own CA's"),
     ] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="its key PEM")] = None,
 ) -> None:

@@ -251,7 +251,9 @@ class Authority:
             ]
         )
         cert = self._leaf(subject, public_key, lifetime, ExtendedKeyUsageOID.CLIENT_AUTH)
-        return Issued(_pem(cert).decode(), format(cert.serial_number, "x"), cert.not_valid_after_utc)
+        return Issued(
+            _pem(cert).decode(), format(cert.serial_number, "x"), cert.not_valid_after_utc
+        )
 
     def write_crl(self, revoked_serials: Iterable[str], lifetime: dt.timedelta) -> None:
         """A CRL listing ``revoked_serials`` (hex); an empty one too: with revocation checks
@@ -274,7 +276,9 @@ class Authority:
         write_file(self.crl_file, crl.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
-def _load_ca(cert_file: Path, key_file: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _load_ca(
+    cert_file: Path, key_file: Path
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     try:
         cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
         key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 
+from garrison.server.errors import ForbiddenError
 from garrison.server.stations.credentials import AgentCredential, named_station
 from garrison.server.store.engine import Database
-from garrison.server.errors import ForbiddenError
 from garrison.server.tls import service
 from garrison.server.tls.authority import Authority, Issued
 
 
 def issue_client_certificate(
-    db: Database, credential: AgentCredential, csr_pem: str, authority: Authority,
+    db: Database,
+    credential: AgentCredential,
+    csr_pem: str,
+    authority: Authority,
     lifetime: dt.timedelta,
 ) -> tuple[int, Issued]:
     """Sign the station's CSR (one transaction: the certificate is recorded, and its

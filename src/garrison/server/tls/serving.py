@@ -230,7 +230,7 @@ class ServerTls:
             while not stop.wait(self.settings.tls_refresh_seconds):
                 try:
                     self.refresh(revoked() if revoked is not None else None)
-                except Exception as exc:  # noqa: BLE001 (keep serving with what loaded)
+                except Exception as exc:
                     log.warning("tls_refresh_failed", error=str(exc))
 
         thread = threading.Thread(target=loop, name="tls-refresh", daemon=True)
