@@ -60,9 +60,11 @@ def start_server(
     tls: bool = False,
     extra_args: list[str] | None = None,
     port: int | None = None,
+    ca: Path | None = None,
 ) -> LiveServer:
     """Plain HTTP (``--tls off``) unless ``tls``: most tests are about something else, and
-    the Armadito agent has no usable CA options."""
+    the Armadito agent has no usable CA options.  ``ca``: what the health check trusts
+    (default: the server's own CA)."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GARRISON_")}
     if database_url:
@@ -90,7 +92,7 @@ def start_server(
             env=env,
         )
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    ca_file = data_dir / "tls" / "ca.pem"
+    ca_file = ca or data_dir / "tls" / "ca.pem"
 
     def healthy() -> bool:
         if process.poll() is not None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import socket
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from garrison.agent import config as configmod
+from garrison.server.tls.authority import Authority
 from tests.agent.helpers import agent_env, run_agent
 from tests.live import LiveServer, start_server
 from tests.support import wait_for
@@ -65,8 +67,22 @@ def ok(done: subprocess.CompletedProcess[str], code: int = 0) -> str:
 
 
 def enroll(server: LiveServer, env: dict[str, str], *pin: str) -> subprocess.CompletedProcess[str]:
-    key = admin(server, "POST", "/enrollment-keys", json={"uses": 10})["key"]
-    return run_agent(env, "-s", server.url, *pin, "-t", "Enrollment", "-k", key)
+    return enroll_with_ca(server, env, server.ca_file, *pin)
+
+
+def enroll_with_ca(
+    server: LiveServer, env: dict[str, str], ca: Path, *pin: str
+) -> subprocess.CompletedProcess[str]:
+    """A key made over the admin API (trusting ``ca``), then the agent's Enrollment."""
+    response = httpx.post(
+        f"{server.url}/admin/v1/enrollment-keys",
+        headers={"Authorization": f"Bearer {server.token}"},
+        json={"uses": 10},
+        verify=ssl.create_default_context(cafile=ca),
+        timeout=30,
+    )
+    assert response.status_code in (200, 201), response.text
+    return run_agent(env, "-s", server.url, *pin, "-t", "Enrollment", "-k", response.json()["key"])
 
 
 @pytest.fixture
@@ -189,7 +205,12 @@ def test_renewal_keeps_the_agent_working(tmp_path: Path) -> None:
     try:
         state = tmp_path / "agent"
         env = agent_env(state, UUID)
-        ok(enroll(server, env, "--ca-sha256", printed_fingerprint(server)))
+        # Trust on first use, asked for: the CA the server shows is pinned, and said.
+        said = ok(enroll(server, env, "--trust-on-first-use"))
+        assert (
+            f"trusting on first use the server's CA, SHA-256 {printed_fingerprint(server)}" in said
+        )
+        assert configmod.load(state / "agent.toml").server.ca_sha256 == printed_fingerprint(server)
         host, port = "127.0.0.1", int(server.url.rsplit(":", 1)[1])
         first = ssl.get_server_certificate((host, port))
         # A connection opened before the renewal goes on after it.
@@ -249,6 +270,24 @@ def test_mutual_tls_refuses_a_deleted_stations_certificate(tmp_path: Path) -> No
         # A client without a certificate still reaches the server, to enroll again.
         assert httpx.get(f"{server.url}/api/tls/ca", verify=verify(server)).status_code == 200
         ok(enroll(server, env))  # the pin kept from the first enrollment
+        ok(run_agent(env, "-t", "Getjobs"))
+    finally:
+        server.stop()
+
+
+def test_an_operators_own_certificate_is_served_and_pinned(tmp_path: Path) -> None:
+    """``--tls-cert/--tls-key``: agents pin the top of the given chain (here its CA)."""
+    own = Authority.open(tmp_path / "own-ca")[0]
+    chain, key = own.issue_server(["127.0.0.1"], dt.timedelta(days=30))
+    (tmp_path / "chain.pem").write_bytes(chain)
+    (tmp_path / "key.pem").write_bytes(key)
+    args = ["--tls-cert", str(tmp_path / "chain.pem"), "--tls-key", str(tmp_path / "key.pem")]
+    server = start_server(tmp_path / "data", tls=True, extra_args=args, ca=tmp_path / "chain.pem")
+    try:
+        assert printed_fingerprint(server) == own.fingerprint
+        assert ssl.get_server_certificate(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
+        env = agent_env(tmp_path / "agent", UUID)
+        ok(enroll_with_ca(server, env, tmp_path / "chain.pem", "--ca-sha256", own.fingerprint))
         ok(run_agent(env, "-t", "Getjobs"))
     finally:
         server.stop()

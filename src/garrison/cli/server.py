@@ -195,7 +195,7 @@ def serve(
         out.print(f"  admin API token written to:  {first.token_path}")
         out.print(f"  enrollment key (100 uses, 7 days): [bold]{first.enrollment_key}[/]")
     if server_tls is not None and (first is not None or server_tls.created):
-        out.print(f"  CA certificate written to:   {server_tls.ca_file}")
+        out.print(f"  CA certificate written to:   {server_tls.anchor_file}")
         out.print(f"  CA SHA-256 (--ca-sha256):    [bold]{server_tls.fingerprint}[/]")
     try:
         app = create_app(settings, db)

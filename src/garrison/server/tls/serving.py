@@ -94,8 +94,9 @@ class ServerTls:
         return fingerprint(x509.load_pem_x509_certificate(self.anchor_pem))
 
     @property
-    def ca_file(self) -> Path:
-        return self.authority.ca_file
+    def anchor_file(self) -> Path:
+        """Where what agents pin is: ``ca.pem``, or the operator's chain (its last one)."""
+        return self.cert_file if self.own_certificate else self.authority.ca_file
 
     @classmethod
     def prepare(cls, settings: Settings) -> ServerTls:
