@@ -55,7 +55,8 @@ def test_a_certificate_needs_the_stations_token_and_a_valid_csr(server: Server) 
     )
     assert response.status_code == 401
     agent = server.enrolled_agent()
-    for body in ({"csr": "not a csr"}, {}, []):
+    bodies: list[object] = [{"csr": "not a csr"}, {}, []]
+    for body in bodies:
         response = agent.client.post(
             agent.url("tls/client-certificate"), json=body, headers=agent.headers()
         )

@@ -291,3 +291,17 @@ def test_an_operators_own_certificate_is_served_and_pinned(tmp_path: Path) -> No
         ok(run_agent(env, "-t", "Getjobs"))
     finally:
         server.stop()
+
+
+def test_tls_off_serves_plain_http_without_a_ca(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data")  # the helper's default: --tls off
+    try:
+        assert server.url.startswith("http://")
+        assert httpx.get(f"{server.url}/admin/v1/health", timeout=5).status_code == 200
+        answer = httpx.get(f"{server.url}/api/tls/ca", timeout=5)
+        assert answer.status_code == 404
+        assert "--tls off" in answer.json()["message"]
+        assert not (server.data_dir / "tls").exists()
+        assert "CA SHA-256" not in server.log_path.read_text()
+    finally:
+        server.stop()

@@ -150,7 +150,11 @@ def _verify(ca: Path | None) -> ssl.SSLContext | bool:
     if ca is None:
         return True
     try:
-        return ssl.create_default_context(cafile=str(ca))
+        # The system's CAs too: a server with a certificate of a public CA (--tls-cert) is
+        # trusted even where a data dir holds the server's own CA.
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=str(ca))
+        return context
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(f"cannot use the CA file {ca}: {exc}") from None
 

@@ -46,7 +46,10 @@ class TlsRoutes:
 
     async def ca(self, request: Request) -> Response:
         self._enabled()
-        pem = await run_in_threadpool(anchor_pem, self.ctx.settings)
+        try:
+            pem = await run_in_threadpool(anchor_pem, self.ctx.settings)
+        except OSError:  # an app not started by garrison serve, which makes the CA
+            raise NotFoundError("this server has no CA certificate yet") from None
         return Response(pem, media_type="application/x-pem-file")
 
     async def client_certificate(self, request: Request) -> Response:

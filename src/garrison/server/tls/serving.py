@@ -102,6 +102,11 @@ class ServerTls:
     def prepare(cls, settings: Settings) -> ServerTls:
         """Open (first: create) the CA, make sure a valid server certificate exists, and
         build the listening context.  ValueError/OSError say what cannot be used."""
+        if settings.tls_renew_before_seconds >= settings.tls_cert_lifetime_seconds:
+            raise ValueError(
+                "GARRISON_TLS_RENEW_BEFORE_SECONDS must be less than "
+                "GARRISON_TLS_CERT_LIFETIME_SECONDS (the certificate would renew at once)"
+            )
         authority, created = Authority.open(tls_dir(settings))
         if settings.tls_cert_file is not None:
             if settings.tls_key_file is None:
