@@ -128,6 +128,7 @@ def test_a_fresh_server_serves_https_and_a_pinned_agent_works(
     assert config.server.ca_sha256 == fingerprint
     assert config.server.url == server.url
     assert der_sha256(state / "server-ca.pem") == fingerprint
+    assert f"server CA:   pinned, SHA-256 {fingerprint}" in ok(run_agent(env, "status"))
 
     station = station_id(server)
     job = admin(

@@ -298,6 +298,8 @@ def status(ctx: typer.Context, state_dir: StateDirOpt = None) -> None:
         f"{' at ' + creds.server_url if creds else ''}",
         markup=False,
     )
+    pin = agent.config.server.ca_sha256
+    console.print(f"server CA:   {'pinned, SHA-256 ' + pin if pin else 'not pinned'}", markup=False)
     if agent.state.spool_file.exists():  # opening a missing spool would create it
         stats = agent.spool.stats()
         console.print(
