@@ -16,6 +16,7 @@ import fcntl
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,13 +206,22 @@ class ServerTls:
         """Make ``serials`` the revoked client certificates (mutual TLS); True when the
         list changed."""
         revoked = frozenset(serials)
-        if revoked == self._revoked:
+        if revoked == self._revoked and not self._crl_ageing():
             return False
         with self._files_lock():
             self.authority.write_crl(revoked, CRL_LIFETIME)
         self._revoked = revoked
         log.info("tls_revocations_updated", revoked=len(revoked))
         return True
+
+    def _crl_ageing(self) -> bool:
+        """Past half its validity: rewritten, or it would expire and with it every client
+        certificate (OpenSSL refuses all of an issuer's once its CRL is out of date)."""
+        try:
+            written = self.authority.crl_file.stat().st_mtime
+        except OSError:
+            return True
+        return time.time() - written > CRL_LIFETIME.total_seconds() / 2
 
     def refresh(self, revoked: Iterable[str] | None = None) -> bool:
         """Renew when due, take the revoked serials, and move new connections onto a context
