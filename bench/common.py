@@ -204,6 +204,8 @@ def start_server(
             str(port),
             "--data-dir",
             str(data_dir),
+            "--tls",
+            "off",  # the measurements are of the application, as before TLS was the default
         ]
         health = "/admin/v1/health"
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +32,11 @@ class LiveServer:
     output: str = ""
 
     @property
+    def ca_file(self) -> Path:
+        """The server's CA (written at its first start with TLS on)."""
+        return self.data_dir / "tls" / "ca.pem"
+
+    @property
     def token(self) -> str:
         return (self.data_dir / "admin.token").read_text().strip()
 
@@ -51,8 +57,15 @@ def start_server(
     database_url: str | None = None,
     extra_env: dict[str, str] | None = None,
     wait: float = 30,
+    tls: bool = False,
+    extra_args: list[str] | None = None,
+    port: int | None = None,
+    ca: Path | None = None,
 ) -> LiveServer:
-    port = free_port()
+    """Plain HTTP (``--tls off``) unless ``tls``: most tests are about something else, and
+    the Armadito agent has no usable CA options.  ``ca``: what the health check trusts
+    (default: the server's own CA)."""
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GARRISON_")}
     if database_url:
         env["GARRISON_DATABASE_URL"] = database_url
@@ -70,19 +83,25 @@ def start_server(
                 str(port),
                 "--data-dir",
                 str(data_dir),
+                *([] if tls else ["--tls", "off"]),
+                *(extra_args or []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    ca_file = ca or data_dir / "tls" / "ca.pem"
 
     def healthy() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"garrison serve exited early:\n{log_path.read_text()}")
+        if tls and not ca_file.exists():
+            return False
         try:
-            return httpx.get(f"{url}/admin/v1/health", timeout=1).status_code == 200
+            verify = ssl.create_default_context(cafile=ca_file) if tls else True
+            return httpx.get(f"{url}/admin/v1/health", timeout=1, verify=verify).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -92,6 +92,14 @@ def root(
     path: Annotated[
         list[str] | None, typer.Option("--path", help="Scan: path to scan (repeatable)")
     ] = None,
+    ca_sha256: Annotated[
+        str | None,
+        typer.Option("--ca-sha256", help="Enrollment: pin the server's CA (SHA-256 it printed)"),
+    ] = None,
+    trust_on_first_use: Annotated[
+        bool,
+        typer.Option("--trust-on-first-use", help="Enrollment: pin whatever CA the server shows"),
+    ] = False,
     state_dir: StateDirOpt = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
     version: Annotated[bool, typer.Option("--version", help="print the version")] = False,
@@ -113,7 +121,9 @@ def root(
     _logging(verbose)
     agent = _agent(state_dir, server)
     try:
-        code = run_task(agent, name, key, wait, wait_random, path or [])
+        code = run_task(
+            agent, name, key, wait, wait_random, path or [], ca_sha256, trust_on_first_use
+        )
     finally:
         agent.close()
     raise typer.Exit(code)
@@ -136,7 +146,14 @@ def _flush_note(agent: Agent) -> int:
 
 
 def run_task(
-    agent: Agent, name: str, key: str | None, wait: float, wait_random: float, paths: list[str]
+    agent: Agent,
+    name: str,
+    key: str | None,
+    wait: float,
+    wait_random: float,
+    paths: list[str],
+    ca_sha256: str | None = None,
+    trust_on_first_use: bool = False,
 ) -> int:
     from garrison.agent.tasks import (
         alerts,
@@ -151,7 +168,7 @@ def run_task(
     if name == "Enrollment":
         if not key:
             raise UsageProblem("Enrollment needs -k KEY")
-        creds = enrollment.run(agent, key)
+        creds = enrollment.run(agent, key, ca_sha256, trust_on_first_use)
         console.print(
             f"enrolled: agent id {creds.agent_id}, station {agent.uuid}; "
             f"credentials in {agent.state.credentials_file}",
@@ -281,6 +298,8 @@ def status(ctx: typer.Context, state_dir: StateDirOpt = None) -> None:
         f"{' at ' + creds.server_url if creds else ''}",
         markup=False,
     )
+    pin = agent.config.server.ca_sha256
+    console.print(f"server CA:   {'pinned, SHA-256 ' + pin if pin else 'not pinned'}", markup=False)
     if agent.state.spool_file.exists():  # opening a missing spool would create it
         stats = agent.spool.stats()
         console.print(

@@ -244,6 +244,9 @@ class OnAccessConfig(_Section):
 
 class ServerConfig(_Section):
     url: Text = ""
+    # The SHA-256 (hex) of the server's CA certificate, pinned at enrollment (garrison.agent
+    # .trust): with it the server must be https:// and signed by that CA.
+    ca_sha256: Text = ""
 
 
 class LocationConfig(_Section):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from garrison.agent import config as configmod
+from garrison.agent import trust
 from garrison.agent.config import AgentConfig
 from garrison.agent.content.store import ContentStore
 from garrison.agent.errors import NotEnrolledError, UnreachableError
@@ -61,7 +62,9 @@ class Agent:
         self.prevention_status: Callable[[], dict[str, str]] | None = None
         if server_url:
             creds = state.credentials()
-            if creds is not None and creds.server_url != server_url:
+            # A pinned agent never records an http:// URL (trust.verify_for refuses it).
+            downgrade = bool(self.config.server.ca_sha256) and server_url.startswith("http://")
+            if creds is not None and creds.server_url != server_url and not downgrade:
                 creds.server_url = server_url
                 state.save_credentials(creds)
 
@@ -90,7 +93,8 @@ class Agent:
         url = self.server_url
         if not url:
             raise UnreachableError("no server URL: give -s URL")
-        return Transport(url, Identity(self.uuid, creds.agent_id, creds.token), timeout)
+        verify = trust.verify_for(self.state, self.config.server.ca_sha256, url)
+        return Transport(url, Identity(self.uuid, creds.agent_id, creds.token), timeout, verify)
 
     # -- spool -------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ turned into the agent's typed errors (unreachable / refused / server error)."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 from garrison import __version__
 from garrison.agent import ENGINE_NAME, host
 from garrison.agent.errors import RefusedError, ServerError, UnreachableError
+from garrison.agent.trust import tls_failure
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
@@ -41,14 +43,24 @@ def _error_text(response: httpx.Response) -> str:
 
 
 class Transport:
-    def __init__(self, base_url: str, identity: Identity, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        identity: Identity,
+        timeout: float | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        """``verify``: what the server's certificate is checked against (``trust.verify_for``:
+        the pinned CA, or the system's CAs)."""
         if not base_url:
             raise UnreachableError("no server URL: give -s URL (or enroll first)")
         if not base_url.startswith(("http://", "https://")):
             raise UnreachableError(f"server URL must start with http:// or https://: {base_url}")
         self.base_url = base_url
         self.identity = identity
+        self.verify = verify
         self.client = httpx.Client(
+            verify=verify,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)) if timeout else TIMEOUT,
             headers={
                 "X-Garrison-Agent": __version__,
@@ -116,6 +128,9 @@ class Transport:
         except httpx.TimeoutException:
             raise UnreachableError(f"server {self.base_url} did not answer in time") from None
         except httpx.HTTPError as exc:
+            refused = tls_failure(exc, self.base_url, self.verify)
+            if refused is not None:
+                raise refused from None
             reason = str(exc) or type(exc).__name__
             raise UnreachableError(f"server {self.base_url} unreachable: {reason}") from None
         if 400 <= response.status_code < 500:

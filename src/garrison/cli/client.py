@@ -8,6 +8,7 @@ it works the same against a local server or one on another host.
 from __future__ import annotations
 
 import os
+import ssl
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_DATA_DIR = Path("garrison-data")
 TOKEN_FILE = "admin.token"  # noqa: S105 (a file name)
 URL_FILE = "server.url"  # where ``garrison serve`` says it listens
+CA_FILE = Path("tls") / "ca.pem"  # the server's own CA (issue 21)
 API_PREFIX = "/admin/v1"
 TIMEOUT_SECONDS = 30.0
 
@@ -64,23 +66,23 @@ def data_dir(flag: Path | None, env: Mapping[str, str] | None = None) -> Path:
     return Path(from_env) if from_env else DEFAULT_DATA_DIR
 
 
-def local_url(host: str, port: int) -> str:
+def local_url(host: str, port: int, scheme: str = "http") -> str:
     """The URL a client on this machine reaches a server listening on ``host:port`` at (a
     wildcard address is reached through the loopback)."""
     host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
-def write_url_file(data_dir_path: Path, host: str, port: int) -> Path:
+def write_url_file(data_dir_path: Path, host: str, port: int, scheme: str = "http") -> Path:
     """Written by ``garrison serve`` at start: the admin commands run next to it find its
     port without ``--server``.  Mode 0600, as every file of the data dir: only the server's
     user (and root) run the admin commands from it."""
     path = data_dir_path / URL_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(local_url(host, port) + "\n")
+        handle.write(local_url(host, port, scheme) + "\n")
     path.chmod(0o600)
     return path
 
@@ -133,6 +135,30 @@ def admin_token(
     return token
 
 
+def ca_file(data_dir_flag: Path | None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The CA an https server is checked against: ``GARRISON_CA_FILE``, else the local
+    server's ``<data-dir>/tls/ca.pem`` when there is one; None: the system's CAs."""
+    env = os.environ if env is None else env
+    given = _env(env, "GARRISON_CA_FILE")
+    if given:
+        return Path(given)
+    path = data_dir(data_dir_flag, env) / CA_FILE
+    return path if path.is_file() else None
+
+
+def _verify(ca: Path | None) -> ssl.SSLContext | bool:
+    if ca is None:
+        return True
+    try:
+        # The system's CAs too: a server with a certificate of a public CA (--tls-cert) is
+        # trusted even where a data dir holds the server's own CA.
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=str(ca))
+        return context
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot use the CA file {ca}: {exc}") from None
+
+
 def segment(value: str | int) -> str:
     """One path segment: a group or user name may hold ``/``, spaces or ``?``."""
     return urllib.parse.quote(str(value), safe="")
@@ -161,6 +187,7 @@ class Api:
     token: str | None = field(default=None, repr=False)
     timeout: float = TIMEOUT_SECONDS
     origin: str = "--server"  # where the URL came from, for "cannot reach" messages
+    ca: Path | None = None  # the CA to check an https server against (see ca_file)
 
     def __post_init__(self) -> None:
         headers = {"Accept": "application/json", "User-Agent": "garrison-cli"}
@@ -172,6 +199,7 @@ class Api:
                 headers=headers,
                 timeout=self.timeout,
                 follow_redirects=True,  # e.g. a proxy sending http to https
+                verify=_verify(self.ca),
             )
         except (httpx.InvalidURL, ValueError) as exc:
             raise UsageError(f"invalid server URL {self.url!r}: {exc}") from None

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Concatenate, ParamSpec
 import typer
 
 from garrison.cli import output
-from garrison.cli.client import Api, CliError, UsageError, admin_token, server_url
+from garrison.cli.client import Api, CliError, UsageError, admin_token, ca_file, server_url
 
 P = ParamSpec("P")
 CONNECTION = "Connection"
@@ -101,13 +101,14 @@ class Call:
         """The authenticated client; the token is looked up on first use."""
         if self._api is None:
             url, origin = server_url(self.server, self.data_dir)
-            self._api = Api(url, admin_token(self.token, self.data_dir), origin=origin)
+            token = admin_token(self.token, self.data_dir)
+            self._api = Api(url, token, origin=origin, ca=ca_file(self.data_dir))
         return self._api
 
     def anonymous(self) -> Api:
         """A client without a token (for logging in)."""
         url, origin = server_url(self.server, self.data_dir)
-        return Api(url, origin=origin)
+        return Api(url, origin=origin, ca=ca_file(self.data_dir))
 
     def close(self) -> None:
         if self._api is not None:

@@ -11,7 +11,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +23,7 @@ from garrison.cli.client import write_url_file
 if TYPE_CHECKING:
     from garrison.server.settings import Settings
     from garrison.server.store.engine import Database
+    from garrison.server.tls.serving import ServerTls
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -106,6 +107,29 @@ def _on_exit(server: Any, app: Any) -> None:
     server.handle_exit = handle_exit
 
 
+def _prepare_tls(settings: Settings, db: Database) -> ServerTls | None:
+    """The server's TLS state (its CA created at the first start), or None with --tls off."""
+    if not settings.tls:
+        return None
+    from garrison.server.tls.serving import ServerTls
+
+    try:
+        return ServerTls.prepare(settings)
+    except (OSError, ValueError) as exc:
+        db.dispose()
+        err.print(f"error: TLS: {first_line(exc)}", markup=False)
+        raise typer.Exit(1) from None
+
+
+def _revoked_serials(settings: Settings, db: Database) -> Callable[[], list[str]] | None:
+    """With mutual TLS, what the refresher reads for the revocation list."""
+    if not settings.tls_client_certs:
+        return None
+    from garrison.server.tls.reports import revoked_serials
+
+    return lambda: revoked_serials(db)
+
+
 def serve(
     host: Annotated[
         str | None, typer.Option(help="address to listen on (env GARRISON_HOST)")
@@ -115,6 +139,15 @@ def serve(
     log_level: Annotated[
         str | None, typer.Option("--log-level", help="debug, info, warning, error")
     ] = None,
+    tls: Annotated[
+        str | None,
+        typer.Option("--tls", help="on (HTTPS, the default) or off: plain HTTP (env GARRISON_TLS)"),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="certificate chain PEM instead of the own CA's"),
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="its key PEM")] = None,
 ) -> None:
     """Start the server: agent API (/api), admin API (/admin/v1) and /metrics."""
     import uvicorn
@@ -124,7 +157,15 @@ def serve(
     from garrison.server.export.keycheck import SecretsKeyMismatchError
     from garrison.server.store.engine import DatabaseUnreachableError
 
-    settings = load_settings(host=host, port=port, data_dir=data_dir, log_level=log_level)
+    settings = load_settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        log_level=log_level,
+        tls=tls,
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
+    )
     # Everything the server creates (database, WAL, tokens, keys, exported files) is the
     # server user's alone: 0600 files, 0700 directories.
     os.umask(0o077)
@@ -146,22 +187,29 @@ def serve(
         else:  # a secrets key file that holds no key, or another node's key
             err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
+    server_tls = _prepare_tls(settings, db)
     out = Console(soft_wrap=True)
     if first is not None:
         out.print("[bold]First start.[/] Created user [bold]admin[/].")
         out.print(f"  admin password (shown once): [bold]{first.admin_password}[/]")
         out.print(f"  admin API token written to:  {first.token_path}")
         out.print(f"  enrollment key (100 uses, 7 days): [bold]{first.enrollment_key}[/]")
+    if server_tls is not None and (first is not None or server_tls.created):
+        out.print(f"  CA certificate written to:   {server_tls.anchor_file}")
+        out.print(f"  CA SHA-256 (--ca-sha256):    [bold]{server_tls.fingerprint}[/]")
     try:
         app = create_app(settings, db)
     except ValueError as exc:  # a GARRISON_EXPORT_* setting that cannot be used
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
-    write_url_file(settings.data_dir, settings.host, settings.port)
+    scheme = "https" if server_tls is not None else "http"
+    write_url_file(settings.data_dir, settings.host, settings.port, scheme)
     out.print(
-        f"Garrison listening on http://{settings.host}:{settings.port} "
+        f"Garrison listening on {scheme}://{settings.host}:{settings.port} "
         f"(database: {db.backend}, data dir: {settings.data_dir.resolve()})"
     )
+    if server_tls is not None:
+        out.print(f"CA SHA-256: {server_tls.fingerprint}")
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -177,6 +225,11 @@ def serve(
         proxy_headers=False,
         server_header=False,
     )
+    stop_tls = threading.Event()
+    if server_tls is not None:
+        config.load()
+        config.ssl = server_tls.listening  # see garrison.server.tls.serving
+        server_tls.run_refresher(_revoked_serials(settings, db), stop_tls)
     server = _graceful_server(config)
     _on_exit(server, app)
     try:
@@ -187,6 +240,7 @@ def serve(
         )
         raise typer.Exit(1) from None
     finally:
+        stop_tls.set()
         db.dispose()
     if not server.started:
         raise typer.Exit(1)

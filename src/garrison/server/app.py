@@ -40,6 +40,7 @@ from garrison.server.adminapi import (
 from garrison.server.adminapi.schemas import Health
 from garrison.server.agentapi.edge import AgentEdge
 from garrison.server.agentapi.routes import AgentApi
+from garrison.server.agentapi.tls import TlsRoutes
 from garrison.server.console.routes import routes as console_routes
 from garrison.server.content.delivery import ContentDelivery
 from garrison.server.content.signing import KeyRing
@@ -332,7 +333,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
     app.request_log = logs.RequestLog(settings.log_level)
 
     app.agent_edge = AgentEdge(
-        AgentApi(ctx).routes(),
+        AgentApi(ctx).routes() + TlsRoutes(ctx).routes(),
         ctx.agent_auth.challenge,
         settings.max_body_bytes,
         app.request_log,

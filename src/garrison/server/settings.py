@@ -107,6 +107,22 @@ class Settings(BaseSettings):
     # published keys.  A JSON file {"cvd": {"n", "e"}, "info": {"n", "e"}} replaces them
     # (tests; an operator who signs containers of their own).  docs/clamav.md.
     clamav_keys_file: Path | None = None
+    # HTTPS (issue 21; docs/security.md "Transport"): on unless asked off (`--tls off`, for
+    # Armadito agents and behind a TLS-terminating proxy).  Without a certificate file of
+    # the operator's, the server's own CA (<data-dir>/tls/) issues one for tls_names (extra
+    # names, comma-separated), the bound address and this host's names, and renews it
+    # tls_renew_before_seconds before its end; tls_refresh_seconds is how often that and the
+    # client revocation list are checked.  tls_client_certs: mutual TLS (a certificate per
+    # station, revoked when the station is deleted).
+    tls: bool = True
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_names: str = ""
+    tls_cert_lifetime_seconds: float = Field(default=90 * 86400, ge=60)
+    tls_renew_before_seconds: float = Field(default=30 * 86400, ge=0)
+    tls_refresh_seconds: float = Field(default=60.0, gt=0)
+    tls_client_certs: bool = False
+    tls_client_cert_lifetime_seconds: float = Field(default=365 * 86400, ge=60)
 
     @field_validator("log_level")
     @classmethod

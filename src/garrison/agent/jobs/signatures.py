@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+import ssl
 import tempfile
 import urllib.parse
 from pathlib import Path
 
 import httpx
 
+from garrison.agent import trust
 from garrison.agent.content import sync as contentsync
 from garrison.agent.content.store import ContentStore
 from garrison.agent.context import Agent
@@ -54,11 +56,16 @@ def _download(agent: Agent, url: str, into: Path) -> list[Path]:
         raise JobError(f"{url}: the file name must end in {', '.join(SUFFIXES)}")
     headers = {}
     creds = agent.state.credentials()
+    verify: ssl.SSLContext | bool = True
     if creds and creds.token and url.startswith(agent.server_url.rstrip("/") + "/"):
         headers["Authorization"] = f"Bearer {creds.token}"
+        # The agent's own server: trusted as every other request to it (the pinned CA).
+        verify = trust.verify_for(agent.state, agent.config.server.ca_sha256, url)
     target = into / name
     try:
-        with httpx.stream("GET", url, headers=headers, timeout=60, follow_redirects=True) as resp:
+        with httpx.stream(
+            "GET", url, headers=headers, timeout=60, follow_redirects=True, verify=verify
+        ) as resp:
             if resp.status_code != 200:
                 raise JobError(f"{url}: download failed ({resp.status_code})")
             size = 0

@@ -37,6 +37,7 @@ from garrison.server.sensors.models import SensorPolicy
 from garrison.server.states.models import StationState
 from garrison.server.stations.models import Group, Station, station_groups
 from garrison.server.store.base import Base
+from garrison.server.tls.models import ClientCertificate
 from garrison.server.users.models import ApiToken, ConsoleSession, LoginLockout, User
 
 metadata = Base.metadata
@@ -47,6 +48,7 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
+    "ClientCertificate",
     "ConfigBaseline",
     "ConfigDesired",
     "ConfigDifference",
