@@ -25,6 +25,7 @@ from garrison.server.adminapi import (
     blocklist,
     configs,
     content,
+    devicerules,
     events,
     export_targets,
     files,
@@ -175,6 +176,7 @@ def _admin_routes() -> tuple[BaseRoute, ...]:
         files,
         hunts,
         blocklist,
+        devicerules,
     ):
         admin.include_router(module.router)
     built = APIRouter()
