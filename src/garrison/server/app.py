@@ -36,6 +36,7 @@ from garrison.server.adminapi import (
     procedures,
     sensors,
     stations,
+    uninstall,
     users,
 )
 from garrison.server.adminapi.schemas import Health
@@ -177,6 +178,7 @@ def _admin_routes() -> tuple[BaseRoute, ...]:
         hunts,
         blocklist,
         devicerules,
+        uninstall,
     ):
         admin.include_router(module.router)
     built = APIRouter()
