@@ -26,6 +26,7 @@ Exit codes (stable; scripts may rely on them):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -262,6 +263,28 @@ def run(ctx: typer.Context, state_dir: StateDirOpt = None, server: ServerOpt = N
     _logging(True)
     agent = _agent(state_dir or ctx.obj["state_dir"], server or ctx.obj["server"])
     raise typer.Exit(Daemon(agent).run())
+
+
+@app.command()
+def uninstall(
+    ctx: typer.Context,
+    token: Annotated[str, typer.Option("--token", help="the server's uninstall token")],
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Uninstall with the station's token from the server (POST /admin/v1/stations/{id}/
+    uninstall-token): report, lift isolation, stop the daemon, remove the state dir."""
+    from garrison.agent.jobs import uninstall as job
+    from garrison.agent.tasks import runjobs
+
+    agent = _agent(state_dir or ctx.obj["state_dir"], None)
+    try:
+        job.authorise(agent, token)
+    except job.UninstallRefused:
+        with contextlib.suppress(AgentError):
+            agent.flush()  # the refusal reaches the server if it can
+        raise
+    runjobs.finish_uninstall(agent)
+    console.print("uninstalled: state removed")
 
 
 @app.command()
