@@ -51,7 +51,9 @@ def start_server(
     database_url: str | None = None,
     extra_env: dict[str, str] | None = None,
     wait: float = 30,
+    host: str = "127.0.0.1",
 ) -> LiveServer:
+    """``host``: another local address (a veth end) for agents in a network namespace."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GARRISON_")}
     if database_url:
@@ -65,7 +67,7 @@ def start_server(
                 *GARRISON,
                 "serve",
                 "--host",
-                "127.0.0.1",
+                host,
                 "--port",
                 str(port),
                 "--data-dir",
@@ -76,7 +78,7 @@ def start_server(
             text=True,
             env=env,
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
 
     def healthy() -> bool:
         if process.poll() is not None:

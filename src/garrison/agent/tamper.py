@@ -95,13 +95,14 @@ class IsolationGuard:
         if data is None:
             self._reference = None
             return "not isolated"
-        if self._reference is None or self._reference[0] != data.get("since"):
-            # First sight of this isolation: put the saved rule set in force (an atomic
-            # replace) and take the kernel's listing as the reference.
-            self._apply(data)
-            return "intact"
         listing = self._listing()
-        if listing == self._reference[1]:
+        if self._reference is None or self._reference[0] != data.get("since"):
+            # First sight of this isolation: put the saved rule set in force again (an
+            # atomic replace) and take the kernel's listing as the reference; what was
+            # there before differing from it is a change made since the job applied it.
+            if listing is not None and self._apply(data) == listing:
+                return "intact"
+        elif listing == self._reference[1]:
             return "intact"
         change = "removed" if listing is None else "changed"
         self.count += 1
