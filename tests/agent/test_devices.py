@@ -108,7 +108,9 @@ def test_the_first_matching_rule_decides_and_classes_come_from_interfaces(
     stick = devices.read_device(plug(sysfs, "1", "0781", "5567", (0x08,), "4C530001"))
     other = devices.read_device(plug(sysfs, "2", "0781", "5567", (0x08,), "OTHER"))
     mouse = devices.read_device(plug(sysfs, "3", "046d", "c077", (0x03,)))
-    assert stick is not None and other is not None and mouse is not None
+    assert stick is not None
+    assert other is not None
+    assert mouse is not None
     assert stick.classes == (0x08,)
     rules = devices.parse_rules("allow usb-storage 0781:5567 4C530001\nblock usb-storage *:*\n")
     assert devices.decide(rules, stick) == rules[0]
@@ -171,7 +173,8 @@ def test_an_interface_uevent_decides_for_its_device(tmp_path: Path) -> None:
     assert authorized(stick) == "0"
     # A remove, or another subsystem, is not a decision.
     gone = uevent.parse(f"remove@{devpath}\x00SUBSYSTEM=usb\x00".encode())
-    assert gone is not None and devices.device_dir(sysfs, gone) is None
+    assert gone is not None
+    assert devices.device_dir(sysfs, gone) is None
     agent.close()
 
 

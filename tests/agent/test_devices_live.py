@@ -96,7 +96,8 @@ def test_device_rules_block_a_usb_stick_and_report_it(server: LiveServer, tmp_pa
         assert data["guid"] == "{4d36e967-e325-11ce-bfc1-08002be10318}"
         assert data["description"] == "USB mass storage"
         assert data["id"] == admin.station_id()
-        assert data["blocktime"] and data["blockrcvtime"]
+        assert data["blocktime"]
+        assert data["blockrcvtime"]
         # The block lifted: the device this agent blocked is let in again.
         admin.call("DELETE", f"/device-rules/{block['id']}")
         wait_for(lambda: authorized(bad), lambda v: v == "1", timeout=ONE_CHECK_IN,
@@ -146,7 +147,8 @@ def test_scan_errors_and_the_scanner_component_reach_the_server(
         what="station_scan_error at the server", every=0.3,
     )  # fmt: skip
     archive_errors = [e for e in errors if e.get("error_kind") == "archive"]
-    assert archive_errors and archive_errors[0]["object"] == str(bomb)
+    assert archive_errors
+    assert archive_errors[0]["object"] == str(bomb)
     assert "archive member limit" in archive_errors[0]["error"]
     assert archive_errors[0]["action"] == "error:archive"
     if os.geteuid() != 0:

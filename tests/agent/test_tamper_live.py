@@ -187,6 +187,11 @@ def test_tampering_is_undone_and_reported(
             timeout=30, what="isolation_tampered (changed) at the server", every=0.3,
         )  # fmt: skip
 
+        shown = admin.call("GET", f"/stations/{station}/isolation")
+        assert shown["isolated"] is True
+        assert shown["tampered"] >= 2
+        assert shown["last_tampered"]["restored"] is True
+
         # Killed, not stopped: the next start says so.
         assert daemon.process is not None
         pid = daemon.process.pid

@@ -36,7 +36,7 @@ from garrison.server.adminapi import (
     procedures,
     sensors,
     stations,
-    uninstall,
+    tamper,
     users,
 )
 from garrison.server.adminapi.schemas import Health
@@ -178,7 +178,7 @@ def _admin_routes() -> tuple[BaseRoute, ...]:
         hunts,
         blocklist,
         devicerules,
-        uninstall,
+        tamper,
     ):
         admin.include_router(module.router)
     built = APIRouter()
