@@ -61,7 +61,10 @@ REVISION = {
 # The seed's arguments of each procedure: its parameter table and its ``local args = ...``
 # comment together (where they spell one argument two ways, both are listed).
 # Fields Garrison adds to a Dr.Web event, each documented as such ("Garrison: ...").
-GARRISON_EXTENSIONS: dict[str, set[str]] = {"station_authorization_failed": {"suppressed"}}
+GARRISON_EXTENSIONS: dict[str, set[str]] = {
+    "station_authorization_failed": {"suppressed"},
+    "station_scan_error": {"error", "error_kind"},
+}
 DRWEB_ARGS: dict[str, set[str]] = {
     "agent_deinstalled": {"login", "state", "message"} | STATION,
     "component_completed": STATION | {"component", "pid", "infections", "errors", "exitcode"},
