@@ -6,6 +6,7 @@
     garrison-agent run                       the daemon
     garrison-agent quarantine list | restore ID [--to PATH] [--force]
     garrison-agent status
+    garrison-agent uninstall --token TOKEN   with the station's token from the server
 
 ``--state-dir DIR`` (or ``GARRISON_AGENT_STATE_DIR``) holds all of the agent's local state, so
 several agents can run side by side.  ``-wr N`` (Armadito's spelling) is read as ``--wr N``.
@@ -19,7 +20,7 @@ Exit codes (stable; scripts may rely on them):
     4  server unreachable (what had to be sent stays queued and is retried)
     5  request refused by the server (wrong, expired or revoked key; 401/403; other 4xx)
     6  server error (5xx, or an answer that is not JSON)
-    7  Runjobs: at least one job failed
+    7  Runjobs: at least one job failed; uninstall: the token refused
     8  Scan: malware or suspicious files found
     9  local error (state dir, config file, quarantine entry)
 """

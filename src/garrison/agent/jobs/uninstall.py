@@ -20,7 +20,7 @@ from garrison.agent.content import wire
 from garrison.agent.content.errors import ContentRefused
 from garrison.agent.content.keys import TrustStore
 from garrison.agent.context import Agent
-from garrison.agent.errors import AgentError, JobError
+from garrison.agent.errors import AgentError, ExitCode, JobError
 from garrison.agent.jobstore import Job
 from garrison.common import uninstall_token
 
@@ -29,6 +29,8 @@ log = logging.getLogger("garrison.agent.uninstall")
 
 class UninstallRefused(JobError):
     """The token is missing, wrong, for another station or expired."""
+
+    exit_code = ExitCode.JOB_FAILED
 
 
 def check_token(agent: Agent, token: object) -> None:
