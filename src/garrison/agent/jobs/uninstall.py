@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 
 from garrison.agent import isolation
 from garrison.agent.content import wire
@@ -25,6 +26,7 @@ from garrison.agent.jobstore import Job
 from garrison.common import uninstall_token
 
 log = logging.getLogger("garrison.agent.uninstall")
+DAEMON_STOP_SECONDS = 30
 
 
 class UninstallRefused(JobError):
@@ -89,6 +91,15 @@ def daemon_pid(agent: Agent) -> int | None:
     return pid if b"garrison" in cmdline and pid != os.getpid() else None
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited daemon its parent has not reaped yet)."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
 def finish(agent: Agent) -> None:
     """Called once the result is reported (and flushed as far as the server allows)."""
     if isolation.is_isolated(agent.state):
@@ -100,6 +111,11 @@ def finish(agent: Agent) -> None:
     if pid is not None:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
+        # Its shutdown writes into the state dir: removed before it ends, the dir would
+        # come back.
+        deadline = time.monotonic() + DAEMON_STOP_SECONDS
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
     agent.stop_requested.set()
     agent.close()
     shutil.rmtree(agent.state.path, ignore_errors=True)
