@@ -18,7 +18,7 @@ from garrison.server.adminapi.schemas import Strict
 from garrison.server.content import actions, devicerules
 
 router = APIRouter(prefix="/device-rules", tags=["prevention"])
-RuleId = Annotated[int, Path(description="the rule's id", ge=1)]
+RuleId = Annotated[int, Path(description="the rule's id", ge=1, le=2**31 - 1)]
 
 
 class DeviceRuleIn(Strict):
@@ -33,7 +33,10 @@ class DeviceRuleIn(Strict):
     )
     comment: str = Field(default="", max_length=devicerules.MAX_COMMENT)
     position: int | None = Field(
-        default=None, ge=0, description="where in the list (0: first); absent: last"
+        default=None,
+        ge=0,
+        le=devicerules.MAX_RULES,
+        description="where in the list (0: first); absent: last",
     )
 
 

@@ -20,7 +20,7 @@ from garrison.server.jobs import service as jobs
 from garrison.server.stations.models import Station
 
 router = APIRouter(prefix="/stations", tags=["stations"])
-StationId = Annotated[int, Path(description="the station's id", ge=1)]
+StationId = Annotated[int, Path(description="the station's id", ge=1, le=2**63 - 1)]
 
 
 class UninstallTokenIn(Strict):
