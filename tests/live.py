@@ -61,10 +61,12 @@ def start_server(
     extra_args: list[str] | None = None,
     port: int | None = None,
     ca: Path | None = None,
+    host: str = "127.0.0.1",
 ) -> LiveServer:
     """Plain HTTP (``--tls off``) unless ``tls``: most tests are about something else, and
     the Armadito agent has no usable CA options.  ``ca``: what the health check trusts
-    (default: the server's own CA)."""
+    (default: the server's own CA).  ``host``: another local address (a veth end) for
+    agents in a network namespace."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GARRISON_")}
     if database_url:
@@ -78,7 +80,7 @@ def start_server(
                 *GARRISON,
                 "serve",
                 "--host",
-                "127.0.0.1",
+                host,
                 "--port",
                 str(port),
                 "--data-dir",
@@ -91,7 +93,7 @@ def start_server(
             text=True,
             env=env,
         )
-    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://{host}:{port}"
     ca_file = ca or data_dir / "tls" / "ca.pem"
 
     def healthy() -> bool:

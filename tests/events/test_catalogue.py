@@ -61,7 +61,10 @@ REVISION = {
 # The seed's arguments of each procedure: its parameter table and its ``local args = ...``
 # comment together (where they spell one argument two ways, both are listed).
 # Fields Garrison adds to a Dr.Web event, each documented as such ("Garrison: ...").
-GARRISON_EXTENSIONS: dict[str, set[str]] = {"station_authorization_failed": {"suppressed"}}
+GARRISON_EXTENSIONS: dict[str, set[str]] = {
+    "station_authorization_failed": {"suppressed"},
+    "station_scan_error": {"error", "error_kind"},
+}
 DRWEB_ARGS: dict[str, set[str]] = {
     "agent_deinstalled": {"login", "state", "message"} | STATION,
     "component_completed": STATION | {"component", "pid", "infections", "errors", "exitcode"},
@@ -481,8 +484,14 @@ def test_the_limacharlie_sensor_events_exist() -> None:
         "KERNEL_ACQ_AVAILABLE": "boolean",
         "MAC_ADDRESS": "mac",
     }
-    for name in ("DISCONNECTED", "STARTING_UP", "SHUTTING_DOWN"):
+    for name in ("DISCONNECTED", "SHUTTING_DOWN"):
         assert [(f.name, f.type) for f in CATALOGUE[name].fields] == [("ts", "timestamp")]
+    # Garrison's additions to STARTING_UP: the previous run killed or crashed.
+    assert [(f.name, f.type) for f in CATALOGUE["STARTING_UP"].fields] == [
+        ("ts", "timestamp"),
+        ("UNCLEAN_STOP", "boolean"),
+        ("PREVIOUS_PID", "integer"),
+    ]
     assert CATALOGUE["DISCONNECTED"].origin == "server"
 
 
@@ -553,8 +562,8 @@ def test_the_seven_eset_export_types_are_each_some_events_eset_type() -> None:
 
 def test_names_are_unique_and_procedures_only_on_drweb_events() -> None:
     # + Garrison's own: sensor_health, port_closed, terminal_session_started and _ended,
-    # prevention_status
-    assert len(CATALOGUE) == len(ALL) == 22 + 8 + 12 + 7 + 1 + 4
+    # prevention_status, isolation_tampered
+    assert len(CATALOGUE) == len(ALL) == 22 + 8 + 12 + 7 + 1 + 5
     assert {e.name for e in ALL if e.procedure} == CONTRACT_PROCEDURES
 
 

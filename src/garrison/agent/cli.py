@@ -6,6 +6,7 @@
     garrison-agent run                       the daemon
     garrison-agent quarantine list | restore ID [--to PATH] [--force]
     garrison-agent status
+    garrison-agent uninstall --token TOKEN   with the station's token from the server
 
 ``--state-dir DIR`` (or ``GARRISON_AGENT_STATE_DIR``) holds all of the agent's local state, so
 several agents can run side by side.  ``-wr N`` (Armadito's spelling) is read as ``--wr N``.
@@ -19,13 +20,14 @@ Exit codes (stable; scripts may rely on them):
     4  server unreachable (what had to be sent stays queued and is retried)
     5  request refused by the server (wrong, expired or revoked key; 401/403; other 4xx)
     6  server error (5xx, or an answer that is not JSON)
-    7  Runjobs: at least one job failed
+    7  Runjobs: at least one job failed; uninstall: the token refused
     8  Scan: malware or suspicious files found
     9  local error (state dir, config file, quarantine entry)
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -279,6 +281,28 @@ def run(ctx: typer.Context, state_dir: StateDirOpt = None, server: ServerOpt = N
     _logging(True)
     agent = _agent(state_dir or ctx.obj["state_dir"], server or ctx.obj["server"])
     raise typer.Exit(Daemon(agent).run())
+
+
+@app.command()
+def uninstall(
+    ctx: typer.Context,
+    token: Annotated[str, typer.Option("--token", help="the server's uninstall token")],
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Uninstall with the station's token from the server (POST /admin/v1/stations/{id}/
+    uninstall-token): report, lift isolation, stop the daemon, remove the state dir."""
+    from garrison.agent.jobs import uninstall as job
+    from garrison.agent.tasks import runjobs
+
+    agent = _agent(state_dir or ctx.obj["state_dir"], None)
+    try:
+        job.authorise(agent, token)
+    except job.UninstallRefused:
+        with contextlib.suppress(AgentError):
+            agent.flush()  # the refusal reaches the server if it can
+        raise
+    runjobs.finish_uninstall(agent)
+    console.print("uninstalled: state removed")
 
 
 @app.command()

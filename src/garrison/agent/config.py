@@ -242,6 +242,14 @@ class OnAccessConfig(_Section):
     verdict_cache: Count = 65536
 
 
+class DevicesConfig(_Section):
+    """``[devices]``: device control (docs/agent.md "Device control"), the server's device
+    rules applied to USB devices; ``sysfs_root`` is where sysfs is mounted."""
+
+    enabled: Bool = True
+    sysfs_root: Text = "/sys"
+
+
 class ServerConfig(_Section):
     url: Text = ""
     # The SHA-256 (hex) of the server's CA certificate, pinned at enrollment (garrison.agent
@@ -293,6 +301,7 @@ class AgentConfig(_Section):
     location: LocationConfig = Field(default_factory=LocationConfig)
     response: ResponseConfig = Field(default_factory=ResponseConfig)
     on_access: OnAccessConfig = Field(default_factory=OnAccessConfig)
+    devices: DevicesConfig = Field(default_factory=DevicesConfig)
     scheduler: Annotated[dict[str, str], BeforeValidator(_schedule)] = Field(
         default_factory=lambda: dict(DEFAULT_SCHEDULE)
     )

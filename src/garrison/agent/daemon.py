@@ -6,7 +6,13 @@
 - flushes the spool in a thread, with backoff while the server is away;
 - sends STARTING_UP, SHUTTING_DOWN (with ``ts``) and CONNECTED (HOST_NAME, MAC_ADDRESS,
   IS_SEGREGATED) after every (re)connection;
-- re-applies saved network isolation at start; stops cleanly on SIGTERM/SIGINT;
+- re-applies saved network isolation at start, and while isolated puts the nftables table
+  back when someone removes or changes it (``tamper.IsolationGuard``); stops cleanly on
+  SIGTERM/SIGINT, and a start after an unclean stop says so in STARTING_UP;
+- checks its state dir's modes at start (``tamper.check_private``);
+- applies the server's device rules to USB devices (``prevention/devices.py``);
+- reports its components (``component_started`` / ``component_completed``) and its local
+  policy (``station_status``) (``components.py``);
 - starts the endpoint sensors (``garrison.agent.sensors``, Linux, root) with the
   ``[sensors]`` settings, all on by default; ``KERNEL_ACQ_AVAILABLE`` says whether the
   kernel process sensor runs;
@@ -26,13 +32,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
-from garrison.agent import host, isolation, samples
+from garrison.agent import components, host, isolation, samples, tamper
 from garrison.agent.content import sync as contentsync
 from garrison.agent.content.wire import Announcement
 from garrison.agent.context import Agent
 from garrison.agent.errors import AgentError, RefusedError
+from garrison.agent.prevention.devices import DeviceControl
 from garrison.agent.prevention.runner import Prevention
 from garrison.agent.schedule import CronSchedule
 from garrison.agent.sensors.runner import SensorRunner
@@ -53,6 +61,10 @@ class Daemon:
         self.threads: list[threading.Thread] = []
         self.sensors: SensorRunner | None = None
         self.prevention: Prevention | None = None
+        self.devices: DeviceControl | None = None
+        self.guard: tamper.IsolationGuard | None = None
+        self.runs: list[components.Run] = []
+        self.marker = tamper.RunMarker(agent.state)
         self._refused_policy = ""
         self.content_now = threading.Event()
         self._announced: Announcement | None = None
@@ -208,6 +220,7 @@ class Daemon:
     def run(self) -> int:
         agent = self.agent
         agent.credentials()  # not enrolled: fail now, with the clear message
+        tamper.check_private(agent.state)  # narrows what is too wide; refuses a foreign file
         signal.signal(signal.SIGTERM, self._signal)
         signal.signal(signal.SIGINT, self._signal)
         agent.state.write_json(agent.state.pid_file, os.getpid())
@@ -216,9 +229,15 @@ class Daemon:
                 log.info("network isolation re-applied")
         except isolation.IsolationError as exc:
             log.error("could not re-apply network isolation: %s", exc)
-        agent.event("STARTING_UP", {"ts": int(time.time())})
+        agent.event("STARTING_UP", {"ts": int(time.time()), **self.marker.begin()})
+        components.station_status(
+            agent, events=agent.config.sensors.enabled, jobs=True, updates=True
+        )
+        self.guard = tamper.IsolationGuard(agent.state, agent.event, self.flush_now.set)
+        self.guard.start()
         self._start_sensors()
         self._start_prevention()
+        self._start_devices()
         self._start("flusher", self._flusher)
         self._start("poller", self._poller)
         self._start("content", self._content)
@@ -284,6 +303,7 @@ class Daemon:
             self.sensors.apply_policy(kept.settings, kept.version)
         try:
             self.sensors.start()
+            self.runs.append(components.started(agent, components.SENSORS))
         except Exception:
             log.exception("starting the sensors crashed; the agent runs without them")
 
@@ -294,11 +314,30 @@ class Daemon:
         self.prevention = Prevention(self.agent, hashes, on_queued=self.flush_now.set)
         try:
             self.prevention.start()
+            self.runs.append(components.started(self.agent, components.ON_ACCESS))
         except Exception:
             log.exception("starting prevention crashed; the agent runs without it")
 
+    def _start_devices(self) -> None:
+        """Device control ([devices]): the server's device rules on USB devices."""
+        config = self.agent.config.devices
+        if not config.enabled:
+            return
+        self.devices = DeviceControl(self.agent, Path(config.sysfs_root), self.flush_now.set)
+        try:
+            self.devices.start()
+            self.runs.append(components.started(self.agent, components.DEVICES))
+        except Exception:
+            log.exception("starting device control crashed; the agent runs without it")
+
     def _shutdown(self) -> int:
         agent = self.agent
+        for part in (self.guard, self.devices):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:
+                    log.exception("stopping %s crashed", type(part).__name__)
         if self.prevention is not None:
             try:
                 self.prevention.stop()
@@ -310,6 +349,8 @@ class Daemon:
             except Exception:
                 log.exception("stopping the sensors crashed")
         if agent.state.path.exists():  # gone after Uninstall
+            for run in self.runs:
+                run.completed()
             agent.event("SHUTTING_DOWN", {"ts": int(time.time())})
             try:
                 with agent.transport(timeout=5) as transport:
@@ -318,6 +359,10 @@ class Daemon:
                 log.info("shutting down with messages queued: %s", exc.message)
             with contextlib.suppress(OSError):
                 agent.state.pid_file.unlink()
+            try:
+                self.marker.end()
+            except AgentError as exc:
+                log.warning("cannot mark the clean stop: %s", exc.message)
         agent.close()
         log.info("stopped")
         return 0

@@ -112,8 +112,10 @@ def _nft(args: list[str], stdin: str | None = None) -> str:
     except (OSError, subprocess.SubprocessError) as exc:
         raise IsolationError(f"nft failed: {exc}") from None
     if done.returncode != 0:
+        # nft says "Error: ..." and then echoes the command with carets under the culprit.
         reason = done.stderr.strip().splitlines()
-        text = reason[-1] if reason else f"exit code {done.returncode}"
+        errors = [line for line in reason if line.startswith("Error:")]
+        text = (errors or reason or [f"exit code {done.returncode}"])[0]
         if "Operation not permitted" in done.stderr:
             text += " (network isolation needs root or CAP_NET_ADMIN)"
         raise IsolationError(f"nft refused: {text}")

@@ -136,7 +136,9 @@ class StateDir:
     def lock(self, name: str) -> Iterator[None]:
         """An exclusive lock between processes (daemon and a hand-run task)."""
         self.ensure()
-        with open(self.path / f".{name}.lock", "a") as handle:
+        # 0600 as every file of the state dir (the start-up check narrows anything wider).
+        fd = os.open(self.path / f".{name}.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield

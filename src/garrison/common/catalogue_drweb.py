@@ -257,6 +257,12 @@ DRWEB_EVENTS: tuple[EventType, ...] = (
             COMPMAC,
             DESCRIPTION,
             Field("ldapdn", doc="station LDAP DN"),
+            Field(
+                "error",
+                doc="Garrison: the scan engine's reason (unreadable file, archive limit, "
+                "YARA time budget)",
+            ),
+            Field("error_kind", doc="Garrison: unreadable, archive or timeout"),
             SHA1,
             SHA256,
             HASHDB,

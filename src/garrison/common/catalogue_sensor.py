@@ -31,7 +31,22 @@ SENSOR_EVENTS: tuple[EventType, ...] = (
         time_field="ts",
         severity=Severity.NOTICE,
     ),
-    EventType("STARTING_UP", SRC, "station", "The sensor started.", (TS,), time_field="ts"),
+    EventType(
+        "STARTING_UP",
+        SRC,
+        "station",
+        "The sensor started.",
+        (
+            TS,
+            Field(
+                "UNCLEAN_STOP",
+                "boolean",
+                doc="Garrison: the previous run ended without a clean stop (killed or crashed)",
+            ),
+            Field("PREVIOUS_PID", "integer", doc="Garrison: the process id of that run"),
+        ),
+        time_field="ts",
+    ),
     EventType(
         "SHUTTING_DOWN", SRC, "station", "The sensor is shutting down.", (TS,), time_field="ts"
     ),
@@ -174,6 +189,22 @@ SENSOR_HEALTH_EVENTS: tuple[EventType, ...] = (
             Field("scans_after_write", "integer", doc="files scanned after being written"),
             Field("overflows", "integer", doc="kernel queue overflows"),
         ),
+        time_field="time",
+    ),
+    EventType(
+        "isolation_tampered",
+        GARRISON_SRC,
+        "station",
+        "While the station is isolated, the agent found its nftables table removed or changed "
+        "by someone else, and put it back.",
+        (
+            Field("time", "timestamp", True, "when the agent found it"),
+            Field("change", required=True, doc="removed (the table is gone) or changed"),
+            Field("restored", "boolean", True, "the isolation table is back in force"),
+            Field("error", doc="why it could not be put back"),
+            Field("count", "integer", doc="times found tampered since the agent started"),
+        ),
+        severity=Severity.WARNING,
         time_field="time",
     ),
 )

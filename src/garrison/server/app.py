@@ -25,6 +25,7 @@ from garrison.server.adminapi import (
     blocklist,
     configs,
     content,
+    devicerules,
     events,
     export_targets,
     files,
@@ -35,6 +36,7 @@ from garrison.server.adminapi import (
     procedures,
     sensors,
     stations,
+    tamper,
     users,
 )
 from garrison.server.adminapi.schemas import Health
@@ -176,6 +178,8 @@ def _admin_routes() -> tuple[BaseRoute, ...]:
         files,
         hunts,
         blocklist,
+        devicerules,
+        tamper,
     ):
         admin.include_router(module.router)
     built = APIRouter()

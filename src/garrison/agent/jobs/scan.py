@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any
 
-from garrison.agent import samples
+from garrison.agent import components, samples
 from garrison.agent.context import Agent
 from garrison.agent.errors import JobError
 from garrison.agent.jobstore import Job
@@ -93,6 +93,7 @@ def run_scan(
     if missing and len(missing) == len(paths):
         raise JobError(f"nothing to scan: {', '.join(missing)} does not exist")
     engine = agent.engine()
+    run = components.started(agent, components.SCANNER)
     started = time.monotonic()
     last_report = started
     interval = agent.config.scan.progress_interval
@@ -116,6 +117,10 @@ def run_scan(
     for body in alert_body(job_id, result, events):
         agent.send("alerts", "Alerts", body)
     agent.send("scans", "Scan", scan_report(job_id, result, 100, result.duration))
+    components.scan_errors(agent, result)
+    # clamscan's exit codes: 0 clean, 1 threats found, 2 errors.
+    exitcode = 1 if result.detections else 2 if result.errors else 0
+    run.completed(result.malware + result.suspicious, len(result.errors), exitcode)
     return result
 
 

@@ -36,14 +36,30 @@ class Detection:
     action: str = "none"
 
 
+@dataclass(frozen=True)
+class ScanFailure:
+    """One object not (fully) scanned, for ``station_scan_error``: ``kind`` is
+    ``unreadable`` (the file could not be read), ``archive`` (an archive limit: a zip bomb
+    contained, an encrypted or broken member) or ``timeout`` (the YARA time budget)."""
+
+    path: str
+    reason: str
+    kind: str
+
+
 @dataclass
 class ScanResult:
     scanned: int = 0
     skipped: int = 0
     detections: list[Detection] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    failures: list[ScanFailure] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     ended: float = 0.0
+
+    def fail(self, path: str, reason: str, kind: str) -> None:
+        self.errors.append(f"{path}: {reason}")
+        self.failures.append(ScanFailure(path, reason, kind))
 
     @property
     def malware(self) -> int:
@@ -172,7 +188,8 @@ class Engine:
         try:
             return self.match(data)
         except yara_errors() as exc:
-            result.errors.append(f"{where}: YARA: {exc}")
+            kind = "timeout" if "timeout" in type(exc).__name__.lower() else "unreadable"
+            result.fail(where, f"YARA: {exc}", kind)
             return []
 
     def scan_file(self, path: str, result: ScanResult) -> None:
@@ -183,7 +200,7 @@ class Engine:
                 return
             data = self.read(path)
         except OSError as exc:
-            result.errors.append(f"{path}: {exc.strerror or exc}")
+            result.fail(path, str(exc.strerror or exc), "unreadable")
             return
         if data is None:
             result.skipped += 1
@@ -197,7 +214,7 @@ class Engine:
         if self.config.archives and archives.is_zip(data):
             for item in archives.members(data, self.config.archive_max_size):
                 if isinstance(item, archives.ArchiveError):
-                    result.errors.append(f"{path}: {item}")
+                    result.fail(path, str(item), "archive")
                     continue
                 for threat, module, suspicious in self._matches(
                     item.data, f"{path}!{item.name}", result

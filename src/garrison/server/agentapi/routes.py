@@ -27,6 +27,7 @@ from garrison.server.agentapi import bodies, hotpath, parsing, render, uploads
 from garrison.server.agentapi.envelope import Envelope, parse_envelope
 from garrison.server.alerts import reports as alert_reports
 from garrison.server.configs import reports as config_reports
+from garrison.server.content import uninstall
 from garrison.server.content.delivery import Built, FileAnswer
 from garrison.server.context import ServerContext
 from garrison.server.enrollment import reports as enrollment_reports
@@ -311,6 +312,7 @@ class AgentApi:
         fetched = job_reports.fetch(
             self.ctx.db, self.ctx.job_waiters, credential, agent_id, self.ctx.hunt_watch
         )
+        fetched = uninstall.with_tokens(self.ctx.content, fetched)
         self.ctx.presence.seen(fetched.station_id, address)
         return fetched
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from garrison.common.clamav_cvd import ClamAVKeys
 from garrison.server.audit.actor import Actor
-from garrison.server.content import blocklist, clamav_import, service
+from garrison.server.content import blocklist, clamav_import, devicerules, service, uninstall
 from garrison.server.content.delivery import ContentDelivery
 from garrison.server.content.models import ContentAssignment, RuleSet, RuleVersion
 
@@ -87,3 +88,31 @@ def blocklist_remove(content: ContentDelivery, actor: Actor, sha256: Any) -> int
     content.initialise_once()
     with content.db.transaction() as session:
         return blocklist.remove(session, actor, sha256)
+
+
+def device_rule_add(
+    content: ContentDelivery,
+    actor: Actor,
+    rule: Any,
+    comment: Any,
+    position: Any = None,
+) -> tuple[int, devicerules.Entry]:
+    """Add a device rule (at ``position``, else last): a new version of its rule set."""
+    content.initialise_once()
+    with content.db.transaction() as session:
+        return devicerules.add(session, actor, rule, comment, position)
+
+
+def device_rule_remove(content: ContentDelivery, actor: Actor, rule_id: int) -> int:
+    content.initialise_once()
+    with content.db.transaction() as session:
+        return devicerules.remove(session, actor, rule_id)
+
+
+def uninstall_token(
+    content: ContentDelivery, actor: Actor, station_id: int, seconds: int
+) -> tuple[str, dt.datetime]:
+    """A signed per-station uninstall token (audited)."""
+    content.initialise_once()
+    with content.db.transaction() as session:
+        return uninstall.issue(content, session, actor, station_id, seconds)

@@ -22,6 +22,8 @@ from typing import Any
 
 import yara  # type: ignore[import-not-found,unused-ignore]
 
+from garrison.common import devices
+
 KINDS = ("yara", "hashes", "ioc", "blocklist", "script", "devices", "clamav-body")
 # Kinds an agent may receive as a line delta (CONTENT-WIRE.md).
 LINE_DELTA_KINDS = frozenset({"hashes", "ioc", "blocklist", "clamav-body"})
@@ -40,8 +42,6 @@ HASH_LENGTHS = {32: "md5", 40: "sha1", 64: "sha256"}
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _SIZE = re.compile(r"^(\*|[0-9]{1,19})$")
 _FLEVEL = re.compile(r"^[0-9]{1,5}$")
-_ID4 = re.compile(r"^([0-9a-fA-F]{4}|\*)$")
-_SERIAL = re.compile(r"^[\x21-\x7e]{1,128}$")
 _NDB_OFFSET = re.compile(
     r"^(\*|[0-9]+|EP[+-][0-9]+|S[0-9]+[+-][0-9]+|SE[0-9]+|SL\+[0-9]+|EOF-[0-9]+)(,[0-9]+)?$"
 )
@@ -191,29 +191,21 @@ def check_blocklist(content: str) -> Checked:
 
 
 def check_devices(content: str) -> Checked:
-    """``allow|block usb VENDOR:PRODUCT [SERIAL]`` (4 hex digits or ``*`` each); the first
-    matching line wins on the agent."""
+    """``allow|block CLASS VENDOR:PRODUCT [SERIAL]`` (CLASS ``usb`` or a USB class of
+    common/devices.py; 4 hex digits or ``*`` each); the first matching line wins on the
+    agent."""
     actions: dict[str, int] = {}
 
     def parse(text: str, number: int) -> None:
-        words = text.split()
-        if len(words) not in (3, 4):
-            raise FormatError("expected allow|block usb VENDOR:PRODUCT [SERIAL]", number)
-        action, bus, ids = words[0], words[1], words[2]
-        if action not in ("allow", "block"):
-            raise FormatError(f"action {action[:20]!r} must be allow or block", number)
-        if bus != "usb":
-            raise FormatError(f"bus {bus[:20]!r} is not supported (usb)", number)
-        vendor, sep, product = ids.partition(":")
-        if not sep or not _ID4.match(vendor) or not _ID4.match(product):
-            raise FormatError("VENDOR:PRODUCT must be 4 hex digits or * each", number)
-        if len(words) == 4 and not _SERIAL.match(words[3]):
-            raise FormatError("the serial must be printable ASCII", number)
-        actions[action] = actions.get(action, 0) + 1
+        try:
+            rule = devices.parse_rule(text)
+        except devices.RuleError as exc:
+            raise FormatError(str(exc), number) from None
+        actions[rule.action] = actions.get(rule.action, 0) + 1
 
+    # Comments only is no rule: every device allowed (lifting the fleet's last rule must be
+    # possible, as for the block list).
     records = _records(content, parse, comments=True)
-    if not records:
-        raise FormatError("device rules need at least one rule")
     return Checked(records, EXTENSIONS["devices"], actions)
 
 

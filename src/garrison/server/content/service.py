@@ -52,8 +52,9 @@ PREVIOUS_SERIALS = 8
 KEEP_SERIALS = PREVIOUS_SERIALS + 1
 MAX_COMMENT = 1024
 # Rule sets every scope gets whatever its assignment lists (the fleet block list, which
-# garrison blocklist / POST /admin/v1/blocklist write: content/blocklist.py).
-FLEET_RULESETS = ("blocklist",)
+# garrison blocklist / POST /admin/v1/blocklist write: content/blocklist.py; the device
+# rules of /admin/v1/device-rules: content/devicerules.py).
+FLEET_RULESETS = ("blocklist", "device-rules")
 MIN_PRIORITY, MAX_PRIORITY = -1_000_000, 1_000_000
 MAX_ASSIGNED = 1000
 MIN_OVERLAP_HOURS, MAX_OVERLAP_HOURS = 0, 24 * 366

@@ -28,6 +28,7 @@ from garrison.server.events.service import NewEvent, append
 from garrison.server.jobs import service as jobs
 from garrison.server.stations.models import Station
 from garrison.server.stations.transitions import shut_down
+from garrison.server.store.base import utcnow
 
 MAX_EVENTS = 10_000
 MAX_UID = 48
@@ -119,6 +120,9 @@ def parse_item(item: Any, station: Station, address: str) -> NewEvent:
         declared_field = declared.field(name)
         if declared_field is not None and (name != "id" or declared_field.type == "integer"):
             data[name] = value
+    if event_type == "device_blocked":  # the seed's receive time and name are the server's
+        received = utcnow().timestamp()
+        data.update(blockrcvtime=received, recv_time=received, name=data.get("station"))
     clean = validate(declared, data)
     time = parse_timestamp(when, "time") if when not in (None, "") else None
     # Event ids are a station's own: another station cannot shadow them.

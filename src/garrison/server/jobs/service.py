@@ -436,3 +436,21 @@ def isolated_count(session: Session) -> int:
         .where(done.c.n == 1, done.c.type == JobType.ISOLATE_NETWORK)
     )
     return int(session.scalar(latest) or 0)
+
+
+def network_state(session: Session, station_id: int) -> tuple[bool, int | None, dt.datetime | None]:
+    """The station's last successful network job: (isolated, its job id, when it ended)."""
+    row = session.execute(
+        select(Job.type, JobTarget.job_id, JobTarget.updated_at)
+        .join(Job, Job.id == JobTarget.job_id)
+        .where(
+            JobTarget.station_id == station_id,
+            Job.type.in_(_NETWORK),
+            JobTarget.status == JobStatus.SUCCESSFUL,
+        )
+        .order_by(JobTarget.updated_at.desc(), JobTarget.job_id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return False, None, None
+    return row.type == JobType.ISOLATE_NETWORK, row.job_id, row.updated_at
