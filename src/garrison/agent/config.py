@@ -244,6 +244,7 @@ class OnAccessConfig(_Section):
 
 class ServerConfig(_Section):
     url: Text = ""
+    ca_sha256: Text = ""
 
 
 class LocationConfig(_Section):

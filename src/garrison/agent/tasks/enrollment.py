@@ -11,14 +11,19 @@ from garrison.agent.state import Credentials
 from garrison.agent.transport import Identity, Transport
 
 
-def run(agent: Agent, key: str) -> Credentials:
+def run(agent: Agent, key: str, installation: dict[str, str] | None = None) -> Credentials:
+    """``installation``: sent by ``garrison-agent install`` (its ``id`` and ``sessionid``),
+    so that the server records the installation (``agent_installation``)."""
     url = agent.server_url
     if not url:
         raise UnreachableError("no server URL: give -s URL")
     key = key.strip().upper()
     with Transport(url, Identity(agent.uuid)) as transport:
         try:
-            answer = transport.post_task("agents", "Enrollment", {"key": key})
+            obj: dict[str, object] = {"key": key}
+            if installation is not None:
+                obj["installation"] = installation
+            answer = transport.post_task("agents", "Enrollment", obj)
         except RefusedError as exc:
             raise RefusedError(
                 f"enrollment refused: {exc.message.split(': ', 1)[-1]}", exc.status
