@@ -86,12 +86,15 @@ def _installation(state: StateDir) -> dict[str, str]:
     """``id`` names this machine's installation: kept, so that running install again (after
     a failure, or to move to another server) reports the same one; ``sessionid`` names
     this run."""
-    known = state.read_json(state.path / "installation.json", {})
+    path = state.path / "installation.json"
+    known = state.read_json(path, {})
     previous = known.get("id") if isinstance(known, dict) else None
-    return {
+    marks = {
         "id": previous if isinstance(previous, str) and previous else str(uuid.uuid4()),
         "sessionid": str(uuid.uuid4()),
     }
+    state.write_json(path, marks)  # before enrolling: a refused run's retry keeps the id
+    return marks
 
 
 def _systemctl(*args: str) -> None:
