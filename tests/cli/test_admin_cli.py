@@ -46,6 +46,17 @@ def test_keys_create_list_revoke(cli: Cli) -> None:
     assert f"{created['key'][:5]}-…" in table.stdout
     assert "[b]cli[/b]" in table.stdout  # server text is shown as is, never as markup
 
+    # The one-line install: whole by the key's text; by id, with XXXXX groups and a note.
+    whole = cli("keys", "install-command", created["key"])
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout == (
+        f"garrison-agent install --server {cli.live.url} --key {created['key']}\n"
+    )
+    by_id = cli("keys", "install-command", created["id"])
+    assert by_id.stdout.split()[-1] == created["key"][:5] + "-XXXXX" * 4
+    assert "replace its XXXXX groups" in by_id.stderr
+    assert cli.json("keys", "install-command", created["id"])["key_included"] is False
+
     revoked = cli.json("keys", "revoke", created["key"])
     assert revoked["id"] == created["id"]
     assert revoked["status"] == "revoked"

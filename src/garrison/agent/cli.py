@@ -4,6 +4,8 @@
     garrison-agent -t Getjobs | Runjobs [-w N | --wr N] | State | Scan [--path P] | Alerts
                       | AVConfig | Scheduler
     garrison-agent run                       the daemon
+    garrison-agent install --server URL [--ca-sha256 HEX] --key KEY
+                                             enroll, configure, install the service
     garrison-agent quarantine list | restore ID [--to PATH] [--force]
     garrison-agent status
     garrison-agent uninstall --token TOKEN   with the station's token from the server
@@ -115,7 +117,7 @@ def root(
             raise UsageProblem("-t cannot be combined with a command")
         return
     if not task:
-        raise UsageProblem("give a task (-t NAME) or a command (run, quarantine, status)")
+        raise UsageProblem("give a task (-t NAME) or a command (run, install, quarantine, status)")
     names = {n.lower(): n for n in TASK_NAMES}
     name = names.get(task.lower())
     if name is None:
@@ -303,6 +305,46 @@ def uninstall(
         raise
     runjobs.finish_uninstall(agent)
     console.print("uninstalled: state removed")
+
+
+@app.command()
+def install(
+    server: Annotated[str, typer.Option("--server", help="the server's URL (https://…)")],
+    key: Annotated[str, typer.Option("--key", "-k", help="enrollment key")],
+    ca_sha256: Annotated[
+        str, typer.Option("--ca-sha256", help="SHA-256 (hex) of the server's CA certificate")
+    ] = "",
+    root: Annotated[
+        Path, typer.Option("--root", help="install below this directory (an image, tests)")
+    ] = Path("/"),
+    state_dir: Annotated[
+        str, typer.Option("--state-dir", help="state dir, as seen from inside --root")
+    ] = "/var/lib/garrison-agent",
+    start: Annotated[
+        bool, typer.Option("--start/--no-start", help="enable and start the service")
+    ] = True,
+) -> None:
+    """Enroll, write agent.toml, install the systemd unit and enable and start it: the
+    one-line install (`garrison keys install-command` prints it for a key)."""
+    from garrison.agent import install as installer
+
+    request = installer.Request(
+        server=server.rstrip("/"),
+        key=key,
+        ca_sha256=ca_sha256,
+        root=root.absolute(),
+        state_dir=state_dir,
+        start=start,
+    )
+    done = installer.install(request, say=console.print)
+    console.print(
+        f"enrolled: agent id {done.credentials.agent_id} at {done.credentials.server_url}; "
+        f"installation {done.installation_id}",
+        markup=False,
+    )
+    console.print(f"service: {done.unit_path} {done.note}", markup=False)
+    if not done.started:
+        err.print(f"garrison-agent: the service is not running: {done.note}", markup=False)
 
 
 @app.command()

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
 
+    # The URL agents reach this server at, for the install commands of enrollment keys
+    # (e.g. https://garrison.example.com:8080); empty: the URL the administrator used.
+    public_url: str = ""
+
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # Armadito agents cannot send a bearer token: they answer a 401 Basic challenge with the
     # credentials of their configuration file.
@@ -134,6 +138,14 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_synchronous(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// or http://")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

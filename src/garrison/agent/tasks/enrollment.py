@@ -36,8 +36,15 @@ def _anchor(agent: Agent, url: str, ca_sha256: str | None, tofu: bool) -> tuple[
 
 
 def run(
-    agent: Agent, key: str, ca_sha256: str | None = None, trust_on_first_use: bool = False
+    agent: Agent,
+    key: str,
+    ca_sha256: str | None = None,
+    trust_on_first_use: bool = False,
+    installation: dict[str, str] | None = None,
 ) -> Credentials:
+    """``ca_sha256``: the CA to pin (else the one pinned before); ``installation``: sent by
+    ``garrison-agent install`` (its ``id`` and ``sessionid``), so that the server records the
+    installation (``agent_installation``)."""
     url = agent.server_url
     if not url:
         raise UnreachableError("no server URL: give -s URL")
@@ -46,7 +53,10 @@ def run(
     verify = trust.context(anchor) if anchor else True
     with Transport(url, Identity(agent.uuid), verify=verify) as transport:
         try:
-            answer = transport.post_task("agents", "Enrollment", {"key": key})
+            obj: dict[str, object] = {"key": key}
+            if installation is not None:
+                obj["installation"] = installation
+            answer = transport.post_task("agents", "Enrollment", obj)
         except RefusedError as exc:
             raise RefusedError(
                 f"enrollment refused: {exc.message.split(': ', 1)[-1]}", exc.status

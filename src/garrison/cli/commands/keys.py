@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -10,7 +11,9 @@ from garrison.cli import output
 from garrison.cli.client import segment
 from garrison.cli.command import Call, command
 
-app = typer.Typer(help="Enrollment keys: create, list, revoke.", no_args_is_help=True)
+app = typer.Typer(
+    help="Enrollment keys: create, list, revoke, install command.", no_args_is_help=True
+)
 
 COLUMNS = ("id", "key", "status", "used", "expires", "description", "created by")
 
@@ -70,3 +73,26 @@ def revoke(
 ) -> None:
     """Revoke a key: no station can enroll with it any more."""
     call.emit(call.api.delete(f"/enrollment-keys/{segment(key.strip())}"), _show_one)
+
+
+@command(app, "install-command")
+def install_command(
+    call: Call,
+    key: Annotated[
+        str, typer.Argument(metavar="KEY_OR_ID", help="the key text (included) or its id")
+    ],
+) -> None:
+    """Print the one-line install for an endpoint (garrison-agent install --server URL
+    --ca-sha256 HEX --key KEY), to run there as root.  By id, the key is stored hashed:
+    fill in its XXXXX groups, or give the key's text."""
+    data = call.api.get(f"/enrollment-keys/{segment(key.strip())}/install-command")
+
+    def render(found: dict[str, Any]) -> None:
+        output.line(str(found.get("command", "")))
+        if not found.get("key_included"):
+            # On stderr: the command alone on stdout, for scripts.
+            sys.stderr.write(
+                "note: the key is stored hashed: replace its XXXXX groups with the full key\n"
+            )
+
+    call.emit(data, render)

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from garrison.server.adminapi import convert
 from garrison.server.adminapi import schemas as s
 from garrison.server.adminapi.deps import Admin, Ctx
-from garrison.server.enrollment import actions
+from garrison.server.enrollment import actions, install_command
 from garrison.server.enrollment import service as enrollment
 
 router = APIRouter(prefix="/enrollment-keys", tags=["enrollment keys"])
@@ -31,3 +31,21 @@ def list_keys(actor: Admin, ctx: Ctx, active: bool = False) -> list[s.KeyOut]:
 @router.delete("/{ref}", response_model=s.KeyOut, summary="Revoke a key (by id or full key text)")
 def revoke_key(ref: str, actor: Admin, ctx: Ctx) -> s.KeyOut:
     return convert.key(actions.revoke_key(ctx.db, actor, ref))
+
+
+@router.get(
+    "/{ref}/install-command",
+    response_model=s.InstallCommandOut,
+    summary="The one-line agent install for a key (by id, or full key text to include it)",
+)
+def get_install_command(ref: str, request: Request, actor: Admin, ctx: Ctx) -> s.InstallCommandOut:
+    server_url = install_command.server_url(ctx.settings.public_url, str(request.base_url))
+    with ctx.db.reading() as session:
+        key = enrollment.find_key(session, ref)
+        made = install_command.for_key(key, ref, server_url, ctx.settings.data_dir)
+    return s.InstallCommandOut(
+        command=made.command,
+        server_url=made.server_url,
+        ca_sha256=made.ca_sha256,
+        key_included=made.key_included,
+    )

@@ -57,6 +57,18 @@ class KeyIn(Strict):
     description: str = Field(default="", max_length=255)
 
 
+class InstallCommandOut(BaseModel):
+    command: str = Field(description="the one-line install, run as root on the endpoint")
+    server_url: str
+    ca_sha256: str | None = Field(
+        description="SHA-256 (hex, of the DER) of <data-dir>/tls/ca.pem; null without one"
+    )
+    key_included: bool = Field(
+        description="false when asked for by id: the key is stored hashed, so the command "
+        "holds its first group and XXXXX groups to fill in; ask by the key's text for all"
+    )
+
+
 class KeyOut(FromRow):
     id: int
     key: str | None = Field(

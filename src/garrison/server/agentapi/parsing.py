@@ -65,6 +65,25 @@ def enrollment_key(obj: Any) -> str:
         raise wire_error(exc) from None
 
 
+def enrollment_installation(obj: Any) -> dict[str, str] | None:
+    """``task.obj.installation`` of ``garrison-agent install``'s enrollment: ``{"id",
+    "sessionid"}`` (at most 64 characters each), or None for an ordinary enrollment."""
+    value = _obj(obj, "Enrollment").get("installation")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInputError(
+            "task.obj.installation must be a JSON object", field="task.obj.installation"
+        )
+    try:
+        return {
+            name: _text(value.get(name), f"task.obj.installation.{name}", 64, required=False)
+            for name in ("id", "sessionid")
+        }
+    except WireValueError as exc:
+        raise wire_error(exc) from None
+
+
 MAX_RESULT_BYTES = 1 << 20
 
 

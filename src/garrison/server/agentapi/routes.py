@@ -180,7 +180,9 @@ class AgentApi:
     def _enroll(self, body: bytes, address: str, kind: str) -> tuple[int, dict[str, Any]]:
         envelope = parse_envelope(body)
         request = enrollment_reports.EnrollmentRequest(
-            parsing.enrollment_key(envelope.obj), envelope.identity(address, kind)
+            parsing.enrollment_key(envelope.obj),
+            envelope.identity(address, kind),
+            parsing.enrollment_installation(envelope.obj),
         )
         enrollments = self.ctx.metrics.enrollments
         # Refused keys are limited per client address (on this node), like failed logins:

@@ -1,5 +1,6 @@
-"""Enrollment keys (admins, as in the admin API): create (the key and a ready-to-paste
-enrollment command are shown once), copy, revoke."""
+"""Enrollment keys (admins, as in the admin API): create (the key, its one-line install and
+a ready-to-paste enrollment command are shown once), copy, revoke; each active key's
+install command (with its first group only: keys are stored hashed)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from garrison.common.vocabulary import Role
 from garrison.server.adminapi import schemas as s
 from garrison.server.console import web
 from garrison.server.console.web import Form, Who
-from garrison.server.enrollment import actions
+from garrison.server.enrollment import actions, install_command
 from garrison.server.enrollment import service as enrollment
 from garrison.server.errors import GarrisonError
 
@@ -19,9 +20,27 @@ def _page(
     request: Request, who: Who, form: Form, status: int = 200, created: str | None = None
 ) -> Response:
     ctx = web.ctx_of(request)
+    server = install_command.server_url(ctx.settings.public_url, str(request.base_url))
     with ctx.db.reading() as session:
         keys = [(k, enrollment.key_status(k)) for k in enrollment.list_keys(session)]
-    server = str(request.base_url).rstrip("/")
+        new_key = enrollment.find_key(session, created) if created else None
+    # Each active key's install command (by its first group: the key is stored hashed); the
+    # new key's in full.  A CA file that cannot be read is said once, instead of commands.
+    commands: dict[int, str] = {}
+    problem = ""
+    try:
+        for k, key_status in keys:
+            if key_status == "active":
+                commands[k.id] = install_command.for_key(
+                    k, None, server, ctx.settings.data_dir
+                ).command
+        installing = (
+            install_command.for_key(new_key, created, server, ctx.settings.data_dir).command
+            if new_key is not None
+            else ""
+        )
+    except GarrisonError as exc:
+        problem, installing = exc.message, ""
     return web.render(
         request,
         "keys.html",
@@ -31,6 +50,9 @@ def _page(
         keys=keys,
         created=created,
         command=f"sudo garrison-agent -s {server} -t Enrollment -k {created}" if created else "",
+        install=installing,
+        commands=commands,
+        install_problem=problem,
     )
 
 

@@ -54,6 +54,9 @@ from garrison.server.store.engine import Database
 class EnrollmentRequest:
     key: str
     identity: stations.Identity
+    # Sent by ``garrison-agent install`` ({"id", "sessionid"}): the enrollment then records
+    # ``agent_installation``, completed or rejected, with the station events.
+    installation: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,13 +97,15 @@ def enroll(db: Database, procedures: ProcedureRunner, request: EnrollmentRequest
     except EnrollmentRefusedError as exc:
         identity = request.identity
         with db.transaction() as session:
+            known = stations.by_uuid(session, identity.uuid)
             emitters.authorization_failed(
                 session,
                 exc.message,
                 identity.address,
-                stations.by_uuid(session, identity.uuid),
+                known,
                 name=identity.hostname or identity.uuid,
             )
+            _installation(session, request, known.id if known else None, exc.message)
         raise
     if outcome.refused is not None or outcome.token is None:
         raise ForbiddenError(outcome.refused or "authorization refused", field="uuid")
@@ -146,7 +151,27 @@ def _ask(db: Database, procedures: ProcedureRunner, request: EnrollmentRequest) 
 def _enroll_once(db: Database, procedures: ProcedureRunner, request: EnrollmentRequest) -> _Outcome:
     asked = _ask(db, procedures, request)
     with db.transaction() as session:
-        return _enroll(session, procedures, request.key, request.identity, asked)
+        outcome = _enroll(session, procedures, request.key, request.identity, asked)
+        _installation(session, request, outcome.station_id, outcome.refused)
+        return outcome
+
+
+def _installation(
+    session: Session, request: EnrollmentRequest, station_id: int | None, refused: str | None
+) -> None:
+    """``agent_installation`` for an installing agent's enrollment: completed, or rejected
+    with the reason."""
+    if request.installation is None:
+        return
+    emitters.agent_installation(
+        session,
+        station_id,
+        request.installation,
+        request.identity.address,
+        request.identity.hostname or request.identity.uuid,
+        emitters.INSTALLATION_REJECTED if refused else emitters.INSTALLATION_COMPLETED,
+        refused or "",
+    )
 
 
 def _enroll(

@@ -48,6 +48,37 @@ def station_created(session: Session, station: Station, login: str) -> None:
     )
 
 
+# agent_installation's event codes (the Dr.Web seed's): 1 successfully completed, 2 rejected.
+INSTALLATION_COMPLETED = 1
+INSTALLATION_REJECTED = 2
+
+
+def agent_installation(
+    session: Session,
+    station_id: int | None,
+    installation: dict[str, str],
+    address: str,
+    name: str,
+    event: int,
+    message: str = "",
+) -> None:
+    """An installing agent's enrollment (``garrison-agent install``): ``installation`` is
+    the ``id`` and ``sessionid`` it sent."""
+    emit(
+        session,
+        "agent_installation",
+        station_id,
+        {
+            "id": installation.get("id"),
+            "address": address,
+            "station": name,
+            "event": event,
+            "message": message,
+            "sessionid": installation.get("sessionid"),
+        },
+    )
+
+
 def station_deleted(session: Session, station_id: int, login: str) -> None:
     emit(session, "station_deleted", station_id, {"login": login, "id": station_id})
 

@@ -1,0 +1,1 @@
+../../../../src/garrison/__init__.py

@@ -1,0 +1,1 @@
+../../../../src/garrison/_version.py
