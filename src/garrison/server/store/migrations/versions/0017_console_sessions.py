@@ -1,7 +1,7 @@
 """Web console sessions
 
 Revision ID: 0017
-Revises: 0012
+Revises: 0013
 
 ``console_sessions``: one row per web console login (issue 18): the SHA-256 of the session
 cookie, its CSRF token, when it was last used (idle expiry) and when it ends at the latest.
