@@ -21,6 +21,7 @@ from rich.console import Console
 from garrison.cli.client import write_url_file
 
 if TYPE_CHECKING:
+    from garrison.cli.workers import WorkerSpec
     from garrison.server.settings import Settings
     from garrison.server.store.engine import Database
 
@@ -64,13 +65,17 @@ def open_database(settings: Settings) -> Database:
     from garrison.server.store.engine import Database, UnsupportedDatabaseError
 
     try:
-        return Database(settings.resolved_database_url(), settings.sqlite_synchronous)
+        return Database(
+            settings.resolved_database_url(),
+            settings.sqlite_synchronous,
+            settings.database_pool_timeout,
+        )
     except UnsupportedDatabaseError as exc:
         err.print(f"[red]error:[/] cannot use database: {first_line(exc)}", markup=True)
         raise typer.Exit(1) from None
 
 
-def _graceful_server(config: Any) -> Any:
+def graceful_server(config: Any) -> Any:
     import uvicorn
 
     class GracefulServer(uvicorn.Server):
@@ -94,7 +99,7 @@ def _graceful_server(config: Any) -> Any:
     return GracefulServer(config)
 
 
-def _on_exit(server: Any, app: Any) -> None:
+def stop_long_polls(server: Any, app: Any) -> None:
     """Long-polling agents are answered at once when the server is asked to stop, so the
     graceful shutdown does not wait for their timeouts."""
     original = server.handle_exit
@@ -115,16 +120,29 @@ def serve(
     log_level: Annotated[
         str | None, typer.Option("--log-level", help="debug, info, warning, error")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="server processes on the port (env GARRISON_WORKERS; default: every core "
+            "on PostgreSQL, 1 on SQLite)",
+        ),
+    ] = None,
 ) -> None:
     """Start the server: agent API (/api), admin API (/admin/v1) and /metrics."""
     import uvicorn
 
+    from garrison.cli.workers import WorkerSpec, default_workers
     from garrison.server.app import create_app
     from garrison.server.bootstrap import prepare
     from garrison.server.export.keycheck import SecretsKeyMismatchError
     from garrison.server.store.engine import DatabaseUnreachableError
 
     settings = load_settings(host=host, port=port, data_dir=data_dir, log_level=log_level)
+    if workers is None:
+        workers = settings.workers
     # Everything the server creates (database, WAL, tokens, keys, exported files) is the
     # server user's alone: 0600 files, 0700 directories.
     os.umask(0o077)
@@ -162,23 +180,14 @@ def serve(
         f"Garrison listening on http://{settings.host}:{settings.port} "
         f"(database: {db.backend}, data dir: {settings.data_dir.resolve()})"
     )
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # uvicorn's lines go through the root logger configure_logging set up; each request is
-        # logged by the app (garrison.server.logs.RequestLog), not by uvicorn's access log.
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds) or None,
-        # The app reads X-Forwarded-For itself, and only from GARRISON_TRUSTED_PROXIES
-        # (middleware.resolve_client): uvicorn's own handling would believe any local peer.
-        proxy_headers=False,
-        server_header=False,
-    )
-    server = _graceful_server(config)
-    _on_exit(server, app)
+    options = uvicorn_options(settings)
+    count = workers if workers is not None else default_workers(db.backend)
+    if count > 1:
+        db.dispose()
+        _serve_workers(WorkerSpec(settings, options), count, out)
+        return
+    server = graceful_server(uvicorn.Config(app, **options))
+    stop_long_polls(server, app)
     try:
         server.run()
     except OSError as exc:
@@ -190,6 +199,38 @@ def serve(
         db.dispose()
     if not server.started:
         raise typer.Exit(1)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's configuration, as plain values: a worker process is given them too."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        # uvicorn's lines go through the root logger configure_logging set up; each request
+        # is logged by the app (garrison.server.logs.RequestLog), not by uvicorn's access log.
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.graceful_shutdown_seconds) or None,
+        # The app reads X-Forwarded-For itself, and only from GARRISON_TRUSTED_PROXIES
+        # (middleware.resolve_client): uvicorn's own handling would believe any local peer.
+        "proxy_headers": False,
+        "server_header": False,
+    }
+
+
+def _serve_workers(spec: WorkerSpec, count: int, out: Console) -> None:
+    from garrison.cli.workers import Supervisor, listening_socket
+
+    settings = spec.settings
+    try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        err.print(
+            f"[red]error:[/] cannot listen on {settings.host}:{settings.port}: {exc}", markup=True
+        )
+        raise typer.Exit(1) from None
+    Supervisor(spec, sock, count, out.print).run()
 
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)

@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import Engine, Select
 
+from garrison.server.store.engine import DatabaseUnreachableError, reporting_unreachable
+
 
 class PreparedSelect:
     """``first(**params)`` returns the statement's first row as a tuple, or None.
@@ -52,7 +54,8 @@ class PreparedSelect:
         args: Mapping[str, Any] | tuple[Any, ...] = (
             tuple(values[key] for key in self._order) if self._order is not None else values
         )
-        connection = self.engine.raw_connection()
+        with reporting_unreachable():
+            connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
             try:
@@ -60,6 +63,10 @@ class PreparedSelect:
                 row = cursor.fetchone()
             finally:
                 cursor.close()
+        except self.engine.dialect.loaded_dbapi.OperationalError as exc:
+            # The connection broke under the statement: not back into the pool.
+            connection.invalidate(exc)
+            raise DatabaseUnreachableError(str(exc).strip().splitlines()[0]) from exc
         finally:
             connection.close()
         return tuple(row) if row is not None else None
