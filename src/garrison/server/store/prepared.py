@@ -54,8 +54,13 @@ class PreparedSelect:
         args: Mapping[str, Any] | tuple[Any, ...] = (
             tuple(values[key] for key in self._order) if self._order is not None else values
         )
-        with reporting_unreachable():
-            connection = self.engine.raw_connection()
+        dbapi_error = self.engine.dialect.loaded_dbapi.OperationalError
+        try:
+            with reporting_unreachable():
+                # The pool hands the driver's own error through when it cannot connect.
+                connection = self.engine.raw_connection()
+        except dbapi_error as exc:
+            raise DatabaseUnreachableError(str(exc).strip().splitlines()[0]) from exc
         try:
             cursor = connection.cursor()
             try:
@@ -63,7 +68,7 @@ class PreparedSelect:
                 row = cursor.fetchone()
             finally:
                 cursor.close()
-        except self.engine.dialect.loaded_dbapi.OperationalError as exc:
+        except dbapi_error as exc:
             # The connection broke under the statement: not back into the pool.
             connection.invalidate(exc)
             raise DatabaseUnreachableError(str(exc).strip().splitlines()[0]) from exc
