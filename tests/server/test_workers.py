@@ -109,8 +109,12 @@ def test_a_deleted_station_s_token_is_refused_by_every_worker(server: LiveServer
         )
         assert status == 204
         for p in pinned:
+
+            def status_on(p: Pinned = p) -> int:
+                return p.request("GET", path, None, agent_headers(agent))[0]
+
             wait_for(
-                lambda p=p: p.request("GET", path, None, agent_headers(agent))[0],
+                status_on,
                 lambda status: status == 401,
                 timeout=5,
                 what=f"worker {p.worker} refusing the deleted station's token",
@@ -238,13 +242,12 @@ def test_a_burst_is_refused_with_retry_after_never_queued(
     try:
         agent = enrolled(live)
         headers = agent_headers(agent)
-        batch = [
-            {"id": f"b-{{}}-{j}", "type": "component_started", "data": {"pid": j}}
-            for j in range(200)
-        ]
 
         def post(n: int) -> httpx.Response:
-            body = [{**e, "id": e["id"].format(n)} for e in batch]
+            body = [
+                {"id": f"b-{n}-{j}", "type": "component_started", "data": {"pid": j}}
+                for j in range(200)
+            ]
             return httpx.post(f"{live.url}/api/events", json=body, headers=headers, timeout=30)
 
         statuses: Counter[int] = Counter()
