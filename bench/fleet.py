@@ -192,6 +192,7 @@ async def _simulate(
                     "id": f"{agent.id}-{sequence}-{i}",
                     "type": "process_started",
                     "data": {
+                        "time": int(time.time()),
                         "unique_pid": f"{agent.id}-{sequence}-{i}",
                         "pid": 1000 + i,
                         "file_path": f"/usr/bin/tool{i}",
