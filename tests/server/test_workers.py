@@ -277,3 +277,22 @@ def test_workers_default_to_one_on_sqlite(tmp_path: Path) -> None:
 
     assert default_workers("sqlite") == 1
     assert default_workers("postgresql") == len(os.sched_getaffinity(0))
+
+
+def test_a_named_lock_on_sqlite_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:
+    """What lets one worker at a time feed a consumer on SQLite (an flock per name)."""
+    from garrison.server.store.engine import Database
+    from garrison.server.store.locks import exclusive
+
+    first, second = (Database(f"sqlite:///{tmp_path / 'g.db'}") for _ in range(2))
+    try:
+        with exclusive(first, "consumer:x") as held, exclusive(second, "consumer:x") as other:
+            assert held
+            assert not other
+            with exclusive(second, "consumer:y") as unrelated:
+                assert unrelated
+        with exclusive(second, "consumer:x") as after:
+            assert after
+    finally:
+        first.dispose()
+        second.dispose()
