@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -487,12 +487,35 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a `garrison serve --workers N` supervisor's workers)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    queue += [int(child) for child in f.read().split()]
+    return found
+
+
+def _tree_sum(measure: Callable[[int], float], pid: int) -> float:
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += measure(member)
+    return total
+
+
 @dataclass
 class Sampler:
-    """Samples a process's CPU and RSS once a second in a thread."""
+    """Samples a process's CPU and RSS once a second in a thread; with ``tree``, summed over
+    the process and its descendants (a worker that died takes its CPU time with it)."""
 
     pid: int
     interval: float = 1.0
+    tree: bool = False
     rss: list[int] = field(default_factory=list)
     _cpu0: float = 0.0
     _t0: float = 0.0
@@ -501,8 +524,14 @@ class Sampler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
+    def _cpu(self) -> float:
+        return _tree_sum(cpu_seconds, self.pid) if self.tree else cpu_seconds(self.pid)
+
+    def _rss(self) -> int:
+        return int(_tree_sum(rss_bytes, self.pid)) if self.tree else rss_bytes(self.pid)
+
     def start(self) -> Sampler:
-        self._cpu0, self._t0 = cpu_seconds(self.pid), time.monotonic()
+        self._cpu0, self._t0 = self._cpu(), time.monotonic()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -510,11 +539,11 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             with contextlib.suppress(OSError):
-                self.rss.append(rss_bytes(self.pid))
+                self.rss.append(self._rss())
 
     def stop(self) -> dict[str, float]:
-        self._cpu1, self._t1 = cpu_seconds(self.pid), time.monotonic()
-        self.rss.append(rss_bytes(self.pid))
+        self._cpu1, self._t1 = self._cpu(), time.monotonic()
+        self.rss.append(self._rss())
         self._stop.set()
         if self._thread:
             self._thread.join()

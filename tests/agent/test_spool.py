@@ -178,3 +178,26 @@ def test_full_disk_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     with pytest.raises(LocalError, match="spool: cannot queue"):
         fill()
+
+
+def test_busy_server_keeps_everything_until_its_retry_after(tmp_path: Path) -> None:
+    """429/503 with Retry-After: nothing is dropped, and nothing is tried before then."""
+    from garrison.agent.errors import BusyError
+
+    clock = Clock()
+    spool = Spool(tmp_path / "spool.db", clock=clock)
+    for i in range(3):
+        spool.enqueue_event("STARTING_UP", {"ts": i})
+    transport = FakeTransport()
+    transport.fail = BusyError("503 overloaded", 503, retry_after=40.0)
+    result = spool.flush(transport)  # type: ignore[arg-type]
+    assert isinstance(result.error, BusyError)
+    assert (result.dropped, result.remaining) == (0, 3)
+    due = spool.next_attempt()
+    assert due is not None
+    assert 40.0 <= due - clock.now <= 50.0  # Retry-After plus at most 25 % jitter
+    transport.fail = None
+    clock.now += 39.0
+    assert spool.flush(transport).sent == 0  # type: ignore[arg-type]
+    clock.now += 12.0
+    assert spool.flush(transport).sent == 3  # type: ignore[arg-type]

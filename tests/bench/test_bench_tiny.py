@@ -67,6 +67,7 @@ def test_every_scenario_reports_positive_figures_and_renders(tmp_path: Path) -> 
     fleet = results["scenarios"]["fleet"]
     assert fleet["details"]["counts"]["checkins"] > 0
     assert fleet["details"]["errors"] == {}
+    assert fleet["details"]["counts"]["events_stored"] > 0  # the telemetry senders
     dispatch = results["scenarios"]["dispatch"]
     assert dispatch["details"]["jobs_measured"] > 0
     growth = results["scenarios"]["growth"]

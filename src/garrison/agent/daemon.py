@@ -44,7 +44,7 @@ from garrison.agent.prevention.devices import DeviceControl
 from garrison.agent.prevention.runner import Prevention
 from garrison.agent.schedule import CronSchedule
 from garrison.agent.sensors.runner import SensorRunner
-from garrison.agent.spool import backoff_delay
+from garrison.agent.spool import backoff_delay, retry_delay
 from garrison.agent.tasks import avconfig, getjobs, runjobs, scheduler, sensorpolicy, state
 
 log = logging.getLogger("garrison.agent.daemon")
@@ -133,7 +133,7 @@ class Daemon:
                 if not isinstance(exc, RefusedError):
                     self._mark(False)
                 log.warning("Getjobs: %s", exc.message)
-                self.stop.wait(backoff_delay(failures))
+                self.stop.wait(retry_delay(exc, failures))
             except Exception:
                 failures += 1
                 log.exception("Getjobs crashed; retrying")

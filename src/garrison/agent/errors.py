@@ -56,6 +56,15 @@ class ServerError(AgentError):
         self.status = status
 
 
+class BusyError(ServerError):
+    """The server is too busy or its database away (429, 503): nothing was done; try again
+    after ``retry_after`` seconds when it said so (its ``Retry-After``)."""
+
+    def __init__(self, message: str, status: int = 0, retry_after: float | None = None) -> None:
+        super().__init__(message, status)
+        self.retry_after = retry_after
+
+
 class LocalError(AgentError):
     exit_code = ExitCode.LOCAL_ERROR
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from garrison.agent.errors import (
     AgentError,
+    BusyError,
     LocalError,
     RefusedError,
     ServerError,
@@ -72,6 +73,16 @@ def backoff_delay(attempts: int, rng: random.Random | None = None) -> float:
     base = min(BACKOFF_BASE * 2.0 ** max(attempts - 1, 0), BACKOFF_MAX)
     jitter: float = (rng or random).random()
     return float(base * (1 + 0.25 * jitter))
+
+
+def retry_delay(error: AgentError, attempts: int, rng: random.Random | None = None) -> float:
+    """How long to wait after ``error``: the server's ``Retry-After`` when it gave one (plus
+    up to 25 % jitter, so that a fleet refused together does not come back together), else
+    the exponential backoff."""
+    if isinstance(error, BusyError) and error.retry_after is not None:
+        jitter: float = (rng or random).random()
+        return float(max(error.retry_after, 1.0) * (1 + 0.25 * jitter))
+    return backoff_delay(attempts, rng)
 
 
 @dataclass
@@ -356,7 +367,12 @@ class Spool:
         with self._tx() as db:
             db.execute(
                 "UPDATE messages SET attempts = ?, next_attempt = ?, last_error = ? WHERE seq = ?",
-                (attempts, self.clock() + backoff_delay(attempts), error.message[:500], head.seq),
+                (
+                    attempts,
+                    self.clock() + retry_delay(error, attempts),
+                    error.message[:500],
+                    head.seq,
+                ),
             )
 
     def flush(

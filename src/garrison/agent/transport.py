@@ -12,7 +12,7 @@ import httpx
 
 from garrison import __version__
 from garrison.agent import ENGINE_NAME, host
-from garrison.agent.errors import RefusedError, ServerError, UnreachableError
+from garrison.agent.errors import BusyError, RefusedError, ServerError, UnreachableError
 from garrison.agent.trust import tls_failure
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -40,6 +40,25 @@ def _error_text(response: httpx.Response) -> str:
             if isinstance(data.get(key), str) and data[key]:
                 return str(data[key])
     return response.reason_phrase
+
+
+# Refusals that are not about the request: the server asks to be tried again later.
+BUSY_STATUSES = (429, 503)
+# A Retry-After beyond this is not believed (a misconfigured proxy must not park a fleet).
+RETRY_AFTER_MAX_SECONDS = 300.0
+
+
+def retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` in seconds (the HTTP-date form is not used by Garrison: ignored)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if seconds != seconds or seconds < 0:  # NaN
+        return None
+    return min(seconds, RETRY_AFTER_MAX_SECONDS)
 
 
 class Transport:
@@ -133,6 +152,13 @@ class Transport:
                 raise refused from None
             reason = str(exc) or type(exc).__name__
             raise UnreachableError(f"server {self.base_url} unreachable: {reason}") from None
+        if response.status_code in BUSY_STATUSES:
+            raise BusyError(
+                f"server busy on {method} /api/{path.strip('/')} "
+                f"({response.status_code}): {_error_text(response)}",
+                response.status_code,
+                retry_after(response.headers.get("retry-after")),
+            )
         if 400 <= response.status_code < 500:
             raise RefusedError(
                 f"server refused {method} /api/{path.strip('/')} "

@@ -21,6 +21,7 @@ from rich.console import Console
 from garrison.cli.client import write_url_file
 
 if TYPE_CHECKING:
+    from garrison.cli.workers import WorkerSpec
     from garrison.server.settings import Settings
     from garrison.server.store.engine import Database
     from garrison.server.tls.serving import ServerTls
@@ -65,13 +66,17 @@ def open_database(settings: Settings) -> Database:
     from garrison.server.store.engine import Database, UnsupportedDatabaseError
 
     try:
-        return Database(settings.resolved_database_url(), settings.sqlite_synchronous)
+        return Database(
+            settings.resolved_database_url(),
+            settings.sqlite_synchronous,
+            settings.database_pool_timeout,
+        )
     except UnsupportedDatabaseError as exc:
         err.print(f"[red]error:[/] cannot use database: {first_line(exc)}", markup=True)
         raise typer.Exit(1) from None
 
 
-def _graceful_server(config: Any) -> Any:
+def graceful_server(config: Any) -> Any:
     import uvicorn
 
     class GracefulServer(uvicorn.Server):
@@ -95,7 +100,7 @@ def _graceful_server(config: Any) -> Any:
     return GracefulServer(config)
 
 
-def _on_exit(server: Any, app: Any) -> None:
+def stop_long_polls(server: Any, app: Any) -> None:
     """Long-polling agents are answered at once when the server is asked to stop, so the
     graceful shutdown does not wait for their timeouts."""
     original = server.handle_exit
@@ -119,6 +124,17 @@ def _prepare_tls(settings: Settings, db: Database) -> ServerTls | None:
         db.dispose()
         err.print(f"error: TLS: {first_line(exc)}", markup=False)
         raise typer.Exit(1) from None
+
+
+def listen_tls(
+    config: Any, server_tls: ServerTls, settings: Settings, db: Database, stop: threading.Event
+) -> None:
+    """Serve ``config`` over the server's TLS (garrison.server.tls.serving), renewed in place
+    until ``stop``: the single process and each worker (an SSL context is not picklable, so
+    a worker builds its own from the files the supervisor prepared)."""
+    config.load()
+    config.ssl = server_tls.listening
+    server_tls.run_refresher(_revoked_serials(settings, db), stop)
 
 
 def _revoked_serials(settings: Settings, db: Database) -> Callable[[], list[str]] | None:
@@ -148,10 +164,21 @@ def serve(
         typer.Option("--tls-cert", help="certificate chain PEM instead of the own CA's"),
     ] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="its key PEM")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="server processes on the port (env GARRISON_WORKERS; default: every core "
+            "on PostgreSQL, 1 on SQLite)",
+        ),
+    ] = None,
 ) -> None:
     """Start the server: agent API (/api), admin API (/admin/v1) and /metrics."""
     import uvicorn
 
+    from garrison.cli.workers import WorkerSpec, default_workers
     from garrison.server.app import create_app
     from garrison.server.bootstrap import prepare
     from garrison.server.export.keycheck import SecretsKeyMismatchError
@@ -166,6 +193,8 @@ def serve(
         tls_cert_file=tls_cert,
         tls_key_file=tls_key,
     )
+    if workers is None:
+        workers = settings.workers
     # Everything the server creates (database, WAL, tokens, keys, exported files) is the
     # server user's alone: 0600 files, 0700 directories.
     os.umask(0o077)
@@ -210,28 +239,18 @@ def serve(
     )
     if server_tls is not None:
         out.print(f"CA SHA-256: {server_tls.fingerprint}")
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # uvicorn's lines go through the root logger configure_logging set up; each request is
-        # logged by the app (garrison.server.logs.RequestLog), not by uvicorn's access log.
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds) or None,
-        # The app reads X-Forwarded-For itself, and only from GARRISON_TRUSTED_PROXIES
-        # (middleware.resolve_client): uvicorn's own handling would believe any local peer.
-        proxy_headers=False,
-        server_header=False,
-    )
+    options = uvicorn_options(settings)
+    count = workers if workers is not None else default_workers(db.backend)
+    if count > 1:
+        db.dispose()
+        _serve_workers(WorkerSpec(settings, options), count, out)
+        return
+    config = uvicorn.Config(app, **options)
     stop_tls = threading.Event()
     if server_tls is not None:
-        config.load()
-        config.ssl = server_tls.listening  # see garrison.server.tls.serving
-        server_tls.run_refresher(_revoked_serials(settings, db), stop_tls)
-    server = _graceful_server(config)
-    _on_exit(server, app)
+        listen_tls(config, server_tls, settings, db, stop_tls)
+    server = graceful_server(config)
+    stop_long_polls(server, app)
     try:
         server.run()
     except OSError as exc:
@@ -244,6 +263,38 @@ def serve(
         db.dispose()
     if not server.started:
         raise typer.Exit(1)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's configuration, as plain values: a worker process is given them too."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        # uvicorn's lines go through the root logger configure_logging set up; each request
+        # is logged by the app (garrison.server.logs.RequestLog), not by uvicorn's access log.
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.graceful_shutdown_seconds) or None,
+        # The app reads X-Forwarded-For itself, and only from GARRISON_TRUSTED_PROXIES
+        # (middleware.resolve_client): uvicorn's own handling would believe any local peer.
+        "proxy_headers": False,
+        "server_header": False,
+    }
+
+
+def _serve_workers(spec: WorkerSpec, count: int, out: Console) -> None:
+    from garrison.cli.workers import Supervisor, listening_socket
+
+    settings = spec.settings
+    try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        err.print(
+            f"[red]error:[/] cannot listen on {settings.host}:{settings.port}: {exc}", markup=True
+        )
+        raise typer.Exit(1) from None
+    Supervisor(spec, sock, count, out.print).run()
 
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)

@@ -194,7 +194,11 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         logs.configure_structlog(
             settings.log_level, human=False, cache=False, flush_seconds=settings.log_flush_seconds
         )
-    database = db or Database(settings.resolved_database_url(), settings.sqlite_synchronous)
+    database = db or Database(
+        settings.resolved_database_url(),
+        settings.sqlite_synchronous,
+        settings.database_pool_timeout,
+    )
     metrics = Metrics()
     runner = ConsumerRunner(database)
     limits = Limits.from_settings(settings)
@@ -255,6 +259,9 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
                 )
             ),
             asyncio.create_task(ctx.job_waiters.run()),
+            asyncio.create_task(
+                _every(s.token_watch_seconds, "token revocations", ctx.agent_auth.watch_revocations)
+            ),
             asyncio.create_task(ctx.hunt_watch.run()),
             asyncio.create_task(
                 _every(

@@ -89,6 +89,25 @@ class RateLimitedError(GarrisonError):
         self.retry_after = max(1, math.ceil(retry_after))
 
 
+class UnavailableError(GarrisonError):
+    """The node cannot take this request now (too busy, its database away): nothing was
+    done, try again in ``retry_after`` seconds (a whole number, at least 1)."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+class OverloadedError(UnavailableError):
+    code = "overloaded"
+
+
+class DatabaseUnavailableError(UnavailableError):
+    code = "database_unavailable"
+
+
 class UpstreamFailedError(GarrisonError):
     """A system Garrison talks to on the caller's behalf (an export target) failed."""
 

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from garrison.server import errors as e
 from garrison.server import logs
+from garrison.server.store.engine import DatabaseUnreachableError
 
 log = structlog.get_logger("garrison.http")
 
@@ -38,7 +39,12 @@ STATUSES: Mapping[type[e.GarrisonError], int] = {
     e.PayloadTooLargeError: 413,
     e.RateLimitedError: 429,
     e.UpstreamFailedError: 502,
+    e.UnavailableError: 503,
 }
+
+# What a client is told to wait when the database is away: long enough not to hammer it
+# while it restarts, short enough that a fleet's spools drain soon after it is back.
+DATABASE_RETRY_SECONDS = 5
 
 # Errors raised as HTTP statuses (routing, the body limit, FastAPI itself) -> ``code``.
 HTTP_CODES: Mapping[int, str] = {
@@ -52,6 +58,7 @@ HTTP_CODES: Mapping[int, str] = {
     422: "invalid_input",
     429: "rate_limited",
     500: "internal_error",
+    503: "unavailable",
 }
 
 
@@ -97,7 +104,7 @@ def garrison_error_response(
     if isinstance(exc, e.NotAuthenticatedError):
         logs.authentication_refused(method, path, exc.message)
         headers = {"WWW-Authenticate": challenge}
-    elif isinstance(exc, e.RateLimitedError):
+    elif isinstance(exc, e.RateLimitedError | e.UnavailableError):
         headers = {"Retry-After": str(exc.retry_after)}
         extra["retry_after"] = exc.retry_after
     return error_response(status_of(exc), exc.message, exc.code, exc.field, headers, **extra)
@@ -116,6 +123,12 @@ def http_error_response(exc: HTTPException, method: str, path: str) -> Response:
 
 
 def unexpected_response(exc: Exception, method: str, path: str) -> Response:
+    if isinstance(exc, DatabaseUnreachableError):
+        log.warning("database unavailable", path=path, method=method, reason=str(exc))
+        unavailable = e.DatabaseUnavailableError(
+            "the database is unavailable; try again later", retry_after=DATABASE_RETRY_SECONDS
+        )
+        return garrison_error_response(unavailable, method, path, "")
     log.error("unhandled error", path=path, method=method, exc_info=exc)
     return error_response(500, "internal server error", HTTP_CODES[500])
 

@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
+    # Server processes on the port (garrison serve --workers); unset: every core on
+    # PostgreSQL, one on SQLite (garrison.cli.workers.default_workers).
+    workers: int | None = Field(default=None, ge=1, le=64)
+    # Per worker: requests that need a thread (a database read or write) at once; more are
+    # answered 503 with Retry-After at once, instead of queueing without bound.
+    max_pending_requests: int = Field(default=256, ge=1)
+    # Seconds a request waits for a database connection before it is answered 503.
+    database_pool_timeout: float = Field(default=5.0, gt=0)
 
     # The URL agents reach this server at, for the install commands of enrollment keys
     # (e.g. https://garrison.example.com:8080); empty: the URL the administrator used.
@@ -41,6 +49,9 @@ class Settings(BaseSettings):
     last_seen_flush_seconds: float = Field(default=5.0, gt=0)
     # Longer than a check-in interval, or most check-ins would read the database.
     token_cache_seconds: float = Field(default=120.0, ge=0)
+    # A station's token revoked (deleted, re-enrolled, denied) in another worker or node stops
+    # working in this one within this (in the process that revoked it, at once).
+    token_watch_seconds: float = Field(default=1.0, gt=0)
     # A failed agent request is reported (station_authorization_failed) at most once per
     # client address per this many seconds; 0 reports every one.
     auth_failure_report_seconds: float = Field(default=60.0, ge=0)

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 import structlog
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -23,6 +22,7 @@ from garrison.common.tokens import token_hash
 from garrison.common.vocabulary import AgentKind
 from garrison.common.wire import WireValueError, as_int
 from garrison.server import errors_http
+from garrison.server.admission import Admission
 from garrison.server.agentapi import bodies, hotpath, parsing, render, uploads
 from garrison.server.agentapi.envelope import Envelope, parse_envelope
 from garrison.server.alerts import reports as alert_reports
@@ -82,6 +82,8 @@ def _wait_seconds(raw: str | None) -> float:
 class AgentApi:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
+        # Every database read or write of an agent request goes through it.
+        self.admission = Admission(ctx.settings.max_pending_requests)
         self._metric_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         # station -> (content serial, its no-jobs Getjobs answer with the content field)
         self._fixed: dict[int, tuple[int, hotpath.FixedResponse]] = {}
@@ -143,7 +145,7 @@ class AgentApi:
                 body = await request.body()
                 authorization = request.headers.get("authorization")
                 address = client_address(request)
-                station_id, result = await run_in_threadpool(
+                station_id, result = await self.admission.run(
                     self._run, authorization, body, address, handler
                 )
                 request.scope[hotpath.STATION_KEY] = station_id  # for the request log
@@ -169,7 +171,7 @@ class AgentApi:
         async def work() -> Response:
             body = await request.body()
             kind = "garrison" if request.headers.get("x-garrison-agent") else "armadito"
-            station_id, result = await run_in_threadpool(
+            station_id, result = await self.admission.run(
                 self._enroll, body, client_address(request), kind
             )
             request.scope[hotpath.STATION_KEY] = station_id
@@ -237,7 +239,7 @@ class AgentApi:
             if known is not None:
                 fetched = job_reports.JobsFetched(known, [])
             else:
-                fetched = await run_in_threadpool(self._getjobs, authorization, ids, address)
+                fetched = await self.admission.run(self._getjobs, authorization, ids, address)
                 request.scope[hotpath.STATION_KEY] = fetched.station_id
             # Garrison extension: long-poll.  Armadito agents send no `wait` and keep polling.
             deadline = time.monotonic() + wait
@@ -246,10 +248,10 @@ class AgentApi:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not await waiters.wait(fetched.station_id, remaining):
                     break
-                fetched = await run_in_threadpool(self._getjobs, authorization, ids, address)
+                fetched = await self.admission.run(self._getjobs, authorization, ids, address)
             known_content, content = self.ctx.content.cached_field(fetched.station_id)
             if not known_content:
-                content = await run_in_threadpool(self._content_field, fetched.station_id)
+                content = await self.admission.run(self._content_field, fetched.station_id)
             return json_response(render.jobs(fetched.jobs, content))
 
         return await self._guard("Getjobs", work, started)
@@ -366,7 +368,7 @@ class AgentApi:
         async def work() -> Response:
             body = await request.body()
             headers = request.headers
-            station_id, result = await run_in_threadpool(
+            station_id, result = await self.admission.run(
                 self._events,
                 headers.get("authorization"),
                 body,
@@ -424,7 +426,7 @@ class AgentApi:
                 request.scope[hotpath.STATION_KEY] = credential.station_id
             return render.desired_pairs(config_reports.desired(self.ctx.db, kind))
 
-        return await run_in_threadpool(read)
+        return await self.admission.run(read)
 
     # -- signed content (Garrison agents only) ---------------------------------------------
 
@@ -439,7 +441,7 @@ class AgentApi:
                 credential = self.ctx.agent_auth.authenticate(authorization, address)
                 return self.ctx.content.envelope(credential)
 
-            station_id, built = await run_in_threadpool(read)
+            station_id, built = await self.admission.run(read)
             request.scope[hotpath.STATION_KEY] = station_id
             etag = f'"{built.sha256}"'
             headers = {"ETag": etag, "Cache-Control": "no-cache"}
@@ -464,7 +466,7 @@ class AgentApi:
                 credential = self.ctx.agent_auth.authenticate(authorization, address)
                 return self.ctx.content.file(credential, sha256, base)
 
-            station_id, answer = await run_in_threadpool(read)
+            station_id, answer = await self.admission.run(read)
             request.scope[hotpath.STATION_KEY] = station_id
             headers = {"ETag": f'"{sha256}"', "Cache-Control": "no-cache"}
             if answer.delta:
@@ -489,7 +491,7 @@ class AgentApi:
                     self.ctx.db, credential, self.ctx.sensor_policies
                 )
 
-            found = await run_in_threadpool(read)
+            found = await self.admission.run(read)
             request.scope[hotpath.STATION_KEY] = found.station_id
             etag = f'"{found.version}"'
             headers = {"ETag": etag, "Cache-Control": "no-cache"}
@@ -523,7 +525,7 @@ class AgentApi:
                     self.ctx.db, credential, sha256, job_id, query.get("alert")
                 )
 
-            plan = await run_in_threadpool(check)
+            plan = await self.admission.run(check)
             request.scope[hotpath.STATION_KEY] = plan.station_id
             announced = request.headers.get("content-length")
             if announced is None or not announced.isdigit():
@@ -544,7 +546,7 @@ class AgentApi:
                     raise HashMismatchError(
                         f"the bytes hash to {spool.sha256}, not {sha256}", field="sha256"
                     )
-                done = await run_in_threadpool(
+                done = await self.admission.run(
                     file_reports.finish, self.ctx.db, plan, sha256, size, spool.chunks()
                 )
             self.ctx.presence.seen(plan.station_id, address)

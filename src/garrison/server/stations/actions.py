@@ -5,7 +5,6 @@ from __future__ import annotations
 from garrison.server.audit.actor import Actor
 from garrison.server.stations import service as stations
 from garrison.server.stations.models import Group
-from garrison.server.store.effects import Signal, signal
 from garrison.server.store.unit import Transactions
 
 
@@ -14,7 +13,7 @@ def delete_station(db: Transactions, actor: Actor, station_id: int) -> None:
     (``STATION_CREDENTIALS_REVOKED`` drops it from the token cache)."""
     with db.transaction() as session:
         stations.delete(session, actor, station_id)
-        signal(session, Signal.STATION_CREDENTIALS_REVOKED, [station_id])
+        stations.credentials_revoked(session, [station_id])
 
 
 def allow_station(db: Transactions, actor: Actor, station_id: int) -> bool:

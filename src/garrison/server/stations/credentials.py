@@ -177,6 +177,13 @@ class TokenCache:
                 for digest in self._by_station.pop(station_id, ()):
                     self._entries.pop(digest, None)
 
+    def clear(self) -> None:
+        """Drop every cached token (a revocation committed in another process)."""
+        with self._lock:
+            self.revocations += 1
+            self._entries.clear()
+            self._by_station.clear()
+
     def _drop_expired(self, now: float) -> None:
         entries = self._entries
         while entries:
@@ -211,6 +218,23 @@ class AgentAuthenticator:
         self.cache = TokenCache(settings.token_cache_seconds)
         self.failures = FailureLimiter(settings.auth_failure_report_seconds)
         self._by_token_hash = PreparedSelect(db.engine, stations.BY_TOKEN_HASH)
+        self._marker: str | None = None
+        self._looked = False
+
+    def watch_revocations(self) -> bool:
+        """Every ``token_watch_seconds``: when a revocation committed anywhere (another
+        worker, another node) since the last look, the whole cache goes (the marker does not
+        say whose; each token is read again once, at its next request).  True then.
+
+        The first look compares with nothing and clears too: tokens cached before it, while
+        a revocation may have committed elsewhere, are not trusted past it."""
+        with self.db.reading() as session:
+            marker = stations.credentials_marker(session)
+        if self._looked and marker == self._marker:
+            return False
+        self._marker, self._looked = marker, True
+        self.cache.clear()
+        return True
 
     @property
     def challenge(self) -> str:

@@ -82,7 +82,7 @@ def enroll(
         session.add(station)
     else:
         # The new token replaces the old one: no node may keep trusting the old one.
-        signal(session, Signal.STATION_CREDENTIALS_REVOKED, (station.id,))
+        credentials_revoked(session, (station.id,))
     token = new_token("gst")
     station.token_hash = token_hash(token)
     station.enrollment_key_id = enrollment_key_id
@@ -275,9 +275,24 @@ def locate(
 
 def remove(session: Session, station: Station) -> None:
     """Delete a station (its rows go with it); at commit its cached tokens stop holding on
-    this node, and on other nodes within their token cache time."""
+    this process, and on the others within ``token_watch_seconds``."""
     session.delete(station)
-    signal(session, Signal.STATION_CREDENTIALS_REVOKED, (station.id,))
+    credentials_revoked(session, (station.id,))
+
+
+CREDENTIALS_MARKER = "credentials"
+
+
+def credentials_revoked(session: Session, station_ids: Iterable[int]) -> None:
+    """These stations' tokens stop holding once this commits: at once in this process
+    (``Signal.STATION_CREDENTIALS_REVOKED``), and in every other worker and node when its
+    watcher sees the ``credentials`` marker move (``credentials.AgentAuthenticator``)."""
+    signal(session, Signal.STATION_CREDENTIALS_REVOKED, tuple(station_ids))
+    options.touch_marker(session, CREDENTIALS_MARKER)
+
+
+def credentials_marker(session: Session) -> str | None:
+    return options.read_markers(session, (CREDENTIALS_MARKER,)).get(CREDENTIALS_MARKER)
 
 
 # Groups ------------------------------------------------------------------------------------

@@ -58,7 +58,6 @@ from garrison.server.procedures.sandbox import cap_args
 from garrison.server.stations import service as stations
 from garrison.server.stations.models import Station
 from garrison.server.store.base import utcnow
-from garrison.server.store.effects import Signal, signal
 from garrison.server.store.engine import Database
 
 DENIED_REASON = "authorization denied by the station_authorization_in_progress procedure"
@@ -184,7 +183,7 @@ def deny(session: Session, station: Station, reason: str, address: str) -> None:
     """Refuse the station's requests from commit on, until it is allowed again."""
     station.denied_at = utcnow()
     emitters.authorization_failed(session, reason, address, station)
-    signal(session, Signal.STATION_CREDENTIALS_REVOKED, (station.id,))
+    stations.credentials_revoked(session, (station.id,))
 
 
 def shut_down(session: Session, station: Station) -> bool:

@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -40,7 +41,18 @@ class UnsupportedDatabaseError(ValueError):
 
 class DatabaseUnreachableError(RuntimeError):
     """The database refused or did not answer (down, wrong host, wrong password); the message
-    is the driver's first line, which names the cause."""
+    is the driver's first line, which names the cause.  A request meeting it is answered
+    ``503 database_unavailable`` with ``Retry-After`` (``errors_http``)."""
+
+
+class DatabaseBusyError(DatabaseUnreachableError):
+    """No pooled connection freed up within the pool timeout: the node has more work than
+    its database connections carry (answered 503 like an unreachable database)."""
+
+
+# How long a new PostgreSQL connection may take: a database that does not answer fails the
+# request after this, not after the kernel's TCP timeout.
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 @contextmanager
@@ -52,6 +64,8 @@ def reporting_unreachable() -> Iterator[None]:
     except OperationalError as exc:
         reason = str(exc.orig).strip() or type(exc.orig).__name__
         raise DatabaseUnreachableError(reason.splitlines()[0]) from exc
+    except PoolTimeoutError as exc:
+        raise DatabaseBusyError("no database connection free in time") from exc
 
 
 def normalize_url(url: str) -> str:
@@ -93,7 +107,7 @@ def _sqlite_pragmas(synchronous: str) -> Any:
     return pragmas
 
 
-def make_engine(url: str, sqlite_synchronous: str = "full") -> Engine:
+def make_engine(url: str, sqlite_synchronous: str = "full", pool_timeout: float = 30.0) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -101,7 +115,12 @@ def make_engine(url: str, sqlite_synchronous: str = "full") -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(
-                url, connect_args=connect_args, pool_size=8, max_overflow=8, **_JSON
+                url,
+                connect_args=connect_args,
+                pool_size=8,
+                max_overflow=8,
+                pool_timeout=pool_timeout,
+                **_JSON,
             )
         else:
             # One in-memory database must be one connection, shared.
@@ -123,16 +142,26 @@ def make_engine(url: str, sqlite_synchronous: str = "full") -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **_JSON)
+    return create_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        pool_timeout=pool_timeout,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        **_JSON,
+    )
 
 
 class Database:
     """Owns the engine; hands out one transaction per unit of work."""
 
-    def __init__(self, url: str, sqlite_synchronous: str = "full") -> None:
+    def __init__(
+        self, url: str, sqlite_synchronous: str = "full", pool_timeout: float = 30.0
+    ) -> None:
         self.url = normalize_url(url)
         try:
-            self.engine = make_engine(self.url, sqlite_synchronous)
+            self.engine = make_engine(self.url, sqlite_synchronous, pool_timeout)
         except SQLAlchemyError as exc:  # e.g. a driver name SQLAlchemy does not know
             raise UnsupportedDatabaseError(str(exc)) from exc
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -148,8 +177,9 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """Commit on success, roll back everything on any error: no half-written request."""
-        with self.sessions() as session:
+        """Commit on success, roll back everything on any error: no half-written request.
+        A database that cannot be reached raises :class:`DatabaseUnreachableError`."""
+        with reporting_unreachable(), self.sessions() as session:
             try:
                 with session.begin():
                     yield session
@@ -161,7 +191,7 @@ class Database:
     @contextmanager
     def reading(self) -> Iterator[Session]:
         """A transaction that only reads: on SQLite it does not queue behind writers."""
-        with self._read_sessions() as session, session.begin():
+        with reporting_unreachable(), self._read_sessions() as session, session.begin():
             yield session
 
     def ping(self) -> None:

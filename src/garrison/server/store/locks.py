@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from garrison.server.store.engine import Database
 
@@ -22,10 +26,14 @@ def exclusive(db: Database, name: str) -> Iterator[bool]:
 
     On PostgreSQL: a session-level advisory lock, on a connection of its own with no
     transaction open, so the work done under it may take long (a network send) without
-    keeping a snapshot or a row lock.  A connection lost meanwhile releases it.  SQLite is
-    one node: always held."""
+    keeping a snapshot or a row lock.  A connection lost meanwhile releases it.
+
+    On SQLite: an ``flock`` on a file beside the database, so that the worker processes of
+    one node (``garrison serve --workers``) take turns as nodes do; a process that dies
+    releases it.  An in-memory database is one process: always held."""
     if db.backend != "postgresql":
-        yield True
+        with _file_lock(db, name) as held:
+            yield held
         return
     key = {"space": NAMED_LOCKS, "key": zlib.crc32(name.encode("utf-8")) - (1 << 31)}
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -35,3 +43,23 @@ def exclusive(db: Database, name: str) -> Iterator[bool]:
         finally:
             if held:
                 conn.execute(text("SELECT pg_advisory_unlock(:space, :key)"), key)
+
+
+@contextmanager
+def _file_lock(db: Database, name: str) -> Iterator[bool]:
+    database = make_url(db.url).database
+    if not database or database == ":memory:":
+        yield True
+        return
+    path = Path(f"{database}-locks") / f"{zlib.crc32(name.encode('utf-8')):08x}.lock"
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # closing the descriptor releases the lock
+    finally:
+        os.close(fd)

@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import Engine, Select
 
+from garrison.server.store.engine import DatabaseUnreachableError, reporting_unreachable
+
 
 class PreparedSelect:
     """``first(**params)`` returns the statement's first row as a tuple, or None.
@@ -52,7 +54,13 @@ class PreparedSelect:
         args: Mapping[str, Any] | tuple[Any, ...] = (
             tuple(values[key] for key in self._order) if self._order is not None else values
         )
-        connection = self.engine.raw_connection()
+        dbapi_error = self.engine.dialect.loaded_dbapi.OperationalError
+        try:
+            with reporting_unreachable():
+                # The pool hands the driver's own error through when it cannot connect.
+                connection = self.engine.raw_connection()
+        except dbapi_error as exc:
+            raise DatabaseUnreachableError(str(exc).strip().splitlines()[0]) from exc
         try:
             cursor = connection.cursor()
             try:
@@ -60,6 +68,10 @@ class PreparedSelect:
                 row = cursor.fetchone()
             finally:
                 cursor.close()
+        except dbapi_error as exc:
+            # The connection broke under the statement: not back into the pool.
+            connection.invalidate(exc)
+            raise DatabaseUnreachableError(str(exc).strip().splitlines()[0]) from exc
         finally:
             connection.close()
         return tuple(row) if row is not None else None
