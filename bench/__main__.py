@@ -31,8 +31,8 @@ from bench import sensors as sensors_bench
 from bench.common import RESULTS, ROOT, fig, machine, raise_fd_limit, scratch_url, target
 
 INGEST_SIZES = {
-    "tiny": {"events": 1_000, "batch": 250, "clients": 1},
-    "full": {"events": 20_000, "batch": 500, "clients": 2},
+    "tiny": {"events": 1_000, "batch": 250, "clients": 1, "sustained": 3},
+    "full": {"events": 20_000, "batch": 500, "clients": 2, "sustained": 300},
 }
 EXPORT_SIZES = {"tiny": {"count": 400, "batch": 100}, "full": {"count": 20_000, "batch": 500}}
 
@@ -40,11 +40,10 @@ EXPORT_SIZES = {"tiny": {"count": 400, "batch": 100}, "full": {"count": 20_000, 
 def ingestion(size: str, workdir: Path, pg_base: str | None) -> dict[str, Any]:
     """bench/ingest.py, on SQLite, and on PostgreSQL when a database URL is given."""
     p = INGEST_SIZES[size]
-    runs = [ingest_bench.run(p["events"], p["batch"], p["clients"], None)]
+    args = (p["events"], p["batch"], p["clients"])
+    runs = [ingest_bench.run(*args, None, p["sustained"])]
     if pg_base:
-        runs.append(
-            ingest_bench.run(p["events"], p["batch"], p["clients"], scratch_url(pg_base, "ingest"))
-        )
+        runs.append(ingest_bench.run(*args, scratch_url(pg_base, "ingest"), p["sustained"]))
     figures, targets = [], []
     for r in runs:
         figures.append(
@@ -53,12 +52,41 @@ def ingestion(size: str, workdir: Path, pg_base: str | None) -> dict[str, Any]:
                 r["http_events_per_second"],
                 "events/s",
                 floor=r["floor_events_per_second"],
-                floor_name="raw insert",
+                floor_name=f"native bulk write ({r['floor']})",
             )
         )
+        for held in r["sustained"]:
+            figures.append(
+                fig(
+                    f"events/s sustained {held['seconds']} s, {held['workers']} worker(s)"
+                    f" ({r['database']})",
+                    held["events_per_second"],
+                    "events/s",
+                    floor=r["floor_events_per_second"],
+                    floor_name=f"native bulk write ({r['floor']})",
+                )
+            )
+            goal = 50_000 if r["database"] == "postgresql" else 30_000
+            targets.append(
+                target(
+                    f"ingestion sustained ≥ {goal:,} events/s ({r['database']})",
+                    held["events_per_second"],
+                    goal,
+                    unit="events/s",
+                )
+            )
+            targets.append(
+                target(
+                    f"consumer lag under 5 s at the sustained rate ({r['database']})",
+                    held["consumer_max_lag_seconds"],
+                    5,
+                    at_most=True,
+                    unit="s",
+                )
+            )
         targets.append(
             target(
-                f"ingestion ≥ 40% of the raw insert floor ({r['database']})",
+                f"ingestion ≥ 40% of the native bulk write ({r['database']})",
                 r["ratio"],
                 0.4,
                 unit="x floor",
@@ -71,8 +99,11 @@ def ingestion(size: str, workdir: Path, pg_base: str | None) -> dict[str, Any]:
         "targets": targets,
         "details": {**p, "databases": [r["database"] for r in runs]},
         "notes": [
-            "The floor inserts the same rows (events and their search terms), already "
-            "validated, with SQLAlchemy Core in one transaction (bench/ingest.py)."
+            "The floor writes the same rows (events and their search terms), already "
+            "validated, by the database's fastest native bulk path in one transaction: "
+            "PostgreSQL COPY, SQLite executemany (bench/ingest.py).",
+            "Sustained: new batches posted without pause, the procedure consumer's lag "
+            "sampled every second (its largest value, in seconds of ingestion).",
         ],
     }
 

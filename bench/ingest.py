@@ -1,12 +1,17 @@
 """Event ingestion over HTTP, next to the bare database insert of the same rows.
 
     python -m bench.ingest [--events 20000] [--batch 500] [--database-url URL]
+                           [--sustained SECONDS] [--workers 1,2]
 
-Both figures are measured in the same run on the same database kind: the floor inserts the
-very rows (events + search terms) with plain SQLAlchemy Core in one transaction; the HTTP
+Both figures are measured in the same run on the same database kind: the floor writes the
+very rows (events + search terms) by the database's fastest native bulk path in one
+transaction (PostgreSQL ``COPY`` through psycopg 3, SQLite ``executemany`` through the
+driver), so the ratio stays honest whatever the server's write path is; the HTTP
 figure starts `garrison serve` in a subprocess (pinned to the server core, see
 bench/common.py) and posts the events in batches from
-`--clients` concurrent connections.  Prints a table and writes bench/results/ingest.json.
+`--clients` concurrent connections.  ``--sustained`` then posts new batches without pause
+for that long (300 s for the published figure), once per ``--workers`` count, and samples
+the procedure consumer's lag.  Prints a table and writes bench/results/ingest.json.
 """
 
 from __future__ import annotations
@@ -23,10 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import insert
+import orjson
 
 from garrison.common.catalogue import CATALOGUE, search_terms, validate
-from garrison.server.events.models import Event, EventTerm
 from garrison.server.store import migrate
 from garrison.server.store.base import utcnow
 from garrison.server.store.engine import Database
@@ -57,34 +61,61 @@ def sample_events(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def floor_insert(url: str, events: list[dict[str, Any]]) -> float:
-    """Seconds to insert the same rows, already validated, in one transaction."""
+def floor_rows(
+    events: list[dict[str, Any]],
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]:
+    """The rows the server writes for ``events`` (already validated: no parsing, no
+    catalogue checks in the floor), numbered from 1."""
     declared = CATALOGUE["process_started"]
     now = utcnow()
-    rows, terms = [], []
+    rows: list[tuple[Any, ...]] = []
+    terms: list[tuple[int, str, str]] = []
     for seq, e in enumerate(events, start=1):
         data = validate(declared, e["data"])
-        rows.append(
-            {
-                "seq": seq,
-                "uid": e["id"],
-                "type": e["type"],
-                "station_id": 1,
-                "origin": "station",
-                "severity": 0,
-                "time": now,
-                "received_at": now,
-                "data": data,
-            }
-        )
-        terms += [{"seq": seq, "role": r, "value": v} for r, v in set(search_terms(declared, data))]
+        rows.append((seq, e["id"], e["type"], 1, "station", 0, now, now, data))
+        terms += [(seq, r, v) for r, v in set(search_terms(declared, data))]
+    return rows, terms
+
+
+def floor_insert(url: str, events: list[dict[str, Any]]) -> float:
+    """Seconds for the fastest native bulk path of the database to write the same rows
+    (events and their search terms) in one transaction: PostgreSQL ``COPY`` (psycopg 3),
+    SQLite ``executemany`` of one prepared INSERT per table (the driver itself)."""
+    rows, terms = floor_rows(events)
     db = Database(url)
     try:
-        started = time.perf_counter()
-        with db.engine.begin() as conn:
-            conn.execute(insert(Event), rows)
-            conn.execute(insert(EventTerm), terms)
-        return time.perf_counter() - started
+        with db.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            if raw is None:
+                raise RuntimeError("no driver connection")
+            if db.backend == "postgresql":
+                started = time.perf_counter()
+                with raw.cursor() as cur:
+                    with cur.copy(
+                        "COPY events (seq, uid, type, station_id, origin, severity, time,"
+                        " received_at, data) FROM STDIN"
+                    ) as copy:
+                        for row in rows:
+                            copy.write_row((*row[:8], orjson.dumps(row[8]).decode()))
+                    with cur.copy("COPY event_terms (seq, role, value) FROM STDIN") as copy:
+                        for term in terms:
+                            copy.write_row(term)
+                raw.commit()
+                return time.perf_counter() - started
+            when = "%Y-%m-%d %H:%M:%S.%f"
+            started = time.perf_counter()
+            raw.execute("BEGIN IMMEDIATE")
+            raw.executemany(
+                "INSERT INTO events (seq, uid, type, station_id, origin, severity, time,"
+                " received_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (*r[:6], r[6].strftime(when), r[7].strftime(when), orjson.dumps(r[8]).decode())
+                    for r in rows
+                ],
+            )
+            raw.executemany("INSERT INTO event_terms (seq, role, value) VALUES (?, ?, ?)", terms)
+            raw.execute("COMMIT")
+            return time.perf_counter() - started
     finally:
         db.dispose()
 
@@ -126,7 +157,118 @@ def http_ingest(url: str | None, events: list[dict[str, Any]], batch: int, clien
             return post_events(server, agents[0], events, batch, clients)
 
 
-def run(events_count: int, batch: int, clients: int, database_url: str | None) -> dict[str, Any]:
+def _batch_body(prefix: str, start: int, batch: int) -> bytes:
+    """One batch of new process_started events (uids unique across the run)."""
+    events = sample_events(batch)
+    for offset, event in enumerate(events):
+        event["id"] = f"{prefix}{start + offset}"
+    return orjson.dumps(events)
+
+
+def _lag(url: str) -> tuple[int, int]:
+    """The log's last position and the procedure consumer's cursor."""
+    from sqlalchemy import func, select
+
+    from garrison.server.events.models import ConsumerCursor, Event
+
+    db = Database(url)
+    try:
+        with db.engine.connect() as conn:
+            top = int(conn.scalar(select(func.max(Event.seq))) or 0)
+            cursor = conn.scalar(
+                select(ConsumerCursor.position).where(ConsumerCursor.name == "procedures")
+            )
+            return top, int(cursor or 0)
+    finally:
+        db.dispose()
+
+
+def sustained(
+    url: str, seconds: float, batch: int, clients: int, workers: int = 1
+) -> dict[str, Any]:
+    """Post new batches from ``clients`` connections for ``seconds`` without pause; the
+    rate per tenth of the run shows whether it holds (no burst into an empty cache), and
+    the procedure consumer's lag is sampled every second.  ``workers`` is the server's
+    process count, passed as ``--workers`` once the server has it (1: the option is not
+    given, so this runs on a server without it)."""
+    from bench.common import enroll_api, on_load_core, start_server
+    from garrison.server.settings import Settings
+
+    if workers > 1 and "workers" not in Settings.model_fields:
+        raise RuntimeError("this server has no workers setting: sustained runs at 1 worker only")
+    extra = {"GARRISON_WORKERS": str(workers)} if workers > 1 else None
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        start_server(Path(tmp) / "data", url, extra_env=extra) as server,
+    ):
+        agents, _ = enroll_api(server, 1, concurrency=1)
+        headers = {**agents[0].headers, "Content-Type": "application/json"}
+        done: list[tuple[float, int]] = []  # (finished at, events stored)
+        errors: list[str] = []
+        lags: list[tuple[int, int]] = []
+        lock = threading.Lock()
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        def post(client_index: int) -> None:
+            sent = 0
+            with httpx.Client(base_url=server.url, timeout=120) as client:
+                while time.perf_counter() < deadline and not errors:
+                    body = _batch_body(f"c{client_index}-", sent, batch)
+                    sent += batch
+                    r = client.post("/api/events", content=body, headers=headers)
+                    if r.status_code != 200:
+                        errors.append(r.text[:200])
+                        return
+                    with lock:
+                        done.append((time.perf_counter() - started, int(r.json()["stored"])))
+
+        with on_load_core():
+            threads = [threading.Thread(target=post, args=(i,)) for i in range(clients)]
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):
+                time.sleep(1.0)
+                top, cursor = _lag(url)
+                lags.append((top, top - cursor))
+            for t in threads:
+                t.join()
+        elapsed = time.perf_counter() - started
+        # Drained: how long the consumer takes to reach the end once posting stops.
+        drain_started = time.perf_counter()
+        top, cursor = _lag(url)
+        while cursor < top and time.perf_counter() - drain_started < 60:
+            time.sleep(0.2)
+            top, cursor = _lag(url)
+        drain = time.perf_counter() - drain_started
+    if errors:
+        raise RuntimeError(f"sustained ingestion failed: {errors[0]}")
+    stored = sum(n for _, n in done)
+    tenths = [0] * 10
+    for at, n in done:
+        tenths[min(9, int(at / elapsed * 10))] += n
+    rate = stored / elapsed
+    max_lag = max((lag for _, lag in lags), default=0)
+    return {
+        "seconds": round(elapsed, 1),
+        "workers": workers,
+        "stored": stored,
+        "events_per_second": round(rate, 1),
+        "tenths_events_per_second": [round(n / (elapsed / 10), 1) for n in tenths],
+        "consumer_max_lag_events": max_lag,
+        "consumer_max_lag_seconds": round(max_lag / rate, 2) if rate else 0.0,
+        "consumer_drain_seconds": round(drain, 2),
+    }
+
+
+def run(
+    events_count: int,
+    batch: int,
+    clients: int,
+    database_url: str | None,
+    sustained_seconds: float = 0,
+    workers: tuple[int, ...] = (1,),
+) -> dict[str, Any]:
     events = sample_events(events_count)
     with tempfile.TemporaryDirectory() as tmp:
         floor_url = database_url or f"sqlite:///{tmp}/floor.db"
@@ -141,6 +283,15 @@ def run(events_count: int, batch: int, clients: int, database_url: str | None) -
         else:
             http_url = f"sqlite:///{tmp}/http.db"
         http = http_ingest(http_url, events, batch, clients)
+        held: list[dict[str, Any]] = []
+        for n in workers if sustained_seconds > 0 else ():
+            if database_url is not None:
+                _reset(database_url)
+                held_url = database_url
+            else:
+                held_url = f"sqlite:///{tmp}/sustained-{n}.db"
+                migrate.upgrade(held_url)
+            held.append(sustained(held_url, sustained_seconds, batch, clients, n))
     result = {
         "scenario": "ingestion",
         "events": events_count,
@@ -150,6 +301,8 @@ def run(events_count: int, batch: int, clients: int, database_url: str | None) -
         "floor_events_per_second": round(events_count / floor, 1),
         "http_events_per_second": round(events_count / http, 1),
         "ratio": round(floor / http, 3),
+        "floor": "COPY" if database_url else "executemany, one transaction",
+        "sustained": held,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -196,15 +349,30 @@ def main() -> None:
         default=None,
         help="a PostgreSQL database to empty and use (default: SQLite)",
     )
+    parser.add_argument(
+        "--sustained", type=float, default=0, help="also post without pause for this many s"
+    )
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="server process counts for the sustained run, comma-separated (e.g. 1,2)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "ingest.json")
     args = parser.parse_args()
-    result = run(args.events, args.batch, args.clients, args.database_url)
+    workers = tuple(int(n) for n in args.workers.split(","))
+    result = run(args.events, args.batch, args.clients, args.database_url, args.sustained, workers)
     print(f"{'scenario':<12}{'db':<12}{'events':>8}{'floor ev/s':>14}{'http ev/s':>12}{'ratio':>8}")
     print(
         f"{'ingestion':<12}{result['database']:<12}{result['events']:>8}"
         f"{result['floor_events_per_second']:>14}{result['http_events_per_second']:>12}"
         f"{result['ratio']:>8}"
     )
+    for held in result["sustained"]:
+        print(
+            f"{'sustained':<12}{result['database']:<12}{held['stored']:>8}"
+            f"{held['events_per_second']:>12} ev/s over {held['seconds']} s, "
+            f"{held['workers']} worker(s), consumer lag max {held['consumer_max_lag_seconds']} s"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 

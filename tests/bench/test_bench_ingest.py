@@ -11,7 +11,17 @@ from tests.bench.run import run_bench
 def test_ingestion_benchmark_runs_and_reports_floor_and_ratio(tmp_path: Path) -> None:
     out = tmp_path / "ingest.json"
     done = run_bench(
-        "bench.ingest", "--events", "300", "--batch", "100", "--clients", "1", "--out", str(out)
+        "bench.ingest",
+        "--events",
+        "300",
+        "--batch",
+        "100",
+        "--clients",
+        "1",
+        "--sustained",
+        "2",
+        "--out",
+        str(out),
     )
     assert done.returncode == 0, done.stderr
     assert "floor ev/s" in done.stdout
@@ -27,3 +37,10 @@ def test_ingestion_benchmark_runs_and_reports_floor_and_ratio(tmp_path: Path) ->
         )
         < 0.01
     )
+    held = result["sustained"][0]
+    assert held["workers"] == 1
+    assert held["stored"] > 0
+    assert held["events_per_second"] > 0
+    assert len(held["tenths_events_per_second"]) == 10
+    assert held["consumer_max_lag_events"] >= 0
+    assert "sustained" in done.stdout

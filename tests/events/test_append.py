@@ -3,11 +3,14 @@ terms only for the events stored (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import func, select
 
 from garrison.common.catalogue import CATALOGUE, validate
 from garrison.server.events.models import Event, EventTerm
-from garrison.server.events.service import NewEvent, append
+from garrison.server.events.service import NewEvent, append, purge
+from garrison.server.store.base import utcnow
 from garrison.server.store.engine import Database
 
 
@@ -68,3 +71,25 @@ def test_a_large_batch_maps_every_position(db: Database) -> None:
         by_uid = {u: s for u, s in session.execute(select(Event.uid, Event.seq))}
         assert [by_uid[f"new{i}"] for i in range(1, 3000, 2)] == fresh
         assert session.scalar(select(func.count()).select_from(Event)) == 3000
+
+
+def test_rows_read_back_as_given_and_positions_survive_a_purge(db: Database) -> None:
+    """The bulk write (COPY, executemany) stores what the ORM reads back unchanged, and a
+    position once given is never given again, even after retention emptied the log."""
+    with db.transaction() as session:
+        (seq,) = append(session, [started("x", 7)])
+    with db.reading() as session:
+        event = session.get(Event, seq)
+        assert event is not None
+        assert event.time == dt.datetime.fromtimestamp(1_790_000_007, dt.UTC)
+        assert event.data["file_name"] == "tool7"
+        assert event.received_at.tzinfo is not None
+        terms = set(session.execute(select(EventTerm.role, EventTerm.value)))
+        assert ("hash", f"{7:064x}") in terms
+    with db.transaction() as session:
+        assert purge(session, "process_started", utcnow() + dt.timedelta(days=1), 100) == 1
+    with db.transaction() as session:
+        (after,) = append(session, [started("y", 8)])
+    assert after is not None
+    assert seq is not None
+    assert after > seq

@@ -1,9 +1,10 @@
 """Appending to the event log, and searching it.
 
-Appends are batched (one INSERT for many events) and de-duplicated by the producer's event
-id.  On PostgreSQL, appends take a transaction-scoped advisory lock so that log positions
-become visible in order: a consumer that has read up to position N can never later find a
-committed event below N.  (SQLite serialises writers anyway.)
+Appends are batched (:mod:`garrison.server.events.bulk`: COPY on PostgreSQL, executemany on
+SQLite) and de-duplicated by the producer's event id.  On PostgreSQL, appends take a
+transaction-scoped advisory lock so that log positions become visible in order: a consumer
+that has read up to position N can never later find a committed event below N.  (SQLite
+serialises writers anyway.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from garrison.common.catalogue import (
@@ -27,10 +28,10 @@ from garrison.common.catalogue import (
 from garrison.common.catalogue_types import EventType
 from garrison.common.vocabulary import severity_rank
 from garrison.server.errors import InvalidInputError
+from garrison.server.events import bulk
 from garrison.server.events.models import Event, EventTerm
 from garrison.server.store.base import utcnow
 from garrison.server.store.effects import Signal, signal
-from garrison.server.store.upsert import dialect_insert
 
 APPEND_LOCK = 0x6A17750  # the advisory lock key of log appends
 
@@ -58,46 +59,31 @@ def append(session: Session, events: Sequence[NewEvent]) -> list[int | None]:
     lock_log(session)
     signal(session, Signal.EVENTS_APPENDED)
     now = utcnow()
-    uids = [e.uid or uuidlib.uuid4().hex for e in events]
-    rows: list[dict[str, Any]] = []
+    rows: list[bulk.Row] = []
     first: dict[str, int] = {}  # uid -> index of its first event in this batch
-    for index, (event, uid) in enumerate(zip(events, uids, strict=True)):
+    for index, event in enumerate(events):
+        uid = event.uid or uuidlib.uuid4().hex
         if uid in first:
             continue
         first[uid] = index
         declared = CATALOGUE[event.type]
         rows.append(
-            {
-                "uid": uid,
-                "type": event.type,
-                "station_id": event.station_id,
-                "origin": event.origin,
-                "severity": severity_rank(event.severity or declared.severity),
-                "time": event.time or event_time(declared, event.data) or now,
-                "received_at": now,
-                "data": event.data,
-            }
+            bulk.Row(
+                uid=uid,
+                type=event.type,
+                station_id=event.station_id,
+                origin=event.origin,
+                severity=severity_rank(event.severity or declared.severity),
+                time=event.time or event_time(declared, event.data) or now,
+                received_at=now,
+                data=event.data,
+                terms=frozenset(search_terms(declared, event.data)),
+            )
         )
-    # One statement inserts the new events and skips uids already stored, without reading
-    # the uid index first: with millions of events every probe of it is a page read.
-    # Core, not the ORM's bulk path: ingestion is dominated by this insert.
-    events_table = Event.__table__
-    stored = session.connection().execute(
-        dialect_insert(session, events_table)  # type: ignore[arg-type]
-        .on_conflict_do_nothing(index_elements=["uid"])
-        .returning(events_table.c.seq, events_table.c.uid),
-        rows,
-    )
+    # No probe-then-insert race: the log is locked (above) until this transaction ends.
     positions: list[int | None] = [None] * len(events)
-    terms: list[dict[str, Any]] = []
-    for seq, uid in stored:
-        index = first[uid]
-        positions[index] = seq
-        event = events[index]
-        for role, value in set(search_terms(CATALOGUE[event.type], event.data)):
-            terms.append({"seq": seq, "role": role, "value": value})
-    if terms:
-        session.connection().execute(insert(EventTerm.__table__), terms)  # type: ignore[arg-type]
+    for row, seq in zip(rows, bulk.store(session, rows), strict=True):
+        positions[first[row.uid]] = seq
     return positions
 
 
