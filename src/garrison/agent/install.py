@@ -13,7 +13,6 @@ prepared, and the tests.  The paths written into the unit stay the ones seen fro
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -23,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from garrison import __version__
+from garrison.agent import trust
 from garrison.agent.context import Agent
 from garrison.agent.errors import LocalError, UsageProblem
 from garrison.agent.jobs.services import SYSTEMD_RUNTIME
 from garrison.agent.service import DEFAULT_STATE_DIR, UNIT_NAME, unit_text
 from garrison.agent.state import Credentials, StateDir
-from garrison.agent import trust
 from garrison.agent.tasks import enrollment
 
 UNIT_DIR = "/etc/systemd/system"
