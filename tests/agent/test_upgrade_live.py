@@ -26,7 +26,6 @@ from sqlalchemy import create_engine, text
 from garrison import __version__
 from garrison.agent.jobs.upgrade import machine
 from garrison.common import agent_package
-from tests.agent.helpers import mounted_tmpfs
 from tests.agent.test_response_live import Admin, Fleet, Station
 from tests.conftest import BACKENDS, EMPTY_TABLES, RESTART_SEQUENCES
 from tests.live import LiveServer, start_server
@@ -74,7 +73,7 @@ class Upgrades:
         engine = create_engine(self.url)
         with engine.begin() as conn:
             conn.execute(
-                text(f"UPDATE agent_packages SET {column} = :v WHERE id = :id"),  # noqa: S608
+                text(f"UPDATE agent_packages SET {column} = :v WHERE id = :id"),
                 {"v": value, "id": package_id},
             )
         engine.dispose()
