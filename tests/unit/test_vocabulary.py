@@ -32,7 +32,7 @@ def test_values_are_the_wire_strings() -> None:
         "Scan", "UpdateSignatures", "IsolateNetwork", "RejoinNetwork", "SelfTest", "Uninstall",
         "KillProcess", "ListProcesses", "ListConnections", "ListServices", "ListSessions",
         "GetFile", "DeleteFile", "QuarantineFile", "ListQuarantine", "RestoreQuarantined",
-        "RunScript", "Hunt",
+        "RunScript", "Hunt", "UpgradeAgent",
     ]  # fmt: skip
     assert list(JobStatus) == [
         "queued", "sent", "downloaded", "successful", "failed", "cancelled",

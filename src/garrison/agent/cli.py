@@ -279,8 +279,10 @@ def _scan(agent: Agent, paths: list[str]) -> int:
 def run(ctx: typer.Context, state_dir: StateDirOpt = None, server: ServerOpt = None) -> None:
     """Run the daemon (scheduled tasks, long-polled jobs, spool)."""
     from garrison.agent.daemon import Daemon
+    from garrison.agent.upgrade import versions
 
     _logging(True)
+    versions.redirect(StateDir.resolve(state_dir or ctx.obj["state_dir"]))
     agent = _agent(state_dir or ctx.obj["state_dir"], server or ctx.obj["server"])
     raise typer.Exit(Daemon(agent).run())
 

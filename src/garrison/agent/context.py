@@ -58,6 +58,10 @@ class Agent:
         self.lock = threading.RLock()
         self.stop_requested = threading.Event()
         self.uninstall_requested = False
+        # UpgradeAgent: set by the daemon (which can restart into a new version); the job
+        # sets restart_requested once the new version is in place.
+        self.restart_possible = False
+        self.restart_requested = False
         # What the daemon's prevention adds to State's avdetails (None: not running here).
         self.prevention_status: Callable[[], dict[str, str]] | None = None
         if server_url:

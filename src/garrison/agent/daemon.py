@@ -46,6 +46,7 @@ from garrison.agent.schedule import CronSchedule
 from garrison.agent.sensors.runner import SensorRunner
 from garrison.agent.spool import backoff_delay, retry_delay
 from garrison.agent.tasks import avconfig, getjobs, runjobs, scheduler, sensorpolicy, state
+from garrison.agent.upgrade import versions
 
 log = logging.getLogger("garrison.agent.daemon")
 
@@ -121,6 +122,8 @@ class Daemon:
                 checkin = getjobs.check_in(self.agent, wait=wait)
                 failures = 0
                 self._mark(True)
+                if versions.confirm(self.agent.state) is not None:
+                    self.run_jobs_now.set()  # the UpgradeAgent job is answered now
                 if checkin.jobs:
                     self.flush_now.set()  # their CLOUD_NOTIFICATION receipts go out now
                     self.run_jobs_now.set()
@@ -209,6 +212,9 @@ class Daemon:
             )
         if self.agent.uninstall_requested:
             runjobs.finish_uninstall(self.agent)
+        if self.agent.restart_requested:
+            log.info("restarting into the version an UpgradeAgent job installed")
+            self.stop.set()
 
     # -- main ---------------------------------------------------------------------------------
 
@@ -221,6 +227,10 @@ class Daemon:
         agent = self.agent
         agent.credentials()  # not enrolled: fail now, with the clear message
         tamper.check_private(agent.state)  # narrows what is too wide; refuses a foreign file
+        agent.restart_possible = True
+        pending = versions.record(agent.state)
+        if pending is not None and not pending.get("reported"):
+            self.run_jobs_now.set()  # an UpgradeAgent job waits for its answer
         signal.signal(signal.SIGTERM, self._signal)
         signal.signal(signal.SIGINT, self._signal)
         agent.state.write_json(agent.state.pid_file, os.getpid())
@@ -258,7 +268,10 @@ class Daemon:
                 log.info("schedule changed: %s", agent.config.scheduler)
                 schedule = CronSchedule(agent.config.scheduler, time.time())
             self.run_jobs_now.wait(1.0)
-        return self._shutdown()
+        code = self._shutdown()
+        if agent.restart_requested:
+            versions.restart(agent.state)  # does not return
+        return code
 
     def _sensor_policy(self) -> None:
         """Fetch the server's sensor policy and apply it if it changed.  A failure to fetch

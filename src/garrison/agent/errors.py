@@ -77,3 +77,12 @@ class JobError(AgentError):
         super().__init__(message)
         self.code = code
         self.result = result
+
+
+class JobDeferred(Exception):
+    """A job that cannot be answered yet (UpgradeAgent before its restart): Runjobs keeps
+    it stored, unreported, and runs it again later."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

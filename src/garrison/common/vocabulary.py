@@ -96,6 +96,8 @@ class JobType(enum.StrEnum):
     RESTORE_QUARANTINED = "RestoreQuarantined"
     RUN_SCRIPT = "RunScript"
     HUNT = "Hunt"
+    # Signed self-update (issue 21): Garrison agents only.
+    UPGRADE_AGENT = "UpgradeAgent"
 
 
 class JobStatus(enum.StrEnum):

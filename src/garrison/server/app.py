@@ -20,6 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 from garrison import __version__
 from garrison.server import docs_page, errors_http, logs
 from garrison.server.adminapi import (
+    agent_packages,
     alerts,
     auth_routes,
     blocklist,
@@ -180,6 +181,7 @@ def _admin_routes() -> tuple[BaseRoute, ...]:
         blocklist,
         devicerules,
         tamper,
+        agent_packages,
     ):
         admin.include_router(module.router)
     built = APIRouter()

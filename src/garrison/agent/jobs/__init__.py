@@ -25,6 +25,7 @@ from garrison.agent.jobs import (
     sessions,
     signatures,
     uninstall,
+    upgrade,
 )
 from garrison.agent.jobs.params import Reply
 from garrison.agent.jobstore import Job
@@ -52,4 +53,5 @@ HANDLERS: dict[str, Handler] = {
     JobType.RESTORE_QUARANTINED: quarantined.restore,
     JobType.RUN_SCRIPT: scripts.handle,
     JobType.HUNT: hunt.handle,
+    JobType.UPGRADE_AGENT: upgrade.handle,
 }

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from garrison.agent.context import Agent, mime_base64
-from garrison.agent.errors import AgentError, JobError
+from garrison.agent.errors import AgentError, JobDeferred, JobError
 from garrison.agent.jobs import HANDLERS, codes
 from garrison.agent.jobs import result as resultmod
 from garrison.agent.jobs import uninstall as uninstall_job
@@ -60,6 +60,8 @@ def execute(agent: Agent, job: Job) -> tuple[int, str, dict[str, Any] | None]:
         )
     try:
         answer = handler(agent, job)
+    except JobDeferred:
+        raise  # answered later: run() keeps the job
     except JobError as exc:
         partial = {**exc.result, "partial": True} if exc.result is not None else None
         return exc.code, exc.message, partial
@@ -114,7 +116,13 @@ def run(agent: Agent, wait: float = 0, wait_random: float = 0) -> RunSummary:
             if agent.stop_requested.is_set():
                 break
             start = int(time.time())
-            code, message, result = execute(agent, job)
+            try:
+                code, message, result = execute(agent, job)
+            except JobDeferred as deferred:
+                log.info("job %d (%s) deferred: %s", job.id, job.type, deferred.message)
+                if agent.restart_requested:
+                    break
+                continue
             end = int(time.time())
             log.info("job %d (%s) code %d: %s", job.id, job.type, code, message)
             report(agent, job, code, message, start, end, result)

@@ -27,7 +27,7 @@ from garrison.server.agentapi import bodies, hotpath, parsing, render, uploads
 from garrison.server.agentapi.envelope import Envelope, parse_envelope
 from garrison.server.alerts import reports as alert_reports
 from garrison.server.configs import reports as config_reports
-from garrison.server.content import uninstall
+from garrison.server.content import packages, uninstall
 from garrison.server.content.delivery import Built, FileAnswer
 from garrison.server.context import ServerContext
 from garrison.server.enrollment import reports as enrollment_reports
@@ -107,6 +107,8 @@ class AgentApi:
             ("GET", "/api/content/manifest", self.content_manifest),
             ("GET", "/api/content/files/{sha256}", self.content_file),
             ("PUT", "/api/files/{sha256}", self.upload_file),
+            ("GET", "/api/agent-packages/{id}", self.agent_package),
+            ("GET", "/api/agent-package-files/{id}", self.agent_package),
         ]
 
     # -- plumbing -------------------------------------------------------------------------
@@ -349,6 +351,7 @@ class AgentApi:
             env.antivirus_version,
             parsing.content_serial(env.obj),
             parsing.location(env.obj),
+            env.agent_version,
         )
         return state_reports.record(self.ctx.db, caller, report), render.OK
 
@@ -474,6 +477,35 @@ class AgentApi:
             return _range_response(answer.data, request.headers.get("range"), headers)
 
         return await self._guard("ContentFile", work)
+
+    # -- agent packages for UpgradeAgent (Garrison agents only) -----------------------------
+
+    async def agent_package(self, request: Request) -> Response:
+        """``/api/agent-packages/{id}``: its signed statement (JSON);
+        ``/api/agent-package-files/{id}``: its bytes (Range: bytes=N- resumes)."""
+
+        async def work() -> Response:
+            authorization = request.headers.get("authorization")
+            address = client_address(request)
+            prefix, _, raw_id = request.url.path.rpartition("/")
+            if not raw_id.isdigit() or not 0 < len(raw_id) <= 12:
+                raise InvalidInputError("the package id must be a number", field="id")
+            wanted = int(raw_id)
+            statement = prefix.endswith("/agent-packages")
+
+            def read() -> tuple[int, bytes]:
+                credential = self.ctx.agent_auth.authenticate(authorization, address)
+                if statement:
+                    return packages.descriptor(self.ctx.content, credential, wanted)
+                return packages.package_bytes(self.ctx.content, credential, wanted)
+
+            station_id, data = await run_in_threadpool(read)
+            request.scope[hotpath.STATION_KEY] = station_id
+            if statement:
+                return Response(data, media_type="application/json")
+            return _range_response(data, request.headers.get("range"), {})
+
+        return await self._guard("AgentPackage", work)
 
     # -- the sensor policy (Garrison agents only) -------------------------------------------
 

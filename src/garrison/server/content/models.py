@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.server.store.base import Base, utcnow
@@ -111,3 +111,23 @@ class ContentKey(Base):
     retired_at: Mapped[dt.datetime | None]
     valid_until: Mapped[dt.datetime | None]
     statement: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+
+
+class AgentPackage(Base):
+    """An agent package an administrator uploaded (``garrison.common.agent_package``), with
+    the content key's signature over its statement (``packages.statement``)."""
+
+    __tablename__ = "agent_packages"
+    __table_args__ = (UniqueConstraint("version", "architecture"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    architecture: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    uploaded_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

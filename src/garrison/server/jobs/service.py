@@ -22,6 +22,7 @@ from garrison.server.errors import (
     UnknownJobError,
 )
 from garrison.server.jobs import params as response_params
+from garrison.server.jobs import upgrade as upgrade_params
 from garrison.server.jobs.models import Job, JobTarget
 from garrison.server.stations import service as stations
 from garrison.server.stations.models import Station
@@ -45,6 +46,8 @@ def _check_params(session: Session, job_type: str, params: dict[str, Any]) -> di
             content.require_approved_script(session, name, sha256)
 
         return response_params.check(job_type, params, approved)
+    if job_type == JobType.UPGRADE_AGENT:
+        return upgrade_params.check(session, params)
     if job_type != "Scan":
         return dict(params)
     path = params.get("path")

@@ -24,6 +24,8 @@ class StateReport:
     content_serial: int | None = None  # a Garrison agent's installed content serial
     # A Garrison agent's configured location (None: it reports none; the stored one stays).
     location: tuple[float, float] | None = None
+    # The envelope's agent_version: a self-update changes it (issue 21).
+    agent_version: str = ""
 
 
 def record(db: Database, caller: Caller, report: StateReport) -> int:
@@ -44,6 +46,8 @@ def record(db: Database, caller: Caller, report: StateReport) -> int:
             station.antivirus_name = report.antivirus_name
         if report.antivirus_version:
             station.antivirus_version = report.antivirus_version
+        if report.agent_version:
+            station.agent_version = report.agent_version
         if report.location is not None:
             stations.set_location(session, station, report.location, "agent")
         return station.id
