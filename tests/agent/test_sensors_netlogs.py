@@ -87,7 +87,9 @@ def test_inet_diag_messages_parse_v4_v6_and_end_at_done() -> None:
         sockdiag.ListeningSocket(
             "tcp", 4, "10.0.0.5", 8080, 4242, 1000, 2**33 + 7, 0, sockdiag.TCP_LISTEN, "0.0.0.0"
         ),
-        sockdiag.ListeningSocket("tcp", 6, "2001:db8::1", 443, 9, 0, 1, 0, sockdiag.TCP_LISTEN, "::"),
+        sockdiag.ListeningSocket(
+            "tcp", 6, "2001:db8::1", 443, 9, 0, 1, 0, sockdiag.TCP_LISTEN, "::"
+        ),
     ]
     # More to come (no DONE yet), a truncated message, an error
     assert sockdiag.parse_messages(_nlmsg(20, 5, v4[:40]), 5, "tcp") == ([], False)
