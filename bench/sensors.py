@@ -161,6 +161,23 @@ def _rss_mib() -> float:
     return 0.0
 
 
+def _thread_cpu() -> dict[str, float]:
+    """CPU-seconds so far of each of this process's threads, by Python thread name (the
+    kernel's per-task counters: which thread the side's CPU went to)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(task), f"task-{task}")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def _matched(generated: Counter[Any], seen: Counter[Any]) -> int:
     return sum(min(n, seen[key]) for key, n in generated.items())
 
@@ -251,6 +268,7 @@ class Agent:
         real = os.path.realpath(TRUE)
         started: Counter[int] = Counter()
         stopped: Counter[int] = Counter()
+        unread: Counter[int] = Counter()  # gone before /proc was read: no command line
         rows = self.spool.db.execute("SELECT body, size FROM messages").fetchall()
         body_bytes = 0
         for body, size in rows:
@@ -262,6 +280,8 @@ class Agent:
                 continue
             if event["type"] == "process_started":
                 started[data["pid"]] += 1
+                if "command_line" in data.get("unavailable", ""):
+                    unread[data["pid"]] += 1
             elif event["type"] == "process_stopped":
                 stopped[data["pid"]] += 1
         self.spool.close()
@@ -272,6 +292,7 @@ class Agent:
         return {
             "started": _matched(pids, started),
             "stopped": _matched(pids, stopped),
+            "started_unread": _matched(pids, unread),
             "counted_drops": counters["dropped"] + counters["overflows"],
             "counters": counters,
             "kernel_lost": counters["overflows"],
@@ -426,13 +447,13 @@ def side(kind: str, workdir: Path, directory: Path | None, profile: Path | None)
     line = sys.stdin.readline().strip()
     if line != "go":
         raise SystemExit(f"expected go, got {line!r}")
-    cpu0, t0 = _cpu_seconds(), time.monotonic()
+    cpu0, t0, threads0 = _cpu_seconds(), time.monotonic(), _thread_cpu()
     line = sys.stdin.readline().strip()
     command, _, marker = line.partition(" ")
     if command != "stop":
         raise SystemExit(f"expected stop, got {line!r}")
     _settle(subject.progress)
-    cpu1, t1 = _cpu_seconds(), time.monotonic()
+    cpu1, t1, threads1 = _cpu_seconds(), time.monotonic(), _thread_cpu()
     rss_now = _rss_mib()
     subject.stop()
     if profiler is not None and profile is not None:
@@ -446,6 +467,9 @@ def side(kind: str, workdir: Path, directory: Path | None, profile: Path | None)
         "cpu_seconds": cpu1 - cpu0,
         "wall_seconds": t1 - t0,
         "cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0),
+        "threads_cpu_seconds": {
+            name: round(threads1[name] - threads0.get(name, 0.0), 2) for name in threads1
+        },
         "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_end_mib": rss_now,
         **subject.results(keys),

@@ -33,6 +33,8 @@ def _connector(items: list[bytes | OSError]) -> procconn.ProcConnector:
     conn = object.__new__(procconn.ProcConnector)
     conn.overflows, conn.lost, conn._next_seq = 0, 0, {}
     conn._buffer = bytearray(procconn.RECV_SIZE)
+    conn._multi = None  # one datagram per recv, from the fake socket
+    conn.timeout, conn._timeout = 0.5, 0.5
     conn.sock = FakeSocket(items)  # type: ignore[assignment]
     return conn
 
@@ -85,6 +87,8 @@ def test_the_one_unpack_fast_path_reads_what_the_general_parser_reads() -> None:
     conn = _connector(list(datagrams))
     for datagram in datagrams:
         conn.sock.recv_into(conn._buffer)
-        assert conn._parse(len(datagram)) == list(procconn.parse_sequenced(datagram))
+        assert conn._parse(conn._buffer, 0, len(datagram)) == list(
+            procconn.parse_sequenced(datagram)
+        )
     exit_events = list(procconn.parse_datagram(datagrams[2]))
     assert exit_events == [procconn.Exit(5_000, 11, 11, 256, 17, 10, 10)]

@@ -94,6 +94,7 @@ class ProcessSensor(Sensor):
         super().__init__()
         self.hashes = hashes
         self.redact = procinfo.redactor(redact)
+        self.environ = procinfo.EnvironReader(self.redact)
         self.rcvbuf = rcvbuf
         self.needs_root = needs_root
         self.table: OrderedDict[int, ProcessRecord] = OrderedDict()
@@ -193,10 +194,9 @@ class ProcessSensor(Sensor):
         just before SIGTERM), bounded in time on a host that keeps exec'ing."""
         deadline = time.monotonic() + DRAIN_SECONDS
         try:
-            conn.sock.settimeout(0.05)
             while time.monotonic() < deadline:
                 overflows = conn.overflows
-                events = conn.recv()
+                events = conn.recv(timeout=0.05)
                 if not events and conn.overflows == overflows:
                     break  # nothing left (a timeout)
                 self._handle_all(conn, events)
@@ -405,7 +405,7 @@ class ProcessSensor(Sensor):
             data["working_directory"] = cwd
         else:
             record.unavailable.append("working_directory")
-        environment = procinfo.read_environ(pid, self.redact)
+        environment = self.environ.read(pid)
         if environment is not None:
             data["environment"] = environment
         else:

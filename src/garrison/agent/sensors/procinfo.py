@@ -190,6 +190,37 @@ def read_environ(pid: int, redact: Redactor | None) -> dict[str, str] | None:
     return parse_environ(raw, redact)
 
 
+class EnvironReader:
+    """:func:`read_environ` with each environment block's parse remembered: most processes
+    get the very environment their siblings got (a shell, a service manager, a build
+    spawning the same tool), so the block's bytes are the key and a hit is one dict
+    lookup instead of a parse of every variable (the parse was the sensor thread's largest
+    cost in the sensors benchmark).  Bounded in entries and in the size of a block kept.
+    The dict handed back is shared: callers must not change it."""
+
+    ENTRIES = 128
+    BLOCK_MAX = 64 * 1024
+
+    def __init__(self, redact: Redactor | None) -> None:
+        self.redact = redact
+        self._known: dict[bytes, dict[str, str]] = {}
+
+    def read(self, pid: int) -> dict[str, str] | None:
+        try:
+            raw = _read(f"/proc/{pid}/environ")
+        except OSError:
+            return None
+        known = self._known.get(raw)
+        if known is not None:
+            return known
+        parsed = parse_environ(raw, self.redact)
+        if len(raw) <= self.BLOCK_MAX:
+            if len(self._known) >= self.ENTRIES:
+                del self._known[next(iter(self._known))]  # the oldest first
+            self._known[raw] = parsed
+        return parsed
+
+
 def read_link(pid: int, name: str) -> str | None:
     try:
         target = os.readlink(f"/proc/{pid}/{name}")
