@@ -1,7 +1,7 @@
 """Agent packages
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0018
 
 ``agent_packages``: the agent packages administrators upload for the ``UpgradeAgent`` job
 (issue 21), one per version and architecture, with the bytes, their SHA-256 and the content
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | Sequence[str] | None = "0017"
+down_revision: str | Sequence[str] | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

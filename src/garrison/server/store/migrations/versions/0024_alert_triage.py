@@ -1,7 +1,7 @@
 """Alert triage: assignment and comments
 
 Revision ID: 0024
-Revises: 0018
+Revises: 0020
 
 ``alerts.assigned_to`` / ``assigned_at``: the user an alert is assigned to, and since when
 (empty for the alerts already stored). ``alert_comments``: notes on an alert by their author;
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0024"
-down_revision: str | Sequence[str] | None = "0018"
+down_revision: str | Sequence[str] | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
