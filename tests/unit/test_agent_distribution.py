@@ -19,7 +19,7 @@ from garrison import __version__
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_LIBS = {
     "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "psycopg", "argon2-cffi",
-    "lupa", "jinja2", "structlog", "prometheus-client", "pydantic-settings", "orjson",
+    "lupa", "jinja2", "structlog", "prometheus-client", "pydantic-settings",
     "pyzipper", "python-multipart",
 }  # fmt: skip
 # Import names whose distribution is named otherwise.

@@ -41,7 +41,12 @@ ARCHITECTURE_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 # What the agent runs: the package root's __init__ and these subpackages.
 INCLUDED = ("garrison/agent/", "garrison/common/")
 VERSION_FILE = "garrison/_version.py"
-REQUIRED = ("garrison/__init__.py", VERSION_FILE, "garrison/agent/cli.py", "garrison/agent/daemon.py")
+REQUIRED = (
+    "garrison/__init__.py",
+    VERSION_FILE,
+    "garrison/agent/cli.py",
+    "garrison/agent/daemon.py",
+)
 
 
 class PackageError(ValueError):

@@ -499,7 +499,7 @@ class AgentApi:
                     return packages.descriptor(self.ctx.content, credential, wanted)
                 return packages.package_bytes(self.ctx.content, credential, wanted)
 
-            station_id, data = await run_in_threadpool(read)
+            station_id, data = await self.admission.run(read)
             request.scope[hotpath.STATION_KEY] = station_id
             if statement:
                 return Response(data, media_type="application/json")
