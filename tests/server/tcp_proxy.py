@@ -43,6 +43,11 @@ class TcpProxy:
                 client.close()
                 continue
             with self._lock:
+                # Accepted as the cut happened: refused, as by a stopped database.
+                if self._listener is not listener:
+                    for s in (client, upstream):
+                        s.close()
+                    return
                 self._open |= {client, upstream}
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
 
@@ -68,11 +73,15 @@ class TcpProxy:
                 self._open -= {a, b}
 
     def cut(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
         with self._lock:
+            listener, self._listener = self._listener, None
             sockets = list(self._open)
+        if listener is not None:
+            # shutdown wakes the thread blocked in accept (a bare close from another thread
+            # does not: it would go on accepting on the closed socket).
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
         for s in sockets:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)

@@ -1,4 +1,5 @@
-"""The version is written once, in pyproject.toml; everything else reads the installed one."""
+"""The version is written once, in src/garrison/_version.py: both distributions' metadata
+(pyproject.toml's dynamic version) and ``garrison.__version__`` come from it."""
 
 from __future__ import annotations
 
@@ -15,11 +16,16 @@ from garrison.cli.main import app as server_app
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
-def test_the_version_is_pyprojects() -> None:
-    declared = tomllib.loads(PYPROJECT.read_text())["project"]["version"]
+def test_the_version_is_written_once() -> None:
+    project = tomllib.loads(PYPROJECT.read_text())
+    assert "version" not in project["project"]
+    assert project["project"]["dynamic"] == ["version"]
+    source = project["tool"]["setuptools"]["dynamic"]["version"]["attr"]
+    assert source == "garrison._version.__version__"
+    agent = tomllib.loads((PYPROJECT.parent / "packaging/agent/pyproject.toml").read_text())
+    assert agent["tool"]["setuptools"]["dynamic"]["version"]["attr"] == source
     # Fails on a stale install too: pip install -e . again after changing the version.
-    assert importlib.metadata.version("garrison") == declared
-    assert garrison.__version__ == declared
+    assert importlib.metadata.version("garrison") == garrison.__version__
 
 
 def test_both_commands_print_it() -> None:
