@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import html
 import re
+import socket
 from pathlib import Path
 
 from sqlalchemy import update
 
 from garrison.server.stations.models import Station
-from tests.conftest import Server
+from tests.conftest import Server, ServerFactory
 from tests.console.support import csrf_of, login, make_user
+from tests.export.test_durability import send, target
+from tests.support import wait_for
 
 PAGES = [
     "/dashboard",
@@ -111,3 +114,25 @@ def test_a_viewer_gets_no_write_control_on_any_page(server: Server) -> None:
         assert set(forms) <= {"/logout", "/events/ioc-sweep"}, (page, forms)
     for page in ["/keys", "/users", "/audit", "/settings", "/jobs/new", "/files"]:
         assert server.client.get(page).status_code == 403, page
+
+
+def test_the_exports_page_shows_each_targets_counters(server_factory: ServerFactory) -> None:
+    server = server_factory(export_allow_local=True)  # the target is on this host
+    with socket.socket() as closed:  # a port nothing listens on: every send fails
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    target(server, "down", port)
+    send(server, server.enrolled_agent().headers(), 0, 3)
+    wait_for(
+        lambda: server.admin.get("/export-targets").json()[0]["failures"],
+        timeout=15,
+        what="a failed send counted",
+    )
+    password = make_user(server.admin, "root8", "admin")
+    login(server.client, "root8", password)
+    page = server.client.get("/exports").text
+    row = page.split("<td>down</td>", 1)[1].split("</tr>", 1)[0]
+    assert "unreachable" in row
+    failures = server.admin.get("/export-targets").json()[0]["failures"]
+    assert failures >= 1
+    assert '<th scope="col">Failed sends</th>' in page

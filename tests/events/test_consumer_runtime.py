@@ -116,10 +116,19 @@ def test_a_partial_send_advances_past_what_was_done_and_is_retried_from_there(
     with pytest.raises(BatchIncompleteError, match="receiver went away"):
         consumers.run_batch(db, sender)
     assert cursor(db, "sender") == seqs[0]
+    with db.reading() as session:
+        failed = consumers.counters(session, "sender")
+    assert (failed.handled, failed.failures, failed.last_error) == (1, 1, "receiver went away")
+    assert failed.last_error_at is not None
     drain(db, sender)
     assert calls == [seqs, seqs[1:]]
     assert sender.sent == seqs
     assert cursor(db, "sender") == seqs[-1]
+    with db.reading() as session:
+        done = consumers.counters(session, "sender")
+        assert consumers.counters(session, "nobody") == consumers.Counters()
+    # Every event once, the failure kept until the next one.
+    assert (done.handled, done.failures, done.last_error) == (4, 1, "receiver went away")
 
 
 def test_taking_nothing_yet_leaves_the_cursor_and_waits(db: Database) -> None:

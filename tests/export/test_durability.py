@@ -127,12 +127,23 @@ def test_tcp_receiver_down_between_batches_gets_the_backlog_once_in_order(
     for first in range(100, 300, 20):
         send(server, headers, first, 20)
     wait_refused(server, "siem")
-    assert server.admin.get("/export-targets").json()[0]["lag"] > 0
+    down = server.admin.get("/export-targets").json()[0]
+    assert down["lag"] > 0
+    # The failed sends are counted, with the last one's reason.
+    assert down["failures"] >= 1
+    assert "unreachable" in down["last_error"]
+    assert down["last_error_at"] is not None
     rsyslog.start()
     send(server, headers, 300, 100)
     lines = rsyslog.wait_lines("siem", lambda ls: len(pids(ls)) >= 400, timeout=60)
     rsyslog.stop()
     assert pids(lines) == list(range(400))
+    wait_for(
+        lambda: server.admin.get("/export-targets").json()[0]["handled"],
+        lambda handled: handled >= 400,
+        timeout=20,
+        what="the 400 events counted as handled",
+    )
 
 
 def test_refused_connections_are_retried_and_do_not_slow_ingestion(

@@ -86,6 +86,10 @@ def export_target(view: TargetView) -> s.ExportTargetOut:
             options=shown_options(t),
             position=view.position,
             lag=view.lag,
+            handled=view.counters.handled,
+            failures=view.counters.failures,
+            last_error=view.counters.last_error,
+            last_error_at=view.counters.last_error_at,
         )
     )
 

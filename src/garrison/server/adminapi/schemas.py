@@ -623,6 +623,12 @@ class ExportTargetOut(FromRow):
     options: dict[str, Any]
     position: int
     lag: int
+    # Counters from every node: events handled (sent, or filtered out), failed sends, the
+    # last failure's error and time.
+    handled: int
+    failures: int
+    last_error: str | None
+    last_error_at: dt.datetime | None
     created_at: dt.datetime
     updated_at: dt.datetime
 

@@ -29,6 +29,7 @@ can be added and removed while the runner runs (export targets change at run tim
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -161,6 +162,23 @@ def delete_cursor(session: Session, name: str) -> None:
     session.execute(delete(ConsumerCursor).where(ConsumerCursor.name == name))
 
 
+@dataclass(frozen=True)
+class Counters:
+    """A consumer's counters (``ConsumerCursor``): all nodes' together."""
+
+    handled: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    last_error_at: dt.datetime | None = None
+
+
+def counters(session: Session, name: str) -> Counters:
+    row = session.get(ConsumerCursor, name)
+    if row is None:
+        return Counters()
+    return Counters(row.handled or 0, row.failures or 0, row.last_error, row.last_error_at)
+
+
 def position(session: Session, name: str) -> int:
     return int(
         session.scalar(select(ConsumerCursor.position).where(ConsumerCursor.name == name)) or 0
@@ -233,14 +251,29 @@ def _new_position(consumer: Consumer, read: _Read, done: int) -> int:
     return read.batch[done - 1].seq if done else read.start
 
 
-def _advance(session: Session, name: str, old: int, new: int) -> None:
+ERROR_CHARS = 500  # ConsumerCursor.last_error
+
+
+def _advance(session: Session, name: str, old: int, new: int, progress: Progress) -> None:
+    """The new position, with the batch's counters: what was handled, and a failure."""
+    values: dict[str, object] = {}
     if new != old:
+        values.update(position=new, updated_at=utcnow())
+    if progress.done:
+        values["handled"] = ConsumerCursor.handled + progress.done
+    if progress.error is not None:
+        values.update(
+            failures=ConsumerCursor.failures + 1,
+            last_error=progress.error[:ERROR_CHARS],
+            last_error_at=utcnow(),
+        )
+    if values:
         # Only from where this batch started: never move a cursor back, or past a position
-        # someone else wrote meanwhile.
+        # someone else wrote meanwhile (whose batch counted itself).
         session.execute(
             update(ConsumerCursor)
             .where(ConsumerCursor.name == name, ConsumerCursor.position == old)
-            .values(position=new, updated_at=utcnow())
+            .values(**values)
         )
 
 
@@ -275,7 +308,7 @@ def run_batch(db: Database, consumer: Consumer) -> int:
             raise TypeError(f"consumer {consumer.name!r} returned a send: set outside_transaction")
         progress = _done(consumer, read, outcome)
         new = _new_position(consumer, read, progress.done)
-        _advance(session, consumer.name, int(current), new)
+        _advance(session, consumer.name, int(current), new, progress)
     return _finish(consumer, read, progress, new)
 
 
@@ -300,7 +333,7 @@ def _run_outside(db: Database, consumer: Consumer) -> int:
         progress = _done(consumer, read, result)
         new = _new_position(consumer, read, progress.done)
         with db.transaction() as session:
-            _advance(session, consumer.name, current, new)
+            _advance(session, consumer.name, current, new, progress)
     return _finish(consumer, read, progress, new)
 
 

@@ -66,3 +66,10 @@ class ConsumerCursor(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Counters since the cursor was made, added to by every node in the transaction that
+    # moves the cursor: events handled, failed attempts and the last failure (an export
+    # target's counters in the admin API and the console).
+    handled: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    failures: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(500), default=None)
+    last_error_at: Mapped[dt.datetime | None] = mapped_column(default=None)

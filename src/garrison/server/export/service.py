@@ -336,19 +336,24 @@ def delete(session: Session, actor: Actor, target_id: int) -> None:
 @dataclass(frozen=True)
 class TargetView:
     """A target with how far it has got: ``position`` is the last event sequence it
-    exported, ``lag`` how many stored events it has still to send."""
+    exported, ``lag`` how many stored events it has still to send; ``counters``: the events
+    it has handled (sent, or filtered out), its failed sends and the last one's error, from
+    every node."""
 
     target: ExportTarget
     position: int
     lag: int
+    counters: consumers.Counters
 
 
 def views(session: Session, rows: list[ExportTarget]) -> list[TargetView]:
     newest = last_position(session)
     out = []
     for t in rows:
-        position = consumers.position(session, cursor_name(t.id))
-        out.append(TargetView(t, position, max(newest - position, 0)))
+        name = cursor_name(t.id)
+        position = consumers.position(session, name)
+        counted = consumers.counters(session, name)
+        out.append(TargetView(t, position, max(newest - position, 0), counted))
     return out
 
 
