@@ -242,3 +242,31 @@ def test_the_event_search_downloads_as_ndjson(server: Server) -> None:
     typed = server.client.get("/events/export.ndjson", params={"type": "no_such_type"})
     assert typed.status_code == 422
     assert "unknown event type" in typed.text
+
+
+def test_a_runscript_hunt_names_an_approved_script_version(server: Server) -> None:
+    script = "#!/bin/sh\necho console\n"
+    digest = hashlib.sha256(script.encode()).hexdigest()
+    added = server.admin.post("/rules", {"kind": "script", "name": "triage", "content": script})
+    assert added.status_code == 201, added.text
+    csrf = _operator(server, "scripter")
+    form = _hunt_form(type="RunScript", script="triage", script_sha256=digest, value="-v\n--all\n")
+    form["script_timeout"] = "30"
+    # Not approved yet: the script library's own message, beside the version's field.
+    refused = server.client.post("/hunts", data={**form, "csrf_token": csrf})
+    assert refused.status_code == 422
+    # (Jinja writes the quotes around the name as &#39;.)
+    message = r"version 1 of script &#39;triage&#39; is not approved by an administrator"
+    assert re.search(r'id="e-script_sha256" class="problem">' + message, refused.text)
+    unknown = server.client.post("/hunts", data={**form, "script": "nope", "csrf_token": csrf})
+    assert re.search(r'id="e-script" class="problem">no script', unknown.text)
+    assert server.admin.get("/hunts").json()["total"] == 0
+
+    assert server.admin.post("/rules/triage/versions/1/approve").status_code == 200
+    made = server.client.post("/hunts", data={**form, "csrf_token": csrf}, follow_redirects=False)
+    assert made.status_code == 303, made.text
+    hunt_id = int(made.headers["location"].rsplit("/", 1)[1])
+    question = server.admin.get(f"/hunts/{hunt_id}").json()["question"]
+    assert question["type"] == "RunScript"
+    assert (question["script"], question["sha256"]) == ("triage", digest)
+    assert (question["args"], question["timeout"]) == (["-v", "--all"], 30)

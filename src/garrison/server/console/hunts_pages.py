@@ -20,8 +20,7 @@ from garrison.server.hunts import actions, results
 from garrison.server.hunts import service as hunts
 from garrison.server.hunts.models import Hunt
 
-# RunScript needs an approved script version: the admin API and CLI start those.
-QUESTIONS = ("FindFile", "FindProcess", "CollectFile", "SearchEvents", "IocSweep")
+QUESTIONS = ("FindFile", "FindProcess", "CollectFile", "SearchEvents", "IocSweep", "RunScript")
 CRITERIA = (
     ("sha256", "SHA-256 (FindFile, FindProcess)"),
     ("glob", "file name pattern (FindFile)"),
@@ -41,6 +40,11 @@ STATES = ("active", "stopped", "expired")
 DEFAULT_EXPIRES_IN = 86400
 # The form's field that shows a problem the hunt's checks name (``question.glob``...).
 FIELD_OF = (
+    # RunScript: an approved version of a script in the library (params.* from the library's
+    # check, question.* from the question's own).
+    (re.compile(r"^(question|params)\.script$"), "script"),
+    (re.compile(r"^(question|params)\.sha256$"), "script_sha256"),
+    (re.compile(r"^question\.timeout"), "script_timeout"),
     (re.compile(r"^question\.roots"), "roots"),
     (re.compile(r"^question\.max_depth"), "max_depth"),
     (re.compile(r"^question\.type"), "type"),
@@ -58,6 +62,13 @@ def question_of(form: Form) -> dict[str, Any]:
     kind = form.get("type")
     value = form.get("value")
     question: dict[str, Any] = {"type": kind}
+    if kind == "RunScript":
+        question["script"] = form.get("script")
+        question["sha256"] = form.get("script_sha256")
+        question["args"] = [line for line in value.splitlines() if line.strip()]  # one a line
+        if form.get("script_timeout").strip():
+            question["timeout"] = _number(form.get("script_timeout"))
+        return question
     if kind == "CollectFile":
         question["path"] = value
     elif kind == "IocSweep":
@@ -79,6 +90,10 @@ def target_of(form: Form) -> dict[str, Any]:
 
 def _show(form: Form, exc: GarrisonError) -> None:
     name = exc.field or "form"
+    if form.get("type") != "RunScript" and name.startswith("question.sha256"):
+        name = "question"  # FindFile's and FindProcess's sha256 is the value field
+    elif form.get("type") == "RunScript" and name.startswith("question.args"):
+        name = "question"  # the arguments are the value field
     for pattern, field in FIELD_OF:
         if pattern.match(name):
             name = field
