@@ -72,6 +72,10 @@ def start_server(
     if database_url:
         env["GARRISON_DATABASE_URL"] = database_url
     env.update(extra_env or {})
+    # One process unless the test asks for workers: most tests look at one server process
+    # (its log, its threads, its timing); the worker tests say how many they want.
+    asks = "GARRISON_WORKERS" in env or "--workers" in (extra_args or [])
+    workers = [] if asks else ["--workers", "1"]
     log_path = data_dir.parent / f"serve-{port}.log"
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
@@ -86,6 +90,7 @@ def start_server(
                 "--data-dir",
                 str(data_dir),
                 *([] if tls else ["--tls", "off"]),
+                *workers,
                 *(extra_args or []),
             ],
             stdout=log,

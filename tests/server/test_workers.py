@@ -95,6 +95,31 @@ def test_a_job_created_on_one_worker_wakes_a_poll_held_by_another(server: LiveSe
             p.close()
 
 
+def test_a_job_created_on_one_worker_is_fetched_at_once_from_another(server: LiveServer) -> None:
+    """The Armadito way: no long-poll; the agent asks right after the operator created the
+    job, and its check-in lands on the other worker (whose fast path had just answered that
+    station with nothing queued)."""
+    pids = worker_pids(server, WORKERS)
+    pinned = pinned_on_every_worker(server, pids)
+    admin = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+    try:
+        for checker, creator in ((pinned[0], pinned[1]), (pinned[1], pinned[0])):
+            agent = enrolled(server)
+            path = f"/api/jobs?agent_id={agent.agent_id}"
+            for _ in range(3):  # the token and "nothing queued" are now known on the checker
+                status, _, body = checker.request("GET", path, None, agent_headers(agent))
+                assert (status, body["jobs"]) == (200, []), body
+            job = {"type": "Scan", "station_ids": [agent.agent_id], "params": {"path": "/tmp"}}
+            status, _, created = creator.request("POST", "/admin/v1/jobs", job, admin)
+            assert status == 201, created
+            status, _, body = checker.request("GET", path, None, agent_headers(agent))
+            assert status == 200, body
+            assert [j["job_id"] for j in body["jobs"]] == [created["id"]], body
+    finally:
+        for p in pinned:
+            p.close()
+
+
 def test_a_deleted_station_s_token_is_refused_by_every_worker(server: LiveServer) -> None:
     agent = enrolled(server)
     pids = worker_pids(server, WORKERS)

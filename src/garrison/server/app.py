@@ -71,6 +71,7 @@ from garrison.server.procedures.sandbox import Limits
 from garrison.server.procedures.workers import WorkerPool
 from garrison.server.sensors import reports as sensor_reports
 from garrison.server.settings import Settings
+from garrison.server.siblings import SiblingCounter
 from garrison.server.stations import service as station_service
 from garrison.server.stations.credentials import AgentAuthenticator
 from garrison.server.stations.presence import PresenceTracker
@@ -215,7 +216,11 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
         agent_auth=AgentAuthenticator(settings, database),
         metrics=metrics,
         consumers=runner,
-        job_waiters=JobWaiters(database, interval=settings.job_watch_seconds),
+        job_waiters=JobWaiters(
+            database,
+            interval=settings.job_watch_seconds,
+            siblings=SiblingCounter(settings.data_dir / "run" / "jobs.counter"),
+        ),
         # Export targets are consumers of the same runner, added as targets appear.
         exports=ExportManager(database, runner, metrics, ExportPolicy.from_settings(settings)),
         login_guard=LoginGuard.from_settings(settings),

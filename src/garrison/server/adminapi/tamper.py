@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from garrison.server.adminapi.deps import Admin, Ctx, Viewer
+from garrison.server.adminapi.inputs import ID_MAX
 from garrison.server.adminapi.schemas import Strict
 from garrison.server.content import actions, uninstall
 from garrison.server.errors import NotFoundError
@@ -20,7 +21,9 @@ from garrison.server.jobs import service as jobs
 from garrison.server.stations.models import Station
 
 router = APIRouter(prefix="/stations", tags=["stations"])
-StationId = Annotated[int, Path(description="the station's id", ge=1, le=2**63 - 1)]
+# Station ids are serial ``integer`` columns on PostgreSQL: a larger id is refused (422), not
+# sent to the database (which answers "integer out of range").
+StationId = Annotated[int, Path(description="the station's id", ge=1, le=ID_MAX)]
 
 
 class UninstallTokenIn(Strict):

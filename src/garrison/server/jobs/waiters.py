@@ -10,6 +10,14 @@ set lets a check-in that finds nothing be answered without touching the database
 is only left out of it after a database read found it had nothing queued, and a job created
 anywhere puts it back (at once on this node, within one interval from another node; the set
 is also reloaded every ``reload_seconds`` as a safety net).
+
+Between the worker processes of one node "within one interval" is not good enough (an
+operator creates a job, the agent asks at once and lands on the sibling worker): a job
+committed in one worker also moves a counter the node's workers share
+(:class:`~garrison.server.siblings.SiblingCounter`).  While the counter differs from the
+value seen at this worker's last read of the database, every check-in here takes the full
+path, and the watcher, which looks at the counter every ``SIBLING_TICK``, reads the new
+targets and wakes their long-polls.
 """
 
 from __future__ import annotations
@@ -25,9 +33,13 @@ import structlog
 from sqlalchemy import func, select
 
 from garrison.server.jobs.models import JobTarget
+from garrison.server.siblings import SiblingCounter
 from garrison.server.store.engine import Database
 
 log = structlog.get_logger("garrison.jobs")
+
+# How often the watcher looks at the sibling workers' counter (a memory read).
+SIBLING_TICK = 0.05
 
 
 def _settle(future: asyncio.Future[bool], value: bool) -> None:
@@ -36,8 +48,17 @@ def _settle(future: asyncio.Future[bool], value: bool) -> None:
 
 
 class JobWaiters:
-    def __init__(self, db: Database, interval: float = 0.5, reload_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        interval: float = 0.5,
+        reload_seconds: float = 30.0,
+        siblings: SiblingCounter | None = None,
+    ) -> None:
         self.db = db
+        self.siblings = siblings
+        # The siblings' counter as it was just before this worker's last read of new targets.
+        self._siblings_seen = -1
         self.interval = interval
         self.reload_seconds = reload_seconds
         self._waiting: dict[int, set[asyncio.Future[bool]]] = defaultdict(set)
@@ -57,7 +78,13 @@ class JobWaiters:
 
     def may_have_jobs(self, station_id: int) -> bool:
         with self._lock:
-            return not self._loaded or station_id in self._queued
+            if not self._loaded or station_id in self._queued:
+                return True
+        return self._siblings_moved()
+
+    def _siblings_moved(self) -> bool:
+        """A sibling worker committed a job since this worker last read the new targets."""
+        return self.siblings is not None and self.siblings.read() != self._siblings_seen
 
     def version(self, station_id: int) -> int:
         with self._lock:
@@ -137,6 +164,10 @@ class JobWaiters:
         watcher's read, which, when it is its first load, takes the new job for an old one."""
         stations = frozenset(station_ids)
         self.mark_queued(stations)
+        if self.siblings is not None:
+            # Before the request that created the job answers: a check-in that follows it on
+            # a sibling worker must find the counter moved.
+            self.siblings.bump()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake, stations)
         self.poke()
@@ -152,6 +183,8 @@ class JobWaiters:
             self._loop.call_soon_threadsafe(self._poke.set)
 
     def _new_targets(self) -> list[int]:
+        # Read before the database: a job committed after this read moves the counter again.
+        seen = self.siblings.read() if self.siblings is not None else -1
         loaded: set[int] = set()
         if not self._loaded or time.monotonic() - self._loaded_at > self.reload_seconds:
             loaded = self._reload()
@@ -165,15 +198,23 @@ class JobWaiters:
             self._last_job_id = max(job_id for job_id, _ in rows)
         stations = [station_id for _, station_id in rows]
         self.mark_queued(stations)
+        self._siblings_seen = seen
         return [*stations, *loaded]
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._poke = asyncio.Event()
+        tick = min(self.interval, SIBLING_TICK) if self.siblings is not None else self.interval
+        last_read = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), self.interval)
+                await asyncio.wait_for(self._poke.wait(), tick)
+            poked = self._poke.is_set()
             self._poke.clear()
+            due = time.monotonic() - last_read >= self.interval
+            if not (poked or due or self._siblings_moved()):
+                continue
+            last_read = time.monotonic()
             try:
                 stations = await asyncio.to_thread(self._new_targets)
             except Exception:
