@@ -11,7 +11,8 @@ figure starts `garrison serve` in a subprocess (pinned to the server core, see
 bench/common.py) and posts the events in batches from
 `--clients` concurrent connections.  ``--sustained`` then posts new batches without pause
 for that long (300 s for the published figure), once per ``--workers`` count, and samples
-the procedure consumer's lag.  Prints a table and writes bench/results/ingest.json.
+every consumer's lag (procedures, each export target).  Prints a table and writes
+bench/results/ingest.json.
 """
 
 from __future__ import annotations
