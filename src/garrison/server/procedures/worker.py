@@ -155,7 +155,8 @@ local host_reader = reader(host_api)
 
 -- Compiled procedures, by name and source: the chunk is compiled once and each run loads
 -- its bytecode anew (our own dump, never a run's) with the run's environment as _ENV, so
--- the chunk's upvalues and locals start fresh every run.  Bounded in entries and bytes.
+-- the chunk's upvalues and locals start fresh every run.  Bounded in entries and bytes
+-- (sources and bytecode): past either bound the cache starts over.
 local MAX_CACHED, MAX_CACHED_BYTES = 64, 8 * 1024 * 1024
 local compiled, cached, cached_bytes = {}, 0, 0
 
@@ -176,10 +177,11 @@ local function instance(source, name, env)
   local chunk, err = load(source, "=" .. name, "t", env)
   if not chunk then return nil, err end
   code = dump(chunk)
-  if cached >= MAX_CACHED or cached_bytes + #code > MAX_CACHED_BYTES then
+  local size = #key + #code
+  if cached >= MAX_CACHED or cached_bytes + size > MAX_CACHED_BYTES then
     compiled, cached, cached_bytes = {}, 0, 0
   end
-  compiled[key], cached, cached_bytes = code, cached + 1, cached_bytes + #code
+  compiled[key], cached, cached_bytes = code, cached + 1, cached_bytes + size
   return chunk
 end
 
