@@ -338,3 +338,9 @@ def test_a_worker_is_retired_after_its_runs() -> None:
         assert pids[0] != pids[3], pids
     finally:
         pool.close()
+
+
+def test_more_procedures_than_the_compiled_cache_holds_each_run_their_own_source() -> None:
+    """Past the cache's bound (64 chunks) it starts over: every source still runs as itself."""
+    for n in [*range(70), 0, 69]:
+        assert outcome(f"return {n}") == ("ok", n)
