@@ -27,7 +27,7 @@ OWN_TYPE_KEY = "garrison_event_type"
 
 class TargetEncoder:
     """A target's records and messages, with everything that depends only on the target
-    (its profile, its formatter, the syslog identity and framing, the size bound) settled
+    (its profile, its formatter, the syslog envelope and framing, the size bound) settled
     once, when the target's consumer is made: a batch then pays only for its events."""
 
     def __init__(self, target: Target) -> None:
@@ -46,11 +46,6 @@ class TargetEncoder:
         self.max_bytes = o.max_message_bytes
         self.envelope_kind = o.envelope
         self.bom = o.bom
-        self.eset_identity: dict[str, Any] = {
-            "app_name": syslog.ESET_APP_NAME,
-            "procid": eset.pid(),
-            "msgid": "-",
-        }
 
     def record(
         self,
@@ -80,7 +75,13 @@ class TargetEncoder:
     def _wrap(self, record: Record) -> bytes:
         if record.profile == "eset" and self.eset_formatter is not None:
             payload = self.eset_formatter(record)
-            identity = self.eset_identity
+            # The pid asked each time: the process that sends may not be the one that made
+            # the encoder (a server started with several worker processes).
+            identity: dict[str, Any] = {
+                "app_name": syslog.ESET_APP_NAME,
+                "procid": eset.pid(),
+                "msgid": "-",
+            }
         else:
             if self.rename_type:
                 fields = {
