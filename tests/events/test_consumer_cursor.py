@@ -161,7 +161,8 @@ def test_events_whose_procedure_writes_nothing_need_no_transaction_of_their_own(
         # One for the event that wrote; none for the six others.
         assert settled.opened == 1, settled.opened
         with db.reading() as session:
-            wrote = [e.target for e in session.query(AuditEntry).filter_by(action="procedure.wrote")]
+            entries = session.query(AuditEntry).filter_by(action="procedure.wrote")
+            wrote = [e.target for e in entries]
         assert wrote == ["3"]
     finally:
         pool.close()
