@@ -148,8 +148,8 @@ local base = {
   getmetatable = getmetatable,
 }
 
--- The host API as Lua closures, made once (see setup): each run gets a fresh table of them,
--- so what a run stores into ``garrison`` is gone for the next.
+-- The host API as Lua closures, made once (see setup): each run gets a fresh table reading
+-- through to them, so what a run stores into ``garrison`` is gone for the next.
 local host_api = {}
 local host_reader = reader(host_api)
 
