@@ -10,7 +10,9 @@ generator's core).  The floor sends the very bytes the exporter produced, alread
 through a bare socket of the same kind in the same batches (for RELP: the same frames, each
 window waiting for its acknowledgements; for HTTP: the same request; for the file: the same
 lines written and fsync'ed once per batch).  Each measurement then waits until the receiver
-has everything; UDP reports what the kernel dropped.  Prints a table and writes
+has everything; UDP reports what the kernel dropped.  Formatting alone (the target's
+records and messages, batch by batch, nothing sent) is timed beside it, against the same
+floor.  Prints a table and writes
 bench/results/export.json.
 """
 
@@ -36,9 +38,9 @@ from bench.common import LOAD_CPU, ROOT, on_server_core, taskset
 from garrison.common.catalogue import CATALOGUE, validate
 from garrison.server.export.config import TargetOptions
 from garrison.server.export.confinement import Confinement
-from garrison.server.export.encoding import encoder
+from garrison.server.export.encoding import TargetEncoder
 from garrison.server.export.formats import FORMATS
-from garrison.server.export.mapping import StationInfo, build
+from garrison.server.export.mapping import StationInfo
 from garrison.server.export.target import Target, make_transport
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -357,7 +359,20 @@ def measure(
 ) -> dict[str, Any]:
     path = workdir / f"{fmt}-{transport_name}.ndjson"
     chosen = target(fmt, transport_name, sink, path)
-    encode = encoder(chosen)
+    # As the target's consumer does: one encoder per target, a batch's records, then its
+    # messages.
+    chosen_encoder = TargetEncoder(chosen)
+
+    def formatted(part: list[tuple[str, int, dt.datetime, dict[str, Any]]]) -> list[bytes]:
+        return chosen_encoder.encode_batch(
+            [chosen_encoder.record(t, sev, when, data, STATION) for t, sev, when, data in part]
+        )
+
+    # Formatting alone (records and messages, nothing sent), beside the floor's send.
+    started = time.perf_counter()
+    for i in range(0, len(events), batch):
+        formatted(events[i : i + batch])
+    format_seconds = time.perf_counter() - started
     # The sinks listen on loopback: the bench is the operator, and allows it.
     transport = make_transport(chosen, Confinement((workdir,), allow_local=True))
     key = delivered_key(transport_name) if transport_name != "file" else ""
@@ -365,10 +380,7 @@ def measure(
     produced: list[bytes] = []
     started = time.perf_counter()
     for i in range(0, len(events), batch):
-        messages = [
-            encode(build(t, sev, when, data, STATION))
-            for t, sev, when, data in events[i : i + batch]
-        ]
+        messages = formatted(events[i : i + batch])
         transport.send(messages)
         produced.extend(messages)
     garrison_seconds = time.perf_counter() - started
@@ -406,6 +418,8 @@ def measure(
         "floor_events_per_second": round(n / floor_seconds, 1),
         "garrison_events_per_second": round(n / garrison_seconds, 1),
         "ratio": round(floor_seconds / garrison_seconds, 4),
+        "format_events_per_second": round(n / format_seconds, 1),
+        "format_ratio": round(floor_seconds / format_seconds, 4),
     }
 
 
@@ -440,13 +454,13 @@ def main() -> None:
     result = run(args.events, args.batch)
     print(
         f"{'format':<12}{'transport':<10}{'events':>8}{'lost':>6}{'floor ev/s':>14}"
-        f"{'garrison ev/s':>16}{'ratio':>8}"
+        f"{'garrison ev/s':>16}{'ratio':>8}{'format ev/s':>14}{'fmt ratio':>10}"
     )
     for row in result["formats"]:
         print(
             f"{row['format']:<12}{row['transport']:<10}{row['events']:>8}{row['lost']:>6}"
             f"{row['floor_events_per_second']:>14}{row['garrison_events_per_second']:>16}"
-            f"{row['ratio']:>8}"
+            f"{row['ratio']:>8}{row['format_events_per_second']:>14}{row['format_ratio']:>10}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -11,7 +11,8 @@ figure starts `garrison serve` in a subprocess (pinned to the server core, see
 bench/common.py) and posts the events in batches from
 `--clients` concurrent connections.  ``--sustained`` then posts new batches without pause
 for that long (300 s for the published figure), once per ``--workers`` count, and samples
-the procedure consumer's lag.  Prints a table and writes bench/results/ingest.json.
+every consumer's lag (procedures, each export target).  Prints a table and writes
+bench/results/ingest.json.
 """
 
 from __future__ import annotations
@@ -157,16 +158,20 @@ def http_ingest(url: str | None, events: list[dict[str, Any]], batch: int, clien
             return post_events(server, agents[0], events, batch, clients)
 
 
-def _batch_body(prefix: str, start: int, batch: int) -> bytes:
-    """One batch of new process_started events (uids unique across the run)."""
+def _batch_body(prefix: str, start: int, batch: int, threats: bool = False) -> bytes:
+    """One batch of new process_started events (uids unique across the run); with
+    ``threats``, one in THREAT_EVERY a threat_detected instead."""
     events = sample_events(batch)
     for offset, event in enumerate(events):
         event["id"] = f"{prefix}{start + offset}"
+        if threats and offset % THREAT_EVERY == 0:
+            events[offset] = _threat(event["id"], start + offset)
     return orjson.dumps(events)
 
 
-def _lag(url: str) -> tuple[int, int]:
-    """The log's last position and the procedure consumer's cursor."""
+def _lag(url: str) -> tuple[int, dict[str, int]]:
+    """The log's last position and every consumer's cursor (the procedure consumer's,
+    ``procedures``, and each export target's, ``export:<id>``)."""
     from sqlalchemy import func, select
 
     from garrison.server.events.models import ConsumerCursor, Event
@@ -175,22 +180,96 @@ def _lag(url: str) -> tuple[int, int]:
     try:
         with db.engine.connect() as conn:
             top = int(conn.scalar(select(func.max(Event.seq))) or 0)
-            cursor = conn.scalar(
-                select(ConsumerCursor.position).where(ConsumerCursor.name == "procedures")
-            )
-            return top, int(cursor or 0)
+            cursors = {
+                str(name): int(position or 0)
+                for name, position in conn.execute(
+                    select(ConsumerCursor.name, ConsumerCursor.position)
+                )
+            }
+            return top, cursors
     finally:
         db.dispose()
 
 
+# The procedure the sustained run enables for the threat_detected events it mixes in (bench
+# /lua.py's realistic one, without its host read: no station here is in a group).
+PROCEDURE = r"""
+local args = ...
+if args.virus == nil then return nil end
+local name = string.lower(args.virus)
+if string.find(name, "eicar", 1, true) then return nil end
+local path = args.object or ""
+local ext = string.lower(string.match(path, "%.(%w+)$") or "")
+if ext == "exe" or ext == "dll" or ext == "scr" then
+  garrison.log(string.format("escalated %s on %s", args.virus, tostring(args.station)))
+end
+return nil
+"""
+# One event in this many of a sustained batch is a threat_detected (the rest telemetry).
+THREAT_EVERY = 10
+
+
+def _threat(uid: str, i: int) -> dict[str, Any]:
+    return {
+        "id": uid,
+        "type": "threat_detected",
+        "data": {
+            "id": 1,
+            "station": "ws-01",
+            "address": "10.0.0.5",
+            "time": 1_790_000_000 + i,
+            "object": f"/home/alice/Downloads/file{i}.exe",
+            "virus": "Win.Trojan.Agent-123",
+            "action": "quarantine",
+        },
+    }
+
+
+def _consumers(server: Any, data_dir: Path) -> dict[str, Any]:
+    """An export target (eset-json to a file, every event) and the threat_detected
+    procedure, set up through the admin API before the sustained run posts."""
+    admin = f"{server.url}/admin/v1"
+    with httpx.Client(timeout=30, headers=server.admin) as client:
+        put = client.put(
+            f"{admin}/procedures/threat_detected", json={"source": PROCEDURE, "enabled": True}
+        )
+        if put.status_code != 200:
+            raise RuntimeError(f"could not enable the procedure: {put.text[:200]}")
+        target = client.post(
+            f"{admin}/export-targets",
+            json={
+                "name": "bench-file",
+                "format": "eset-json",
+                "transport": "file",
+                "path": str(data_dir / "export" / "bench.ndjson"),
+                "options": {
+                    "aggregation_window_seconds": 0,
+                    "heartbeat_seconds": 0,
+                    "profile": "garrison",
+                },
+            },
+        )
+        if target.status_code != 201:
+            raise RuntimeError(f"could not create the export target: {target.text[:200]}")
+        return {"procedure": "threat_detected", "export_target": target.json()["id"]}
+
+
 def sustained(
-    url: str, seconds: float, batch: int, clients: int, workers: int = 1
+    url: str,
+    seconds: float,
+    batch: int,
+    clients: int,
+    workers: int = 1,
+    consumers: bool = True,
 ) -> dict[str, Any]:
     """Post new batches from ``clients`` connections for ``seconds`` without pause; the
     rate per tenth of the run shows whether it holds (no burst into an empty cache), and
-    the procedure consumer's lag is sampled every second.  ``workers`` is the server's
-    process count, passed as ``--workers`` once the server has it (1: the option is not
-    given, so this runs on a server without it)."""
+    every consumer's lag (the procedure consumer, each export target) is sampled every
+    second.  With ``consumers`` the run first enables a threat_detected procedure and an
+    export target (eset-json to a file, every event), and one event in THREAT_EVERY is a
+    threat_detected: the consumers then have work at the sustained rate.  ``workers`` is
+    the server's process count, passed as ``--workers`` once the server has it (1: the
+    option is not given, so this runs on a server without it)."""
     from bench.common import enroll_api, on_load_core, start_server
     from garrison.server.settings import Settings
 
@@ -203,9 +282,10 @@ def sustained(
     ):
         agents, _ = enroll_api(server, 1, concurrency=1)
         headers = {**agents[0].headers, "Content-Type": "application/json"}
+        setup = _consumers(server, server.data_dir) if consumers else {}
         done: list[tuple[float, int]] = []  # (finished at, events stored)
         errors: list[str] = []
-        lags: list[tuple[int, int]] = []
+        lags: list[tuple[int, dict[str, int]]] = []  # (log's end, each consumer's lag)
         lock = threading.Lock()
         started = time.perf_counter()
         deadline = started + seconds
@@ -214,7 +294,7 @@ def sustained(
             sent = 0
             with httpx.Client(base_url=server.url, timeout=120) as client:
                 while time.perf_counter() < deadline and not errors:
-                    body = _batch_body(f"c{client_index}-", sent, batch)
+                    body = _batch_body(f"c{client_index}-", sent, batch, consumers)
                     sent += batch
                     r = client.post("/api/events", content=body, headers=headers)
                     if r.status_code != 200:
@@ -229,17 +309,23 @@ def sustained(
                 t.start()
             while any(t.is_alive() for t in threads):
                 time.sleep(1.0)
-                top, cursor = _lag(url)
-                lags.append((top, top - cursor))
+                top, cursors = _lag(url)
+                lags.append((top, {name: top - at for name, at in cursors.items()}))
             for t in threads:
                 t.join()
         elapsed = time.perf_counter() - started
-        # Drained: how long the consumer takes to reach the end once posting stops.
+        # Drained: how long each consumer takes to reach the end once posting stops.
         drain_started = time.perf_counter()
-        top, cursor = _lag(url)
-        while cursor < top and time.perf_counter() - drain_started < 60:
+        drains: dict[str, float] = {}
+        top, cursors = _lag(url)
+        while time.perf_counter() - drain_started < 60:
+            for name, position in cursors.items():
+                if position >= top and name not in drains:
+                    drains[name] = round(time.perf_counter() - drain_started, 2)
+            if len(drains) == len(cursors):
+                break
             time.sleep(0.2)
-            top, cursor = _lag(url)
+            top, cursors = _lag(url)
         drain = time.perf_counter() - drain_started
     if errors:
         raise RuntimeError(f"sustained ingestion failed: {errors[0]}")
@@ -248,13 +334,26 @@ def sustained(
     for at, n in done:
         tenths[min(9, int(at / elapsed * 10))] += n
     rate = stored / elapsed
-    max_lag = max((lag for _, lag in lags), default=0)
+    names = sorted({name for _, sample in lags for name in sample})
+    per_consumer: dict[str, dict[str, Any]] = {}
+    for name in names:
+        worst = max((sample.get(name, 0) for _, sample in lags), default=0)
+        per_consumer[name] = {
+            "max_lag_events": worst,
+            # Events behind, over the rate they arrive at: how far behind in time.
+            "max_lag_seconds": round(worst / rate, 2) if rate else 0.0,
+            "drain_seconds": drains.get(name, round(drain, 2)),
+            "drained": name in drains,
+        }
+    max_lag = max((c["max_lag_events"] for c in per_consumer.values()), default=0)
     return {
         "seconds": round(elapsed, 1),
         "workers": workers,
         "stored": stored,
         "events_per_second": round(rate, 1),
         "tenths_events_per_second": [round(n / (elapsed / 10), 1) for n in tenths],
+        "consumers": per_consumer,
+        "consumer_setup": setup,
         "consumer_max_lag_events": max_lag,
         "consumer_max_lag_seconds": round(max_lag / rate, 2) if rate else 0.0,
         "consumer_drain_seconds": round(drain, 2),
@@ -373,6 +472,12 @@ def main() -> None:
             f"{held['events_per_second']:>12} ev/s over {held['seconds']} s, "
             f"{held['workers']} worker(s), consumer lag max {held['consumer_max_lag_seconds']} s"
         )
+        for name, lag in held["consumers"].items():
+            print(
+                f"{'  lag':<12}{name:<24}max {lag['max_lag_events']} events "
+                f"({lag['max_lag_seconds']} s), drained in {lag['drain_seconds']} s"
+                + ("" if lag["drained"] else " (NOT drained within 60 s)")
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 

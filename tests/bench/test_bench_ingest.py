@@ -44,3 +44,12 @@ def test_ingestion_benchmark_runs_and_reports_floor_and_ratio(tmp_path: Path) ->
     assert len(held["tenths_events_per_second"]) == 10
     assert held["consumer_max_lag_events"] >= 0
     assert "sustained" in done.stdout
+    # Every consumer's lag: the procedure consumer's and the export target's the run made.
+    assert set(held["consumers"]) == {
+        "procedures",
+        f"export:{held['consumer_setup']['export_target']}",
+    }
+    for lag in held["consumers"].values():
+        assert lag["max_lag_events"] >= 0
+        assert lag["drained"], held["consumers"]
+    assert "  lag" in done.stdout

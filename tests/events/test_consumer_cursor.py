@@ -4,10 +4,13 @@ want are passed over without being handed to it, and its cursor still reaches th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from garrison.server.audit.actor import Actor
+from garrison.server.audit.models import AuditEntry
 from garrison.server.events import consumers
 from garrison.server.events.models import Event
 from garrison.server.events.service import NewEvent, append
@@ -112,3 +115,54 @@ def test_the_procedure_consumer_wants_the_types_of_its_enabled_procedures(db: Da
     with db.transaction() as session:
         # The authorization procedure runs synchronously, never from the log.
         assert consumer.wanted_types(session) == frozenset({WANTED})
+
+
+class Counting:
+    """A database whose transactions are counted."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.opened = 0
+
+    def transaction(self) -> AbstractContextManager[Session]:
+        self.opened += 1
+        return self.db.transaction()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+def test_events_whose_procedure_writes_nothing_need_no_transaction_of_their_own(
+    db: Database,
+) -> None:
+    """Runs that succeed with nothing to apply are passed over without a transaction each;
+    an event whose run writes still gets its own (once), and the cursor reaches the end."""
+    pool = WorkerPool(1)
+    try:
+        runner = ProcedureRunner(db, pool, Limits())
+        consumer = ProcedureConsumer(runner)
+        actor = Actor(username="test", role="admin")
+        with db.transaction() as session:
+            procedures.put(
+                session,
+                actor,
+                WANTED,
+                "local args = ... if args.write then garrison.audit('wrote', args.n) end",
+            )
+        seqs = []
+        with db.transaction() as session:
+            for n in range(7):
+                data = {"n": str(n), **({"write": True} if n == 3 else {})}
+                seqs.extend(append(session, [NewEvent(WANTED, data, None, "test")]))
+        settled = Counting(db)
+        runner.db = settled  # type: ignore[assignment]  # where the consumer settles runs
+        drain(db, consumer)
+        assert cursor(db, consumer.name) == seqs[-1]
+        # One for the event that wrote; none for the six others.
+        assert settled.opened == 1, settled.opened
+        with db.reading() as session:
+            entries = session.query(AuditEntry).filter_by(action="procedure.wrote")
+            wrote = [e.target for e in entries]
+        assert wrote == ["3"]
+    finally:
+        pool.close()

@@ -141,6 +141,117 @@ def test_state_does_not_leak_from_one_call_to_the_next() -> None:
     ) == ("ok", [True, True, True, True, True, True, "A"])
 
 
+# What one run may try to leave behind for the next, in the warm state every run shares.
+LEAVE_BEHIND = """local args = ...
+leaked = 'global'
+_G.also = 'via _G'
+string.format = function() return 'hijacked' end
+string.secret, table.secret, math.pi, utf8.secret = 1, 1, 3, 1
+os.time = nil
+rawset(table, 'insert', false)
+garrison.station = function() return 'hijacked' end
+args.virus, args.extra = 'changed', 'added'
+setmetatable(_G, {__index = function() return 'from a metatable' end})
+local refused = {}
+for _, t in ipairs({string, table, math, utf8, os, garrison}) do
+  refused[#refused + 1] = not pcall(setmetatable, t, {__index = function() return 'leak' end})
+end
+refused[#refused + 1] = not pcall(function() getmetatable('').__index.upper = nil end)
+return refused
+"""
+LOOK_FOR_IT = """local args = ...
+return {leaked == nil, also == nil, string.format('%d', 7), ('%d'):format(7),
+        string.secret == nil, table.secret == nil, math.pi > 3.14, utf8.secret == nil,
+        os.time ~= nil, table.insert ~= nil, garrison.station(3).id, args.virus,
+        args.extra == nil, anything_else == nil, string.nothing == nil, ('a'):upper()}
+"""
+CLEAN = [
+    True,
+    True,
+    "7",
+    "7",
+    True,
+    True,
+    True,
+    True,
+    True,
+    True,
+    3,
+    "Eicar",
+    True,
+    True,
+    True,
+    "A",
+]
+
+
+def test_nothing_one_event_leaves_reaches_the_next() -> None:
+    """Globals, library tables (stored into, replaced, given a metatable), the host table,
+    the event's own table and the string metatable: all as they were for the next event,
+    which runs in the same worker's Lua state."""
+    args = {"virus": "Eicar"}
+    assert outcome(LEAVE_BEHIND, args) == ("ok", [True] * 7)
+    assert outcome(LOOK_FOR_IT, args) == ("ok", CLEAN)
+
+
+def test_a_chunk_compiled_once_starts_fresh_every_run() -> None:
+    """The same procedure's chunk is compiled once, but its locals and upvalues, and what it
+    stores in its globals, are new every run."""
+    source = (
+        "local seen = {}\n"
+        "local n = 0\n"
+        "local function bump() n = n + 1 seen[#seen + 1] = n return n end\n"
+        "counter = (counter or 0) + 1\n"
+        "return {bump(), #seen, counter}"
+    )
+    for _ in range(3):
+        assert outcome(source) == ("ok", [1, 1, 1])
+    # A changed source is compiled anew, not served from what was compiled before.
+    assert outcome(source.replace("n = n + 1", "n = n + 2")) == ("ok", [2, 1, 1])
+
+
+@pytest.mark.parametrize(
+    ("ending", "expected"),
+    [
+        ("error('boom')", "runtime error: threat_detected:"),
+        ("error(setmetatable({}, {}))", "runtime error: table: "),
+        ("while true do end", "cpu budget exceeded"),
+        ("local t = {} while true do t[#t + 1] = {} end", "memory limit of"),
+        ("return garrison.recent_alerts(function() end)", "runtime error: "),
+    ],
+    ids=["error", "error object", "cpu budget", "memory limit", "host refusal"],
+)
+def test_a_run_that_fails_leaves_no_trace(ending: str, expected: str) -> None:
+    source = LEAVE_BEHIND.replace("return refused", ending)
+    kind, message = outcome(source, {"virus": "Eicar"})
+    assert kind == "error", message
+    assert message.startswith(expected), message
+    assert outcome(LOOK_FOR_IT, {"virus": "Eicar"}) == ("ok", CLEAN)
+
+
+def test_a_run_past_its_deadline_leaves_no_trace() -> None:
+    """The worker is killed; the next run has a fresh one."""
+    source = LEAVE_BEHIND.replace(
+        "return refused",
+        "return string.find(string.rep('a', 60), string.rep('a?', 60)..string.rep('a', 60))",
+    )
+    kind, message = outcome(source, {"virus": "Eicar"})
+    assert (kind, message) == ("error", f"time limit of {LIMITS.seconds:g} s exceeded")
+    assert outcome(LOOK_FOR_IT, {"virus": "Eicar"}) == ("ok", CLEAN)
+
+
+def test_a_finalizer_left_in_a_global_runs_before_the_next_run() -> None:
+    """An object with a __gc kept reachable by the run's own environment is collected with
+    it, before the worker answers: its finalizer never runs during the next run."""
+    kept = "keep = setmetatable({}, {__gc = function() garrison.log('finalized') end}) return 1"
+    if POOL is None:
+        raise RuntimeError("no pool")
+    reply = POOL.run("threat_detected", kept, {}, LIMITS, reads)
+    assert reply.logs == ["finalized"], reply
+    later = POOL.run("threat_detected", "return 2", {}, LIMITS, reads)
+    assert (later.value, later.logs) == (2, []), later
+
+
 def test_each_kind_of_runaway_is_stopped() -> None:
     for source, expected in (
         ("while true do end", "cpu budget exceeded"),
@@ -211,3 +322,25 @@ def test_sandbox_escapes_fail_through_the_dry_run_endpoint(server: Server) -> No
         )
         assert response.status_code == 200, response.text
         assert (response.json()["error"], response.json()["result"]) == (error, None), source
+
+
+def test_a_worker_is_retired_after_its_runs() -> None:
+    """One warm state serves a worker's runs, up to max_runs: then a fresh worker."""
+    pool = WorkerPool(1, LIMITS.memory_bytes, max_runs=3)
+    try:
+        pids = []
+        for _ in range(6):
+            assert pool.run("threat_detected", "return 1", {}, LIMITS, reads).value == 1
+            pids.append(pool.live_pids())
+        assert pids[0] == pids[1], pids
+        assert pids[2] == [], pids  # retired at its third run's check-in
+        assert pids[3] == pids[4], pids
+        assert pids[0] != pids[3], pids
+    finally:
+        pool.close()
+
+
+def test_more_procedures_than_the_compiled_cache_holds_each_run_their_own_source() -> None:
+    """Past the cache's bound (64 chunks) it starts over: every source still runs as itself."""
+    for n in [*range(70), 0, 69]:
+        assert outcome(f"return {n}") == ("ok", n)

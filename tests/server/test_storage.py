@@ -321,11 +321,12 @@ def test_ingest_counts_stored_and_duplicates(db: Database, request: pytest.Fixtu
 
 
 def test_a_report_larger_than_one_insert_keeps_each_alert_once(db: Database) -> None:
-    """Alerts go in by multi-row inserts of alerts.INSERT_ROWS: a duplicate in another
-    chunk, and one already stored, are still told apart from the new ones."""
+    """Alerts go in by one INSERT … ON CONFLICT DO NOTHING RETURNING, rendered by pages of
+    at most 1,000 rows (SQLAlchemy's insertmanyvalues): a duplicate in another page, and
+    one already stored, are still told apart from the new ones."""
     (sid,) = make_stations(db, 1)
     ingest(db, sid, [EICAR])
-    count = alerts.INSERT_ROWS + 50
+    count = 2 * 1000 + 50
     reports = [AlertReport("Many", f"/tmp/f{i}", detection_time=DETECTED) for i in range(count)]
     # The last chunk repeats the first report and the one stored before.
     batch = [*reports, reports[0], EICAR]

@@ -22,9 +22,6 @@ from garrison.server.store.base import column_length, utcnow
 from garrison.server.store.upsert import insert_ignore_many
 from garrison.server.users import service as users
 
-# Rows per INSERT: 11 parameters each stays under SQLite's 32,766 variables.
-INSERT_ROWS = 500
-
 # The longest value of each text an agent reports, from the columns that hold it.
 THREAT_NAME_LENGTH = column_length(Alert.threat_name)
 ACTION_LENGTH = column_length(Alert.action)
@@ -104,17 +101,10 @@ def ingest(
                 "info": report.info,
             }
         )
-    stored: set[str] = set()
+    # De-duplicated in one statement for the report (see insert_ignore_many): a repeat of a
+    # stored alert, or of an earlier one in the report, is not inserted and not returned.
     table = Alert.__table__
-    for start in range(0, len(rows), INSERT_ROWS):
-        stored.update(
-            insert_ignore_many(
-                session,
-                table,  # type: ignore[arg-type]
-                rows[start : start + INSERT_ROWS],
-                table.c.checksum,
-            )
-        )
+    stored = set(insert_ignore_many(session, table, rows, table.c.checksum))  # type: ignore[arg-type]
     new: list[tuple[AlertReport, dt.datetime]] = []
     for report, row in zip(reports, rows, strict=True):
         # The first of several equal alerts in one report is the one stored.

@@ -23,8 +23,7 @@ from garrison.common.catalogue import CATALOGUE
 from garrison.server.events.consumers import Consumer, ConsumerRunner, Progress, Send
 from garrison.server.events.models import Event
 from garrison.server.export import aggregation
-from garrison.server.export.config import profile_of
-from garrison.server.export.encoding import encoder, heartbeat, record_for, sends
+from garrison.server.export.encoding import TargetEncoder, heartbeat
 from garrison.server.export.filters import forwarded
 from garrison.server.export.mapping import Record, StationInfo
 from garrison.server.export.models import ExportTarget
@@ -56,7 +55,8 @@ class ExportConsumer(Consumer):
         self.max_backlog = o.max_backlog
         # Half the aggregation window, so a batch goes soon after its window has passed.
         self.poll_seconds = min(max((o.aggregation_window_seconds or 1.0) / 2, 0.2), 1.0)
-        self.encode = encoder(target)
+        # The target's profile, formatter and framing, settled once for every batch.
+        self.encoder = TargetEncoder(target)
         self.transport: Transport | None = None
         self.last_send = time.monotonic()
         labels = (target.name,)
@@ -76,16 +76,25 @@ class ExportConsumer(Consumer):
         records = self._records(session, ready)
         if not records:
             return Progress(len(ready))
-        messages = [self.encode(record) for _, record in records]
+        messages = self.encoder.encode_batch([record for _, record in records])
         return lambda: self._send(messages, [index for index, _ in records], len(ready))
 
     def _records(self, session: Session, batch: Sequence[Event]) -> list[tuple[int, Record]]:
         """(index of the first event it stands for, record), filtered and aggregated."""
         o = self.target.options
         ids = {e.station_id for e in batch if e.station_id}
+        encoder = self.encoder
         # The eset profile names each station's group (ESET's group_name).
-        eset_profile = profile_of(self.target.format, o) == "eset"
+        eset_profile = encoder.profile == "eset"
         known = stations.export_info(session, ids, with_groups=bool(o.groups) or eset_profile)
+        # One StationInfo per station of the batch, not one per event.
+        infos = {
+            station_id: StationInfo(
+                s.uuid, s.hostname, s.address, s.os_name, s.group, s.group_description
+            )
+            for station_id, s in known.items()
+        }
+        unknown = StationInfo()
         built: list[tuple[int, int | None, Record]] = []
         for index, event in enumerate(batch):
             if event.type not in CATALOGUE:
@@ -93,22 +102,9 @@ class ExportConsumer(Consumer):
             station = known.get(event.station_id) if event.station_id else None
             if not forwarded(o, event, station.groups if station else NO_GROUPS):
                 continue
-            info = (
-                StationInfo(
-                    station.uuid,
-                    station.hostname,
-                    station.address,
-                    station.os_name,
-                    station.group,
-                    station.group_description,
-                )
-                if station
-                else StationInfo()
-            )
-            record = record_for(
-                self.target, event.type, event.severity, event.time, event.data, info
-            )
-            if not sends(self.target, record):
+            info = infos.get(event.station_id or 0, unknown)
+            record = encoder.record(event.type, event.severity, event.time, event.data, info)
+            if not encoder.sends(record):
                 continue
             built.append((index, event.station_id, record))
         return aggregation.fold(built, o.aggregation_window_seconds)

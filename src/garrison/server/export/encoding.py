@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from garrison.server.export import eset, formats, syslog
@@ -25,6 +25,111 @@ Encoder = Callable[[Record], bytes]
 OWN_TYPE_KEY = "garrison_event_type"
 
 
+class TargetEncoder:
+    """A target's records and messages, with everything that depends only on the target
+    (its profile, its formatter, the syslog envelope and framing, the size bound) settled
+    once, when the target's consumer is made: a batch then pays only for its events."""
+
+    def __init__(self, target: Target) -> None:
+        o = target.options
+        self.target = target
+        self.profile = profile_of(target.format, o)
+        self.inspect_name = o.inspect_alert_name
+        self.server = eset.local_server()
+        self.garrison = _garrison_formatter(target)
+        self.eset_formatter = formats.ESET_FORMATS.get(target.format)
+        # Garrison's own types under the eset profile, as eset-json: their type renamed.
+        self.rename_type = self.profile == "eset" and target.format == "eset-json"
+        self.sends_own = self.profile != "eset" or o.garrison_events
+        self.syslog = target.transport in SYSLOG_TRANSPORTS
+        self.framing = "none" if target.transport in UNFRAMED else o.framing
+        self.max_bytes = o.max_message_bytes
+        self.envelope_kind = o.envelope
+        self.bom = o.bom
+
+    def record(
+        self,
+        event_type: str,
+        severity: int,
+        time: dt.datetime,
+        data: dict[str, Any],
+        station: StationInfo,
+    ) -> Record:
+        """One event as the target's profile exports it."""
+        return build(
+            event_type,
+            severity,
+            time,
+            data,
+            station,
+            profile=self.profile,
+            inspect_name=self.inspect_name,
+            server=self.server,
+        )
+
+    def sends(self, record: Record) -> bool:
+        """Whether the target sends ``record``: in the eset profile, Garrison's own types
+        only when the target asks for them (``garrison_events``)."""
+        return not record.own or self.sends_own
+
+    def _wrap(self, record: Record) -> bytes:
+        if record.profile == "eset" and self.eset_formatter is not None:
+            payload = self.eset_formatter(record)
+            # The pid asked each time: the process that sends may not be the one that made
+            # the encoder (a server started with several worker processes).
+            identity: dict[str, Any] = {
+                "app_name": syslog.ESET_APP_NAME,
+                "procid": eset.pid(),
+                "msgid": "-",
+            }
+        else:
+            if self.rename_type:
+                fields = {
+                    (OWN_TYPE_KEY if k == "event_type" else k): v for k, v in record.fields.items()
+                }
+                record = dataclasses.replace(record, fields=fields)
+            payload = self.garrison(record)
+            identity = {"msgid": record.event_type}
+        if not self.syslog:
+            return payload.encode("utf-8")
+        return syslog.envelope(
+            payload,
+            severity=record.severity,
+            time=record.time,
+            kind=self.envelope_kind,
+            bom=self.bom,
+            max_bytes=1 << 30,
+            **identity,
+        )
+
+    def encode(self, record: Record) -> bytes:
+        message = self._wrap(record)
+        # Too long: shorten the longest text fields rather than cut the record, so the
+        # message stays one parseable record of at most max_message_bytes.
+        for _ in range(12):
+            if len(message) <= self.max_bytes:
+                break
+            texts = [(len(v), k) for k, v in record.fields.items() if isinstance(v, str)]
+            if not texts:
+                break
+            size, longest = max(texts)
+            excess = len(message) - self.max_bytes
+            keep = max(min(size - excess - 16, size // 2), 0)
+            fields = {**record.fields, longest: record.fields[longest][:keep] + "…"}
+            record = dataclasses.replace(record, fields=fields)
+            message = self._wrap(record)
+        if not self.syslog:
+            return message
+        if len(message) > self.max_bytes:
+            message = message[: self.max_bytes]
+        return syslog.frame(message, self.framing)
+
+    def encode_batch(self, records: Sequence[Record]) -> list[bytes]:
+        """A batch's messages, in order."""
+        encode = self.encode
+        return [encode(record) for record in records]
+
+
 def record_for(
     target: Target,
     event_type: str,
@@ -34,25 +139,12 @@ def record_for(
     station: StationInfo,
 ) -> Record:
     """One event as ``target``'s profile exports it."""
-    o = target.options
-    return build(
-        event_type,
-        severity,
-        time,
-        data,
-        station,
-        profile=profile_of(target.format, o),
-        inspect_name=o.inspect_alert_name,
-        server=eset.local_server(),
-    )
+    return TargetEncoder(target).record(event_type, severity, time, data, station)
 
 
 def sends(target: Target, record: Record) -> bool:
-    """Whether ``target`` sends ``record``: in the eset profile, Garrison's own types only
-    when the target asks for them (``garrison_events``)."""
-    if not record.own or profile_of(target.format, target.options) != "eset":
-        return True
-    return target.options.garrison_events
+    """Whether ``target`` sends ``record`` (see :meth:`TargetEncoder.sends`)."""
+    return TargetEncoder(target).sends(record)
 
 
 def _garrison_formatter(target: Target) -> Callable[[Record], str]:
@@ -62,62 +154,8 @@ def _garrison_formatter(target: Target) -> Callable[[Record], str]:
 
 
 def encoder(target: Target) -> Encoder:
-    o = target.options
-    garrison = _garrison_formatter(target)
-    eset_formatter = formats.ESET_FORMATS.get(target.format)
-    in_eset_profile = profile_of(target.format, o) == "eset"
-
-    def wrap(record: Record) -> bytes:
-        if record.profile == "eset" and eset_formatter is not None:
-            payload = eset_formatter(record)
-            identity: dict[str, Any] = {
-                "app_name": syslog.ESET_APP_NAME,
-                "procid": eset.pid(),
-                "msgid": "-",
-            }
-        else:
-            if in_eset_profile and target.format == "eset-json":
-                fields = {
-                    (OWN_TYPE_KEY if k == "event_type" else k): v for k, v in record.fields.items()
-                }
-                record = dataclasses.replace(record, fields=fields)
-            payload = garrison(record)
-            identity = {"msgid": record.event_type}
-        if target.transport not in SYSLOG_TRANSPORTS:
-            return payload.encode("utf-8")
-        return syslog.envelope(
-            payload,
-            severity=record.severity,
-            time=record.time,
-            kind=o.envelope,
-            bom=o.bom,
-            max_bytes=1 << 30,
-            **identity,
-        )
-
-    def encode(record: Record) -> bytes:
-        message = wrap(record)
-        # Too long: shorten the longest text fields rather than cut the record, so the
-        # message stays one parseable record of at most max_message_bytes.
-        for _ in range(12):
-            if len(message) <= o.max_message_bytes:
-                break
-            texts = [(len(v), k) for k, v in record.fields.items() if isinstance(v, str)]
-            if not texts:
-                break
-            size, longest = max(texts)
-            excess = len(message) - o.max_message_bytes
-            keep = max(min(size - excess - 16, size // 2), 0)
-            fields = {**record.fields, longest: record.fields[longest][:keep] + "…"}
-            record = dataclasses.replace(record, fields=fields)
-            message = wrap(record)
-        if target.transport not in SYSLOG_TRANSPORTS:
-            return message
-        if len(message) > o.max_message_bytes:
-            message = message[: o.max_message_bytes]
-        return syslog.frame(message, "none" if target.transport in UNFRAMED else o.framing)
-
-    return encode
+    """``target``'s encoder of one record (see :class:`TargetEncoder`)."""
+    return TargetEncoder(target).encode
 
 
 def heartbeat_record() -> Record:

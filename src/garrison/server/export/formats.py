@@ -7,6 +7,8 @@ cannot be split or misread by its parser, whatever the field values hold.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,7 +17,7 @@ import orjson
 from garrison import __version__
 from garrison.common.vocabulary import Severity
 from garrison.server.export.mapping import DATE_KEYS, ESET_TIME, TIME_KEY, Record
-from garrison.server.export.syslog import blank_separators, escape_separators
+from garrison.server.export.syslog import SEPARATORS, blank_separators, escape_separators
 
 VENDOR = "Garrison"
 PRODUCT = "Garrison Server"
@@ -61,8 +63,23 @@ def _leef_header(value: str) -> str:
     return blank_separators(value.replace("\\", "\\\\").replace("|", "\\|"))
 
 
+# Per delimiter: what a LEEF value must not hold (the delimiter, a tab, a separator).  Most
+# values hold none of it: one search, and the value goes as it is.
+_LEEF_UNSAFE: dict[str, re.Pattern[str]] = {}
+
+
+def _leef_unsafe(delimiter: str) -> re.Pattern[str]:
+    pattern = _LEEF_UNSAFE.get(delimiter)
+    if pattern is None:
+        pattern = re.compile(f"[{re.escape(delimiter)}\t]|{SEPARATORS.pattern}")
+        _LEEF_UNSAFE[delimiter] = pattern
+    return pattern
+
+
 def _leef_value(value: Any, delimiter: str) -> str:
     text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    if _leef_unsafe(delimiter).search(text) is None:
+        return text
     # A value may never hold the delimiter (nor a line break or other separator): the
     # record must stay whole.  LEEF has no escape: they become spaces.
     return blank_separators(text.replace(delimiter, " ").replace("\t", " "))
@@ -85,20 +102,17 @@ def _leef_attributes(record: Record, delimiter: str) -> str:
     return delimiter.join(f"{key}={_leef_value(value, delimiter)}" for key, value in attrs.items())
 
 
-def _leef_event_id(record: Record) -> str:
-    return _leef_header(record.event_type)
+@functools.lru_cache(maxsize=1024)
+def _leef_event_id(event_type: str) -> str:
+    return _leef_header(event_type)
+
+
+# The header's fixed part, escaped once.
+_LEEF_PRODUCT = "|".join([_leef_header(VENDOR), _leef_header(PRODUCT), _leef_header(__version__)])
 
 
 def leef1(record: Record) -> str:
-    header = "|".join(
-        [
-            "LEEF:1.0",
-            _leef_header(VENDOR),
-            _leef_header(PRODUCT),
-            _leef_header(__version__),
-            _leef_event_id(record),
-        ]
-    )
+    header = f"LEEF:1.0|{_LEEF_PRODUCT}|{_leef_event_id(record.event_type)}"
     return f"{header}|{_leef_attributes(record, chr(9))}"
 
 
@@ -106,16 +120,7 @@ def leef2(record: Record, delimiter: str = "^") -> str:
     if len(delimiter) != 1 or delimiter in "|=\\" or delimiter.isalnum():
         raise ValueError(f"unusable LEEF 2.0 delimiter {delimiter!r}")
     declared = f"x{ord(delimiter):02x}" if not delimiter.isprintable() else delimiter
-    header = "|".join(
-        [
-            "LEEF:2.0",
-            _leef_header(VENDOR),
-            _leef_header(PRODUCT),
-            _leef_header(__version__),
-            _leef_event_id(record),
-            declared,
-        ]
-    )
+    header = f"LEEF:2.0|{_LEEF_PRODUCT}|{_leef_event_id(record.event_type)}|{declared}"
     return f"{header}|{_leef_attributes(record, delimiter)}"
 
 
@@ -165,8 +170,14 @@ def _cef_header(value: str) -> str:
     return blank_separators(value.replace("\\", "\\\\").replace("|", "\\|"))
 
 
+# What a CEF value must escape: most values hold none of it, and go as they are.
+_CEF_UNSAFE = re.compile(f"[\\\\=]|{SEPARATORS.pattern}")
+
+
 def _cef_value(value: Any) -> str:
     text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    if _CEF_UNSAFE.search(text) is None:
+        return text
     # CEF's own escapes first; any other separator as \uXXXX (unambiguous: every literal
     # backslash is doubled before).
     return escape_separators(
@@ -178,23 +189,26 @@ def _cef_value(value: Any) -> str:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def _cef_custom_key(key: str) -> str:
+    # Cached: the keys are the catalogue's fields and ESET's, the same in every record.
     parts = [p for p in key.replace("-", "_").split("_") if p]
     name = "garrison" + "".join(p[:1].upper() + p[1:] for p in parts)
     return "".join(c for c in name if c.isalnum())
 
 
+_CEF_PRODUCT = "|".join([_cef_header(VENDOR), _cef_header(PRODUCT), _cef_header(__version__)])
+
+
+@functools.lru_cache(maxsize=1024)
+def _cef_type_header(event_type: str, garrison_type: str) -> str:
+    return f"{_cef_header(event_type)}|{_cef_header(garrison_type)}"
+
+
 def cef(record: Record) -> str:
-    header = "|".join(
-        [
-            "CEF:0",
-            _cef_header(VENDOR),
-            _cef_header(PRODUCT),
-            _cef_header(__version__),
-            _cef_header(record.event_type),
-            _cef_header(record.garrison_type),
-            str(SEVERITY_SCALE[record.severity]),
-        ]
+    header = (
+        f"CEF:0|{_CEF_PRODUCT}|{_cef_type_header(record.event_type, record.garrison_type)}"
+        f"|{SEVERITY_SCALE[record.severity]}"
     )
     ext = _cef_extension(
         record, {"rt": int(record.time.timestamp() * 1000)}, CEF_KEYS, _cef_custom_key, CEF_LABELS
@@ -295,6 +309,7 @@ ESET_LEEF_KEYS = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def _camel(key: str) -> str:
     first, *rest = [p for p in key.split("_") if p] or [key]
     return first + "".join(p[:1].upper() + p[1:] for p in rest)
@@ -377,6 +392,7 @@ _ESET_CEF_NAME_KEYS = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def _eset_cef_key(key: str) -> str:
     name = "ESETProtect" + "".join(p[:1].upper() + p[1:] for p in key.split("_") if p)
     return "".join(c for c in name if c.isalnum())

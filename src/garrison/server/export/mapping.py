@@ -14,6 +14,7 @@ them (Elastic, Sekoia, Datadog…) read that key, though ESET's documentation wr
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +58,17 @@ class Record:
 
 def eset_time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime(ESET_TIME)
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(candidate: str) -> tuple[str | None, str | None] | None:
+    """(ipv4, ipv6) of an address, None when it is not one.  Cached: a batch's events come
+    from a few stations, each naming the same address."""
+    try:
+        ip = ipaddress.ip_address(candidate)
+    except ValueError:
+        return None
+    return (str(ip), None) if ip.version == 4 else (None, str(ip))
 
 
 def _file_uri(path: Any) -> str | None:
@@ -174,11 +186,9 @@ def _addresses(station: StationInfo, data: dict[str, Any]) -> tuple[str | None, 
     for candidate in (data.get("ip"), data.get("address"), station.address):
         if not candidate:
             continue
-        try:
-            ip = ipaddress.ip_address(str(candidate))
-        except ValueError:
-            continue
-        return (str(ip), None) if ip.version == 4 else (None, str(ip))
+        found = _address(str(candidate))
+        if found is not None:
+            return found
     return None, None
 
 

@@ -4,9 +4,11 @@
 From the log (:class:`ProcedureConsumer`), event by event: the chain's procedures run in
 workers with no transaction open, then one short transaction applies what each asked for
 (or records its failure), each in its own savepoint, and moves the consumer's cursor past
-the event, so each event's writes happen exactly once.  A failing run is recorded in
-``procedure_errors`` (with its set) and passed over; after ``disable_after`` failures in a
-row of one set's procedure, it is disabled, and that is audited
+the event, so each event's writes happen exactly once.  An event whose runs all succeeded
+with nothing to apply (most events, for most procedures) needs no transaction: the cursor
+moves past it with the next one that writes, or at the end of the batch.  A failing run is
+recorded in ``procedure_errors`` (with its set) and passed over; after ``disable_after``
+failures in a row of one set's procedure, it is disabled, and that is audited
 (``procedure.auto_disable``: an audit entry, which is also an ``audit`` event in the log).
 
 Every event runs through the chain of its procedures: the enabled procedures of the enabled
@@ -81,6 +83,14 @@ class _RunEach(CheckpointedSend):
                     # of it has been applied yet).
                     return Progress(item.index, str(exc))
                 ran.append((link, reply))
+            if all(reply.error is None and not reply.actions for _, reply in ran):
+                # Nothing to apply and nothing to record: no transaction for this event.  The
+                # cursor moves past it with the next event that writes, or with the batch
+                # (the runtime moves it past what ``run`` reports done); a restart before
+                # then runs it again, which changes nothing.
+                for link, _ in ran:
+                    consumer.succeeded(link, item.name)
+                continue
             with runner.db.transaction() as session:
                 for link, reply in ran:
                     current = procedures.still_current(session, item.name, link, lock=True)
@@ -133,6 +143,11 @@ class ProcedureConsumer(Consumer):
                 links = tuple(chains[name])
                 work.append(_Work(index, event.seq, name, links, dict(event.data)))
         return _RunEach(self, work, len(batch))
+
+    def succeeded(self, link: Link, name: str) -> None:
+        """Count a run that succeeded with nothing to apply (as :meth:`counted` does for a
+        success, without a transaction): its procedure's failures in a row start over."""
+        self._failures[(link.set_name, name)] = (link.version, 0)
 
     def counted(self, session: Session, procedure: Procedure, error: str | None) -> bool:
         """Count a run's outcome; disables the procedure (in ``session``) at the

@@ -9,17 +9,25 @@ this process's time, until the server's wall-clock deadline kills it, or the ker
 
 One warm Lua state serves every run, each in an environment of its own:
 
-- fresh copies of the library tables, and globals that start empty, so that what a run
+- the library tables and ``garrison`` as fresh empty tables reading through to shared ones
+  they cannot reach (a locked metatable), and globals that start empty, so that what a run
   sets is gone for the next;
+- the procedure compiled once (by name and source) and loaded from its bytecode for every
+  run with that run's environment as ``_ENV``: its locals and upvalues start fresh;
 - the string metatable is locked (``__metatable``): ``getmetatable('')`` gives a string,
   not the table method calls go through, so a run cannot change what the next one calls;
 - its own instruction budget (a count hook, which ``pcall``, ``xpcall`` handlers and
   ``__close`` cannot swallow) and its own memory cap (the Lua allocator);
-- a full garbage collection after the run, before the worker answers, so that the run's
-  ``__gc`` finalizers run within its own deadline, never during the next run;
-- the host API (``garrison.*``) as Lua closures: no Python object is reachable from Lua.
-  Reads go to the server and back (``call``); writes are collected and sent with the
-  outcome, for the server to apply after the run.
+- a full garbage collection after a run that gave an object a finalizer (``__gc``) or
+  failed, or once the state has grown by :data:`GROWN_BYTES`, before the worker answers,
+  so that the run's ``__gc`` finalizers run within its own deadline, never during the next
+  run (a run that made none leaves only garbage no later run can reach);
+- the host API (``garrison.*``) as Lua closures, made once: no Python object is reachable
+  from Lua.  Reads go to the server and back (``call``); writes are collected and sent with
+  the outcome, for the server to apply after the run.
+
+A worker is retired after :data:`~garrison.server.procedures.workers.MAX_RUNS` runs (and
+killed on a deadline), so nothing a long series of runs might accumulate lives for ever.
 
 This module imports nothing of the server but the protocol and the argument caps: a
 worker holds no database connection and no setting.
@@ -46,6 +54,10 @@ MAX_VALUE_BYTES = 256 * 1024
 MAX_ACTIONS = 100
 MAX_LOGS = 100
 MAX_LOG_CHARS = 2000
+# Lua memory a worker's state may grow by over its size after the last full collection
+# before the collection after a run is a full one again (runs that fail or make a finalizer
+# always get one).
+GROWN_BYTES = 2 * 1024 * 1024
 # Instructions the collection after a run may take (the finalizers run with hooks off:
 # only the deadline bounds them; this bounds what our own cleanup code may do).
 CLEANUP_INSTRUCTIONS = 1_000_000
@@ -79,7 +91,7 @@ _PRELUDE = r"""
 local raw_pcall, raw_xpcall, raw_error, raw_tostring = pcall, xpcall, error, tostring
 local rawequal, select, type, pairs, setmetatable = rawequal, select, type, pairs, setmetatable
 local sethook, load, collectgarbage = debug.sethook, load, collectgarbage
-local pack, unpack = table.pack, table.unpack
+local dump = string.dump
 string.dump = nil
 
 -- Lua patterns run inside C, where no budget reaches: refuse the obviously
@@ -123,14 +135,57 @@ local lib = {
   string = copy(string), table = copy(table), math = copy(math), utf8 = copy(utf8),
   os = {time = os.time, date = os.date, clock = os.clock, difftime = os.difftime},
 }
+-- Each run sees every library (and ``garrison``) as a fresh empty table reading through to
+-- the shared one: what a run stores lands in its own table, gone with it; the shared table
+-- is out of reach (the metatable is locked: getmetatable gives false, setmetatable fails).
+local function reader(t) return {__index = t, __metatable = false} end
+local readers = {}
+for k, v in pairs(lib) do readers[k] = reader(v) end
 local base = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
   select = select, tonumber = tonumber, tostring = tostring, type = type,
   rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = rawset,
-  setmetatable = setmetatable, getmetatable = getmetatable,
+  getmetatable = getmetatable,
 }
 
-local function run(source, name, args, host, instructions)
+-- The host API as Lua closures, made once (see setup): each run gets a fresh table reading
+-- through to them, so what a run stores into ``garrison`` is gone for the next.
+local host_api = {}
+local host_reader = reader(host_api)
+
+-- Compiled procedures, by name and source: the chunk is compiled once and each run loads
+-- its bytecode anew (our own dump, never a run's) with the run's environment as _ENV, so
+-- the chunk's upvalues and locals start fresh every run.  Bounded in entries and bytes
+-- (sources and bytecode): past either bound the cache starts over.
+local MAX_CACHED, MAX_CACHED_BYTES = 64, 8 * 1024 * 1024
+local compiled, cached, cached_bytes = {}, 0, 0
+
+-- Whether a run gave an object a finalizer (a __gc metatable): then the collection after
+-- the run must be full, so that the finalizer runs within that run's deadline.
+local finalizers = false
+local function guarded_setmetatable(t, mt)
+  -- Lua marks an object for finalization only if its metatable holds __gc (raw) when it is
+  -- set: this is the only way a run's object gets one.
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then finalizers = true end
+  return setmetatable(t, mt)
+end
+
+local function instance(source, name, env)
+  local key = name .. "\0" .. source
+  local code = compiled[key]
+  if code then return load(code, "=" .. name, "b", env) end
+  local chunk, err = load(source, "=" .. name, "t", env)
+  if not chunk then return nil, err end
+  code = dump(chunk)
+  local size = #key + #code
+  if cached >= MAX_CACHED or cached_bytes + size > MAX_CACHED_BYTES then
+    compiled, cached, cached_bytes = {}, 0, 0
+  end
+  compiled[key], cached, cached_bytes = code, cached + 1, cached_bytes + size
+  return chunk
+end
+
+local function run(source, name, args, instructions)
   -- Everything a run can reach is made for it here.
   local budget_error = setmetatable({}, {__tostring = function() return "cpu budget exceeded" end})
   local exhausted, used = false, 0
@@ -157,23 +212,18 @@ local function run(source, name, args, host, instructions)
     end
   end
   local env = copy(base)
-  for k, v in pairs(lib) do env[k] = copy(v) end
+  for k, v in pairs(readers) do env[k] = setmetatable({}, v) end
+  env.setmetatable = guarded_setmetatable
   env.pcall = function(f, ...) return rethrow_budget(raw_pcall(f, ...)) end
   env.xpcall = function(f, h, ...)
     return rethrow_budget(raw_xpcall(f, guarded_handler(h), ...))
   end
   env._G = env
-  local garrison = {}
-  for fname, fn in pairs(host) do
-    garrison[fname] = function(...)
-      local ok, value = fn(...)
-      if not ok then raw_error(value, 2) end
-      return value
-    end
-  end
-  env.garrison = garrison
+  env.garrison = setmetatable({}, host_reader)
 
-  local chunk, err = load(source, "=" .. name, "t", env)
+  -- Compiling runs no procedure code (see sandbox.check_syntax); outside the hook.
+  local loaded, chunk, err = raw_pcall(instance, source, name, env)
+  if not loaded then return false, raw_tostring(chunk) end
   if not chunk then return false, "syntax error: " .. raw_tostring(err) end
   sethook(hook, "", HOOK_EVERY)
   local ok, value = raw_pcall(chunk, args)
@@ -194,8 +244,17 @@ local function run(source, name, args, host, instructions)
   return true, value
 end
 
--- After every run, the hook still armed: collect what the run left, finalizers included.
-local function cleanup()
+-- After every run, the hook still armed: collect what the run left.  Full when the run made
+-- a finalizer (it runs now, in its own run's time, never during the next), failed (what it
+-- left is dropped at once) or the state has grown past ``grown`` bytes (Lua counts in KiB);
+-- otherwise the incremental collector's ordinary steps are enough: nothing the run left is
+-- reachable from the next run (a fresh environment, fresh library tables, a fresh chunk).
+local function cleanup(failed, grown)
+  if not (finalizers or failed or collectgarbage("count") * 1024 > grown) then
+    sethook()
+    return false
+  end
+  finalizers = false
   local used = 0
   sethook(function()
     used = used + HOOK_EVERY
@@ -203,9 +262,22 @@ local function cleanup()
   end, "", HOOK_EVERY)
   raw_pcall(collectgarbage, "collect")
   sethook()
+  return true
 end
 
-return run, cleanup
+-- Once, at start: the host functions (Python callables, each returning ok and a value or a
+-- message) as Lua closures; no Python object is reachable from a run.
+local function setup(host)
+  for fname, fn in pairs(host) do
+    host_api[fname] = function(...)
+      local ok, value = fn(...)
+      if not ok then raw_error(value, 2) end
+      return value
+    end
+  end
+end
+
+return run, cleanup, setup
 """.replace("HOOK_EVERY", str(HOOK_EVERY)).replace(
     "CLEANUP_INSTRUCTIONS", str(CLEANUP_INSTRUCTIONS)
 )
@@ -297,11 +369,18 @@ class Worker:
             attribute_filter=_deny_attributes,
             max_memory=0,
         )
-        self._run, self._cleanup = self.runtime.execute(_PRELUDE.encode())
+        self._run, self._cleanup, setup = self.runtime.execute(_PRELUDE.encode())
         self.actions: list[dict[str, Any]] = []
         self.logs: list[str] = []
         self.reads = 0
         self.broken: Exception | None = None
+        # The host functions are bound to this worker (they write to ``actions`` and
+        # ``logs``, reset per run): made once, wrapped once in Lua.
+        setup(self._host())
+        self._cleanup(True, 0)
+        # Past this many bytes of Lua memory the collection after a run is a full one
+        # (see the prelude's cleanup): what runs leave is garbage, reclaimed in steps.
+        self.grown = self.runtime.get_memory_used() + GROWN_BYTES
 
     # -- Python values into Lua ------------------------------------------------------------
 
@@ -492,13 +571,13 @@ class Worker:
         # The kernel stops a run the deadline somehow misses: SIGXCPU past the budget.
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
         self.runtime.set_max_memory(self.runtime.get_memory_used() + memory)
-        outcome: dict[str, Any]
+        # Anything that escapes (a Python error of ours) leaves the outcome failed.
+        outcome: dict[str, Any] = {"ok": False, "error": "runtime error"}
         try:
             ok, value = self._run(
                 str(message["source"]).encode("utf-8"),
                 str(message["name"]).encode("utf-8"),
                 self.to_lua(message.get("args") or {}),
-                self._host(),
                 instructions,
             )
             if ok:
@@ -516,7 +595,8 @@ class Worker:
             outcome = {"ok": False, "error": f"runtime error: {_shown_error(exc)}"}
         finally:
             self.runtime.set_max_memory(0)
-            self._cleanup()
+            if self._cleanup(not outcome["ok"], self.grown):
+                self.grown = self.runtime.get_memory_used() + GROWN_BYTES
         if self.broken is not None:
             raise self.broken
         return {

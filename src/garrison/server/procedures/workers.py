@@ -29,6 +29,10 @@ from garrison.server.procedures.sandbox import Limits, ProcedureUnavailableError
 
 log = structlog.get_logger("garrison.procedures")
 START_SECONDS = 30.0
+# Runs one worker serves before it is retired (killed at check-in, a fresh one started when
+# next needed): one warm Lua state runs every run in between (see worker.py), and nothing a
+# long series of runs might leave in it lives for ever.
+MAX_RUNS = 100_000
 WORKER = [sys.executable, "-m", "garrison.server.procedures.worker"]
 
 # A host read: (function name, its arguments) → what the procedure gets.  Raising
@@ -103,10 +107,13 @@ class _Worker:
 class WorkerPool:
     """At most ``size`` workers; see the module docstring."""
 
-    def __init__(self, size: int = 2, memory_bytes: int = Limits().memory_bytes) -> None:
+    def __init__(
+        self, size: int = 2, memory_bytes: int = Limits().memory_bytes, max_runs: int = MAX_RUNS
+    ) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
         self.size = size
+        self.max_runs = max_runs
         # RLIMIT_AS of a worker: what it maps at rest plus this (the Lua cap, twice, for what
         # Python builds around it, and room for the interpreter).
         self.memory_limit = 2 * memory_bytes + 128 * 1024 * 1024
@@ -157,12 +164,15 @@ class WorkerPool:
 
     def _checkin(self, worker: _Worker) -> None:
         with self._cond:
-            if self._closed or worker not in self._all:
-                worker.kill()
-                return
             worker.runs += 1
-            self._idle.append(worker)
+            retired = self._closed or worker not in self._all or worker.runs >= self.max_runs
+            if retired:
+                self._all.discard(worker)
+            else:
+                self._idle.append(worker)
             self._cond.notify()
+        if retired:
+            worker.kill()
 
     def _discard(self, worker: _Worker) -> None:
         worker.kill()

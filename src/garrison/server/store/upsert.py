@@ -32,11 +32,16 @@ def insert_ignore_many(
     session: Session, table: Table, rows: Sequence[Mapping[str, Any]], key: ColumnElement[Any]
 ) -> list[Any]:
     """Insert each row unless a unique key already holds it (or an earlier row of ``rows``
-    does); returns the ``key`` values of the rows inserted, in no particular order."""
+    does); returns the ``key`` values of the rows inserted, in no particular order.
+
+    One statement for the rows (SQLAlchemy's "insertmanyvalues": a multi-row ``INSERT …
+    ON CONFLICT DO NOTHING RETURNING`` per page of up to 1,000 rows, within the backend's
+    parameter limit), its SQL compiled once and cached: a ``.values(rows)`` statement is
+    compiled anew for every batch, which cost more than the insert itself."""
     if not rows:
         return []
-    stmt = dialect_insert(session, table).values(list(rows)).on_conflict_do_nothing().returning(key)
-    return list(session.execute(stmt).scalars())
+    stmt = dialect_insert(session, table).on_conflict_do_nothing().returning(key)
+    return list(session.execute(stmt, list(rows)).scalars())
 
 
 def upsert(
