@@ -59,7 +59,7 @@ def image() -> str:
 
 
 def write_tiny_elf(path: Path) -> Path:
-    """A 128-byte x86-64 ELF executable: ``exit_group(0)``.  Its last 8 bytes are unique to
+    """A 137-byte x86-64 ELF executable: ``exit_group(0)``.  Its last 8 bytes are unique to
     this run (its hash is nobody else's)."""
     import struct
 
@@ -338,6 +338,9 @@ class Agent:
             "started": _matched(pids, started),
             "stopped": _matched(pids, stopped),
             "started_unread": _matched(pids, unread),
+            # Execs whose real uid/gid were carried (UID/GID events) vs read from /proc.
+            "ids_carried": self.sensor.ids_carried,
+            "ids_read": self.sensor.ids_read,
             "counted_drops": counters["dropped"] + counters["overflows"],
             "counters": counters,
             "kernel_lost": counters["overflows"],
