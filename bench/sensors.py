@@ -48,6 +48,47 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": {"rates": [200, 1000, 5000], "seconds": 20.0, "file_rate": 1000, "file_seconds": 20.0},
 }
 TRUE = "/bin/true"
+# The image the generator spawns and the agent's events are matched by: /bin/true, or (the
+# top rate, ``--image tiny``) a static ELF that only calls exit_group, written at run time:
+# no dynamic loader, so the spawn costs the kernel's fork/exec/exit only.
+IMAGE_ENV = "GARRISON_BENCH_IMAGE"
+
+
+def image() -> str:
+    return os.environ.get(IMAGE_ENV) or TRUE
+
+
+def write_tiny_elf(path: Path) -> Path:
+    """A 137-byte x86-64 ELF executable: ``exit_group(0)``.  Its last 8 bytes are unique to
+    this run (its hash is nobody else's)."""
+    import struct
+
+    base = 0x400000
+    code = b"\x31\xff" + b"\xb8\xe7\x00\x00\x00" + b"\x0f\x05"  # xor edi,edi; mov eax,231
+    size = 64 + 56 + len(code) + 8
+    header = struct.pack(
+        "<16sHHIQQQIHHHHHH",
+        b"\x7fELF\x02\x01\x01" + b"\x00" * 9,
+        2,  # ET_EXEC
+        62,  # EM_X86_64
+        1,
+        base + 64 + 56,  # entry: the code after the headers
+        64,  # program headers right after this one
+        0,
+        0,
+        64,
+        56,
+        1,
+        0,
+        0,
+        0,
+    )
+    segment = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    path.write_bytes(header + segment + code + os.urandom(8))
+    path.chmod(0o755)
+    return path
+
+
 MIB = 1024 * 1024
 # The bench spool may hold the whole run: with no server to send to, the agent's default
 # 64 MiB would fill at 1,000 execs/s in about 20 s and measure the spool's size instead.
@@ -57,7 +98,9 @@ SPOOL_BYTES = 4096 * MIB
 # -- the generators -------------------------------------------------------------------------
 
 
-SPAWN_WORKERS = 8  # generator processes above ONE_WORKER_RATE, on every core
+# Generator processes above ONE_WORKER_RATE, on every core (GARRISON_BENCH_WORKERS: another
+# count, to find the machine's top rate).
+SPAWN_WORKERS = int(os.environ.get("GARRISON_BENCH_WORKERS") or 8)
 ONE_WORKER_RATE = 1500
 
 
@@ -97,6 +140,7 @@ def _spawn_loop(rate: float, seconds: float, out: Path) -> None:
     burst behind schedule (a machine that cannot keep up runs slower, and the achieved
     rate says so)."""
     env = dict(os.environ)
+    spawned_image = image()
     pids: list[int] = []
     started = time.perf_counter()
     spawned = 0
@@ -106,7 +150,7 @@ def _spawn_loop(rate: float, seconds: float, out: Path) -> None:
             break
         due = min(int(elapsed * rate) + 1, spawned + 20)
         while spawned < due:
-            pids.append(os.posix_spawn(TRUE, [TRUE], env))
+            pids.append(os.posix_spawn(spawned_image, [spawned_image], env))
             spawned += 1
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0]:
@@ -265,7 +309,8 @@ class Agent:
         self.hashes.close()
 
     def results(self, pids: Counter[int]) -> dict[str, Any]:
-        real = os.path.realpath(TRUE)
+        spawned = image()
+        real = os.path.realpath(spawned)
         started: Counter[int] = Counter()
         stopped: Counter[int] = Counter()
         unread: Counter[int] = Counter()  # gone before /proc was read: no command line
@@ -276,7 +321,7 @@ class Agent:
             event = json.loads(body)
             data = event["data"]
             path = data.get("file_path")
-            if path not in (TRUE, real) and "file_path" not in data.get("unavailable", ""):
+            if path not in (spawned, real) and "file_path" not in data.get("unavailable", ""):
                 continue
             if event["type"] == "process_started":
                 started[data["pid"]] += 1
@@ -293,6 +338,9 @@ class Agent:
             "started": _matched(pids, started),
             "stopped": _matched(pids, stopped),
             "started_unread": _matched(pids, unread),
+            # Execs whose real uid/gid were carried (UID/GID events) vs read from /proc.
+            "ids_carried": self.sensor.ids_carried,
+            "ids_read": self.sensor.ids_read,
             "counted_drops": counters["dropped"] + counters["overflows"],
             "counters": counters,
             "kernel_lost": counters["overflows"],
@@ -608,6 +656,21 @@ def _tmpfs(base: Path) -> Any:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@contextlib.contextmanager
+def _image(path: Path | None) -> Any:
+    """The generator's image (and the sides' match) for what runs inside; None: /bin/true."""
+    before = os.environ.get(IMAGE_ENV)
+    if path is not None:
+        os.environ[IMAGE_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(IMAGE_ENV, None)
+        else:
+            os.environ[IMAGE_ENV] = before
+
+
 def run(size: str, workdir: Path, profile: Path | None = None) -> dict[str, Any]:
     from bench.common import LOAD_CPU, fig, target
 
@@ -624,10 +687,16 @@ def run(size: str, workdir: Path, profile: Path | None = None) -> dict[str, Any]
         }
     rows: list[dict[str, Any]] = []
     for rate in p["rates"]:
-        floor = measure("floor", rate, p["seconds"], workdir / f"floor-{rate}")
-        prof = profile if (profile is not None and rate == 1000) else None
-        agent = measure("agent", rate, p["seconds"], workdir / f"agent-{rate}", profile=prof)
-        rows.append({"rate": rate, "floor": floor, "agent": agent})
+        # Past one worker's rate, the tiny static image: /bin/true's dynamic loading capped
+        # the generator at about 1,570 execs/s on this 2-core host (bench/findings.md).
+        tiny = rate > ONE_WORKER_RATE
+        with _image(write_tiny_elf(workdir / "tiny-exit") if tiny else None):
+            floor = measure("floor", rate, p["seconds"], workdir / f"floor-{rate}")
+            prof = profile if (profile is not None and rate == 1000) else None
+            agent = measure("agent", rate, p["seconds"], workdir / f"agent-{rate}", profile=prof)
+        rows.append(
+            {"rate": rate, "floor": floor, "agent": agent, "image": "tiny" if tiny else TRUE}
+        )
     files: dict[str, Any] | None = None
     file_note = ""
     with _tmpfs(workdir / "files") as (mount, why):

@@ -56,11 +56,20 @@ def test_parse_exec_fork_exit_and_ack() -> None:
     assert (killed.code, killed.killed_by, killed.parent_tgid) == (None, 15, None)  # old kernel
     (ack,) = procconn.parse_datagram(_datagram(0x0, struct.pack("=I", 0)))
     assert ack == procconn.Ack(0)
+    (uid,) = procconn.parse_datagram(_datagram(0x4, struct.pack("=iiII", 42, 40, 1000, 0)))
+    assert uid == procconn.IdChange(123_456_789, 42, 40, False, 1000, 0)
+    (gid,) = procconn.parse_datagram(_datagram(0x40, struct.pack("=iiII", 42, 42, 7, 8)))
+    assert gid == procconn.IdChange(123_456_789, 42, 42, True, 7, 8)
+    # The one-unpack path of the connector reads them as the general parser does.
+    conn = object.__new__(procconn.ProcConnector)
+    raw = _datagram(0x40, struct.pack("=iiII", 42, 42, 7, 8))
+    assert [e for _s, _c, e in conn._parse(raw, 0, len(raw))] == [gid]
 
 
 def test_parse_skips_unused_kinds_truncated_and_several_per_datagram() -> None:
-    uid_change = _datagram(0x4, struct.pack("=iiII", 1, 1, 0, 0))
-    assert list(procconn.parse_datagram(uid_change)) == []
+    sid_change = _datagram(0x80, struct.pack("=ii", 1, 1))
+    assert list(procconn.parse_datagram(sid_change)) == []
+    assert list(procconn.parse_datagram(_datagram(0x4, b"\x01" * 8))) == []  # truncated id
     assert list(procconn.parse_datagram(_datagram(0x2, b"\x01"))) == []  # truncated body
     assert list(procconn.parse_datagram(b"\x00" * 10)) == []
     two = _datagram(0x2, struct.pack("=ii", 5, 5)) + _datagram(0x2, struct.pack("=ii", 6, 6))

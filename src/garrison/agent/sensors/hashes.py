@@ -155,16 +155,17 @@ class HashCache:
 
     # -- hashing ----------------------------------------------------------------------------
 
-    def facts(self, path: str) -> FileFacts | None:
+    def facts(self, path: str, dir_fd: int | None = None) -> FileFacts | None:
         """The file's stat and hashes (from the cache, hashed now, or queued); None when it
         cannot be opened at all.
 
         A cache hit costs one ``stat``: the key (device, inode, size, mtime, ctime) says
         the content is the one hashed, so the file is opened only to hash it (a miss) --
         the open, fstat and close of every event were a tenth of an exec's enrichment in
-        the sensors benchmark (bench/findings.md)."""
+        the sensors benchmark (bench/findings.md).  ``dir_fd``: ``path`` is relative to
+        that directory (``exe`` of an open ``/proc/<pid>``)."""
         try:
-            st = os.stat(path)
+            st = os.stat(path, dir_fd=dir_fd)
         except OSError:
             return None
         if stat.S_ISREG(st.st_mode):
@@ -176,7 +177,9 @@ class HashCache:
                     born = self._births.get(key)
                 return _made(st, "ok", cached, born)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+            fd = os.open(
+                path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, dir_fd=dir_fd
+            )
         except OSError:
             return None
         handed = False

@@ -46,6 +46,9 @@ EXEC = struct.Struct("=ii")  # process_pid, process_tgid
 EXIT = struct.Struct("=iiII")
 EXIT_PARENT = struct.Struct("=ii")
 ACK = struct.Struct("=I")  # err
+# id_proc_event: process_pid, process_tgid, then ruid/rgid and euid/egid (in the initial
+# user namespace: the kernel maps them with from_kuid_munged(&init_user_ns, ...)).
+ID = struct.Struct("=iiII")
 # nlmsghdr, cn_msg and the proc_event header at once (what, cpu signed, timestamp_ns): the
 # common datagram, read in one unpack (ProcConnector._parse).
 HEADERS = struct.Struct("=IHHII" + "IIIIHH" + "IiQ")
@@ -53,6 +56,8 @@ HEADERS = struct.Struct("=IHHII" + "IIIIHH" + "IiQ")
 PROC_EVENT_NONE = 0x00000000  # the answer to a LISTEN request (ack.err)
 PROC_EVENT_FORK = 0x00000001
 PROC_EVENT_EXEC = 0x00000002
+PROC_EVENT_UID = 0x00000004
+PROC_EVENT_GID = 0x00000040
 PROC_EVENT_EXIT = 0x80000000
 RECV_SIZE = 64 * 1024
 # recvmmsg: datagrams read per call at most (the caller gets the events back often enough
@@ -101,11 +106,25 @@ class Exit:
 
 
 @dataclass(frozen=True)
+class IdChange:
+    """A task's credentials changed (``commit_creds``: any of its real, effective, saved or
+    filesystem uids, or gids, for ``gid``): the set*id calls, the exec of a set-id file.
+    ``pid`` is the thread whose credentials changed: Linux keeps credentials per thread."""
+
+    timestamp_ns: int
+    pid: int
+    tgid: int
+    gid: bool  # False: the uids changed (PROC_EVENT_UID); True: the gids (PROC_EVENT_GID)
+    real: int
+    effective: int
+
+
+@dataclass(frozen=True)
 class Ack:
     err: int
 
 
-ProcEvent = Fork | Exec | Exit | Ack
+ProcEvent = Fork | Exec | Exit | IdChange | Ack
 
 
 def listen_message(op: int = PROC_CN_MCAST_LISTEN, seq: int = 0) -> bytes:
@@ -116,8 +135,8 @@ def listen_message(op: int = PROC_CN_MCAST_LISTEN, seq: int = 0) -> bytes:
 
 
 def parse_proc_event(data: bytes | memoryview) -> ProcEvent | None:
-    """A ``struct proc_event``; None for the kinds this sensor does not use (uid, gid, sid,
-    ptrace, comm, coredump) or a truncated one."""
+    """A ``struct proc_event``; None for the kinds this sensor does not use (sid, ptrace,
+    comm, coredump) or a truncated one."""
     if len(data) < PROC_EVENT_HEADER.size:
         return None
     what, _cpu, ts = PROC_EVENT_HEADER.unpack_from(data, 0)
@@ -134,6 +153,9 @@ def parse_proc_event(data: bytes | memoryview) -> ProcEvent | None:
         if rest >= EXIT.size + EXIT_PARENT.size:
             parent = EXIT_PARENT.unpack_from(data, body + EXIT.size)
         return Exit(ts, pid, tgid, code, signum, parent[0], parent[1])
+    if what in (PROC_EVENT_UID, PROC_EVENT_GID) and rest >= ID.size:
+        pid, tgid, real, effective = ID.unpack_from(data, body)
+        return IdChange(ts, pid, tgid, what == PROC_EVENT_GID, real, effective)
     if what == PROC_EVENT_NONE and rest >= ACK.size:
         return Ack(ACK.unpack_from(data, body)[0])
     return None
@@ -305,6 +327,9 @@ class ProcConnector:
                         event = Exit(ts, pid, tgid, code, signum, ppid, ptgid)
                     else:
                         event = Exit(ts, pid, tgid, code, signum, None, None)
+                elif what in (PROC_EVENT_UID, PROC_EVENT_GID) and rest >= ID.size:
+                    pid, tgid, real, effective = ID.unpack_from(buf, body)
+                    event = IdChange(ts, pid, tgid, what == PROC_EVENT_GID, real, effective)
                 elif what == PROC_EVENT_NONE and rest >= ACK.size:
                     event = Ack(ACK.unpack_from(buf, body)[0])
                 return [(seq, -1 if what == PROC_EVENT_NONE else cpu, event)]

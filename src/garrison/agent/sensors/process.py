@@ -9,6 +9,17 @@ process's children take their facts from it.
 A process that is gone before it could be read is still reported, with what the kernel
 gave (pid, times, parent, exit code) and ``unavailable`` naming what could not be read.
 
+The real uid and gid are not read from ``/proc/<pid>/status`` at every exec (the kernel
+builds that whole file for two numbers): they are carried.  A child gets them from the
+thread that forked it, and they change only through ``commit_creds``, which sends the
+connector's UID/GID events (set*id, setfs*id, the exec of a set-id file; an exec itself
+never changes the real ids).  What carrying cannot know is read from /proc instead: a
+process whose fork the sensor did not see, a child of a thread other than the main one,
+a process one of whose threads changed its own credentials (Linux keeps them per thread),
+and every process after the kernel dropped events (the UID event may be among them).
+``login_user`` is read at each exec: the audit login uid is set by a write to
+``/proc/self/loginuid``, which sends no event.
+
 At start, once subscribed, the sensor reports the running processes no earlier run reported
 (``seen_at_start``, :mod:`.reported`); at a graceful stop it reads what the kernel already
 queued on the socket before closing it, so the execs before the stop are all reported.
@@ -30,7 +41,7 @@ from garrison.agent import host
 from garrison.agent.sensors import procinfo
 from garrison.agent.sensors.base import Sensor, SensorUnavailableError, Sink
 from garrison.agent.sensors.hashes import FileFacts, HashCache
-from garrison.agent.sensors.procconn import Exec, Exit, Fork, ProcConnector
+from garrison.agent.sensors.procconn import Exec, Exit, Fork, IdChange, ProcConnector
 from garrison.agent.sensors.reported import Reported, running_pids, start_event_id
 
 log = logging.getLogger("garrison.agent.sensors.process")
@@ -54,6 +65,20 @@ class ProcessRecord:
     gid: int | None = None
     login_uid: int | None = None
     unavailable: list[str] = field(default_factory=list)
+    # The fields shared by the exec's and the exit's events, built once at exec (None: not
+    # built, or a hash was still pending then and the exit must look again).
+    common: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class KnownIds:
+    """A live process's real uid and gid, as the sensor follows them (module docstring)."""
+
+    uid: int
+    gid: int
+    # False once one of its threads other than the main one changed its own credentials:
+    # an exec from that thread takes the thread's, so the next exec reads /proc.
+    single: bool
 
 
 def event_id(event_type: str, unique_pid: str, kernel_ns: int) -> str:
@@ -99,6 +124,9 @@ class ProcessSensor(Sensor):
         self.needs_root = needs_root
         self.table: OrderedDict[int, ProcessRecord] = OrderedDict()
         self.forked_from: OrderedDict[int, int] = OrderedDict()  # child tgid -> parent tgid
+        self.ids: dict[int, KnownIds] = {}  # tgid -> real ids, carried (module docstring)
+        self.ids_carried = 0  # execs whose ids came from the table, not from /proc
+        self.ids_read = 0
         self._sink: Sink | None = None
         self._conn: ProcConnector | None = None
         self._host = host.hostname()
@@ -180,6 +208,7 @@ class ProcessSensor(Sensor):
         lost, enobufs = conn.lost, conn.overflows
         if lost or enobufs:
             conn.lost = conn.overflows = 0
+            self.ids.clear()  # a UID/GID event may be among the lost: read them again
             self.counters.add("overflows", lost)
             self.enobufs += enobufs
             log.warning("process connector overflow: the kernel dropped events (counted)")
@@ -213,30 +242,43 @@ class ProcessSensor(Sensor):
         self.reported.live.clear()
         for pid in running_pids():
             read_ns = time.monotonic_ns()
-            record = self.read_process(pid, read_ns)
-            if "start_time" in record.unavailable or (
-                record.path is None and record.command_line is None
-            ):
-                continue  # gone meanwhile, or a kernel thread
-            self._remember(record)
-            if before.get(record.unique_pid) == (record.path or ""):
-                self.reported.add(record.unique_pid, record.path)  # reported by a previous run
-                continue
-            self._at_start[record.unique_pid] = read_ns
-            if not sink.allow(self):
-                continue
-            self.seen_at_start += 1
-            self._report_started(
-                sink,
-                record,
-                pid,
-                self._wall(read_ns),
-                start_event_id(record.unique_pid, record.path),
-                at_start=True,
-            )
+            dir_fd = procinfo.open_dir(pid)
+            if dir_fd is None:
+                continue  # gone meanwhile
+            try:
+                self._snapshot_one(sink, before, pid, read_ns, dir_fd)
+            finally:
+                os.close(dir_fd)
         self._at_start_until = time.monotonic_ns() + 5_000_000_000
         self.reported.save()
         log.info("process sensor: %d running process(es) reported at start", self.seen_at_start)
+
+    def _snapshot_one(
+        self, sink: Sink, before: dict[str, str], pid: int, read_ns: int, dir_fd: int
+    ) -> None:
+        record = self.read_process(pid, read_ns, dir_fd=dir_fd)
+        if "start_time" in record.unavailable or (
+            record.path is None and record.command_line is None
+        ):
+            self.ids.pop(pid, None)
+            return  # gone meanwhile, or a kernel thread
+        self._remember(record)
+        if before.get(record.unique_pid) == (record.path or ""):
+            self.reported.add(record.unique_pid, record.path)  # reported by a previous run
+            return
+        self._at_start[record.unique_pid] = read_ns
+        if not sink.allow(self):
+            return
+        self.seen_at_start += 1
+        self._report_started(
+            sink,
+            record,
+            pid,
+            self._wall(read_ns),
+            start_event_id(record.unique_pid, record.path),
+            dir_fd,
+            at_start=True,
+        )
 
     # -- events --------------------------------------------------------------------------------
 
@@ -244,11 +286,56 @@ class ProcessSensor(Sensor):
         if isinstance(event, Fork):
             if event.child_pid == event.child_tgid:  # a process, not a thread
                 self._remember_fork(event.child_tgid, event.parent_tgid)
+                self._inherit_ids(event)
         elif isinstance(event, Exec):
             if event.pid == event.tgid:
                 self.on_exec(event)
-        elif isinstance(event, Exit) and event.pid == event.tgid:
-            self.on_exit(event)
+        elif isinstance(event, Exit):
+            if event.pid == event.tgid:
+                self.on_exit(event)
+        elif isinstance(event, IdChange):
+            self.on_id_change(event)
+
+    def _inherit_ids(self, event: Fork) -> None:
+        """The child holds the credentials of the thread that forked it: carried when that
+        is the parent's main thread and its ids are known; otherwise read at its exec."""
+        ids = self.ids
+        known = ids.get(event.parent_tgid) if event.parent_pid == event.parent_tgid else None
+        if known is None:
+            ids.pop(event.child_tgid, None)  # a reused pid's stale entry
+            return
+        ids[event.child_tgid] = KnownIds(known.uid, known.gid, True)
+        if len(ids) > TABLE_SIZE:
+            del ids[next(iter(ids))]  # the oldest first
+
+    def on_id_change(self, event: IdChange) -> None:
+        known = self.ids.get(event.tgid)
+        if known is None:
+            return  # not followed: its next exec reads /proc
+        if event.pid != event.tgid:
+            known.single = False  # one thread's own credentials
+        elif event.gid:
+            known.gid = event.real
+        else:
+            known.uid = event.real
+
+    def _ids(self, pid: int, dir_fd: int | None) -> tuple[int, int] | None:
+        """The real uid and gid of ``pid`` now: carried, or read from /proc (and followed
+        from then on)."""
+        known = self.ids.get(pid)
+        if known is not None and known.single:
+            self.ids_carried += 1
+            return known.uid, known.gid
+        found = procinfo.read_status_ids(pid, dir_fd) if dir_fd is not None else None
+        if found is None:
+            self.ids.pop(pid, None)
+            return None
+        self.ids_read += 1
+        uid, gid, threads = found
+        self.ids[pid] = KnownIds(uid, gid, threads <= 1)
+        if len(self.ids) > TABLE_SIZE:
+            del self.ids[next(iter(self.ids))]
+        return uid, gid
 
     def _remember_fork(self, child: int, parent: int) -> None:
         self.forked_from[child] = parent
@@ -266,10 +353,26 @@ class ProcessSensor(Sensor):
         # The connector's timestamp is CLOCK_MONOTONIC (ktime_get_ns).
         return kernel_ns / 1e9 + self._wall_offset
 
-    def read_process(self, pid: int, kernel_ns: int, with_parent: bool = True) -> ProcessRecord:
-        """Everything /proc still says about ``pid``, now."""
+    def read_process(
+        self, pid: int, kernel_ns: int, with_parent: bool = True, dir_fd: int | None = None
+    ) -> ProcessRecord:
+        """Everything /proc still says about ``pid``, now.  ``dir_fd``: its ``/proc/<pid>``
+        opened by the caller (otherwise opened and closed here)."""
+        if dir_fd is not None:
+            return self._read_process(pid, kernel_ns, with_parent, dir_fd)
+        own = procinfo.open_dir(pid)
+        try:
+            return self._read_process(pid, kernel_ns, with_parent, own)
+        finally:
+            if own is not None:
+                os.close(own)
+
+    def _read_process(
+        self, pid: int, kernel_ns: int, with_parent: bool, dir_fd: int | None
+    ) -> ProcessRecord:
+        # dir_fd None: /proc/<pid> is gone; nothing is read but the carried ids.
         missing: list[str] = []
-        stat = procinfo.read_stat(pid)
+        stat = procinfo.read_stat(pid, dir_fd) if dir_fd is not None else None
         if stat is not None:
             uid_text = procinfo.unique_pid(pid, stat.start_ticks)
             start: float | None = stat.start_time
@@ -278,19 +381,19 @@ class ProcessSensor(Sensor):
             uid_text = f"{procinfo.boot_id()}-{pid}-ns{kernel_ns}"
             start = None
             missing.append("start_time")
-        exe = f"/proc/{pid}/exe"
-        path = procinfo.read_link(pid, "exe")
-        facts = self.hashes.facts(exe) if path is not None else None
+        path = procinfo.read_link(pid, "exe", dir_fd) if dir_fd is not None else None
+        facts = self.hashes.facts("exe", dir_fd) if path is not None else None
         if path is None:
             missing.append("file_path")
         if facts is None or facts.digests is None:
             missing.append("sha256")
-        command_line = procinfo.read_cmdline(pid)
+        command_line = procinfo.read_cmdline(pid, dir_fd) if dir_fd is not None else None
         if command_line is None:
             missing.append("command_line")
-        ids = procinfo.read_ids(pid)
+        ids = self._ids(pid, dir_fd)
         if ids is None:
             missing.append("user")
+        login_uid = procinfo.read_login_uid(pid, dir_fd) if dir_fd is not None else None
         record = ProcessRecord(
             pid=pid,
             unique_pid=uid_text,
@@ -299,9 +402,9 @@ class ProcessSensor(Sensor):
             command_line=command_line,
             facts=facts,
             ppid=stat.ppid if stat is not None else self.forked_from.get(pid),
-            uid=ids.uid if ids else None,
-            gid=ids.gid if ids else None,
-            login_uid=ids.login_uid if ids else None,
+            uid=ids[0] if ids else None,
+            gid=ids[1] if ids else None,
+            login_uid=login_uid,
             unavailable=missing,
         )
         if with_parent and record.ppid:
@@ -337,8 +440,10 @@ class ProcessSensor(Sensor):
             data["command_line"] = record.command_line
         facts = self._fresh_facts(record)
         data.update(_file_fields("", record.path, facts))
+        settled = True  # no hash pending: the exit may reuse these fields as they are
         if facts is not None:
             data["hash_status"] = facts.status
+            settled = facts.status != "pending"
         if record.ppid:
             data["parent_pid"] = record.ppid
             parent = self.table.get(record.ppid)
@@ -348,11 +453,15 @@ class ProcessSensor(Sensor):
                 data["parent_path"] = record.parent_path
             if parent is not None and parent.unique_pid == record.parent_unique_pid:
                 parent_facts = self._fresh_facts(parent)
+                if parent_facts is not None and parent_facts.status == "pending":
+                    settled = False
                 if parent_facts is not None and parent_facts.digests is not None:
                     data["parent_md5"] = parent_facts.digests.md5
                     data["parent_sha256"] = parent_facts.digests.sha256
                 if parent.command_line is not None:
                     data["parent_command_line"] = parent.command_line
+        if settled:
+            record.common = data
         return data
 
     def _fresh_facts(self, record: ProcessRecord) -> FileFacts | None:
@@ -375,20 +484,26 @@ class ProcessSensor(Sensor):
             self.forked_from.pop(event.pid, None)
             self.table.pop(event.pid, None)
             return
-        record = self.read_process(event.pid, event.timestamp_ns)
-        self._remember(record)
-        if self._at_start:
-            if event.timestamp_ns > self._at_start_until:
-                self._at_start = {}
-            elif self._at_start.get(record.unique_pid, -1) >= event.timestamp_ns:
-                return  # exec'd before the start snapshot read it: reported there
-        self._report_started(
-            sink,
-            record,
-            event.pid,
-            self._wall(event.timestamp_ns),
-            event_id("process_started", record.unique_pid, event.timestamp_ns),
-        )
+        dir_fd = procinfo.open_dir(event.pid)
+        try:
+            record = self._read_process(event.pid, event.timestamp_ns, True, dir_fd)
+            self._remember(record)
+            if self._at_start:
+                if event.timestamp_ns > self._at_start_until:
+                    self._at_start = {}
+                elif self._at_start.get(record.unique_pid, -1) >= event.timestamp_ns:
+                    return  # exec'd before the start snapshot read it: reported there
+            self._report_started(
+                sink,
+                record,
+                event.pid,
+                self._wall(event.timestamp_ns),
+                event_id("process_started", record.unique_pid, event.timestamp_ns),
+                dir_fd,
+            )
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
 
     def _report_started(
         self,
@@ -397,15 +512,18 @@ class ProcessSensor(Sensor):
         pid: int,
         when: float,
         the_id: str,
+        dir_fd: int | None,
         at_start: bool = False,
     ) -> None:
         data = self._common(record, when)
-        cwd = procinfo.read_link(pid, "cwd")
+        if record.common is data:
+            record.common = data.copy()  # the exit's, without what follows (exec only)
+        cwd = procinfo.read_link(pid, "cwd", dir_fd) if dir_fd is not None else None
         if cwd is not None:
             data["working_directory"] = cwd
         else:
             record.unavailable.append("working_directory")
-        environment = self.environ.read(pid)
+        environment = self.environ.read(pid, dir_fd) if dir_fd is not None else None
         if environment is not None:
             data["environment"] = environment
         else:
@@ -431,14 +549,24 @@ class ProcessSensor(Sensor):
             if gone is not None:
                 self.reported.discard(gone.unique_pid)
             self.forked_from.pop(event.pid, None)
+            self.ids.pop(event.pid, None)
             return
         record = self.table.pop(event.pid, None)
         parent_tgid = self.forked_from.pop(event.pid, None)
         if record is None:
             record = self._record_at_exit(event, parent_tgid)
+        self.ids.pop(event.pid, None)  # after _record_at_exit, which may use it
         self.reported.discard(record.unique_pid)
         when = self._wall(event.timestamp_ns)
-        data = self._common(record, when)
+        data = record.common
+        if data is not None:
+            # Built at exec, nothing pending since: the record is out of the table, so its
+            # dict is this event's (the parent's fields are those of the exec, even when
+            # the parent has exited since).
+            record.common = None
+            data["time"] = when
+        else:
+            data = self._common(record, when)
         data["end_time"] = when
         if event.code is not None:
             data["exit_code"] = event.code
@@ -472,7 +600,13 @@ class ProcessSensor(Sensor):
             missing.append("start_time")
         ppid = event.parent_tgid or parent_tgid or (stat.ppid if stat else None)
         image = self.table.get(parent_tgid) if parent_tgid else None
-        ids = procinfo.read_ids(event.pid)
+        known = self.ids.get(event.pid)
+        ids: tuple[int, int] | None
+        if known is not None and known.single:
+            ids = known.uid, known.gid
+        else:
+            found = procinfo.read_status_ids(event.pid)
+            ids = found[:2] if found is not None else None
         record = ProcessRecord(
             pid=event.pid,
             unique_pid=uid_text,
@@ -481,8 +615,8 @@ class ProcessSensor(Sensor):
             command_line=image.command_line if image else None,
             facts=image.facts if image else None,
             ppid=ppid,
-            uid=ids.uid if ids else None,
-            gid=ids.gid if ids else None,
+            uid=ids[0] if ids else None,
+            gid=ids[1] if ids else None,
             unavailable=missing,
         )
         if image is None:

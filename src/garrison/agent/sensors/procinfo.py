@@ -83,13 +83,28 @@ READ_CHUNK = 16 * 1024
 READ_MAX = 1024 * 1024  # an environment or command line past this is cut (bounded events)
 
 
-def _read(path: str) -> bytes:
+def open_dir(pid: int) -> int | None:
+    """A descriptor of ``/proc/<pid>`` (None: gone), for the ``dir_fd`` of the readers
+    below: each file is then one ``openat`` of a short name, not a walk of
+    ``/proc/<pid>/`` again, and every read is of this very process (the descriptor stays
+    bound to it: when it is reaped the reads fail, even if its pid is reused meanwhile)."""
+    try:
+        return os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _path(pid: int, name: str, dir_fd: int | None) -> str:
+    return name if dir_fd is not None else f"/proc/{pid}/{name}"
+
+
+def _read(path: str, dir_fd: int | None = None) -> bytes:
     """A /proc file's bytes.  Plain strings and ``os.open``/``os.read``, not ``pathlib`` nor
     ``open``: on the event path (several reads per exec) pathlib's path building cost a
     third of the sensor's time in the ``sensors`` benchmark's profile, and a buffered file
     object adds an fstat, an ioctl and an lseek to each read (bench/findings.md).  /proc
     files give what they have in one read: a read shorter than asked is the end."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         data = os.read(fd, READ_CHUNK)
         if len(data) < READ_CHUNK:
@@ -107,9 +122,9 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
-def read_stat(pid: int) -> Stat | None:
+def read_stat(pid: int, dir_fd: int | None = None) -> Stat | None:
     try:
-        return parse_stat(_read(f"/proc/{pid}/stat").decode(errors="replace"))
+        return parse_stat(_read(_path(pid, "stat", dir_fd), dir_fd).decode(errors="replace"))
     except OSError:
         return None
 
@@ -126,9 +141,9 @@ def parse_cmdline(raw: bytes) -> str:
     return text[:MAX_COMMAND_LINE]
 
 
-def read_cmdline(pid: int) -> str | None:
+def read_cmdline(pid: int, dir_fd: int | None = None) -> str | None:
     try:
-        raw = _read(f"/proc/{pid}/cmdline")
+        raw = _read(_path(pid, "cmdline", dir_fd), dir_fd)
     except OSError:
         return None
     return parse_cmdline(raw) if raw else None  # empty: a zombie or a kernel thread
@@ -205,9 +220,9 @@ class EnvironReader:
         self.redact = redact
         self._known: dict[bytes, dict[str, str]] = {}
 
-    def read(self, pid: int) -> dict[str, str] | None:
+    def read(self, pid: int, dir_fd: int | None = None) -> dict[str, str] | None:
         try:
-            raw = _read(f"/proc/{pid}/environ")
+            raw = _read(_path(pid, "environ", dir_fd), dir_fd)
         except OSError:
             return None
         known = self._known.get(raw)
@@ -221,9 +236,9 @@ class EnvironReader:
         return parsed
 
 
-def read_link(pid: int, name: str) -> str | None:
+def read_link(pid: int, name: str, dir_fd: int | None = None) -> str | None:
     try:
-        target = os.readlink(f"/proc/{pid}/{name}")
+        target = os.readlink(_path(pid, name, dir_fd), dir_fd=dir_fd)
     except OSError:
         return None
     return target
@@ -257,21 +272,36 @@ def parse_status_ids(text: str | bytes) -> tuple[int, int] | None:
     return None if uid is None or gid is None else (uid, gid)
 
 
-def read_ids(pid: int) -> Ids | None:
-    base = f"/proc/{pid}"
+def read_status_ids(pid: int, dir_fd: int | None = None) -> tuple[int, int, int] | None:
+    """Real uid, real gid and the number of threads, from ``/proc/<pid>/status``."""
     try:
-        ids = parse_status_ids(_read(f"{base}/status"))
+        raw = b"\n" + _read(_path(pid, "status", dir_fd), dir_fd)
+        uid = _status_field(raw, b"\nUid:")
+        gid = _status_field(raw, b"\nGid:")
+        threads = _status_field(raw, b"\nThreads:")
     except (OSError, ValueError):
         return None
-    if ids is None:
+    if uid is None or gid is None:
         return None
-    login: int | None = None
+    return uid, gid, threads if threads is not None else 0
+
+
+def read_login_uid(pid: int, dir_fd: int | None = None) -> int | None:
+    """The audit login uid (None: no login session, or unreadable).  Set by writing
+    ``/proc/self/loginuid`` (pam_loginuid), which the process connector does not report:
+    it is read, never carried from a parent."""
     try:
-        value = int(_read(f"{base}/loginuid").strip())
-        login = None if value == NO_LOGIN_UID else value
+        value = int(_read(_path(pid, "loginuid", dir_fd), dir_fd).strip())
     except (OSError, ValueError):
-        pass
-    return Ids(ids[0], ids[1], login)
+        return None
+    return None if value == NO_LOGIN_UID else value
+
+
+def read_ids(pid: int, dir_fd: int | None = None) -> Ids | None:
+    found = read_status_ids(pid, dir_fd)
+    if found is None:
+        return None
+    return Ids(found[0], found[1], read_login_uid(pid, dir_fd))
 
 
 @functools.lru_cache(maxsize=1024)
