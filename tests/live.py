@@ -52,6 +52,10 @@ class LiveServer:
         return self.process.returncode
 
 
+class PortTaken(RuntimeError):
+    """The free port picked for the server was taken by another process before it bound."""
+
+
 def start_server(
     data_dir: Path,
     database_url: str | None = None,
@@ -66,7 +70,29 @@ def start_server(
     """Plain HTTP (``--tls off``) unless ``tls``: most tests are about something else, and
     the Armadito agent has no usable CA options.  ``ca``: what the health check trusts
     (default: the server's own CA).  ``host``: another local address (a veth end) for
-    agents in a network namespace."""
+    agents in a network namespace.  A port picked here and taken by another process between
+    the pick and the bind (parallel tests) is picked again; a port the test gave is not."""
+    attempts = 1 if port else 3
+    for attempt in range(attempts):
+        try:
+            return _start(data_dir, database_url, extra_env, wait, tls, extra_args, port, ca, host)
+        except PortTaken:
+            if attempt == attempts - 1:
+                raise
+    raise RuntimeError("unreachable: the last attempt raises")
+
+
+def _start(
+    data_dir: Path,
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    wait: float = 30,
+    tls: bool = False,
+    extra_args: list[str] | None = None,
+    port: int | None = None,
+    ca: Path | None = None,
+    host: str = "127.0.0.1",
+) -> LiveServer:
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GARRISON_")}
     if database_url:
@@ -103,7 +129,10 @@ def start_server(
 
     def healthy() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"garrison serve exited early:\n{log_path.read_text()}")
+            output = log_path.read_text()
+            if "address already in use" in output:
+                raise PortTaken(f"port {port} was taken before garrison serve bound it")
+            raise RuntimeError(f"garrison serve exited early:\n{output}")
         if tls and not ca_file.exists():
             return False
         try:
