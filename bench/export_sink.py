@@ -16,7 +16,10 @@ import json
 import socket
 import ssl
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 COUNTS: dict[str, int] = {
     "tcp_bytes": 0,
@@ -35,85 +38,94 @@ def relp_frame(txnr: bytes, command: bytes, data: bytes) -> bytes:
     return head + (b" " + data if data else b"") + b"\n"
 
 
-def stream_counter(key: str) -> Any:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def receiver(handle: Handler) -> Handler:
+    """``handle`` until its peer is gone, then the connection closed.  An exporter may end
+    its connection with a reset (RST, e.g. closing with unread answers in its buffer): that
+    is the end of its stream as an EOF is, not an error (asyncio would print it as an
+    "Unhandled exception in client_connected_cb" traceback)."""
+
+    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while chunk := await reader.read(1 << 20):
-                COUNTS[key] += len(chunk)
+            await handle(reader, writer)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
         finally:
             writer.close()
+
+    return run
+
+
+def stream_counter(key: str) -> Handler:
+    @receiver
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while chunk := await reader.read(1 << 20):
+            COUNTS[key] += len(chunk)
 
     return handle
 
 
+@receiver
 async def relp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """A RELP receiver: parses each frame by its length and answers ``rsp 200 OK``."""
     buffer = b""
-    try:
-        while chunk := await reader.read(1 << 20):
-            buffer += chunk
-            answers = []
-            while True:
-                first = buffer.find(b" ")
-                second = buffer.find(b" ", first + 1)
-                if first < 0 or second < 0:
-                    break
-                end_of_length = second + 1
-                while end_of_length < len(buffer) and buffer[end_of_length] in b"0123456789":
-                    end_of_length += 1
-                if end_of_length >= len(buffer):
-                    break
-                length = int(buffer[second + 1 : end_of_length])
-                start = end_of_length + (1 if length else 0)
-                if len(buffer) < start + length + 1:
-                    break
-                txnr, command = buffer[:first], buffer[first + 1 : second]
-                buffer = buffer[start + length + 1 :]
-                if command == b"syslog":
-                    COUNTS["relp_messages"] += 1
-                    answers.append(relp_frame(txnr, b"rsp", b"200 OK"))
-                elif command == b"open":
-                    answers.append(relp_frame(txnr, b"rsp", RELP_OPEN_ANSWER))
-                elif command == b"close":
-                    answers.append(relp_frame(txnr, b"rsp", b"200 OK"))
-                    answers.append(relp_frame(b"0", b"serverclose", b""))
-            if answers:
-                writer.write(b"".join(answers))
-                await writer.drain()
-    finally:
-        writer.close()
+    while chunk := await reader.read(1 << 20):
+        buffer += chunk
+        answers = []
+        while True:
+            first = buffer.find(b" ")
+            second = buffer.find(b" ", first + 1)
+            if first < 0 or second < 0:
+                break
+            end_of_length = second + 1
+            while end_of_length < len(buffer) and buffer[end_of_length] in b"0123456789":
+                end_of_length += 1
+            if end_of_length >= len(buffer):
+                break
+            length = int(buffer[second + 1 : end_of_length])
+            start = end_of_length + (1 if length else 0)
+            if len(buffer) < start + length + 1:
+                break
+            txnr, command = buffer[:first], buffer[first + 1 : second]
+            buffer = buffer[start + length + 1 :]
+            if command == b"syslog":
+                COUNTS["relp_messages"] += 1
+                answers.append(relp_frame(txnr, b"rsp", b"200 OK"))
+            elif command == b"open":
+                answers.append(relp_frame(txnr, b"rsp", RELP_OPEN_ANSWER))
+            elif command == b"close":
+                answers.append(relp_frame(txnr, b"rsp", b"200 OK"))
+                answers.append(relp_frame(b"0", b"serverclose", b""))
+        if answers:
+            writer.write(b"".join(answers))
+            await writer.drain()
 
 
+@receiver
 async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """HTTP/1.1 with keep-alive: reads each request's Content-Length body, answers 200."""
-    try:
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                return
-            length = 0
-            for line in head.split(b"\r\n"):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            body = await reader.readexactly(length)
-            COUNTS["http_requests"] += 1
-            COUNTS["http_bytes"] += len(body)
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-            await writer.drain()
-    finally:
-        writer.close()
+    while True:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return
+        length = 0
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        body = await reader.readexactly(length)
+        COUNTS["http_requests"] += 1
+        COUNTS["http_bytes"] += len(body)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
 
 
+@receiver
 async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while line := await reader.readline():
-            if line.strip() == b"stats":
-                writer.write(json.dumps(COUNTS).encode() + b"\n")
-                await writer.drain()
-    finally:
-        writer.close()
+    while line := await reader.readline():
+        if line.strip() == b"stats":
+            writer.write(json.dumps(COUNTS).encode() + b"\n")
+            await writer.drain()
 
 
 class Datagrams(asyncio.DatagramProtocol):

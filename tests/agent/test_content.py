@@ -467,6 +467,8 @@ def test_disk_full_during_the_swap_keeps_the_previous_content(
     assert retried.status == "installed"
 
 
+# Holds a wake-up (a swap) to a second or two, no slack for a loaded machine: alone.
+@pytest.mark.serial
 def test_scanning_goes_on_while_the_new_engine_loads(
     agent: Agent, fake: FakeContentServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

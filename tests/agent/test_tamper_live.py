@@ -16,15 +16,17 @@ listens on the host's end.  While isolated:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -51,11 +53,30 @@ def _ip(*args: str) -> None:
         raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
 
 
+def _claim_octet() -> tuple[int, IO[bytes]]:
+    """A /30 of 10.231.X.0/24 that no other test process holds: parallel test workers each
+    make namespaces, and two veths with one address would take each other's traffic.  The
+    claim is a lock on a file named by X, held until the namespace is deleted (and freed by
+    the kernel if the test process dies)."""
+    start = secrets.randbelow(200)
+    for step in range(200):
+        octet = 16 + (start + step) % 200
+        lock = Path(tempfile.gettempdir()) / f"garrison-test-10.231.{octet}.lock"
+        claim = lock.open("wb")
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            claim.close()
+            continue
+        return octet, claim
+    raise RuntimeError("every 10.231.X.0/30 is held by another test")
+
+
 class Namespace:
     def __init__(self) -> None:
         tag = secrets.token_hex(3)
         self.name = f"gt-{tag}"
-        self.octet = 16 + secrets.randbelow(200)
+        self.octet, self.claim = _claim_octet()
         self.host_ip = f"10.231.{self.octet}.1"
         self.ns_ip = f"10.231.{self.octet}.2"
         self.veth = (f"gvh{tag}", f"gvn{tag}")
@@ -89,6 +110,7 @@ class Namespace:
     def delete(self) -> None:
         subprocess.run(["ip", "link", "del", self.veth[0]], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
+        self.claim.close()
 
 
 @pytest.fixture

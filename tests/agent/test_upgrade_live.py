@@ -31,7 +31,9 @@ from tests.conftest import BACKENDS, EMPTY_TABLES, RESTART_SEQUENCES
 from tests.live import LiveServer, start_server
 from tests.support import wait_for
 
-pytestmark = pytest.mark.slow
+# One station goes through the module's upgrades in order (9.1.0, then the rollbacks to it):
+# under xdist its tests stay together on one worker, in file order.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("upgrade_live")]
 SOURCE = agent_package.source_root()
 
 

@@ -28,6 +28,8 @@ from tests.support import SLACK_SECONDS, Admin, ArmaditoAgent, sqlite_only, wait
 BUDGET = 0.5  # seconds: the in-process servers' procedure deadline
 LIVE_BUDGET = 3.0  # the real servers': long enough to probe the server while one runs
 ANSWER_WITHIN = 1.0
+# The live servers' tests hold each answer to ANSWER_WITHIN, with no slack for a loaded
+# machine: they are marked serial, so scripts/test runs them after the parallel pass, alone.
 
 GC = "setmetatable({}, {__gc=function() while true do end end}) return 1"
 DOT_MINUS = "return string.find(string.rep('a', 64), string.rep('.-', 10)..'b')"
@@ -269,6 +271,7 @@ def more_than(count: int) -> Callable[[list[Any]], bool]:
     return lambda items: len(items) > count
 
 
+@pytest.mark.serial
 def test_stalling_procedures_leave_the_server_answering(live_server: Live) -> None:
     s = live_server
     for what, source, path, expected in STALLING:
@@ -298,6 +301,7 @@ def test_stalling_procedures_leave_the_server_answering(live_server: Live) -> No
     assert elapsed < ANSWER_WITHIN, elapsed
 
 
+@pytest.mark.serial
 def test_a_stalling_authorization_procedure_leaves_the_server_answering(
     live_server: Live,
 ) -> None:
@@ -326,6 +330,7 @@ def test_a_stalling_authorization_procedure_leaves_the_server_answering(
     )
 
 
+@pytest.mark.serial
 @sqlite_only
 def test_forty_hanging_dry_runs_exhaust_nothing(live_server: Live) -> None:
     s = live_server
@@ -355,6 +360,7 @@ def test_forty_hanging_dry_runs_exhaust_nothing(live_server: Live) -> None:
     assert s.client.get("/admin/v1/health").status_code == 200
 
 
+@pytest.mark.serial
 def test_a_server_killed_while_a_procedure_runs_skips_that_event_after_restart(
     tmp_path: Path, database_url: str
 ) -> None:

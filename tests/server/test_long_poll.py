@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from garrison.server.audit.actor import SYSTEM
 from garrison.server.jobs.actions import create_job
 from garrison.server.store.engine import Database
@@ -13,6 +15,8 @@ from tests.conftest import Server, ServerFactory
 from tests.support import SLACK_SECONDS, wait_for
 
 
+# Holds a wake-up (a swap) to a second or two, no slack for a loaded machine: alone.
+@pytest.mark.serial
 def test_a_waiting_agent_gets_a_new_job_within_a_second(server: Server) -> None:
     agent = server.enrolled_agent()
     got: list[tuple[float, dict[str, Any]]] = []

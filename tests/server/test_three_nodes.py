@@ -148,6 +148,8 @@ def test_each_event_reaches_the_procedures_once_with_three_nodes(
     assert max(counts.values()) == 1
 
 
+# Holds a wake-up (a swap) to a second or two, no slack for a loaded machine: alone.
+@pytest.mark.serial
 def test_a_job_on_any_node_wakes_a_poll_held_through_the_balancer(fleet: Fleet) -> None:
     for node in fleet.nodes:  # the job is created on each node in turn
         agent = enroll(fleet)

@@ -59,6 +59,8 @@ def agent_headers(agent: ArmaditoAgent) -> dict[str, str]:
     return {"Authorization": f"Bearer {agent.token}", "Content-Type": "application/json"}
 
 
+# Holds a wake-up (a swap) to a second or two, no slack for a loaded machine: alone.
+@pytest.mark.serial
 def test_a_job_created_on_one_worker_wakes_a_poll_held_by_another(server: LiveServer) -> None:
     pids = worker_pids(server, WORKERS)
     pinned = pinned_on_every_worker(server, pids)

@@ -42,6 +42,9 @@ def test_one_whole_member_inflates() -> None:
         (bad_crc(BODY), "not valid gzip"),
         (b"not gzip", "not valid gzip"),
     ],
+    # Named, not by their bytes: gzip's header holds the time, and each xdist worker must
+    # collect the same ids.
+    ids=["two members", "trailing byte", "flushed only", "no trailer", "bad crc", "not gzip"],
 )
 def test_anything_but_one_whole_member_is_refused(body: bytes, problem: str) -> None:
     with pytest.raises(MalformedRequestError) as refused:
