@@ -228,7 +228,8 @@ def _term_filter(
     return Event.seq.in_(terms)
 
 
-def search(session: Session, q: EventQuery, limit: int, offset: int) -> tuple[list[Event], int]:
+def search_query(q: EventQuery) -> Any:
+    """The search's SELECT of events, unordered (its plan is what the pruning test reads)."""
     unknown = [t for t in q.types if t not in CATALOGUE]
     if unknown:
         raise InvalidInputError(f"unknown event type {unknown[0]!r}", field="type")
@@ -245,6 +246,11 @@ def search(session: Session, q: EventQuery, limit: int, offset: int) -> tuple[li
         value = getattr(q, name)
         if value:
             query = query.where(_term_filter(role, value, q.since, q.until))
+    return query
+
+
+def search(session: Session, q: EventQuery, limit: int, offset: int) -> tuple[list[Event], int]:
+    query = search_query(q)
     total = session.scalar(query.with_only_columns(func.count(Event.seq)))
     rows = session.scalars(query.order_by(*NEWEST_FIRST).limit(limit).offset(offset))
     return list(rows), int(total or 0)
