@@ -123,8 +123,7 @@ def _pg_upgrade() -> None:
     for index, columns in EVENT_INDEXES:
         op.execute(f"CREATE INDEX {index} ON events ({columns})")
     op.execute(
-        "ALTER TABLE event_terms ADD CONSTRAINT pk_event_terms"
-        " PRIMARY KEY (seq, role, value, time)"
+        "ALTER TABLE event_terms ADD CONSTRAINT pk_event_terms PRIMARY KEY (seq, role, value, time)"
     )
     op.execute("CREATE INDEX ix_event_terms_lookup ON event_terms (role, value, seq)")
     op.execute("ANALYZE events")
