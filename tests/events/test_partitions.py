@@ -104,7 +104,10 @@ def test_retention_drops_a_day_whose_events_all_expired(db: Database) -> None:
 
 
 def plan(db: Database, query: Any) -> str:
-    compiled = query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    compiled = query.compile(
+        dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"literal_binds": True},
+    )
     with db.reading() as session:
         return "\n".join(r for (r,) in session.execute(text(f"EXPLAIN {compiled}")))
 

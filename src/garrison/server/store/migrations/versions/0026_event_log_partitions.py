@@ -69,7 +69,7 @@ def _sqlite_terms(with_time: bool) -> None:
 
 def _pg_days(bind: sa.engine.Connection, source: str) -> list[dt.date]:
     stored = bind.execute(
-        sa.text(f"SELECT DISTINCT (time AT TIME ZONE 'UTC')::date FROM {source}")
+        sa.text(f"SELECT DISTINCT (time AT TIME ZONE 'UTC')::date FROM {source}")  # noqa: S608
     ).scalars()
     today = dt.datetime.now(dt.UTC).date()
     ahead = {today + dt.timedelta(days=i) for i in range(AHEAD_DAYS + 1)}
@@ -109,7 +109,7 @@ def _pg_upgrade() -> None:
         _pg_partition("events", day)
         _pg_partition("event_terms", day)
     op.execute(
-        f"INSERT INTO events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM events_unpartitioned"
+        f"INSERT INTO events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM events_unpartitioned"  # noqa: S608
     )
     op.execute(
         "INSERT INTO event_terms (seq, role, value, time) SELECT t.seq, t.role, t.value, e.time"
@@ -149,7 +149,7 @@ def _pg_downgrade() -> None:
         " CONSTRAINT pk_events PRIMARY KEY (seq), CONSTRAINT uq_events_uid UNIQUE (uid))"
     )
     op.execute(
-        f"INSERT INTO events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM events_partitioned"
+        f"INSERT INTO events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM events_partitioned"  # noqa: S608
     )
     op.execute(
         "CREATE TABLE event_terms (seq BIGINT NOT NULL, role VARCHAR(8) NOT NULL,"
