@@ -142,3 +142,14 @@ def test_a_searchs_time_range_touches_only_its_partitions(db: Database) -> None:
     assert total == 2
     # Without a range every partition is read (the test can fail).
     assert len(set(re.findall(r"events_p\d{8}", plan(db, search_query(EventQuery()))))) >= 10
+
+
+def test_partitions_are_made_ahead_once(db: Database) -> None:
+    pg_only(db)
+    far = NOW.date() + dt.timedelta(days=400)
+    with db.transaction() as session:
+        made = partitions.create_ahead(session, far)
+    assert made == [far + dt.timedelta(days=i) for i in range(partitions.AHEAD_DAYS + 1)]
+    with db.transaction() as session:
+        assert partitions.create_ahead(session, far) == []  # idempotent: every node runs it
+        assert set(made) <= set(partitions.existing(session))
