@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import alerts, checkin, dispatch, fleet, growth, lua, report
+from bench import alerts, checkin, dispatch, fleet, growth, lua, report, search
 from bench import console as console_bench
 from bench import content as content_bench
 from bench import export as export_bench
@@ -176,6 +176,7 @@ SCENARIOS: dict[str, Callable[[str, Path, str | None], dict[str, Any]]] = {
     "export": export,
     "lua": lambda size, workdir, pg: lua.run(size),
     "growth": _server_scenario(growth),
+    "search": _server_scenario(search),
     "sensors": lambda size, workdir, pg: sensors_bench.run(size, workdir),
     "content": _server_scenario(content_bench),
     "onaccess": lambda size, workdir, pg: onaccess_bench.run(size, workdir),

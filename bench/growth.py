@@ -24,20 +24,18 @@ do not have that guarantee.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import random
 import shutil
 import sqlite3
 import statistics
-import time
-import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, insert, select
 
 from bench import ingest
+from bench import seed as bench_seed
 from bench.common import (
     Agent,
     Sampler,
@@ -67,7 +65,9 @@ SIZES: dict[str, dict[str, Any]] = {
     },
     "full": {
         "station_levels": [1_000, 10_000, 100_000],
+        # 100M on PostgreSQL (the log partitioned by day), 10M on SQLite (one table).
         "event_levels": [1_000_000, 10_000_000],
+        "event_levels_postgresql": [1_000_000, 10_000_000, 100_000_000],
         "checkin_seconds": 15,
         "warmup": 3,
         "connections": 50,
@@ -92,76 +92,11 @@ def _pools(rng: random.Random) -> dict[str, list[str]]:
 
 
 def seed_events(url: str, count: int, stations: list[Agent], seed: int) -> float:
-    """``count`` process_started events with their search terms, appended after the log's
-    last position, in transactions of 100,000 events; returns seconds."""
-    from garrison.common.catalogue import CATALOGUE, search_terms
-    from garrison.server.events.models import Event, EventTerm
-    from garrison.server.store.engine import Database
-
-    declared = CATALOGUE["process_started"]
-    rng = random.Random(seed)
-    pools = _pools(rng)
-    db = Database(url)
-    started = time.perf_counter()
-    try:
-        with db.engine.begin() as conn:
-            last = int(conn.scalar(select(func.max(Event.seq))) or 0)
-        now = dt.datetime.now(dt.UTC)
-        span = dt.timedelta(days=20).total_seconds()  # inside the 30-day telemetry retention
-        for chunk_start in range(0, count, CHUNK):
-            n = min(CHUNK, count - chunk_start)
-            events, terms = [], []
-            for i in range(n):
-                seq = last + chunk_start + i + 1
-                when = now - dt.timedelta(seconds=span * (1 - (chunk_start + i) / count))
-                station = stations[rng.randrange(len(stations))]
-                b = rng.randrange(50_000)
-                tool = pools["tool"][b % 5_000]
-                data = {
-                    "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "unique_pid": str(seq),
-                    "pid": seq % 65536,
-                    "file_path": f"/usr/bin/{tool}",
-                    "file_name": tool,
-                    "sha256": pools["sha256"][b],
-                    "md5": pools["md5"][b],
-                    "user": pools["user"][rng.randrange(1_000)],
-                    "host": f"ws-{station.id:07d}",
-                    "ip": f"10.{station.id >> 16 & 255}.{station.id >> 8 & 255}.{station.id & 255}",
-                    "command_line": f"{tool} --run {seq}",
-                }
-                events.append(
-                    {
-                        "seq": seq,
-                        "uid": uuidlib.uuid4().hex,
-                        "type": "process_started",
-                        "station_id": station.id,
-                        "origin": "station",
-                        "severity": 0,
-                        "time": when,
-                        "received_at": when,
-                        "data": data,
-                    }
-                )
-                terms += [
-                    {"seq": seq, "role": r, "value": v}
-                    for r, v in set(search_terms(declared, data))
-                ]
-            with db.engine.begin() as conn:
-                if db.backend == "sqlite":
-                    conn.exec_driver_sql("PRAGMA cache_size=-524288")  # this connection only
-                conn.execute(insert(Event), events)
-                conn.execute(insert(EventTerm), terms)
-        with db.engine.begin() as conn:
-            top = int(conn.scalar(select(func.max(Event.seq))) or 0)
-            if db.backend == "postgresql":
-                conn.execute(
-                    text("SELECT setval(pg_get_serial_sequence('events', 'seq'), :n)"), {"n": top}
-                )
-            _cursors_to(conn, top)
-    finally:
-        db.dispose()
-    return time.perf_counter() - started
+    """``count`` events of the sensor mix with their search terms, appended after the log's
+    last position by the bulk seeding tool (bench/seed.py: COPY on PostgreSQL, executemany
+    on SQLite), the procedure consumer's cursor moved past them; returns seconds."""
+    top = max((agent.id for agent in stations), default=1)
+    return bench_seed.seed(url, count, days=20.0, stations=top, seed=seed).seconds
 
 
 def _cursors_to(conn: Any, position: int) -> None:
@@ -273,7 +208,10 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             }
         )
     kept: dict[str, str] = {}  # event level -> URL of its database as it was
-    for n in p["event_levels"]:
+    sizes = (
+        p.get("event_levels_postgresql", p["event_levels"]) if database_url else p["event_levels"]
+    )
+    for n in sizes:
         seconds = seed_events(url, n - stored_events(url), agents, seed=n)
         stored = stored_events(url)
         row = measure_level(url, workdir, agents, p, f"e{n}")

@@ -64,17 +64,17 @@ def sample_events(count: int) -> list[dict[str, Any]]:
 
 def floor_rows(
     events: list[dict[str, Any]],
-) -> tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]:
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The rows the server writes for ``events`` (already validated: no parsing, no
     catalogue checks in the floor), numbered from 1."""
     declared = CATALOGUE["process_started"]
     now = utcnow()
     rows: list[tuple[Any, ...]] = []
-    terms: list[tuple[int, str, str]] = []
+    terms: list[tuple[Any, ...]] = []  # (seq, role, value, time): terms carry their time
     for seq, e in enumerate(events, start=1):
         data = validate(declared, e["data"])
         rows.append((seq, e["id"], e["type"], 1, "station", 0, now, now, data))
-        terms += [(seq, r, v) for r, v in set(search_terms(declared, data))]
+        terms += [(seq, r, v, now) for r, v in set(search_terms(declared, data))]
     return rows, terms
 
 
@@ -98,7 +98,7 @@ def floor_insert(url: str, events: list[dict[str, Any]]) -> float:
                     ) as copy:
                         for row in rows:
                             copy.write_row((*row[:8], orjson.dumps(row[8]).decode()))
-                    with cur.copy("COPY event_terms (seq, role, value) FROM STDIN") as copy:
+                    with cur.copy("COPY event_terms (seq, role, value, time) FROM STDIN") as copy:
                         for term in terms:
                             copy.write_row(term)
                 raw.commit()
@@ -114,7 +114,10 @@ def floor_insert(url: str, events: list[dict[str, Any]]) -> float:
                     for r in rows
                 ],
             )
-            raw.executemany("INSERT INTO event_terms (seq, role, value) VALUES (?, ?, ?)", terms)
+            raw.executemany(
+                "INSERT INTO event_terms (seq, role, value, time) VALUES (?, ?, ?, ?)",
+                [(*t[:3], t[3].strftime(when)) for t in terms],
+            )
             raw.execute("COMMIT")
             return time.perf_counter() - started
     finally:

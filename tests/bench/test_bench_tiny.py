@@ -20,6 +20,7 @@ SCENARIOS = [
     "export",
     "lua",
     "growth",
+    "search",
     "sensors",
     "content",
     "onaccess",

@@ -6,9 +6,15 @@ positions and writing the rows cannot interleave with another append: positions 
 handed out in commit order, as consumers' cursors need (a consumer that read up to N never
 later finds a committed event below N).
 
-- PostgreSQL: one ``SELECT … = ANY`` finds the uids already stored, one ``setval`` takes a
-  block of positions from the log's sequence, then ``COPY`` writes the events and ``COPY``
-  their terms (psycopg 3's copy protocol: no statement per row, no RETURNING).
+- PostgreSQL: the day partitions the rows fall in are created if missing
+  (:mod:`garrison.server.events.partitions`), ``SELECT … = ANY`` finds the uids already
+  stored, one ``setval`` takes a block of positions from the log's sequence, then ``COPY``
+  writes the events and ``COPY`` their terms (psycopg 3's copy protocol: no statement per
+  row, no RETURNING).  The log is partitioned by the event's time, so no index holds every
+  uid: a row whose time is its producer's (a retry carries the same time) is looked up in
+  its day's partition only, the one its first copy is in; a row timed by the server's clock
+  at receipt (its retry gets a later time) is looked up in every partition.  A generated
+  uid is new by construction and not looked up at all.
 - SQLite: the same uid probe (one JSON array parameter), positions after the highest ever given (the
   AUTOINCREMENT counter, so positions are never reused after a purge), then the driver's
   ``executemany`` of one prepared INSERT per table.
@@ -24,6 +30,7 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
+from garrison.server.events import partitions
 from garrison.server.events.models import Event
 
 
@@ -40,6 +47,10 @@ class Row:
     received_at: dt.datetime
     data: dict[str, Any]
     terms: frozenset[tuple[str, str]]
+    # The uid was the producer's (False: generated here, so never stored before).
+    named: bool = True
+    # The time was the producer's (False: the server's clock at receipt).
+    own_time: bool = True
 
 
 def store(session: Session, rows: Sequence[Row]) -> list[int | None]:
@@ -72,12 +83,9 @@ def _store_postgresql(session: Session, rows: Sequence[Row]) -> list[int | None]
     raw = session.connection().connection.driver_connection
     if raw is None:
         raise RuntimeError("the session's connection has no driver connection")
+    created = set(partitions.ensure(session, {partitions.day_of(row.time) for row in rows}))
     with raw.cursor() as cur:
-        cur.execute(
-            "SELECT uid FROM events WHERE uid = ANY(%s)",
-            ([row.uid for row in rows],),
-        )
-        stored = {uid for (uid,) in cur.fetchall()}
+        stored = _stored_postgresql(cur, rows, created)
         count = len(rows) - len(stored)
         if count == 0:
             return [None] * len(rows)
@@ -110,12 +118,39 @@ def _store_postgresql(session: Session, rows: Sequence[Row]) -> list[int | None]
                             _dumps(row.data),
                         )
                     )
-        with cur.copy("COPY event_terms (seq, role, value) FROM STDIN") as copy:
+        with cur.copy("COPY event_terms (seq, role, value, time) FROM STDIN") as copy:
             for row, seq in zip(rows, positions, strict=True):
                 if seq is not None:
                     for role, value in row.terms:
-                        copy.write_row((seq, role, value))
+                        copy.write_row((seq, role, value, row.time))
     return positions
+
+
+def _stored_postgresql(cur: Any, rows: Sequence[Row], created: set[dt.date]) -> set[str]:
+    """The uids of ``rows`` already in the log (see the module's note on where each is
+    looked up); ``created``: days whose partitions were just made (empty, not probed)."""
+    by_day: dict[dt.date, list[str]] = {}
+    anywhere: list[str] = []
+    for row in rows:
+        if not row.named:
+            continue
+        if row.own_time:
+            by_day.setdefault(partitions.day_of(row.time), []).append(row.uid)
+        else:
+            anywhere.append(row.uid)
+    stored: set[str] = set()
+    for day, uids in by_day.items():
+        if day not in created:
+            cur.execute(
+                # The table name is made from a date, never from input.
+                f"SELECT uid FROM {partitions.qualified('events', day)} WHERE uid = ANY(%s)",  # noqa: S608
+                (uids,),
+            )
+            stored.update(uid for (uid,) in cur.fetchall())
+    if anywhere:
+        cur.execute("SELECT uid FROM events WHERE uid = ANY(%s)", (anywhere,))
+        stored.update(uid for (uid,) in cur.fetchall())
+    return stored
 
 
 def _bind(session: Session, column: str) -> Callable[[Any], Any]:
@@ -167,9 +202,9 @@ def _store_sqlite(session: Session, rows: Sequence[Row]) -> list[int | None]:
         ],
     )
     raw.executemany(
-        "INSERT INTO event_terms (seq, role, value) VALUES (?, ?, ?)",
+        "INSERT INTO event_terms (seq, role, value, time) VALUES (?, ?, ?, ?)",
         [
-            (seq, role, value)
+            (seq, role, value, when(row.time))
             for row, seq in zip(rows, positions, strict=True)
             if seq is not None
             for role, value in row.terms

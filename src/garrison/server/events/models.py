@@ -13,7 +13,12 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Event(Base):
-    """The append-only event log.  ``seq`` is the log position consumers' cursors point at."""
+    """The append-only event log.  ``seq`` is the log position consumers' cursors point at.
+
+    On PostgreSQL the table is partitioned by ``time`` (see
+    :mod:`garrison.server.events.partitions`): its keys there include ``time`` (primary key
+    ``(seq, time)``, unique ``(uid, time)``), and a uid is kept unique by the append path's
+    probe under the log's lock.  SQLite keeps the single table declared here."""
 
     __tablename__ = "events"
     __table_args__ = (
@@ -44,7 +49,12 @@ class Event(Base):
 
 
 class EventTerm(Base):
-    """Searchable values of an event (hashes, process names, paths, users, hosts, IPs)."""
+    """Searchable values of an event (hashes, process names, paths, users, hosts, IPs).
+
+    ``time`` is the event's own time, copied: on PostgreSQL the terms are partitioned by it
+    as the events are (a search's time range then prunes the terms' partitions too, and
+    retention drops a day's terms with its events); on SQLite it bounds term lookups alike.
+    """
 
     __tablename__ = "event_terms"
     __table_args__ = (Index("ix_event_terms_lookup", "role", "value", "seq"),)
@@ -54,6 +64,7 @@ class EventTerm(Base):
     )
     role: Mapped[str] = mapped_column(String(8), primary_key=True)
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    time: Mapped[dt.datetime]
 
 
 class ConsumerCursor(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from sqlalchemy import select
@@ -12,7 +13,8 @@ from garrison.common.catalogue import CATALOGUE
 from garrison.server.audit import service as audit
 from garrison.server.audit.actor import Actor
 from garrison.server.errors import InvalidInputError
-from garrison.server.events.service import purge
+from garrison.server.events import partitions
+from garrison.server.events.service import lock_log, purge
 from garrison.server.options.models import Option
 from garrison.server.store.base import utcnow
 from garrison.server.store.engine import Database
@@ -22,6 +24,8 @@ TELEMETRY_DAYS = 30
 OTHER_DAYS = 365
 MAX_DAYS = 36500
 PREFIX = "retention:"
+
+log = logging.getLogger(__name__)
 
 
 def defaults() -> dict[str, int]:
@@ -58,15 +62,43 @@ def set_many(session: Session, actor: Actor, changes: dict[str, Any]) -> dict[st
     return get_all(session)
 
 
+def drop_expired_partitions(db: Database, days: dict[str, int], now: dt.datetime) -> int:
+    """PostgreSQL: drop each day's partitions (events and terms) in which every event was
+    received longer ago than its type's retention; returns the events so removed.  Only
+    days that ended before the shortest retention's cutoff are candidates; each is checked
+    with index probes (:func:`partitions.holds_unexpired`), then dropped under the log's lock
+    (an append creating that day's partition again waits, then finds it gone)."""
+    cutoffs = {name: now - dt.timedelta(days=keep) for name, keep in days.items()}
+    latest = max(cutoffs.values()).date()
+    removed = 0
+    with db.reading() as session:
+        if not partitions.is_postgresql(session):
+            return 0
+        candidates = [d for d in partitions.existing(session) if d < latest]
+    for day in candidates:
+        with db.transaction() as session:
+            lock_log(session)
+            if partitions.holds_unexpired(session, day, cutoffs):
+                continue
+            count = partitions.drop(session, day)
+        removed += count
+        log.info("retention dropped the event partition of %s (%d events)", day, count)
+    return removed
+
+
 def purge_expired(
     db: Database, batch: int = 1000, max_batches: int = 100, now: dt.datetime | None = None
 ) -> int:
     """Remove events received more than their type's retention ago (``now``: the server's
-    clock unless given), in short transactions of at most ``batch`` rows each."""
+    clock unless given): on PostgreSQL whole day partitions first, then (both backends) the
+    remaining expired rows in short transactions of at most ``batch`` rows each.  Also makes
+    the coming days' partitions ahead of the appends that will need them."""
     with db.reading() as session:
         days = get_all(session)
-    removed = 0
     now = now or utcnow()
+    with db.transaction() as session:
+        partitions.create_ahead(session, now.date())
+    removed = drop_expired_partitions(db, days, now)
     for name, keep in days.items():
         cutoff = now - dt.timedelta(days=keep)
         for _ in range(max_batches):

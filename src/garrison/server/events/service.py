@@ -67,6 +67,7 @@ def append(session: Session, events: Sequence[NewEvent]) -> list[int | None]:
             continue
         first[uid] = index
         declared = CATALOGUE[event.type]
+        own_time = event.time or event_time(declared, event.data)
         rows.append(
             bulk.Row(
                 uid=uid,
@@ -74,10 +75,12 @@ def append(session: Session, events: Sequence[NewEvent]) -> list[int | None]:
                 station_id=event.station_id,
                 origin=event.origin,
                 severity=severity_rank(event.severity or declared.severity),
-                time=event.time or event_time(declared, event.data) or now,
+                time=own_time or now,
                 received_at=now,
                 data=event.data,
                 terms=frozenset(search_terms(declared, event.data)),
+                named=event.uid is not None,
+                own_time=own_time is not None,
             )
         )
     # No probe-then-insert race: the log is locked (above) until this transaction ends.
@@ -211,14 +214,22 @@ TERM_FILTERS = (
 )
 
 
-def _term_filter(role: str, value: str) -> Any:
+def _term_filter(
+    role: str, value: str, since: dt.datetime | None, until: dt.datetime | None
+) -> Any:
+    """Events holding the term.  The terms carry their event's time: bounded by the search's
+    range too, the lookup touches only that range's partitions on PostgreSQL."""
     normalized = value.strip().lower()
-    return Event.seq.in_(
-        select(EventTerm.seq).where(EventTerm.role == role, EventTerm.value == normalized)
-    )
+    terms = select(EventTerm.seq).where(EventTerm.role == role, EventTerm.value == normalized)
+    if since is not None:
+        terms = terms.where(EventTerm.time >= since)
+    if until is not None:
+        terms = terms.where(EventTerm.time < until)
+    return Event.seq.in_(terms)
 
 
-def search(session: Session, q: EventQuery, limit: int, offset: int) -> tuple[list[Event], int]:
+def search_query(q: EventQuery) -> Any:
+    """The search's SELECT of events, unordered (its plan is what the pruning test reads)."""
     unknown = [t for t in q.types if t not in CATALOGUE]
     if unknown:
         raise InvalidInputError(f"unknown event type {unknown[0]!r}", field="type")
@@ -234,7 +245,12 @@ def search(session: Session, q: EventQuery, limit: int, offset: int) -> tuple[li
     for name, role in TERM_FILTERS:
         value = getattr(q, name)
         if value:
-            query = query.where(_term_filter(role, value))
+            query = query.where(_term_filter(role, value, q.since, q.until))
+    return query
+
+
+def search(session: Session, q: EventQuery, limit: int, offset: int) -> tuple[list[Event], int]:
+    query = search_query(q)
     total = session.scalar(query.with_only_columns(func.count(Event.seq)))
     rows = session.scalars(query.order_by(*NEWEST_FIRST).limit(limit).offset(offset))
     return list(rows), int(total or 0)
