@@ -39,7 +39,6 @@ from bench.common import (
     on_load_core,
     percentile,
     runjobs_body,
-    scenario_main,
     seeded_database,
     start_server,
     target,
@@ -139,7 +138,9 @@ async def _simulate(
             lag_ms.append((now - due) * 1000)
             conn = Connection(host, port)
             t0 = time.perf_counter()
-            got = await call(conn, "GET", agent.getjobs_path, agent.headers)
+            # Connection: close, so the server closes first (see rawhttp): a Runjobs after
+            # it opens a new connection, as an agent would after a minute's sleep anyway.
+            got = await call(conn, "GET", agent.getjobs_path, agent.headers, keep_alive=False)
             checkin_ms.append((time.perf_counter() - t0) * 1000)
             counts["checkins"] += 1
             if got is not None and got[0] == 200:
@@ -147,7 +148,10 @@ async def _simulate(
                     counts["jobs_received"] += 1
                     body = runjobs_body(agent.id, agent.uuid, job["job_id"])
                     t1 = time.perf_counter()
-                    if await call(conn, "POST", "/api/jobs", agent.headers, body) is not None:
+                    done = await call(
+                        conn, "POST", "/api/jobs", agent.headers, body, keep_alive=False
+                    )
+                    if done is not None:
                         counts["runjobs"] += 1
                     runjobs_ms.append((time.perf_counter() - t1) * 1000)
             conn.close()
@@ -207,7 +211,9 @@ async def _simulate(
             sequence += 1
             conn = Connection(host, port)
             t0 = time.perf_counter()
-            got = await call(conn, "POST", "/api/events", agent.headers, orjson.dumps(batch))
+            got = await call(
+                conn, "POST", "/api/events", agent.headers, orjson.dumps(batch), keep_alive=False
+            )
             telemetry_ms.append((time.perf_counter() - t0) * 1000)
             if got is not None and got[0] == 200:
                 counts["telemetry_batches"] += 1
@@ -356,7 +362,24 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
 
 
 def main() -> None:
-    scenario_main(run, list(SIZES), "fleet of agents at their check-in interval")
+    """``--set key=value`` overrides one parameter of the size (variants for profiling:
+    ``--set telemetry_share=0``, ``--set workers=1``, ``--set duration=60``)."""
+    import argparse
+    import json
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="fleet of agents at their check-in interval")
+    parser.add_argument("--size", choices=list(SIZES), default="tiny")
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in SIZES[args.size]:
+            parser.error(f"--set wants KEY=VALUE with a key of the size, not {item!r}")
+        SIZES[args.size][key] = type(SIZES[args.size][key])(float(value))
+    with tempfile.TemporaryDirectory() as tmp:
+        print(json.dumps(run(args.size, Path(tmp), args.database_url), indent=2))
 
 
 if __name__ == "__main__":
