@@ -20,11 +20,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from garrison.server.admission import RETRY_AFTER_SECONDS
 from garrison.server.errors import OverloadedError
 from garrison.server.events.reports import EventsIngested, ingest_in
 from garrison.server.stations.credentials import AgentCredential
 from garrison.server.store.engine import Database
+
+# As the admission's (garrison.server.admission, an edge this slice does not import).
+RETRY_AFTER_SECONDS = 2
 
 
 @dataclass
