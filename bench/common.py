@@ -429,7 +429,7 @@ def seed_stations_bulk(
 
 
 def seeded_database(
-    directory: Path, database_url: str | None, count: int
+    directory: Path, database_url: str | None, count: int, *, bulk: bool = False
 ) -> tuple[str, list[Agent], float]:
     """A migrated database holding ``count`` stations seeded with the server's own code,
     before the server starts (one 10,000-station transaction would hold SQLite's write lock
@@ -439,7 +439,8 @@ def seeded_database(
     url = database_url or sqlite_url(directory)
     if database_url is None:
         migrate_to_head(url)
-    agents, seconds = seed_stations_service(url, count) if count else ([], 0.0)
+    seed = seed_stations_bulk if bulk else seed_stations_service
+    agents, seconds = seed(url, count) if count else ([], 0.0)
     return url, agents, seconds
 
 

@@ -38,8 +38,9 @@ from bench.common import (
     fig,
     on_load_core,
     percentile,
+    raise_fd_limit,
     runjobs_body,
-    scenario_main,
+    scratch_url,
     seeded_database,
     start_server,
     target,
@@ -139,7 +140,9 @@ async def _simulate(
             lag_ms.append((now - due) * 1000)
             conn = Connection(host, port)
             t0 = time.perf_counter()
-            got = await call(conn, "GET", agent.getjobs_path, agent.headers)
+            # Connection: close, so the server closes first (see rawhttp): a Runjobs after
+            # it opens a new connection, as an agent would after a minute's sleep anyway.
+            got = await call(conn, "GET", agent.getjobs_path, agent.headers, keep_alive=False)
             checkin_ms.append((time.perf_counter() - t0) * 1000)
             counts["checkins"] += 1
             if got is not None and got[0] == 200:
@@ -147,7 +150,10 @@ async def _simulate(
                     counts["jobs_received"] += 1
                     body = runjobs_body(agent.id, agent.uuid, job["job_id"])
                     t1 = time.perf_counter()
-                    if await call(conn, "POST", "/api/jobs", agent.headers, body) is not None:
+                    done = await call(
+                        conn, "POST", "/api/jobs", agent.headers, body, keep_alive=False
+                    )
+                    if done is not None:
                         counts["runjobs"] += 1
                     runjobs_ms.append((time.perf_counter() - t1) * 1000)
             conn.close()
@@ -207,7 +213,9 @@ async def _simulate(
             sequence += 1
             conn = Connection(host, port)
             t0 = time.perf_counter()
-            got = await call(conn, "POST", "/api/events", agent.headers, orjson.dumps(batch))
+            got = await call(
+                conn, "POST", "/api/events", agent.headers, orjson.dumps(batch), keep_alive=False
+            )
             telemetry_ms.append((time.perf_counter() - t0) * 1000)
             if got is not None and got[0] == 200:
                 counts["telemetry_batches"] += 1
@@ -245,13 +253,21 @@ def _try_uvloop() -> None:
 
 def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, Any]:
     p = SIZES[size]
-    url, agents, seed_seconds = seeded_database(workdir / "fleet", database_url, p["agents"])
+    # 100,000 stations through the enrollment code take over a minute: plain INSERTs of the
+    # same rows (seed_stations_bulk) take seconds.
+    bulk = p["agents"] > 20_000
+    url, agents, seed_seconds = seeded_database(
+        workdir / "fleet", database_url, p["agents"], bulk=bulk
+    )
     workers = int(p.get("workers", 1))
     # One worker stays on the server's core; several share every core with the generator.
     placement: dict[str, Any] = {} if workers == 1 else {"cpu": None}
     env = {"GARRISON_WORKERS": str(workers)}
     with start_server(workdir / "fleet", url, extra_env=env, **placement) as server:
         sampler = Sampler(server.pid, tree=True).start()
+        # The generator's own CPU (this process: its event loop and the sampler thread),
+        # reported beside the server's: on a 2-core box they share the cores.
+        gen_cpu0, gen_t0 = time.process_time(), time.monotonic()
         with on_load_core():
             _try_uvloop()
             sim = asyncio.run(
@@ -267,6 +283,7 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             )
             asyncio.set_event_loop_policy(None)
         usage = sampler.stop()
+        generator_cpu = 100 * (time.process_time() - gen_cpu0) / (time.monotonic() - gen_t0)
         # The API enrollment rate, on a sample (after the run: it adds stations).
         enrolled, enroll_seconds = enroll_api(server, p["api_enrollments"], concurrency=64)
     errors = sum(sim["errors"].values())
@@ -292,6 +309,7 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             fig("error rate", 100 * errors / requests, "%", higher_is_better=False),
             fig("server CPU", usage["server_cpu_percent"], "% of a core", higher_is_better=False),
             fig("server RSS (max)", rss, "MiB", higher_is_better=False),
+            fig("generator CPU", generator_cpu, "% of a core", higher_is_better=False),
             fig("Runjobs p99", percentile(sim["runjobs_ms"], 99), "ms", higher_is_better=False),
             fig(
                 "telemetry batch p99",
@@ -333,8 +351,12 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
         ],
         "details": {
             **{k: v for k, v in p.items()},
-            "enrollment": "seeded with garrison.server.stations.service.enroll in one "
-            "transaction before the server started",
+            "enrollment": (
+                "seeded by plain INSERTs of the stations table (bench.common.seed_stations_bulk)"
+                if bulk
+                else "seeded with garrison.server.stations.service.enroll in one transaction"
+            )
+            + " before the server started",
             "seed_seconds": round(seed_seconds, 2),
             "api_enrollment": f"{len(enrolled)} agents through POST /api/agents, one "
             f"multi-use key, 64 concurrent, in {enroll_seconds:.2f} s",
@@ -343,6 +365,8 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             "errors": sim["errors"],
             "requests": sim["requests"],
             "generator_lag_p99_ms": round(percentile(sim["lag_ms"], 99), 2),
+            "generator_lag_p50_ms": round(percentile(sim["lag_ms"], 50), 2),
+            "generator_cpu_percent": round(generator_cpu, 1),
             "checkin_max_ms": round(max(sim["checkin_ms"], default=0), 2),
             **usage,
         },
@@ -356,7 +380,27 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
 
 
 def main() -> None:
-    scenario_main(run, list(SIZES), "fleet of agents at their check-in interval")
+    """``--set key=value`` overrides one parameter of the size (variants for profiling:
+    ``--set telemetry_share=0``, ``--set workers=1``, ``--set duration=60``)."""
+    import argparse
+    import json
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="fleet of agents at their check-in interval")
+    parser.add_argument("--size", choices=list(SIZES), default="tiny")
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in SIZES[args.size]:
+            parser.error(f"--set wants KEY=VALUE with a key of the size, not {item!r}")
+        SIZES[args.size][key] = type(SIZES[args.size][key])(float(value))
+    raise_fd_limit()
+    # A scratch database beside the one named (emptied and migrated), as bench/__main__ does.
+    url = scratch_url(args.database_url, "fleet") if args.database_url else None
+    with tempfile.TemporaryDirectory() as tmp:
+        print(json.dumps(run(args.size, Path(tmp), url), indent=2))
 
 
 if __name__ == "__main__":

@@ -99,3 +99,34 @@ def test_a_zero_ttl_caches_nothing() -> None:
     cache.put("d", 1, "U1")
     assert cache.get("d") is None
     assert len(cache) == 0
+
+
+def test_a_bulk_load_replaces_the_cache_and_lives_for_the_ttl() -> None:
+    clock = Clock()
+    cache = TokenCache(10.0, clock)
+    cache.put("gone", 9, "U9")
+    assert cache.load([("d1", 1, "U1"), ("d2", 2, "U2")], cache.revocations)
+    assert cache.get("gone") is None
+    hit = cache.get("d2")
+    assert hit is not None
+    assert (hit.station_id, hit.uuid) == (2, "U2")
+    # The index was loaded too: forgetting a loaded station drops its token.
+    cache.forget_station(1)
+    assert cache.get("d1") is None
+    clock.now += 10.001
+    assert cache.get("d2") is None
+
+
+def test_a_bulk_load_that_raced_with_a_revocation_is_not_stored() -> None:
+    cache = TokenCache(10.0, Clock())
+    cache.put("d1", 1, "U1")
+    since = cache.revocations
+    cache.forget_station(1)  # revoked while the snapshot (still holding d1) was read
+    assert not cache.load([("d1", 1, "U1")], since)
+    assert cache.get("d1") is None
+
+
+def test_a_zero_ttl_loads_nothing() -> None:
+    cache = TokenCache(0.0, Clock())
+    assert not cache.load([("d1", 1, "U1")], cache.revocations)
+    assert cache.get("d1") is None

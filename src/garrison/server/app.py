@@ -232,6 +232,7 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
             database,
             KeyRing.load_or_create(settings.resolved_content_key_dir()),
             watch_seconds=settings.content_watch_seconds,
+            preload=settings.token_cache_preload,
         ),
         hunt_watch=HuntWatch(database),
     )

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # A station's token revoked (deleted, re-enrolled, denied) in another worker or node stops
     # working in this one within this (in the process that revoked it, at once).
     token_watch_seconds: float = Field(default=1.0, gt=0)
+    # Each worker loads up to this many allowed stations' tokens at start and again every
+    # half token_cache_seconds (one query), so a fleet's check-ins never read their token one
+    # by one; 0: tokens are cached only as they are checked.
+    token_cache_preload: int = Field(default=250_000, ge=0)
     # A failed agent request is reported (station_authorization_failed) at most once per
     # client address per this many seconds; 0 reports every one.
     auth_failure_report_seconds: float = Field(default=60.0, ge=0)

@@ -41,12 +41,13 @@ from garrison.server.errors import (
     RateLimitedError,
 )
 from garrison.server.events import reports as event_reports
+from garrison.server.events.batcher import IngestBatcher
 from garrison.server.files import reports as file_reports
 from garrison.server.jobs import reports as job_reports
 from garrison.server.scans import reports as scan_reports
 from garrison.server.sensors import reports as sensor_reports
 from garrison.server.states import reports as state_reports
-from garrison.server.stations.credentials import Caller
+from garrison.server.stations.credentials import AgentCredential, Caller
 
 log = structlog.get_logger("garrison.server")
 
@@ -84,6 +85,7 @@ class AgentApi:
         self.ctx = ctx
         # Every database read or write of an agent request goes through it.
         self.admission = Admission(ctx.settings.max_pending_requests)
+        self.events_writer = IngestBatcher(ctx.db)
         self._metric_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         # station -> (content serial, its no-jobs Getjobs answer with the content field)
         self._fixed: dict[int, tuple[int, hotpath.FixedResponse]] = {}
@@ -371,27 +373,30 @@ class AgentApi:
         async def work() -> Response:
             body = await request.body()
             headers = request.headers
-            station_id, result = await self.admission.run(
-                self._events,
+            address = client_address(request)
+            credential, items = await self.admission.run(
+                self._events_read,
                 headers.get("authorization"),
                 body,
                 headers.get("content-encoding"),
                 headers.get("content-type"),
-                client_address(request),
+                address,
             )
-            request.scope[hotpath.STATION_KEY] = station_id
-            return json_response(result)
+            # Written with the other requests of the moment, waiting on the event loop.
+            ingested = await self.events_writer.ingest(credential, address, items)
+            request.scope[hotpath.STATION_KEY] = ingested.station_id
+            return json_response(self._events_done(ingested, address))
 
         return await self._guard("Events", work)
 
-    def _events(
+    def _events_read(
         self,
         authorization: str | None,
         body: bytes,
         encoding: str | None,
         content_type: str | None,
         address: str,
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[AgentCredential, list[Any]]:
         credential = self.ctx.agent_auth.authenticate(authorization, address)
         if credential.station_id is None:
             # Refused before the body is even inflated.
@@ -399,15 +404,16 @@ class AgentApi:
                 "sending events needs a station's own credential (its agent token)"
             )
         inflated = bodies.decompress(body, encoding, self.ctx.settings.max_body_bytes)
-        items = bodies.split_items(inflated, content_type)
-        ingested = event_reports.ingest_events(self.ctx.db, credential, address, items)
+        return credential, bodies.split_items(inflated, content_type)
+
+    def _events_done(self, ingested: event_reports.EventsIngested, address: str) -> dict[str, Any]:
         if not ingested.shutting_down:  # its goodbye is not a check-in
             self.ctx.presence.seen(ingested.station_id, address)
         counter = self.ctx.metrics.events_ingested
         counter.labels("stored").inc(ingested.stored)
         counter.labels("duplicate").inc(ingested.duplicates)
         counter.labels("refused").inc(ingested.refused)
-        return ingested.station_id, render.events_ingested(ingested)
+        return render.events_ingested(ingested)
 
     # -- configuration pushed by the server (GET) -----------------------------------------
 

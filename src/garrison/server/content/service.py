@@ -387,6 +387,32 @@ def station_view(session: Session, station_id: int) -> StationView | None:
     return StationView(kind == AgentKind.GARRISON, tuple((int(i), str(n)) for i, n in groups))
 
 
+def station_kinds(session: Session, limit: int) -> list[tuple[int, bool]]:
+    """(station id, is a Garrison agent) of up to ``limit`` stations, seen last first."""
+    rows = session.execute(
+        select(Station.id, Station.agent_kind).order_by(Station.last_seen.desc()).limit(limit)
+    )
+    return [(int(sid), kind == AgentKind.GARRISON) for sid, kind in rows]
+
+
+def groups_of(
+    session: Session, station_ids: Sequence[int]
+) -> dict[int, tuple[tuple[int, str], ...]]:
+    """Each station's (group id, name) pairs, for these stations (in chunks: SQLite's
+    bound-parameter limit)."""
+    found: dict[int, list[tuple[int, str]]] = {}
+    for start in range(0, len(station_ids), 5000):
+        chunk = station_ids[start : start + 5000]
+        rows = session.execute(
+            select(station_groups.c.station_id, Group.id, Group.name)
+            .join(Group, station_groups.c.group_id == Group.id)
+            .where(station_groups.c.station_id.in_(chunk))
+        )
+        for sid, gid, name in rows:
+            found.setdefault(int(sid), []).append((int(gid), str(name)))
+    return {sid: tuple(pairs) for sid, pairs in found.items()}
+
+
 def scope_of(snapshot: dict[str, Any], groups: Iterable[tuple[int, str]]) -> str:
     """The scope whose bundle a station with these groups gets: its groups' assignments,
     the highest priority first, then the group name; else the default."""

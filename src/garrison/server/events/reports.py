@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from garrison.server.errors import ForbiddenError
 from garrison.server.events import ingest
 from garrison.server.events.ingest import ItemResult
@@ -30,8 +32,18 @@ def ingest_events(
     if credential.station_id is None:
         raise ForbiddenError("sending events needs a station's own credential (its agent token)")
     with db.transaction() as session:
-        station = named_station(session, credential.station_id)
-        results = ingest.ingest(session, station, address, items)
+        return ingest_in(session, credential, address, items)
+
+
+def ingest_in(
+    session: Session, credential: AgentCredential, address: str, items: list[Any]
+) -> EventsIngested:
+    """One request's events, in a transaction the caller commits (possibly shared with
+    other requests': ``events/batcher.py``)."""
+    if credential.station_id is None:
+        raise ForbiddenError("sending events needs a station's own credential (its agent token)")
+    station = named_station(session, credential.station_id)
+    results = ingest.ingest(session, station, address, items)
     counts = {"stored": 0, "duplicate": 0, "refused": 0}
     for r in results:
         counts[r.status] += 1

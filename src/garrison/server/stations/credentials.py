@@ -166,6 +166,27 @@ class TokenCache:
             self._entries[digest] = CachedToken(station_id, uuid, now + self.ttl)
             self._by_station.setdefault(station_id, set()).add(digest)
 
+    def load(self, rows: Iterable[tuple[str, int, str]], since: int) -> bool:
+        """Replace the whole cache with a snapshot of the stations table, (token hash,
+        station id, uuid) of allowed stations read after :attr:`revocations` was ``since``.
+        False (nothing changed) when a revocation happened since: the snapshot may hold the
+        revoked token.  Tokens put while the snapshot was read are dropped (read again once).
+        """
+        if self.ttl <= 0:
+            return False
+        expires = self._clock() + self.ttl
+        entries: OrderedDict[str, CachedToken] = OrderedDict()
+        by_station: dict[int, set[str]] = {}
+        for digest, station_id, uuid in rows:
+            entries[digest] = CachedToken(station_id, uuid, expires)
+            by_station.setdefault(station_id, set()).add(digest)
+        with self._lock:
+            if since != self.revocations:
+                return False
+            # One assignment each: a lock-free ``get`` sees the old dict or the new one.
+            self._entries, self._by_station = entries, by_station
+        return True
+
     def forget_station(self, station_id: int) -> None:
         self.forget((station_id,))
 
@@ -220,21 +241,44 @@ class AgentAuthenticator:
         self._by_token_hash = PreparedSelect(db.engine, stations.BY_TOKEN_HASH)
         self._marker: str | None = None
         self._looked = False
+        self._loaded_at: float | None = None  # monotonic time of the last bulk load
 
     def watch_revocations(self) -> bool:
         """Every ``token_watch_seconds``: when a revocation committed anywhere (another
         worker, another node) since the last look, the whole cache goes (the marker does not
-        say whose; each token is read again once, at its next request).  True then.
+        say whose) and is loaded again in bulk.  True then.
 
-        The first look compares with nothing and clears too: tokens cached before it, while
-        a revocation may have committed elsewhere, are not trusted past it."""
+        The first look compares with nothing and replaces the cache too: tokens cached
+        before it, while a revocation may have committed elsewhere, are not trusted past it.
+        The bulk load also runs every half ``token_cache_seconds``, before the loaded
+        entries expire: a fleet checking in every minute then never reads its tokens one
+        request at a time (at 100,000 agents and two workers, that was most of the server's
+        time: bench/findings.md)."""
+        since = self.cache.revocations
         with self.db.reading() as session:
             marker = stations.credentials_marker(session)
-        if self._looked and marker == self._marker:
-            return False
+            changed = not self._looked or marker != self._marker
+            rows = self._preload(session, changed)
         self._marker, self._looked = marker, True
-        self.cache.clear()
-        return True
+        if rows is not None:
+            if self.cache.load(rows, since):
+                self._loaded_at = time.monotonic()
+                return changed
+            self._loaded_at = None  # a local revocation raced the read: load again soon
+        if changed:
+            self.cache.clear()
+        return changed
+
+    def _preload(self, session: Session, changed: bool) -> list[tuple[str, int, str]] | None:
+        """The snapshot to load, when one is due (read after the marker: a revocation that
+        commits between the two moves the marker again, so the next look reloads)."""
+        limit = self.settings.token_cache_preload
+        if limit <= 0 or self.cache.ttl <= 0:
+            return None
+        loaded = self._loaded_at
+        if not changed and loaded is not None and time.monotonic() - loaded < self.cache.ttl / 2:
+            return None
+        return stations.allowed_tokens(session, limit)
 
     @property
     def challenge(self) -> str:

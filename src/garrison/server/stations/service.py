@@ -115,6 +115,21 @@ BY_TOKEN_HASH = select(
 ).where(Station.token_hash == bindparam("digest", type_=Station.token_hash.type))
 
 
+# Every allowed station's token, for the token cache's bulk load (credentials.py): the
+# stations seen last first, so a capped load keeps the active part of the fleet.
+ALLOWED_TOKENS = (
+    select(Station.token_hash, Station.id, Station.uuid)
+    .where(Station.denied_at.is_(None), Station.token_hash.is_not(None))
+    .order_by(Station.last_seen.desc())
+)
+
+
+def allowed_tokens(session: Session, limit: int) -> list[tuple[str, int, str]]:
+    """(token hash, station id, uuid) of up to ``limit`` allowed stations."""
+    rows = session.execute(ALLOWED_TOKENS.limit(limit))
+    return [(str(h), int(i), str(u)) for h, i, u in rows]
+
+
 def is_online(station: Station, offline_after: int, seen: dt.datetime | None = None) -> bool:
     """Connected (neither timed out nor shut down) and seen within the timeout.  ``seen``: a
     check-in this node has noted but not yet written (see PresenceTracker); one after the
