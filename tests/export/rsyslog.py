@@ -18,6 +18,34 @@ from bench.common import free_port
 from tests.support import wait_for
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+LISTEN = "0A"  # the TCP state column of /proc/net/tcp
+
+
+def _listening_inodes(port: int) -> set[int]:
+    """The inodes of the sockets listening on this TCP port (any address, IPv4 or IPv6)."""
+    found: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(int(fields[9]))
+    return found
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    found: set[int] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().as_posix()
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(int(target[8:-1]))
+    return found
 
 
 @dataclass
@@ -65,6 +93,21 @@ class Rsyslog:
         return "\n".join(line for line in lines if line) + "\n"
 
     def start(self, timeout: float = 20) -> None:
+        """Start rsyslogd and wait until it listens on every input.  A port picked free and
+        taken by another process before rsyslogd bound it (rsyslogd then runs without that
+        input, and whatever took it would receive the test's messages) is picked again."""
+        for attempt in range(3):
+            stolen = self._start_once(timeout)
+            if not stolen:
+                return
+            self.stop()
+            if attempt == 2:
+                raise RuntimeError(f"rsyslogd could not bind {sorted(stolen)}: taken each time")
+            for name in stolen:
+                self.inputs[name] = (free_port(), self.inputs[name][1])
+
+    def _start_once(self, timeout: float) -> list[str]:
+        """The names of the inputs whose port another process holds (empty: all rsyslog's)."""
         (self.directory / "work").mkdir(parents=True, exist_ok=True)
         conf = self.directory / "rsyslog.conf"
         conf.write_text(self.config())
@@ -86,6 +129,10 @@ class Rsyslog:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"rsyslogd is not listening on {port}") from None
                     time.sleep(0.05)
+        mine = _socket_inodes(self.process.pid)
+        return [
+            name for name, (port, _) in self.inputs.items() if not (_listening_inodes(port) & mine)
+        ]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

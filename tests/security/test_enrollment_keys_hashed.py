@@ -112,6 +112,9 @@ def test_an_older_data_dir_is_made_private(server_factory: ServerFactory, tmp_pa
     found = modes(data_dir)
     assert found.pop(".") == 0o700
     assert found.pop("export") == 0o700
+    # Directories the server makes itself (run/ for the workers' shared counter): private too.
+    for name in [name for name in found if (data_dir / name).is_dir()]:
+        assert found.pop(name) == 0o700, name
     assert set(found.values()) == {0o600}, found
 
 

@@ -30,7 +30,9 @@ _SIZE = struct.calcsize(_FORMAT)
 
 class SiblingCounter:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Private like the rest of the data dir (the counter tells nothing, the dir may later
+        # hold more).
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             # Under the lock: two workers starting together must not both write the header.

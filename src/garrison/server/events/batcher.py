@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from garrison.server.errors import OverloadedError
+from garrison.server.errors import GarrisonError, OverloadedError
 from garrison.server.events.reports import EventsIngested, ingest_in
 from garrison.server.stations.credentials import AgentCredential
 from garrison.server.store.engine import Database
@@ -92,8 +92,11 @@ class IngestBatcher:
                                     session, request.credential, request.address, request.items
                                 )
                             )
-                    except Exception as exc:  # this request's own refusal (its savepoint)
+                    except GarrisonError as exc:  # this request's own refusal (its savepoint)
                         outcomes.append(exc)
+            # Anything else (the database gone, a driver error) fails the whole batch below,
+            # through the transaction's own reporting: an unreachable database is answered
+            # 503 database_unavailable to every request of the batch, never a 500.
             self.batches += 1
         except Exception as exc:  # the commit failed: nothing of the batch was stored
             outcomes = [exc] * len(batch)

@@ -57,8 +57,9 @@ class JobWaiters:
     ) -> None:
         self.db = db
         self.siblings = siblings
-        # The siblings' counter as it was just before this worker's last read of new targets.
-        self._siblings_seen = -1
+        # The siblings' counter as it was just before this worker's last read of new targets
+        # (until the first load every check-in takes the full path anyway).
+        self._siblings_seen = siblings.read() if siblings is not None else -1
         self.interval = interval
         self.reload_seconds = reload_seconds
         self._waiting: dict[int, set[asyncio.Future[bool]]] = defaultdict(set)
@@ -205,7 +206,7 @@ class JobWaiters:
         self._loop = asyncio.get_running_loop()
         self._poke = asyncio.Event()
         tick = min(self.interval, SIBLING_TICK) if self.siblings is not None else self.interval
-        last_read = 0.0
+        last_read = time.monotonic()  # the first read after one interval, as before the tick
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), tick)
