@@ -44,8 +44,14 @@ from pathlib import Path
 from typing import Any
 
 SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {"rates": [200, 1000], "seconds": 1.0, "file_rate": 500, "file_seconds": 1.0},
-    "full": {"rates": [200, 1000, 5000], "seconds": 20.0, "file_rate": 1000, "file_seconds": 20.0},
+    # 500 execs/s is the issue's "1,000 events/s" (each exec is a start and a stop event).
+    "tiny": {"rates": [200, 500, 1000], "seconds": 1.0, "file_rate": 500, "file_seconds": 1.0},
+    "full": {
+        "rates": [200, 500, 1000, 5000],
+        "seconds": 20.0,
+        "file_rate": 1000,
+        "file_seconds": 20.0,
+    },
 }
 TRUE = "/bin/true"
 # The image the generator spawns and the agent's events are matched by: /bin/true, or (the
@@ -751,28 +757,44 @@ def run(size: str, workdir: Path, profile: Path | None = None) -> dict[str, Any]
                 "bytes",
             )
         )
-        targets += [
+        targets.append(
             target(
                 "capture ≥ 99.9% at 1,000 execs/s",
                 round(100 * at_1000["capture"], 3),
                 99.9,
                 unit="%",
-            ),
+            )
+        )
+    # The issue sets the cost at 1,000 events/s: 500 execs/s (a start and a stop each).
+    at_500 = by_rate.get(500)
+    if at_500 is not None:
+        targets += [
             target(
-                "agent ≤ 15% of one core at 1,000 execs/s",
-                round(at_1000["cpu_percent"], 2),
+                "agent ≤ 15% of one core at 1,000 events/s (500 execs/s)",
+                round(at_500["cpu_percent"], 2),
                 15,
                 at_most=True,
                 unit="% of a core",
             ),
             target(
-                "agent RSS ≤ 150 MiB at 1,000 execs/s",
-                round(at_1000["rss_peak_mib"], 1),
+                "agent RSS ≤ 150 MiB at 1,000 events/s (500 execs/s)",
+                round(at_500["rss_peak_mib"], 1),
                 150,
                 at_most=True,
                 unit="MiB",
             ),
         ]
+    if at_1000 is not None:
+        # Not the issue's target: the same bound at twice its rate, kept to show the margin.
+        targets.append(
+            target(
+                "agent ≤ 15% of one core at 2,000 events/s (1,000 execs/s; twice the issue's rate)",
+                round(at_1000["cpu_percent"], 2),
+                15,
+                at_most=True,
+                unit="% of a core",
+            )
+        )
     top = max(by_rate)
     targets.append(
         target(

@@ -36,6 +36,7 @@ def test_the_tiny_sensors_scenario_measures_floor_and_agent(tmp_path: Path) -> N
     names = [t["target"] for t in result["targets"]]
     assert any("capture" in n for n in names)
     assert any("counted" in n for n in names)
+    assert any("at 1,000 events/s (500 execs/s)" in n for n in names)  # the rate
     for t in result["targets"]:
         assert t["met"] in (True, False), t
     files = result["raw"]["files"]
