@@ -97,10 +97,88 @@ def test_retention_drops_a_day_whose_events_all_expired(db: Database) -> None:
         terms = session.scalar(select(func.count()).select_from(EventTerm))
     assert partitions.day_of(gone) not in days
     assert partitions.day_of(kept) in days
-    # 5 by the dropped partition, 1 row purged from the kept day; the threat stays.
+    # 5 by the dropped partition, 1 by compacting the kept day; the threat stays.
     assert removed == 6
     assert types == {"threat"}
     assert terms == 0
+
+
+def oid(db: Database, day: dt.date) -> int:
+    with db.reading() as session:
+        found = session.execute(
+            text("SELECT to_regclass(:name)::oid"),
+            {"name": f"{partitions.SCHEMA}.{partitions.name('events', day)}"},
+        ).scalar_one()
+    return int(found)
+
+
+def test_retention_compacts_a_day_that_a_few_long_kept_events_hold(db: Database) -> None:
+    """A day of expired telemetry with two threats (kept a year) in it: the day's
+    partitions are made again holding only the threats, with their search terms, and the
+    day still takes appends; a second round changes nothing."""
+    pg_only(db)
+    day = NOW - dt.timedelta(days=50)
+    with db.transaction() as session:
+        append(session, [started(f"x{i}", day + dt.timedelta(minutes=i), sha=i) for i in range(40)])
+        for n in range(2):
+            threat = validate(
+                CATALOGUE["threat"],
+                {"time": day.timestamp() + n, "threat_name": "X", "hash": f"{900 + n:040x}"},
+            )
+            append(session, [NewEvent("threat", threat, 1, "station", f"t{n}", day)])
+
+    def terms_of_threats() -> set[tuple[int, str, str]]:
+        with db.reading() as session:
+            rows = session.execute(
+                text(
+                    "SELECT t.seq, t.role, t.value FROM event_terms t JOIN events e"
+                    " ON e.seq = t.seq AND e.time = t.time WHERE e.type = 'threat'"
+                )
+            )
+            return {(int(s), str(r), str(v)) for s, r, v in rows}
+
+    before = terms_of_threats()
+    assert before  # the threats' hashes are search terms
+    table = oid(db, day.date())
+    later = NOW + dt.timedelta(days=40)
+    assert purge_expired(db, now=later) == 40
+    assert oid(db, day.date()) != table  # made again, not deleted from row by row
+    with db.reading() as session:
+        held = session.execute(
+            text(
+                f"SELECT type, count(*) FROM {partitions.qualified('events', day.date())}"
+                " GROUP BY type"
+            )
+        ).all()
+    assert {str(k): int(n) for k, n in held} == {"threat": 2}
+    assert terms_of_threats() == before
+    with db.reading() as session:
+        found, total = search(session, EventQuery(hash=f"{901:040x}"), 10, 0)
+    assert [e.type for e in found] == ["threat"]
+    assert total == 1
+    table = oid(db, day.date())
+    assert purge_expired(db, now=later) == 0  # nothing expired left: not compacted again
+    assert oid(db, day.date()) == table
+    with db.transaction() as session:
+        assert None not in append(session, [started("late", day + dt.timedelta(hours=2))])
+
+
+def test_retention_leaves_a_day_with_many_kept_events_to_the_row_purge(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg_only(db)
+    monkeypatch.setattr(partitions, "COMPACT_MAX_KEPT", 1)
+    day = NOW - dt.timedelta(days=50)
+    with db.transaction() as session:
+        append(session, [started(f"y{i}", day + dt.timedelta(minutes=i)) for i in range(5)])
+        for n in range(2):
+            threat = validate(CATALOGUE["threat"], {"time": day.timestamp(), "threat_name": "X"})
+            append(session, [NewEvent("threat", threat, 1, "station", f"u{n}", day)])
+    table = oid(db, day.date())
+    assert purge_expired(db, now=NOW + dt.timedelta(days=40)) == 5
+    assert oid(db, day.date()) == table  # purged row by row
+    with db.reading() as session:
+        assert set(session.scalars(select(Event.type))) == {"threat"}
 
 
 def plan(db: Database, query: Any) -> str:

@@ -8,6 +8,9 @@ import datetime as dt
 import time
 from typing import Any
 
+import pytest
+
+from garrison.server.events import partitions
 from garrison.server.events.retention import purge_expired
 from tests.conftest import Server
 from tests.events.helpers import MD5, events, post_events
@@ -129,11 +132,13 @@ def test_age_counts_from_receipt_not_from_the_station_clock(server: Server) -> N
     assert [e["id"] for e in events(server) if e["origin"] == "station"] == []
 
 
-def test_purge_works_in_bounded_batches(server: Server) -> None:
+def test_purge_works_in_bounded_batches(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     agent = server.enrolled_agent()
     old = [amsi(f"old-{i}", 40) for i in range(30)]
     # A threat (365 days) on the same day keeps PostgreSQL's day partition from being
-    # dropped whole (test_partitions.py covers that): its expired rows go in batches.
+    # dropped whole, and with no compaction allowed (test_partitions.py covers both) its
+    # expired rows go in batches.
+    monkeypatch.setattr(partitions, "COMPACT_MAX_KEPT", 0)
     assert post_events(server, agent, [*old, threat("kept", 40)]).json()["stored"] == 31
     month = days_later(31)
     # Bounded batches: max_batches caps one run, the next run goes on.

@@ -4,7 +4,8 @@
 Why the event's own time, not the server's ``received_at``: searches filter on ``time``,
 so a search's range prunes to its days' partitions; retention counts from ``received_at``,
 so a partition is dropped only once every row in it was received longer ago than its
-type's retention (:func:`drop_expired`), checked with an index probe per retention period.
+type's retention, checked with index probes per retention period; a day that a few
+long-kept events hold is compacted to them (:func:`compact`).
 
 Partitions live in their own schema (``event_partitions``), out of the listing of the
 application's tables.  They are made:
@@ -42,6 +43,9 @@ DAY = dt.timedelta(days=1)
 AHEAD_DAYS = 2
 # How long a partition drop waits for the parent's lock before giving up until next round.
 DROP_LOCK_TIMEOUT = "2s"
+# A day whose expired events are gone but that holds at most this many unexpired ones is
+# compacted (:func:`compact`) instead of purged row by row.
+COMPACT_MAX_KEPT = 10_000
 
 log = logging.getLogger(__name__)
 
@@ -149,31 +153,45 @@ def create_ahead(session: Session, today: dt.date, ahead: int = AHEAD_DAYS) -> l
     return ensure(session, wanted)
 
 
-def holds_unexpired(session: Session, day: dt.date, cutoffs: Mapping[str, dt.datetime]) -> bool:
-    """Whether the day's partition holds any event received after its type's cutoff: one
-    index probe (type, received_at) per distinct cutoff, never a scan of the partition."""
+def _unexpired(cutoffs: Mapping[str, dt.datetime]) -> tuple[str, dict[str, object]]:
+    """A WHERE clause true for a row received after its type's cutoff, and its parameters:
+    one (types, cutoff) pair per distinct cutoff, each answerable from the (type,
+    received_at) index."""
     by_cutoff: dict[dt.datetime, list[str]] = {}
     for event_type, cutoff in cutoffs.items():
         by_cutoff.setdefault(cutoff, []).append(event_type)
-    target = qualified("events", day)
-    for cutoff, types in by_cutoff.items():
-        found = session.execute(
-            text(
-                f"SELECT 1 FROM {target} WHERE type = ANY(CAST(:types AS text[]))"  # noqa: S608
-                " AND received_at >= :cutoff LIMIT 1"
-            ),
-            {"types": sorted(types), "cutoff": cutoff},
-        ).first()
-        if found is not None:
-            return True
+    clauses: list[str] = []
+    params: dict[str, object] = {}
+    for i, (cutoff, types) in enumerate(sorted(by_cutoff.items())):
+        clauses.append(f"(type = ANY(CAST(:types{i} AS text[])) AND received_at >= :cutoff{i})")
+        params[f"types{i}"] = sorted(types)
+        params[f"cutoff{i}"] = cutoff
+    return " OR ".join(clauses) or "false", params
+
+
+def unexpired_count(
+    session: Session, day: dt.date, cutoffs: Mapping[str, dt.datetime], limit: int
+) -> int:
+    """How many of the day's events are still within their type's retention, counted up to
+    ``limit + 1`` (enough to tell "at most ``limit``" from "more")."""
     # Only the catalogue's types are ever appended (the append looks each one up), so the
     # cutoffs name every type a partition can hold.
-    return False
+    where, params = _unexpired(cutoffs)
+    target = qualified("events", day)
+    return int(
+        session.execute(
+            text(
+                f"SELECT count(*) FROM (SELECT 1 FROM {target} WHERE {where}"  # noqa: S608
+                " LIMIT :limit) AS kept"
+            ),
+            {**params, "limit": limit + 1},
+        ).scalar_one()
+    )
 
 
 def drop(session: Session, day: dt.date) -> int:
     """Detach and drop the day's partitions (terms, then events); returns the events it
-    held.  The caller holds the log's lock and has checked :func:`holds_unexpired`."""
+    held.  The caller holds the log's lock and has checked :func:`unexpired_count`."""
     count = int(
         session.execute(text(f"SELECT count(*) FROM {qualified('events', day)}")).scalar_one()  # noqa: S608
     )
@@ -191,3 +209,44 @@ def drop(session: Session, day: dt.date) -> int:
 POSTGRESQL_KEY_DIFFERENCES = frozenset(
     {"uq_events_uid", "uq_events_uid_time", "fk_event_terms_seq_events"}
 )
+
+
+def compact(session: Session, day: dt.date, cutoffs: Mapping[str, dt.datetime]) -> int:
+    """Drop a day's partitions keeping only its unexpired events: they (and their search
+    terms) are copied aside, the day's partitions are dropped and made again, and the copies
+    go back with their own sequence numbers and uids.  Returns the expired events so removed.
+
+    For a day whose bulk has expired but that a few long-kept events hold (an alert kept a
+    year among a day of telemetry kept 30 days): deleting the telemetry row by row would
+    take a transaction per thousand rows and leave the partition's pages to vacuum; this is
+    one statement per table.  The caller holds the log's lock and has checked that at most
+    :data:`COMPACT_MAX_KEPT` events stay (:func:`unexpired_count`)."""
+    where, params = _unexpired(cutoffs)
+    events, terms = qualified("events", day), qualified("event_terms", day)
+    expired = session.execute(
+        text(f"SELECT 1 FROM {events} WHERE NOT ({where}) LIMIT 1"),  # noqa: S608
+        params,
+    ).first()
+    if expired is None:
+        return 0  # compacted already: only kept events left
+    session.execute(
+        text(
+            f"CREATE TEMPORARY TABLE garrison_kept_events ON COMMIT DROP AS"  # noqa: S608
+            f" SELECT * FROM {events} WHERE {where}"
+        ),
+        params,
+    )
+    session.execute(
+        text(
+            f"CREATE TEMPORARY TABLE garrison_kept_terms ON COMMIT DROP AS"  # noqa: S608
+            f" SELECT t.* FROM {terms} t WHERE t.seq IN (SELECT seq FROM garrison_kept_events)"
+        )
+    )
+    held = drop(session, day)
+    _create(session, day)
+    kept = session.execute(
+        text(f"INSERT INTO {events} SELECT * FROM garrison_kept_events")  # noqa: S608
+    ).rowcount  # type: ignore[attr-defined]
+    session.execute(text(f"INSERT INTO {terms} SELECT * FROM garrison_kept_terms"))  # noqa: S608
+    session.execute(text("DROP TABLE garrison_kept_events, garrison_kept_terms"))
+    return held - int(kept)

@@ -66,8 +66,11 @@ def drop_expired_partitions(db: Database, days: dict[str, int], now: dt.datetime
     """PostgreSQL: drop each day's partitions (events and terms) in which every event was
     received longer ago than its type's retention; returns the events so removed.  Only
     days that ended before the shortest retention's cutoff are candidates; each is checked
-    with index probes (:func:`partitions.holds_unexpired`), then dropped under the log's lock
-    (an append creating that day's partition again waits, then finds it gone)."""
+    with index probes (:func:`partitions.unexpired_count`), then, under the log's lock (an
+    append creating that day's partition again waits, then finds it gone), dropped when
+    nothing in it is kept, or compacted (:func:`partitions.compact`) when a few long-kept
+    events are (an alert among a day of expired telemetry).  A day holding more kept events
+    than :data:`partitions.COMPACT_MAX_KEPT` is left to the row-by-row purge."""
     cutoffs = {name: now - dt.timedelta(days=keep) for name, keep in days.items()}
     latest = max(cutoffs.values()).date()
     removed = 0
@@ -75,14 +78,25 @@ def drop_expired_partitions(db: Database, days: dict[str, int], now: dt.datetime
         if not partitions.is_postgresql(session):
             return 0
         candidates = [d for d in partitions.existing(session) if d < latest]
+    limit = partitions.COMPACT_MAX_KEPT
     for day in candidates:
         with db.transaction() as session:
             lock_log(session)
-            if partitions.holds_unexpired(session, day, cutoffs):
+            kept = partitions.unexpired_count(session, day, cutoffs, limit)
+            if kept > limit:
                 continue
-            count = partitions.drop(session, day)
+            if kept:
+                count = partitions.compact(session, day, cutoffs)
+            else:
+                count = partitions.drop(session, day)
         removed += count
-        log.info("retention dropped the event partition of %s (%d events)", day, count)
+        if count:
+            log.info(
+                "retention %s the event partition of %s (%d expired events removed)",
+                "compacted" if kept else "dropped",
+                day,
+                count,
+            )
     return removed
 
 
