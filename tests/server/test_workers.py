@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, select
 from garrison.server.audit.models import AuditEntry
 from garrison.server.events.models import Event
 from tests.live import LiveServer, start_server
+from tests.response.helpers import ResponseAgent
 from tests.server.multiprocess import Pinned, pinned_on_every_worker, worker_pids
 from tests.support import ArmaditoAgent, wait_for
 
@@ -117,6 +118,51 @@ def test_a_job_created_on_one_worker_is_fetched_at_once_from_another(server: Liv
             status, _, body = checker.request("GET", path, None, agent_headers(agent))
             assert status == 200, body
             assert [j["job_id"] for j in body["jobs"]] == [created["id"]], body
+    finally:
+        for p in pinned:
+            p.close()
+
+
+def test_a_hunt_created_on_one_worker_is_handed_out_at_once_by_another(
+    server: LiveServer,
+) -> None:
+    """A hunt started through one worker reaches a station enrolled just after, whose first
+    check-in lands on the other worker: that worker's view of the active hunts was read
+    before the hunt began (its watch reads them every 2 s; the siblings' counter makes it
+    read them now).  The stations enrolled before the hunt are given it when it is made."""
+    pids = worker_pids(server, WORKERS)
+    pinned = pinned_on_every_worker(server, pids)
+    admin = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+    key = httpx.post(
+        f"{server.url}/admin/v1/enrollment-keys", headers=admin, json={"uses": 5}
+    ).json()["key"]
+
+    def garrison_agent() -> ResponseAgent:
+        with httpx.Client(base_url=server.url) as client:
+            agent = ResponseAgent(client)
+            assert agent.enroll(key).status_code == 200
+        return agent
+
+    def check_in(on: Pinned, agent: ResponseAgent) -> list[int]:
+        path = f"/api/jobs?agent_id={agent.agent_id}"
+        status, _, body = on.request("GET", path, None, agent.headers())
+        assert status == 200, body
+        return [j["obj"]["hunt_id"] for j in body["jobs"] if j["job_type"] == "Hunt"]
+
+    try:
+        for checker, creator in ((pinned[0], pinned[1]), (pinned[1], pinned[0])):
+            early = garrison_agent()
+            for _ in range(3):  # the checker has read the active hunts by now
+                check_in(checker, early)
+            hunt = {
+                "question": {"type": "FindFile", "sha256": "cd" * 32},
+                "target": {"all": True},
+                "expires_in": 3600,
+            }
+            status, _, created = creator.request("POST", "/admin/v1/hunts", hunt, admin)
+            assert status == 201, created
+            late = garrison_agent()
+            assert created["id"] in check_in(checker, late)
     finally:
         for p in pinned:
             p.close()

@@ -234,7 +234,9 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
             watch_seconds=settings.content_watch_seconds,
             preload=settings.token_cache_preload,
         ),
-        hunt_watch=HuntWatch(database),
+        hunt_watch=HuntWatch(
+            database, siblings=SiblingCounter(settings.data_dir / "run" / "hunts.counter")
+        ),
     )
     ctx.consumers.add(ProcedureConsumer(procedure_runner, settings.procedure_disable_after))
     database.hooks.subscribe(Signal.EVENTS_APPENDED, lambda _ids: ctx.consumers.wake())
