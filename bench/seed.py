@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import hashlib
+import os
+import queue
 import random
 import sys
+import threading
 import time
-import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +71,9 @@ def _station_values(station: int, user: int) -> dict[str, str]:
     }
 
 
+@functools.lru_cache(maxsize=BINARIES)
 def _hashes(binary: int) -> dict[str, str]:
+    """A binary's hashes (cached: the same 50,000 binaries recur; callers only read it)."""
     md5 = hashlib.md5(f"bin{binary}".encode()).hexdigest()
     return {
         "sha256": hashlib.sha256(f"bin{binary}".encode()).hexdigest(),
@@ -141,7 +146,7 @@ def generate(count: int, first_seq: int, days: float, stations: int, seed: int) 
             data["pid"] = seq % 4_000_000
             data["unique_pid"] = f"{station}-{seq}"
             terms.append(("upid", data["unique_pid"]))
-        yield seq, uuidlib.uuid4().hex, kind, station, when, data, set(terms)
+        yield seq, os.urandom(16).hex(), kind, station, when, data, set(terms)
 
 
 def seed(url: str, count: int, days: float = 20.0, stations: int = 10_000, seed: int = 1) -> Seeded:
@@ -160,17 +165,17 @@ def seed(url: str, count: int, days: float = 20.0, stations: int = 10_000, seed:
         with db.engine.begin() as conn:
             last = int(conn.scalar(select(func.max(Event.seq))) or 0)
         rows = generate(count, last + 1, days, stations, seed)
-        while True:
-            chunk = [row for _, row in zip(range(CHUNK), rows, strict=False)]
-            if not chunk:
-                break
+        # Chunks are made (and, for COPY, written out as text) by a second thread while the
+        # first one's COPY runs: the database works on one core, Python on the other.
+        postgres = db.backend == "postgresql"
+        for chunk, copy_text in _chunks_ahead(rows, _render if postgres else None):
             with db.transaction() as session:
                 raw = session.connection().connection.driver_connection
                 if raw is None:
                     raise RuntimeError("no driver connection")
-                if db.backend == "postgresql":
+                if copy_text is not None:
                     partitions.ensure(session, {partitions.day_of(r[4]) for r in chunk})
-                    terms_written += _copy(raw, chunk)
+                    terms_written += _copy(raw, copy_text)
                 else:
                     dialect = session.get_bind().dialect
                     stamp = Event.__table__.c.time.type.dialect_impl(dialect).bind_processor(
@@ -200,23 +205,96 @@ def seed(url: str, count: int, days: float = 20.0, stations: int = 10_000, seed:
     return Seeded(count, terms_written, time.perf_counter() - started)
 
 
-def _copy(raw: Any, chunk: list[Any]) -> int:
-    terms = 0
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class CopyText:
+    """A chunk in COPY's text format: the events' lines, the terms' lines, the terms."""
+
+    events: str
+    terms: str
+    term_count: int
+
+
+def _chunks_ahead(
+    rows: Iterator[Any], render: Callable[[list[Any]], CopyText] | None, ahead: int = 2
+) -> Iterator[tuple[list[Any], CopyText | None]]:
+    """``rows`` in chunks of :data:`CHUNK` (each with its ``render``, if any), built by a
+    thread up to ``ahead`` chunks ahead; an error in the thread is raised here."""
+    out: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def build() -> None:
+        try:
+            while not stop.is_set():
+                chunk = [row for _, row in zip(range(CHUNK), rows, strict=False)]
+                if not chunk:
+                    break
+                out.put((chunk, render(chunk) if render is not None else None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            out.put(exc)
+        out.put(_DONE)
+
+    worker = threading.Thread(target=build, name="seed-rows", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a put on a full queue
+            try:
+                out.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+
+
+# COPY's text format: a backslash, tab, newline or carriage return in a value is escaped.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_BLOCK = 1 << 20  # characters sent to the server per write
+
+
+def _escaped(value: str) -> str:
+    # Four scans in C are cheaper than one translate for the usual value that needs none.
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
+
+
+def _render(chunk: list[Any]) -> CopyText:
+    events: list[str] = []
+    terms: list[str] = []
+    for seq, uid, kind, station, when, data, found in chunk:
+        stamp = when.isoformat()
+        body = _escaped(orjson.dumps(data).decode())
+        events.append(f"{seq}\t{uid}\t{kind}\t{station}\tstation\t0\t{stamp}\t{stamp}\t{body}\n")
+        for role, value in found:
+            terms.append(f"{seq}\t{role}\t{_escaped(value)}\t{stamp}\n")
+    return CopyText("".join(events), "".join(terms), len(terms))
+
+
+def _copy(raw: Any, rendered: CopyText) -> int:
+    """A rendered chunk's events and terms through COPY in text format, written in blocks
+    (psycopg's ``write_row`` per row cost more than the rows' generation)."""
     with raw.cursor() as cur:
-        with cur.copy(
-            "COPY events (seq, uid, type, station_id, origin, severity, time, received_at, data)"
-            " FROM STDIN"
-        ) as copy:
-            for seq, uid, kind, station, when, data, _ in chunk:
-                copy.write_row(
-                    (seq, uid, kind, station, "station", 0, when, when, orjson.dumps(data).decode())
-                )
-        with cur.copy("COPY event_terms (seq, role, value, time) FROM STDIN") as copy:
-            for seq, _, _, _, when, _, found in chunk:
-                for role, value in found:
-                    copy.write_row((seq, role, value, when))
-                    terms += 1
-    return terms
+        for statement, data in (
+            (
+                "COPY events (seq, uid, type, station_id, origin, severity, time, received_at,"
+                " data) FROM STDIN",
+                rendered.events,
+            ),
+            ("COPY event_terms (seq, role, value, time) FROM STDIN", rendered.terms),
+        ):
+            with cur.copy(statement) as copy:
+                for at in range(0, len(data), _COPY_BLOCK):
+                    copy.write(data[at : at + _COPY_BLOCK])
+    return rendered.term_count
 
 
 def _executemany(raw: Any, chunk: list[Any], stamp: Any) -> int:
