@@ -87,12 +87,22 @@ def on_server_core() -> contextlib.AbstractContextManager[None]:
     return on_core(SERVER_CPU)
 
 
-def raise_fd_limit() -> int:
-    """Thousands of agents mean thousands of sockets on both sides (children inherit)."""
+def raise_fd_limit(want: int = 1 << 20) -> int:
+    """Thousands of agents mean thousands of sockets on both sides (children inherit): the
+    soft limit up to ``want`` (capped by fs.nr_open), raising the hard limit too when
+    this process may (root, CAP_SYS_RESOURCE), else up to the hard limit.  A generator of
+    100,000 agents that stops at a hard limit of 20,000 fails its own connects with EMFILE
+    and reports them as the server's errors (bench/findings.md, issue 20)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/sys/fs/nr_open") as f:
+        want = min(want, int(f.read()))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if hard != resource.RLIM_INFINITY and hard < want:
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+    target = hard if hard != resource.RLIM_INFINITY else want
+    if soft < min(target, want):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(target, want), hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 

@@ -22,7 +22,9 @@ check-in opens a new connection, as an agent that sleeps a minute between check-
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
+import resource
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,6 +40,7 @@ from bench.common import (
     fig,
     on_load_core,
     percentile,
+    process_tree,
     raise_fd_limit,
     runjobs_body,
     scratch_url,
@@ -45,6 +48,7 @@ from bench.common import (
     start_server,
     target,
 )
+from bench.netprobe import NetSampler
 from bench.rawhttp import Connection
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -88,6 +92,25 @@ SIZES: dict[str, dict[str, Any]] = {
 TIMEOUT = 30.0
 
 
+def error_name(exc: BaseException, phase: str) -> str:
+    """``TimeoutError (connect)``, ``OSError EMFILE (connect)``: the errno and the phase are
+    what tell a full listen queue from a descriptor limit from a slow answer."""
+    name = type(exc).__name__
+    number = getattr(exc, "errno", None)
+    if isinstance(number, int):
+        name += f" {errno.errorcode.get(number, str(number))}"
+    return f"{name} ({phase})"
+
+
+def error_code(body: bytes) -> str:
+    """The ``code`` of a Garrison error body (``overloaded``, ``database_unavailable``)."""
+    try:
+        found = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    return str(found.get("code", "")) if isinstance(found, dict) else ""
+
+
 async def _simulate(
     server: Server,
     agents: list[Agent],
@@ -105,6 +128,7 @@ async def _simulate(
     runjobs_ms: list[float] = []
     admin_ms: list[float] = []
     lag_ms: list[float] = []
+    connect_ms: list[float] = []
     errors: Counter[str] = Counter()
     counts: Counter[str] = Counter()
     start = time.perf_counter() + 0.5
@@ -118,16 +142,21 @@ async def _simulate(
         body: bytes = b"",
         keep_alive: bool = True,
     ) -> tuple[int, bytes] | None:
+        phase = "connect"
         try:
-            reply = await asyncio.wait_for(
-                conn.request(method, path, headers, body, keep_alive), TIMEOUT
-            )
+            async with asyncio.timeout(TIMEOUT):
+                if conn.writer is None:
+                    t0 = time.perf_counter()
+                    await conn.open()
+                    connect_ms.append((time.perf_counter() - t0) * 1000)
+                phase = "exchange"
+                reply = await conn.request(method, path, headers, body, keep_alive)
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-            errors[type(exc).__name__] += 1
+            errors[error_name(exc, phase)] += 1
             conn.close()
             return None
         if reply.status != 200 and reply.status != 201:
-            errors[f"HTTP {reply.status}"] += 1
+            errors[f"HTTP {reply.status} {error_code(reply.body)}".rstrip()] += 1
         return reply.status, reply.body
 
     async def agent_loop(agent: Agent, phase: float) -> None:
@@ -235,6 +264,7 @@ async def _simulate(
         "runjobs_ms": runjobs_ms,
         "admin_ms": admin_ms,
         "lag_ms": lag_ms,
+        "connect_ms": connect_ms,
         "telemetry_ms": telemetry_ms,
         "errors": dict(errors),
         "counts": dict(counts),
@@ -265,6 +295,7 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
     env = {"GARRISON_WORKERS": str(workers)}
     with start_server(workdir / "fleet", url, extra_env=env, **placement) as server:
         sampler = Sampler(server.pid, tree=True).start()
+        net = NetSampler(server.port, process_tree(server.pid)).start()
         # The generator's own CPU (this process: its event loop and the sampler thread),
         # reported beside the server's: on a 2-core box they share the cores.
         gen_cpu0, gen_t0 = time.process_time(), time.monotonic()
@@ -283,6 +314,8 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             )
             asyncio.set_event_loop_policy(None)
         usage = sampler.stop()
+        kernel = net.stop()
+        restarts = [line for line in server.log_tail(200).splitlines() if "exited with" in line]
         generator_cpu = 100 * (time.process_time() - gen_cpu0) / (time.monotonic() - gen_t0)
         # The API enrollment rate, on a sample (after the run: it adds stations).
         enrolled, enroll_seconds = enroll_api(server, p["api_enrollments"], concurrency=64)
@@ -368,6 +401,12 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             "generator_lag_p50_ms": round(percentile(sim["lag_ms"], 50), 2),
             "generator_cpu_percent": round(generator_cpu, 1),
             "checkin_max_ms": round(max(sim["checkin_ms"], default=0), 2),
+            "connect_p50_ms": round(percentile(sim["connect_ms"], 50), 2),
+            "connect_p99_ms": round(percentile(sim["connect_ms"], 99), 2),
+            "connect_max_ms": round(max(sim["connect_ms"], default=0), 2),
+            "generator_fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            "worker_restarts": restarts,
+            **kernel,
             **usage,
         },
         "notes": [

@@ -34,6 +34,11 @@ class Connection:
     async def _open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
 
+    async def open(self) -> None:
+        """Connect now (a caller timing the connection apart from the request)."""
+        if self.writer is None:
+            await self._open()
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
