@@ -25,6 +25,7 @@ import asyncio
 import errno
 import random
 import resource
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -90,6 +91,15 @@ SIZES: dict[str, dict[str, Any]] = {
     },
 }
 TIMEOUT = 30.0
+# The generator's source addresses (every 127/8 address is loopback on Linux): one source
+# has ~28,000 ephemeral ports toward the server, half of them preferred by connect(), and
+# past ~14,000 connections open at once each connect() cost ~2 ms searching for a free one
+# (bench/findings.md, issue 20, "the cause found"); real agents come from many addresses.
+SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
+
+
+def source_of(agent: Agent) -> str | None:
+    return SOURCES[agent.id % len(SOURCES)] if sys.platform == "linux" else None
 
 
 def error_name(exc: BaseException, phase: str) -> str:
@@ -133,6 +143,9 @@ async def _simulate(
     counts: Counter[str] = Counter()
     start = time.perf_counter() + 0.5
     stop = start + duration
+    # The descriptors this process may use for agents' connections: its limit, less a
+    # margin for its own files, the admin's connection and the samplers.
+    slots = asyncio.Semaphore(max(64, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 512))
 
     async def call(
         conn: Connection,
@@ -159,34 +172,47 @@ async def _simulate(
             errors[f"HTTP {reply.status} {error_code(reply.body)}".rstrip()] += 1
         return reply.status, reply.body
 
+    async def descriptor() -> None:
+        """A slot under this process's descriptor limit: one process plays every agent, so
+        past its limit its own connects failed with EMFILE, counted as the server's errors.
+        A wait here is the generator's (it shows in its lag), not the server's."""
+        if slots.locked():
+            counts["waited_for_descriptor"] += 1
+        await slots.acquire()
+
     async def agent_loop(agent: Agent, phase: float) -> None:
         due = start + phase
         while due < stop:
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            now = time.perf_counter()
-            lag_ms.append((now - due) * 1000)
-            conn = Connection(host, port)
-            t0 = time.perf_counter()
-            # Connection: close, so the server closes first (see rawhttp): a Runjobs after
-            # it opens a new connection, as an agent would after a minute's sleep anyway.
-            got = await call(conn, "GET", agent.getjobs_path, agent.headers, keep_alive=False)
-            checkin_ms.append((time.perf_counter() - t0) * 1000)
-            counts["checkins"] += 1
-            if got is not None and got[0] == 200:
-                for job in orjson.loads(got[1]).get("jobs", []):
-                    counts["jobs_received"] += 1
-                    body = runjobs_body(agent.id, agent.uuid, job["job_id"])
-                    t1 = time.perf_counter()
-                    done = await call(
-                        conn, "POST", "/api/jobs", agent.headers, body, keep_alive=False
-                    )
-                    if done is not None:
-                        counts["runjobs"] += 1
-                    runjobs_ms.append((time.perf_counter() - t1) * 1000)
-            conn.close()
+            await descriptor()
+            try:
+                await checkin(agent, due)
+            finally:
+                slots.release()
             due += interval
+
+    async def checkin(agent: Agent, due: float) -> None:
+        now = time.perf_counter()
+        lag_ms.append((now - due) * 1000)
+        conn = Connection(host, port, source_of(agent))
+        t0 = time.perf_counter()
+        # Connection: close, so the server closes first (see rawhttp): a Runjobs after
+        # it opens a new connection, as an agent would after a minute's sleep anyway.
+        got = await call(conn, "GET", agent.getjobs_path, agent.headers, keep_alive=False)
+        checkin_ms.append((time.perf_counter() - t0) * 1000)
+        counts["checkins"] += 1
+        if got is not None and got[0] == 200:
+            for job in orjson.loads(got[1]).get("jobs", []):
+                counts["jobs_received"] += 1
+                body = runjobs_body(agent.id, agent.uuid, job["job_id"])
+                t1 = time.perf_counter()
+                done = await call(conn, "POST", "/api/jobs", agent.headers, body, keep_alive=False)
+                if done is not None:
+                    counts["runjobs"] += 1
+                runjobs_ms.append((time.perf_counter() - t1) * 1000)
+        conn.close()
 
     async def admin_loop() -> None:
         conn = Connection(host, port)
@@ -240,16 +266,25 @@ async def _simulate(
                 for i in range(per_batch)
             ]
             sequence += 1
-            conn = Connection(host, port)
-            t0 = time.perf_counter()
-            got = await call(
-                conn, "POST", "/api/events", agent.headers, orjson.dumps(batch), keep_alive=False
-            )
-            telemetry_ms.append((time.perf_counter() - t0) * 1000)
-            if got is not None and got[0] == 200:
-                counts["telemetry_batches"] += 1
-                counts["events_stored"] += int(orjson.loads(got[1]).get("stored", 0))
-            conn.close()
+            await descriptor()
+            try:
+                conn = Connection(host, port, source_of(agent))
+                t0 = time.perf_counter()
+                got = await call(
+                    conn,
+                    "POST",
+                    "/api/events",
+                    agent.headers,
+                    orjson.dumps(batch),
+                    keep_alive=False,
+                )
+                telemetry_ms.append((time.perf_counter() - t0) * 1000)
+                if got is not None and got[0] == 200:
+                    counts["telemetry_batches"] += 1
+                    counts["events_stored"] += int(orjson.loads(got[1]).get("stored", 0))
+                conn.close()
+            finally:
+                slots.release()
             due += telemetry_every
 
     tasks = [agent_loop(a, rng.uniform(0, interval)) for a in agents]
