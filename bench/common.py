@@ -489,6 +489,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_seconds_with_reaped(pid: int) -> float:
+    """utime + stime, plus cutime + cstime: the children this process waited for (a
+    procedure worker killed and replaced, a worker the supervisor restarted).  Summed over
+    a tree, a live child counts in its own entry and a reaped one in its parent's."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / CLK_TCK
+
+
 def rss_bytes(pid: int) -> int:
     """VmRSS of a process, from /proc/<pid>/status."""
     with open(f"/proc/{pid}/status") as f:
@@ -536,7 +545,9 @@ class Sampler:
     _thread: threading.Thread | None = None
 
     def _cpu(self) -> float:
-        return _tree_sum(cpu_seconds, self.pid) if self.tree else cpu_seconds(self.pid)
+        if self.tree:
+            return _tree_sum(cpu_seconds_with_reaped, self.pid)
+        return cpu_seconds(self.pid)
 
     def _rss(self) -> int:
         return int(_tree_sum(rss_bytes, self.pid)) if self.tree else rss_bytes(self.pid)

@@ -350,7 +350,11 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             asyncio.set_event_loop_policy(None)
         usage = sampler.stop()
         kernel = net.stop()
-        restarts = [line for line in server.log_tail(200).splitlines() if "exited with" in line]
+        # A worker that dies is started again by the supervisor: its CPU time leaves the
+        # sampled tree with it, so say how often it happened, and what the log said last.
+        log_lines = server.log_tail(1_000_000).splitlines()
+        restarts = [line for line in log_lines if "exited with" in line]
+        log_tail = log_lines[-40:] if restarts else []
         generator_cpu = 100 * (time.process_time() - gen_cpu0) / (time.monotonic() - gen_t0)
         # The API enrollment rate, on a sample (after the run: it adds stations).
         enrolled, enroll_seconds = enroll_api(server, p["api_enrollments"], concurrency=64)
@@ -440,7 +444,9 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             "connect_p99_ms": round(percentile(sim["connect_ms"], 99), 2),
             "connect_max_ms": round(max(sim["connect_ms"], default=0), 2),
             "generator_fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-            "worker_restarts": restarts,
+            "worker_restarts": len(restarts),
+            "worker_restart_lines": restarts[:20],
+            "server_log_tail": log_tail,
             **kernel,
             **usage,
         },

@@ -14,6 +14,7 @@ import os
 import subprocess
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 # /proc/net/netstat (TcpExt) and /proc/net/snmp (Tcp) counters worth a delta over a run.
 COUNTERS = (
@@ -67,6 +68,38 @@ def sockstat() -> dict[str, int]:
     return {}
 
 
+CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def cpu_times() -> dict[str, list[int]]:
+    """Per CPU (``cpu0``...), the jiffies of /proc/stat in CPU_FIELDS' order."""
+    found: dict[str, list[int]] = {}
+    with contextlib.suppress(OSError), open("/proc/stat") as f:
+        for line in f:
+            name, *values = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                found[name] = [int(v) for v in values[: len(CPU_FIELDS)]]
+    return found
+
+
+def cpu_shares(before: dict[str, list[int]], after: dict[str, list[int]]) -> dict[str, Any]:
+    """Per CPU, the % of the interval in user, system, softirq and idle: on loopback the
+    kernel's TCP work for both ends runs as softirq, charged to neither process."""
+    shares: dict[str, Any] = {}
+    for cpu, end in after.items():
+        start = before.get(cpu)
+        if start is None:
+            continue
+        delta = [b - a for a, b in zip(start, end, strict=False)]
+        total = sum(delta) or 1
+        named = dict(zip(CPU_FIELDS, delta, strict=False))
+        shares[cpu] = {
+            k: round(100 * named.get(k, 0) / total, 1)
+            for k in ("user", "system", "softirq", "idle")
+        }
+    return shares
+
+
 def fd_limit(pid: int) -> tuple[int, int] | None:
     """(soft, hard) RLIMIT_NOFILE of a process, from /proc/<pid>/limits."""
     with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/limits") as f:
@@ -102,6 +135,29 @@ def listen_queue(port: int) -> tuple[int, int] | None:
     return None
 
 
+def server_sockets(port: int) -> dict[str, int]:
+    """The server's side of its connections now, by state; ``unread``: those holding request
+    bytes the server has not read yet (Recv-Q > 0), ``unsent``: answer bytes the client has
+    not taken (Send-Q > 0)."""
+    try:
+        out = subprocess.run(
+            ["ss", "-Htan", f"sport = :{port}"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    found: dict[str, int] = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) < 3 or fields[0] == "LISTEN":
+            continue
+        found[fields[0]] = found.get(fields[0], 0) + 1
+        if fields[1] != "0":
+            found["unread"] = found.get("unread", 0) + 1
+        if fields[2] != "0":
+            found["unsent"] = found.get("unsent", 0) + 1
+    return found
+
+
 @dataclass
 class NetSampler:
     """Once a second: TIME_WAIT and in-use TCP sockets, the listener's accept queue, and the
@@ -110,6 +166,8 @@ class NetSampler:
     port: int
     pids: list[int]
     interval: float = 1.0
+    snapshot_after: int = 30  # seconds into the run: one look at the server's sockets
+    snapshot: dict[str, int] = field(default_factory=dict)
     tw_max: int = 0
     inuse_max: int = 0
     accept_queue_max: int = 0
@@ -118,15 +176,21 @@ class NetSampler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _before: dict[str, int] = field(default_factory=dict)
+    _cpu_before: dict[str, list[int]] = field(default_factory=dict)
 
     def start(self) -> NetSampler:
         self._before = tcp_counters()
+        self._cpu_before = cpu_times()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
+        ticks = 0
         while not self._stop.wait(self.interval):
+            ticks += 1
+            if ticks == self.snapshot_after:
+                self.snapshot = server_sockets(self.port)
             stat = sockstat()
             self.tw_max = max(self.tw_max, stat.get("tw", 0))
             self.inuse_max = max(self.inuse_max, stat.get("inuse", 0))
@@ -143,7 +207,9 @@ class NetSampler:
             self._thread.join()
         return {
             "tcp_counters": counter_delta(self._before, tcp_counters()),
+            "cpu_shares": cpu_shares(self._cpu_before, cpu_times()),
             "time_wait_max": self.tw_max,
+            f"server_sockets_at_{self.snapshot_after}s": self.snapshot,
             "tcp_inuse_max": self.inuse_max,
             "accept_queue_max": self.accept_queue_max,
             "accept_queue_limit": self.accept_queue_limit,
