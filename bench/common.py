@@ -87,12 +87,22 @@ def on_server_core() -> contextlib.AbstractContextManager[None]:
     return on_core(SERVER_CPU)
 
 
-def raise_fd_limit() -> int:
-    """Thousands of agents mean thousands of sockets on both sides (children inherit)."""
+def raise_fd_limit(want: int = 1 << 20) -> int:
+    """Thousands of agents mean thousands of sockets on both sides (children inherit): the
+    soft limit up to ``want`` (capped by fs.nr_open), raising the hard limit too when
+    this process may (root, CAP_SYS_RESOURCE), else up to the hard limit.  A generator of
+    100,000 agents that stops at a hard limit of 20,000 fails its own connects with EMFILE
+    and reports them as the server's errors (bench/findings.md, issue 20)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/sys/fs/nr_open") as f:
+        want = min(want, int(f.read()))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if hard != resource.RLIM_INFINITY and hard < want:
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+    target = hard if hard != resource.RLIM_INFINITY else want
+    if soft < min(target, want):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(target, want), hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
@@ -479,6 +489,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_seconds_with_reaped(pid: int) -> float:
+    """utime + stime, plus cutime + cstime: the children this process waited for (a
+    procedure worker killed and replaced, a worker the supervisor restarted).  Summed over
+    a tree, a live child counts in its own entry and a reaped one in its parent's."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / CLK_TCK
+
+
 def rss_bytes(pid: int) -> int:
     """VmRSS of a process, from /proc/<pid>/status."""
     with open(f"/proc/{pid}/status") as f:
@@ -526,7 +545,9 @@ class Sampler:
     _thread: threading.Thread | None = None
 
     def _cpu(self) -> float:
-        return _tree_sum(cpu_seconds, self.pid) if self.tree else cpu_seconds(self.pid)
+        if self.tree:
+            return _tree_sum(cpu_seconds_with_reaped, self.pid)
+        return cpu_seconds(self.pid)
 
     def _rss(self) -> int:
         return int(_tree_sum(rss_bytes, self.pid)) if self.tree else rss_bytes(self.pid)

@@ -22,7 +22,10 @@ check-in opens a new connection, as an agent that sleeps a minute between check-
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
+import resource
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,6 +41,7 @@ from bench.common import (
     fig,
     on_load_core,
     percentile,
+    process_tree,
     raise_fd_limit,
     runjobs_body,
     scratch_url,
@@ -45,6 +49,7 @@ from bench.common import (
     start_server,
     target,
 )
+from bench.netprobe import NetSampler
 from bench.rawhttp import Connection
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -86,6 +91,34 @@ SIZES: dict[str, dict[str, Any]] = {
     },
 }
 TIMEOUT = 30.0
+# The generator's source addresses (every 127/8 address is loopback on Linux): one source
+# has ~28,000 ephemeral ports toward the server, half of them preferred by connect(), and
+# past ~14,000 connections open at once each connect() cost ~2 ms searching for a free one
+# (bench/findings.md, issue 20, "the cause found"); real agents come from many addresses.
+SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
+
+
+def source_of(agent: Agent) -> str | None:
+    return SOURCES[agent.id % len(SOURCES)] if sys.platform == "linux" else None
+
+
+def error_name(exc: BaseException, phase: str) -> str:
+    """``TimeoutError (connect)``, ``OSError EMFILE (connect)``: the errno and the phase are
+    what tell a full listen queue from a descriptor limit from a slow answer."""
+    name = type(exc).__name__
+    number = getattr(exc, "errno", None)
+    if isinstance(number, int):
+        name += f" {errno.errorcode.get(number, str(number))}"
+    return f"{name} ({phase})"
+
+
+def error_code(body: bytes) -> str:
+    """The ``code`` of a Garrison error body (``overloaded``, ``database_unavailable``)."""
+    try:
+        found = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    return str(found.get("code", "")) if isinstance(found, dict) else ""
 
 
 async def _simulate(
@@ -105,10 +138,16 @@ async def _simulate(
     runjobs_ms: list[float] = []
     admin_ms: list[float] = []
     lag_ms: list[float] = []
+    connect_ms: list[float] = []
     errors: Counter[str] = Counter()
     counts: Counter[str] = Counter()
     start = time.perf_counter() + 0.5
     stop = start + duration
+    # The descriptors this process may use for agents' connections: three quarters of its
+    # limit.  A closed transport gives its descriptor back on a later turn of the event loop,
+    # so a lagging loop holds more than the connections it counts: with a margin of 512,
+    # 11,309 connects still failed with EMFILE at 100,000 agents.
+    slots = asyncio.Semaphore(max(64, resource.getrlimit(resource.RLIMIT_NOFILE)[0] * 3 // 4))
 
     async def call(
         conn: Connection,
@@ -118,17 +157,30 @@ async def _simulate(
         body: bytes = b"",
         keep_alive: bool = True,
     ) -> tuple[int, bytes] | None:
+        phase = "connect"
         try:
-            reply = await asyncio.wait_for(
-                conn.request(method, path, headers, body, keep_alive), TIMEOUT
-            )
+            async with asyncio.timeout(TIMEOUT):
+                if conn.writer is None:
+                    t0 = time.perf_counter()
+                    await conn.open()
+                    connect_ms.append((time.perf_counter() - t0) * 1000)
+                phase = "exchange"
+                reply = await conn.request(method, path, headers, body, keep_alive)
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-            errors[type(exc).__name__] += 1
+            errors[error_name(exc, phase)] += 1
             conn.close()
             return None
         if reply.status != 200 and reply.status != 201:
-            errors[f"HTTP {reply.status}"] += 1
+            errors[f"HTTP {reply.status} {error_code(reply.body)}".rstrip()] += 1
         return reply.status, reply.body
+
+    async def descriptor() -> None:
+        """A slot under this process's descriptor limit: one process plays every agent, so
+        past its limit its own connects failed with EMFILE, counted as the server's errors.
+        A wait here is the generator's (it shows in its lag), not the server's."""
+        if slots.locked():
+            counts["waited_for_descriptor"] += 1
+        await slots.acquire()
 
     async def agent_loop(agent: Agent, phase: float) -> None:
         due = start + phase
@@ -136,28 +188,33 @@ async def _simulate(
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            now = time.perf_counter()
-            lag_ms.append((now - due) * 1000)
-            conn = Connection(host, port)
-            t0 = time.perf_counter()
-            # Connection: close, so the server closes first (see rawhttp): a Runjobs after
-            # it opens a new connection, as an agent would after a minute's sleep anyway.
-            got = await call(conn, "GET", agent.getjobs_path, agent.headers, keep_alive=False)
-            checkin_ms.append((time.perf_counter() - t0) * 1000)
-            counts["checkins"] += 1
-            if got is not None and got[0] == 200:
-                for job in orjson.loads(got[1]).get("jobs", []):
-                    counts["jobs_received"] += 1
-                    body = runjobs_body(agent.id, agent.uuid, job["job_id"])
-                    t1 = time.perf_counter()
-                    done = await call(
-                        conn, "POST", "/api/jobs", agent.headers, body, keep_alive=False
-                    )
-                    if done is not None:
-                        counts["runjobs"] += 1
-                    runjobs_ms.append((time.perf_counter() - t1) * 1000)
-            conn.close()
+            await descriptor()
+            try:
+                await checkin(agent, due)
+            finally:
+                slots.release()
             due += interval
+
+    async def checkin(agent: Agent, due: float) -> None:
+        now = time.perf_counter()
+        lag_ms.append((now - due) * 1000)
+        conn = Connection(host, port, source_of(agent))
+        t0 = time.perf_counter()
+        # Connection: close, so the server closes first (see rawhttp): a Runjobs after
+        # it opens a new connection, as an agent would after a minute's sleep anyway.
+        got = await call(conn, "GET", agent.getjobs_path, agent.headers, keep_alive=False)
+        checkin_ms.append((time.perf_counter() - t0) * 1000)
+        counts["checkins"] += 1
+        if got is not None and got[0] == 200:
+            for job in orjson.loads(got[1]).get("jobs", []):
+                counts["jobs_received"] += 1
+                body = runjobs_body(agent.id, agent.uuid, job["job_id"])
+                t1 = time.perf_counter()
+                done = await call(conn, "POST", "/api/jobs", agent.headers, body, keep_alive=False)
+                if done is not None:
+                    counts["runjobs"] += 1
+                runjobs_ms.append((time.perf_counter() - t1) * 1000)
+        conn.close()
 
     async def admin_loop() -> None:
         conn = Connection(host, port)
@@ -211,16 +268,25 @@ async def _simulate(
                 for i in range(per_batch)
             ]
             sequence += 1
-            conn = Connection(host, port)
-            t0 = time.perf_counter()
-            got = await call(
-                conn, "POST", "/api/events", agent.headers, orjson.dumps(batch), keep_alive=False
-            )
-            telemetry_ms.append((time.perf_counter() - t0) * 1000)
-            if got is not None and got[0] == 200:
-                counts["telemetry_batches"] += 1
-                counts["events_stored"] += int(orjson.loads(got[1]).get("stored", 0))
-            conn.close()
+            await descriptor()
+            try:
+                conn = Connection(host, port, source_of(agent))
+                t0 = time.perf_counter()
+                got = await call(
+                    conn,
+                    "POST",
+                    "/api/events",
+                    agent.headers,
+                    orjson.dumps(batch),
+                    keep_alive=False,
+                )
+                telemetry_ms.append((time.perf_counter() - t0) * 1000)
+                if got is not None and got[0] == 200:
+                    counts["telemetry_batches"] += 1
+                    counts["events_stored"] += int(orjson.loads(got[1]).get("stored", 0))
+                conn.close()
+            finally:
+                slots.release()
             due += telemetry_every
 
     tasks = [agent_loop(a, rng.uniform(0, interval)) for a in agents]
@@ -235,6 +301,7 @@ async def _simulate(
         "runjobs_ms": runjobs_ms,
         "admin_ms": admin_ms,
         "lag_ms": lag_ms,
+        "connect_ms": connect_ms,
         "telemetry_ms": telemetry_ms,
         "errors": dict(errors),
         "counts": dict(counts),
@@ -265,6 +332,7 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
     env = {"GARRISON_WORKERS": str(workers)}
     with start_server(workdir / "fleet", url, extra_env=env, **placement) as server:
         sampler = Sampler(server.pid, tree=True).start()
+        net = NetSampler(server.port, process_tree(server.pid)).start()
         # The generator's own CPU (this process: its event loop and the sampler thread),
         # reported beside the server's: on a 2-core box they share the cores.
         gen_cpu0, gen_t0 = time.process_time(), time.monotonic()
@@ -283,6 +351,12 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             )
             asyncio.set_event_loop_policy(None)
         usage = sampler.stop()
+        kernel = net.stop()
+        # A worker that dies is started again by the supervisor: its CPU time leaves the
+        # sampled tree with it, so say how often it happened, and what the log said last.
+        log_lines = server.log_tail(1_000_000).splitlines()
+        restarts = [line for line in log_lines if "exited with" in line]
+        log_tail = log_lines[-40:] if restarts else []
         generator_cpu = 100 * (time.process_time() - gen_cpu0) / (time.monotonic() - gen_t0)
         # The API enrollment rate, on a sample (after the run: it adds stations).
         enrolled, enroll_seconds = enroll_api(server, p["api_enrollments"], concurrency=64)
@@ -368,6 +442,14 @@ def run(size: str, workdir: Path, database_url: str | None = None) -> dict[str, 
             "generator_lag_p50_ms": round(percentile(sim["lag_ms"], 50), 2),
             "generator_cpu_percent": round(generator_cpu, 1),
             "checkin_max_ms": round(max(sim["checkin_ms"], default=0), 2),
+            "connect_p50_ms": round(percentile(sim["connect_ms"], 50), 2),
+            "connect_p99_ms": round(percentile(sim["connect_ms"], 99), 2),
+            "connect_max_ms": round(max(sim["connect_ms"], default=0), 2),
+            "generator_fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            "worker_restarts": len(restarts),
+            "worker_restart_lines": restarts[:20],
+            "server_log_tail": log_tail,
+            **kernel,
             **usage,
         },
         "notes": [

@@ -9,7 +9,12 @@ a response read by Content-Length (or chunks), nothing else.
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass
+
+# Linux's IP_BIND_ADDRESS_NO_PORT (not in Python's socket module before 3.12): bind() sets the
+# source address only, and the port is picked at connect() against the whole 4-tuple.
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
 class HttpError(Exception):
@@ -26,13 +31,34 @@ class Reply:
 class Connection:
     """One keep-alive connection; reopened transparently when the server closed it."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, source: str | None = None) -> None:
+        self.host, self.port, self.source = host, port, source
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def _open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        if self.source is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            return
+        # From a given source address (another loopback address, say): each source has its
+        # own ephemeral ports toward the server.  With one source, past ~14,000 connections
+        # open to one server port, every connect() searched the port range for ~2 ms
+        # (bench/findings.md, issue 20, "the cause found").
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((self.source, 0))
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (self.host, self.port))
+        except BaseException:
+            sock.close()
+            raise
+        self.reader, self.writer = await asyncio.open_connection(sock=sock)
+
+    async def open(self) -> None:
+        """Connect now (a caller timing the connection apart from the request)."""
+        if self.writer is None:
+            await self._open()
 
     def close(self) -> None:
         if self.writer is not None:

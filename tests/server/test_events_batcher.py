@@ -113,3 +113,44 @@ def test_past_the_bound_a_request_is_refused_before_anything_is_stored(db: Datab
 
     asyncio.run(main())
     assert _stored(db) == 6
+
+
+def test_past_the_time_bound_a_request_is_refused_and_the_rate_is_measured(
+    db: Database,
+) -> None:
+    """Refused when the events ahead of it (the batch being written and those waiting)
+    would take longer than ``max_wait_seconds`` at the writer's rate: a client waiting
+    past its own timeout holds its connection for nothing."""
+    (cred,) = _stations(db, 1)
+    batcher = IngestBatcher(db, max_wait_seconds=0.05)
+    release = threading.Event()
+    real_write = batcher._write
+
+    def held(batch: list[Any]) -> None:
+        release.wait(10)
+        real_write(batch)
+
+    batcher._write = held  # type: ignore[method-assign]
+
+    async def main() -> None:
+        first = asyncio.ensure_future(batcher.ingest(cred, "", _batch("x", 3)))
+        while not batcher._writing or batcher._pending:
+            await asyncio.sleep(0.01)
+        assert batcher.rate is None  # nothing written yet: no estimate, no time bound
+        queued = asyncio.ensure_future(batcher.ingest(cred, "", _batch("y", 3)))
+        while not batcher._pending:
+            await asyncio.sleep(0.01)
+        batcher.rate = 100.0  # (3 being written + 3 waiting + 2) / 100 = 0.08 s > 0.05 s
+        with pytest.raises(OverloadedError):
+            await batcher.ingest(cred, "", _batch("z", 2))
+        batcher.rate = 1000.0  # 0.008 s: it fits
+        fits = asyncio.ensure_future(batcher.ingest(cred, "", _batch("w", 2)))
+        release.set()
+        await asyncio.gather(first, queued, fits)
+
+    asyncio.run(main())
+    assert _stored(db) == 8
+    assert batcher.refused == 1
+    assert batcher.rate is not None  # measured from the batches written
+    assert batcher.rate > 0
+    assert batcher._in_flight_events == 0

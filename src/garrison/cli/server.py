@@ -182,6 +182,7 @@ def serve(
     from garrison.server.app import create_app
     from garrison.server.bootstrap import prepare
     from garrison.server.export.keycheck import SecretsKeyMismatchError
+    from garrison.server.fdlimit import raise_open_files
     from garrison.server.store.engine import DatabaseUnreachableError
 
     settings = load_settings(
@@ -199,6 +200,8 @@ def serve(
     # server user's alone: 0600 files, 0700 directories.
     os.umask(0o077)
     configure_logging(settings)
+    # Before any worker exists: they inherit it.
+    open_files = raise_open_files()
     db = open_database(settings)
     try:
         first = prepare(
@@ -239,6 +242,10 @@ def serve(
     )
     if server_tls is not None:
         out.print(f"CA SHA-256: {server_tls.fingerprint}")
+    if open_files.low:
+        err.print(f"warning: {open_files.describe()}", markup=False)
+    else:
+        out.print(open_files.describe(), markup=False)
     options = uvicorn_options(settings)
     count = workers if workers is not None else default_workers(db.backend)
     if count > 1:
