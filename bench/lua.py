@@ -141,6 +141,52 @@ def per_event_batched(pool: WorkerPool, source: str, calls: int, distinct: bool)
     return (time.perf_counter() - started) / (rounds * BATCH)
 
 
+def consumer_rate(events: int, batch_size: int | None = None) -> float:
+    """Events/s of the procedure consumer draining ``events`` threat_detected events from a
+    fresh SQLite log with bench/ingest.py's sustained procedure enabled (no host read, a
+    log line per event, nothing to apply): reading the log, the runs through one worker in
+    batches, the cursor moves.  No ingestion meanwhile (bench/ingest.py --sustained measures
+    the lag under load)."""
+    import tempfile
+
+    from bench.ingest import PROCEDURE
+    from garrison.server.audit.actor import Actor
+    from garrison.server.events import consumers
+    from garrison.server.events.service import NewEvent, append
+    from garrison.server.logs import configure_structlog
+    from garrison.server.procedures import service as procedures
+    from garrison.server.procedures.dispatcher import ProcedureConsumer
+    from garrison.server.procedures.runner import ProcedureRunner
+    from garrison.server.store import migrate
+    from garrison.server.store.engine import Database
+
+    # As bench/ingest.py's server runs: warnings only (a procedure log line is info).
+    configure_structlog("warning", cache=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/consumer.db"
+        migrate.upgrade(url)
+        db = Database(url)
+        pool = WorkerPool(1)
+        try:
+            with db.transaction() as session:
+                procedures.put(
+                    session, Actor(username="bench", role="admin"), "threat_detected", PROCEDURE
+                )
+            data = event_args()
+            with db.transaction() as session:
+                append(session, [NewEvent("threat_detected", data, None, "bench")] * events)
+            consumer = ProcedureConsumer(ProcedureRunner(db, pool, Limits()))
+            if batch_size is not None:
+                consumer.batch_size = batch_size
+            started = time.perf_counter()
+            while consumers.run_batch(db, consumer):
+                pass
+            return events / (time.perf_counter() - started)
+        finally:
+            pool.close()
+            db.dispose()
+
+
 ECHO = (
     "import os\n"
     "while True:\n"
@@ -197,6 +243,7 @@ def run(size: str) -> dict[str, Any]:
         batched_distinct = per_event_batched(pool, REALISTIC, calls, distinct=True)
     finally:
         pool.close()
+    drained = consumer_rate(calls * 4)
     bare = bare_call(calls * 10)
     pipe = pipe_round_trip(calls)
     return {
@@ -222,6 +269,7 @@ def run(size: str) -> dict[str, Any]:
             "realistic_us_per_event": round(realistic * 1e6, 1),
             "empty_us_per_event": round(empty * 1e6, 1),
             "batch": BATCH,
+            "consumer_events_per_second": round(drained, 1),
             "batched_empty_us_per_event": round(empty_batched * 1e6, 1),
             "batched_realistic_us_per_event": round(batched * 1e6, 1),
             "batched_realistic_distinct_stations_us_per_event": round(batched_distinct * 1e6, 1),

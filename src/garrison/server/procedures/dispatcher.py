@@ -142,7 +142,7 @@ class ProcedureConsumer(Consumer):
     docstring)."""
 
     name = "procedures"
-    batch_size = 100
+    batch_size = 500
     outside_transaction = True
 
     def __init__(self, runner: ProcedureRunner, disable_after: int = DISABLE_AFTER) -> None:
