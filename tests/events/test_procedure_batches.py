@@ -287,3 +287,36 @@ def test_an_events_reads_do_not_see_earlier_writes_of_its_batch(db: Database) ->
         assert saw == [("0", "0"), ("1", "0"), ("2", "0"), ("3", "3"), ("4", "3")]
     finally:
         pool.close()
+
+
+def test_a_batchs_replies_are_all_written_when_the_worker_is_done_with_it() -> None:
+    """The worker buffers its replies for a moment to write several at once, but not the
+    end of a batch: when it is done with a message, every reply is in the pipe (the server,
+    waiting for the last one, is not kept waiting for the flush interval)."""
+    import fcntl
+    import os
+
+    from garrison.server.procedures.worker import Worker
+
+    inp, out = os.pipe()
+    try:
+        worker = Worker(inp, out)
+        fcntl.fcntl(inp, fcntl.F_SETFL, fcntl.fcntl(inp, fcntl.F_GETFL) | os.O_NONBLOCK)
+        message = {
+            "procedures": [{"name": NAME, "source": "local a = ... return a.n"}],
+            "runs": [[0, {"n": n}] for n in range(5)],
+            "instructions": LIMITS.instructions,
+            "memory": LIMITS.memory_bytes,
+            "cpu_seconds": LIMITS.cpu_seconds,
+        }
+        worker.run_batch(message)
+        # At once, no waiting: the five dones are already there.
+        reader = protocol.Reader(inp)
+        reader.buffer += os.read(inp, 1 << 20)
+        done = [reader.read(deadline=0.0) for _ in range(5)]
+        assert [(d["op"], d["index"], d["value"]) for d in done] == [
+            ("done", n, n) for n in range(5)
+        ]
+    finally:
+        os.close(inp)
+        os.close(out)

@@ -1,12 +1,15 @@
 """Running procedures: from the event log (every event but one), and synchronously for
 ``station_authorization_in_progress``, whose answer decides an authorization.
 
-From the log (:class:`ProcedureConsumer`), event by event: the chain's procedures run in
-workers with no transaction open, then one short transaction applies what each asked for
-(or records its failure), each in its own savepoint, and moves the consumer's cursor past
-the event, so each event's writes happen exactly once.  An event whose runs all succeeded
-with nothing to apply (most events, for most procedures) needs no transaction: the cursor
-moves past it with the next one that writes, or at the end of the batch.  A failing run is
+From the log (:class:`ProcedureConsumer`), a batch at a time: every event's chain runs in
+workers with no transaction open, several runs to a worker message (each run its own
+environment, limits and outcome; the batch's host reads answered once per distinct read),
+then one transaction applies what each run asked for (or records its failure), event by
+event in log order, each run in its own savepoint, and moves the consumer's cursor past the
+batch, so each event's writes happen exactly once.  A later event of a batch does not see
+an earlier one's writes (docs/procedures.md, "Batches").  A batch whose runs all succeeded
+with nothing to apply (most, for most procedures) needs no transaction of its own: the
+runtime moves the cursor past it.  A failing run is
 recorded in ``procedure_errors`` (with its set) and passed over; after ``disable_after``
 failures in a row of one set's procedure, it is disabled, and that is audited
 (``procedure.auto_disable``: an audit entry, which is also an ``audit`` event in the log).

@@ -3,7 +3,9 @@ what it came to in the caller's (short) transaction.
 
 ``ProcedureRunner.run`` caps the arguments (:func:`.sandbox.cap_args`), runs the source in
 a worker of the pool (:mod:`.workers`) answering its reads from the database
-(:class:`.host.HostReads`, each read its own transaction) and returns the ``Reply``.
+(:class:`.host.HostReads`, each read its own transaction) and returns the ``Reply``;
+``run_many`` does the same for a batch of runs (the event-log consumer's), several to a
+worker message.
 ``settle`` then applies the writes the run asked for, in a savepoint of the caller's
 transaction, or records why it failed (``procedure_errors``).  Built once by the app: the
 consumer, enrollment, the presence flush and the dry run all use the same pool.

@@ -654,9 +654,9 @@ class Worker:
 
     def run_batch(self, message: dict[str, Any]) -> None:
         """Run a ``runs`` message's runs in order, each as :meth:`run` does (its own fresh
-        environment, budget, memory cap, CPU limit and collection after it), sending each
-        one's ``done`` as soon as it ends.  The host-read answers of the batch are
-        remembered for the batch only."""
+        environment, budget, memory cap, CPU limit and collection after it), each one's
+        ``done`` written within FLUSH_SECONDS of its end (see :class:`_Out`), the last at
+        once.  The host-read answers of the batch are remembered for the batch only."""
         procedures = [
             (str(p["name"]).encode("utf-8"), str(p["source"]).encode("utf-8"))
             for p in message["procedures"]
@@ -670,6 +670,7 @@ class Worker:
                 self.send(index, self.run(name, source, args, instructions, memory, cpu))
         finally:
             self.answers = {}
+        self.out.now(b"")  # the batch is over: its last dones go now, not after FLUSH_SECONDS
 
     def run(
         self, name: bytes, source: bytes, args: Any, instructions: int, memory: int, cpu: int

@@ -2,12 +2,16 @@
 
 Each worker is ``python -m garrison.server.procedures.worker`` (spawned: a fresh
 interpreter, never a fork of this threaded server), started when first needed and kept warm.
-A run checks a worker out (waiting at most ``checkout_seconds``), sends the procedure and
-its arguments, answers the worker's host reads until it reports, and checks the worker back
-in.  The deadline is real time, measured here (``time.monotonic``), host reads included: when
-it passes, or the worker dies, or announces a message over the cap, the worker is killed
-(SIGKILL) and a new one is started for a later run.  ``close`` kills every worker; a run in
-progress then ends as :class:`ProcedureUnavailableError`, not as the procedure's failure.
+Runs go in batches (``run_many``; ``run`` is a batch of one): a batch checks a worker out
+(waiting at most ``checkout_seconds``), sends up to ``protocol.MAX_RUNS`` runs in one
+message, answers the worker's host reads (each distinct read once per batch) and takes each
+run's reply as it comes, then checks the worker back in.  Each run's deadline is real time,
+measured here (``time.monotonic``) from the end of the run before it, host reads included:
+when it passes, or the worker dies, or announces a message over the cap, that run fails, the
+worker is killed (SIGKILL), and the runs after it go to a new one (they had not started: a
+worker runs its message's runs in order and reports each as it ends).  ``close`` kills
+every worker; a run in progress then ends as :class:`ProcedureUnavailableError`, not as the
+procedure's failure.
 """
 
 from __future__ import annotations
