@@ -295,9 +295,12 @@ def test_a_batchs_replies_are_all_written_when_the_worker_is_done_with_it() -> N
     waiting for the last one, is not kept waiting for the flush interval)."""
     import fcntl
     import os
+    import resource
 
     from garrison.server.procedures.worker import Worker
 
+    # Run here, in the test's process: a run sets the CPU limit of its process (restored).
+    cpu_limit = resource.getrlimit(resource.RLIMIT_CPU)
     inp, out = os.pipe()
     try:
         worker = Worker(inp, out)
@@ -318,5 +321,6 @@ def test_a_batchs_replies_are_all_written_when_the_worker_is_done_with_it() -> N
             ("done", n, n) for n in range(5)
         ]
     finally:
+        resource.setrlimit(resource.RLIMIT_CPU, cpu_limit)
         os.close(inp)
         os.close(out)
