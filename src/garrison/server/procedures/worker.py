@@ -664,13 +664,21 @@ class Worker:
         instructions, memory = int(message["instructions"]), int(message["memory"])
         cpu = int(message["cpu_seconds"])
         self.answers, self.answer_bytes = {}, MAX_ANSWER_BYTES
+        runs = message["runs"]
         try:
-            for index, (which, args) in enumerate(message["runs"]):
+            for index, (which, args) in enumerate(runs):
                 name, source = procedures[int(which)]
-                self.send(index, self.run(name, source, args, instructions, memory, cpu))
+                answer = self.run(name, source, args, instructions, memory, cpu)
+                # The batch's last done goes at once (with any still buffered): the server
+                # waits for it, and a batch of one is a single run, written as it ends.
+                self.send(index, answer, last=index == len(runs) - 1)
+        except BaseException:
+            # The worker is going down (a Python error of ours): the dones of the runs that
+            # ended go first, so that the server blames the run it was on, not an earlier one.
+            self.out.now(b"")
+            raise
         finally:
             self.answers = {}
-        self.out.now(b"")  # the batch is over: its last dones go now, not after FLUSH_SECONDS
 
     def run(
         self, name: bytes, source: bytes, args: Any, instructions: int, memory: int, cpu: int
@@ -717,7 +725,7 @@ class Worker:
             "elapsed": time.perf_counter() - started,
         }
 
-    def send(self, index: int, answer: dict[str, Any]) -> None:
+    def send(self, index: int, answer: dict[str, Any], last: bool = True) -> None:
         answer["index"] = index
         try:
             data = protocol.encode(answer)
@@ -733,7 +741,10 @@ class Worker:
                     "elapsed": answer.get("elapsed", 0.0),
                 }
             )
-        self.out.soon(data)
+        if last:
+            self.out.now(data)
+        else:
+            self.out.soon(data)
 
     def serve(self) -> None:
         self.out.now(protocol.encode({"op": "ready", "pid": os.getpid()}))
