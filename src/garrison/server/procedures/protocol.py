@@ -7,8 +7,9 @@ run), ``reply`` (the answer to a host call).
 Worker → server: ``ready`` (once, at start), ``call`` (a host read: the server answers it
 from the database), ``done`` (one per run, in order, with its ``index`` in the batch: the
 run's outcome, with the writes it asks for).  The worker runs a batch's runs one after
-another and sends each ``done`` as soon as that run ends, so the server knows which runs
-are over if it has to kill the worker in the middle of a batch.
+another and writes each ``done`` within about a millisecond of that run's end (several
+together when runs are quick; the batch's last at once), so the server knows which runs are
+over if it has to kill the worker in the middle of a batch.
 
 Neither side reads a message longer than :data:`MAX_MESSAGE`: the worker refuses to send
 one (the run fails), the server kills a worker that announces one.
