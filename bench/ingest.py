@@ -208,7 +208,8 @@ if ext == "exe" or ext == "dll" or ext == "scr" then
 end
 return nil
 """
-# One event in this many of a sustained batch is a threat_detected (the rest telemetry).
+# One event in this many of a sustained batch is a threat_detected (the rest telemetry);
+# ``--threat-every`` changes it (1: every event runs the procedure).
 THREAT_EVERY = 10
 
 
@@ -360,6 +361,7 @@ def sustained(
         "consumer_max_lag_events": max_lag,
         "consumer_max_lag_seconds": round(max_lag / rate, 2) if rate else 0.0,
         "consumer_drain_seconds": round(drain, 2),
+        "threat_every": THREAT_EVERY,
     }
 
 
@@ -442,6 +444,7 @@ def _reset(url: str) -> None:
 
 
 def main() -> None:
+    global THREAT_EVERY
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=500)
@@ -459,8 +462,17 @@ def main() -> None:
         default="1",
         help="server process counts for the sustained run, comma-separated (e.g. 1,2)",
     )
+    parser.add_argument(
+        "--threat-every",
+        type=int,
+        default=THREAT_EVERY,
+        help="one sustained event in this many is a threat_detected, run by the procedure",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "ingest.json")
     args = parser.parse_args()
+    if args.threat_every < 1:
+        parser.error("--threat-every must be at least 1")
+    THREAT_EVERY = args.threat_every
     workers = tuple(int(n) for n in args.workers.split(","))
     result = run(args.events, args.batch, args.clients, args.database_url, args.sustained, workers)
     print(f"{'scenario':<12}{'db':<12}{'events':>8}{'floor ev/s':>14}{'http ev/s':>12}{'ratio':>8}")

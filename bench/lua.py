@@ -5,7 +5,8 @@ this process, and two collected writes) beside the empty call (``return nil`` th
 same path: checkout, the pipe both ways, a fresh environment, the budget hook, the
 collection after the run) — the floor of any procedure.  A second line shows what the
 isolation costs: the empty call beside a bare lupa call of an empty function in a state
-that already exists, in this process.
+that already exists, in this process.  The batched lines run the same procedures as the
+procedure consumer does, 64 events' runs to a worker message (``WorkerPool.run_many``).
 
     python -m bench.lua [--size tiny|full]
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 from garrison.common.catalogue import CATALOGUE, validate
 from garrison.server.procedures.sandbox import Limits, cap_args
-from garrison.server.procedures.workers import WorkerPool
+from garrison.server.procedures.workers import Run, WorkerPool
 
 SIZES: dict[str, dict[str, Any]] = {"tiny": {"calls": 200}, "full": {"calls": 5000}}
 
@@ -106,6 +107,86 @@ def per_call(pool: WorkerPool, source: str, calls: int) -> float:
     return (time.perf_counter() - started) / calls
 
 
+BATCH = 64  # runs per run_many: what the procedure consumer hands over in one message
+
+
+def per_event_batched(pool: WorkerPool, source: str, calls: int, distinct: bool) -> float:
+    """Per event through ``run_many`` in batches of BATCH, as the procedure consumer runs
+    them: one message to the worker per batch, each run with its own environment, limits
+    and reply.  ``distinct``: every event of a batch from its own station, so every
+    ``garrison.station`` read is a round trip (none is answered again from the batch's
+    remembered reads); otherwise all from one station (the reads after the first are)."""
+    reads, limits = host(), Limits()
+    data = event_args()
+
+    def batch(start: int) -> list[Run]:
+        return [
+            Run(
+                "threat_detected",
+                source,
+                cap_args({**data, "id": start + i if distinct else data["id"]}),
+            )
+            for i in range(BATCH)
+        ]
+
+    for _ in range(3):
+        ran = pool.run_many(batch(0), limits, reads)
+        errors = [r.error for r in ran.replies if r.error is not None]
+        if errors or len(ran.replies) != BATCH:
+            raise RuntimeError(errors[0] if errors else ran.unavailable)
+    rounds = max(1, calls // BATCH)
+    started = time.perf_counter()
+    for n in range(rounds):
+        pool.run_many(batch(n * BATCH), limits, reads)
+    return (time.perf_counter() - started) / (rounds * BATCH)
+
+
+def consumer_rate(events: int, batch_size: int | None = None) -> float:
+    """Events/s of the procedure consumer draining ``events`` threat_detected events from a
+    fresh SQLite log with bench/ingest.py's sustained procedure enabled (no host read, a
+    log line per event, nothing to apply): reading the log, the runs through one worker in
+    batches, the cursor moves.  No ingestion meanwhile (bench/ingest.py --sustained measures
+    the lag under load)."""
+    import tempfile
+
+    from bench.ingest import PROCEDURE
+    from garrison.server.audit.actor import Actor
+    from garrison.server.events import consumers
+    from garrison.server.events.service import NewEvent, append
+    from garrison.server.logs import configure_structlog
+    from garrison.server.procedures import service as procedures
+    from garrison.server.procedures.dispatcher import ProcedureConsumer
+    from garrison.server.procedures.runner import ProcedureRunner
+    from garrison.server.store import migrate
+    from garrison.server.store.engine import Database
+
+    # As bench/ingest.py's server runs: warnings only (a procedure log line is info).
+    configure_structlog("warning", cache=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/consumer.db"
+        migrate.upgrade(url)
+        db = Database(url)
+        pool = WorkerPool(1)
+        try:
+            with db.transaction() as session:
+                procedures.put(
+                    session, Actor(username="bench", role="admin"), "threat_detected", PROCEDURE
+                )
+            data = event_args()
+            with db.transaction() as session:
+                append(session, [NewEvent("threat_detected", data, None, "bench")] * events)
+            consumer = ProcedureConsumer(ProcedureRunner(db, pool, Limits()))
+            if batch_size is not None:
+                consumer.batch_size = batch_size
+            started = time.perf_counter()
+            while consumers.run_batch(db, consumer):
+                pass
+            return events / (time.perf_counter() - started)
+        finally:
+            pool.close()
+            db.dispose()
+
+
 ECHO = (
     "import os\n"
     "while True:\n"
@@ -157,8 +238,12 @@ def run(size: str) -> dict[str, Any]:
     try:
         empty = per_call(pool, EMPTY, calls)
         realistic = per_call(pool, REALISTIC, calls)
+        empty_batched = per_event_batched(pool, EMPTY, calls, distinct=True)
+        batched = per_event_batched(pool, REALISTIC, calls, distinct=False)
+        batched_distinct = per_event_batched(pool, REALISTIC, calls, distinct=True)
     finally:
         pool.close()
+    drained = consumer_rate(calls * 4)
     bare = bare_call(calls * 10)
     pipe = pipe_round_trip(calls)
     return {
@@ -168,12 +253,26 @@ def run(size: str) -> dict[str, Any]:
             fig_rate("realistic procedure", realistic, empty, "empty sandboxed call"),
             fig_rate("empty sandboxed call", empty, pipe, "pipe round trip"),
             fig_rate("empty sandboxed call", empty, bare, "bare lupa call"),
+            fig_rate(
+                f"realistic procedure, batches of {BATCH}", batched, empty_batched, "empty, batched"
+            ),
+            fig_rate(
+                f"realistic procedure, batches of {BATCH}, a station per event",
+                batched_distinct,
+                empty_batched,
+                "empty, batched",
+            ),
         ],
         "targets": [],
         "details": {
             "calls": calls,
             "realistic_us_per_event": round(realistic * 1e6, 1),
             "empty_us_per_event": round(empty * 1e6, 1),
+            "batch": BATCH,
+            "consumer_events_per_second": round(drained, 1),
+            "batched_empty_us_per_event": round(empty_batched * 1e6, 1),
+            "batched_realistic_us_per_event": round(batched * 1e6, 1),
+            "batched_realistic_distinct_stations_us_per_event": round(batched_distinct * 1e6, 1),
             "bare_lupa_us_per_call": round(bare * 1e6, 3),
             "pipe_round_trip_us": round(pipe * 1e6, 1),
         },
@@ -183,6 +282,11 @@ def run(size: str) -> dict[str, Any]:
             "real round trip to this process, answered from memory, not the database read "
             "the server does.  The event's data is validated once (ingestion's cost) and "
             "capped per call, as the runner does.",
+            f"Batched: {BATCH} events' runs per run_many (one message to the worker, a done "
+            "per run), as the procedure consumer runs them.  Within a batch a host read "
+            "asked again is answered from the batch's first answer: with every event from "
+            "one station only the first garrison.station() is a round trip; 'a station per "
+            "event' makes every one a round trip.",
         ],
     }
 

@@ -15,12 +15,12 @@ ever delivered after it was committed.  Two ways to handle a batch, chosen per c
   the advance sends again.  With several nodes on PostgreSQL, an advisory lock held without
   a transaction (:func:`garrison.server.store.locks.exclusive`) lets one node at a time feed
   the consumer; the others find it taken and poll.
-- **outside the transaction, event by event** (a :class:`CheckpointedSend`): as above, but
-  the send advances the cursor itself (:class:`Checkpoint`), past each event, inside the
-  short transaction that writes what that event did (the procedures: what a procedure
-  asked for is applied after it ran, with no transaction open while it ran).  Exactly once
-  again: an event's writes commit with the cursor moving past it, and a crash before that
-  runs the event again.
+- **outside the transaction, checkpointed** (a :class:`CheckpointedSend`): as above, but
+  the send advances the cursor itself (:class:`Checkpoint`), past what it handled, inside
+  the short transaction that writes what those events did (the procedures: what the
+  procedures of a batch asked for is applied after they ran, with no transaction open
+  while they ran).  Exactly once again: the writes commit with the cursor moving past their
+  events, and a crash before that runs those events again.
 
 One thread per consumer, woken when this node appends events and polling otherwise (for
 events other nodes append); a failing batch is retried with exponential backoff.  Consumers

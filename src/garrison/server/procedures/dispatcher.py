@@ -1,12 +1,15 @@
 """Running procedures: from the event log (every event but one), and synchronously for
 ``station_authorization_in_progress``, whose answer decides an authorization.
 
-From the log (:class:`ProcedureConsumer`), event by event: the chain's procedures run in
-workers with no transaction open, then one short transaction applies what each asked for
-(or records its failure), each in its own savepoint, and moves the consumer's cursor past
-the event, so each event's writes happen exactly once.  An event whose runs all succeeded
-with nothing to apply (most events, for most procedures) needs no transaction: the cursor
-moves past it with the next one that writes, or at the end of the batch.  A failing run is
+From the log (:class:`ProcedureConsumer`), a batch at a time: every event's chain runs in
+workers with no transaction open, several runs to a worker message (each run its own
+environment, limits and outcome; the batch's host reads answered once per distinct read),
+then one transaction applies what each run asked for (or records its failure), event by
+event in log order, each run in its own savepoint, and moves the consumer's cursor past the
+batch, so each event's writes happen exactly once.  A later event of a batch does not see
+an earlier one's writes (docs/procedures.md, "Batches").  A batch whose runs all succeeded
+with nothing to apply (most, for most procedures) needs no transaction of its own: the
+runtime moves the cursor past it.  A failing run is
 recorded in ``procedure_errors`` (with its set) and passed over; after ``disable_after``
 failures in a row of one set's procedure, it is disabled, and that is audited
 (``procedure.auto_disable``: an audit entry, which is also an ``audit`` event in the log).
@@ -38,7 +41,7 @@ from garrison.server.events.consumers import Checkpoint, CheckpointedSend, Consu
 from garrison.server.events.models import Event
 from garrison.server.procedures import service as procedures
 from garrison.server.procedures.models import Procedure
-from garrison.server.procedures.runner import ProcedureRunner
+from garrison.server.procedures.runner import Call, ProcedureRunner
 from garrison.server.procedures.sandbox import ProcedureUnavailableError
 from garrison.server.procedures.service import Link
 from garrison.server.procedures.workers import Reply
@@ -66,43 +69,75 @@ class _RunEach(CheckpointedSend):
         self.size = size
 
     def run(self, checkpoint: Checkpoint) -> Progress:
+        runner = self.consumer.runner
+        # Every event's chain, every set's procedure (none stops the next), all in one
+        # batch to the workers, in order, outside any transaction: each run has its own
+        # environment, limits and outcome (see WorkerPool.run_many).
+        calls: list[Call] = []
+        ends: list[int] = []  # per event: where its runs end in ``calls``
+        for item in self.work:
+            for link in item.links:
+                calls.append(Call(item.name, link.source, item.args, item.seq, link.set_name))
+            ends.append(len(calls))
+        ran = runner.run_many(calls)
+        # The events all of whose runs ended: every one unless no worker could take the rest
+        # (then the first event left out is run again later, from here: nothing of it or
+        # after it has been applied).
+        complete = sum(1 for end in ends if end <= len(ran.replies))
+        events: list[tuple[_Work, list[tuple[Link, Reply]]]] = []
+        for position in range(complete):
+            item, begin = self.work[position], ends[position - 1] if position else 0
+            events.append(
+                (item, list(zip(item.links, ran.replies[begin : ends[position]], strict=True)))
+            )
+        if any(_writes(pairs) for _, pairs in events):
+            # One transaction applies what every event of the batch asked for, event by event
+            # in order and each run in a savepoint of its own, and moves the cursor past the
+            # batch: the writes happen exactly once.
+            with runner.db.transaction() as session:
+                self._settle(events, session)
+                checkpoint.advance(session, events[-1][0].seq)
+        else:
+            # Nothing to apply and nothing to record: no transaction.  The cursor moves past
+            # the batch with the runtime's own update; a restart before then runs it again,
+            # which changes nothing.
+            self._settle(events, None)
+        if complete < len(self.work):
+            return Progress(self.work[complete].index, ran.unavailable)
+        return Progress(self.size)
+
+    def _settle(
+        self, events: list[tuple[_Work, list[tuple[Link, Reply]]]], session: Session | None
+    ) -> None:
         consumer, runner = self.consumer, self.consumer.runner
         disabled: set[tuple[str, str]] = set()
-        for item in self.work:
-            # Every set's procedure runs (none stops the next), each outside any
-            # transaction; then one transaction settles them all, in set order, each in a
-            # savepoint of its own, and moves the cursor past the event.
-            ran: list[tuple[Link, Reply]] = []
-            for link in item.links:
-                if (link.set_name, item.name) in disabled:
+        # Each procedure checked (and locked) once per transaction: the lock holds it as it is
+        # until the commit.
+        currents: dict[tuple[str, str], Procedure | None] = {}
+        for item, pairs in events:
+            for link, reply in pairs:
+                key = (link.set_name, item.name)
+                if key in disabled:
+                    # Disabled by an earlier event of this batch: as if it had not run.
                     continue
-                try:
-                    reply = runner.run(item.name, link.source, item.args, item.seq, link.set_name)
-                except ProcedureUnavailableError as exc:
-                    # Not this event's fault: it is run again later, from here (nothing
-                    # of it has been applied yet).
-                    return Progress(item.index, str(exc))
-                ran.append((link, reply))
-            if all(reply.error is None and not reply.actions for _, reply in ran):
-                # Nothing to apply and nothing to record: no transaction for this event.  The
-                # cursor moves past it with the next event that writes, or with the batch
-                # (the runtime moves it past what ``run`` reports done); a restart before
-                # then runs it again, which changes nothing.
-                for link, _ in ran:
+                if session is None or not _writes([(link, reply)]):
                     consumer.succeeded(link, item.name)
-                continue
-            with runner.db.transaction() as session:
-                for link, reply in ran:
-                    current = procedures.still_current(session, item.name, link, lock=True)
-                    if current is None:
-                        # Disabled, changed or its set deleted/disabled while it ran: what
-                        # it asked for is dropped.
-                        continue
-                    error = runner.settle(session, item.name, item.seq, reply, link.set_name)
-                    if consumer.counted(session, current, error):
-                        disabled.add((link.set_name, item.name))
-                checkpoint.advance(session, item.seq)
-        return Progress(self.size)
+                    continue
+                if key not in currents:
+                    currents[key] = procedures.still_current(session, item.name, link, lock=True)
+                current = currents[key]
+                if current is None:
+                    # Disabled, changed or its set deleted/disabled while it ran: what it
+                    # asked for is dropped.
+                    continue
+                error = runner.settle(session, item.name, item.seq, reply, link.set_name)
+                if consumer.counted(session, current, error):
+                    disabled.add(key)
+
+
+def _writes(pairs: Sequence[tuple[Link, Reply]]) -> bool:
+    """Whether any of these runs has something to apply or a failure to record."""
+    return any(reply.error is not None or reply.actions for _, reply in pairs)
 
 
 class ProcedureConsumer(Consumer):
@@ -110,7 +145,7 @@ class ProcedureConsumer(Consumer):
     docstring)."""
 
     name = "procedures"
-    batch_size = 100
+    batch_size = 500
     outside_transaction = True
 
     def __init__(self, runner: ProcedureRunner, disable_after: int = DISABLE_AFTER) -> None:

@@ -3,7 +3,9 @@ what it came to in the caller's (short) transaction.
 
 ``ProcedureRunner.run`` caps the arguments (:func:`.sandbox.cap_args`), runs the source in
 a worker of the pool (:mod:`.workers`) answering its reads from the database
-(:class:`.host.HostReads`, each read its own transaction) and returns the ``Reply``.
+(:class:`.host.HostReads`, each read its own transaction) and returns the ``Reply``;
+``run_many`` does the same for a batch of runs (the event-log consumer's), several to a
+worker message.
 ``settle`` then applies the writes the run asked for, in a savepoint of the caller's
 transaction, or records why it failed (``procedure_errors``).  Built once by the app: the
 consumer, enrollment, the presence flush and the dry run all use the same pool.
@@ -11,7 +13,8 @@ consumer, enrollment, the presence flush and the dry run all use the same pool.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -20,10 +23,21 @@ from sqlalchemy.orm import Session
 from garrison.server.procedures import host
 from garrison.server.procedures.models import DEFAULT_SET, ProcedureError
 from garrison.server.procedures.sandbox import Limits, cap_args
-from garrison.server.procedures.workers import Reply, WorkerPool
+from garrison.server.procedures.workers import Ran, Reply, Run, WorkerPool
 from garrison.server.store.engine import Database
 
 log = structlog.get_logger("garrison.procedures")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One run of a batch (:meth:`ProcedureRunner.run_many`)."""
+
+    name: str
+    source: str
+    args: Mapping[str, Any]
+    event_seq: int | None = None
+    set_name: str = DEFAULT_SET
 
 
 class ProcedureRunner:
@@ -44,11 +58,26 @@ class ProcedureRunner:
         """Run it; raises ProcedureUnavailableError when no worker could (not counted as
         the procedure's failure).  No transaction is open meanwhile."""
         reply = self.pool.run(name, source, cap_args(dict(args)), self.limits, self.reads)
+        self._logged(name, set_name, event_seq, reply)
+        return reply
+
+    def run_many(self, calls: Sequence[Call]) -> Ran:
+        """Run ``calls`` in order, several to a worker message (see ``WorkerPool.run_many``:
+        each run its own environment, limits and outcome; the batch's host reads answered
+        once per distinct read).  Returns a Reply per call for a prefix of them, with why
+        the rest could not run (ProcedureUnavailableError's message)."""
+        runs = [Run(c.name, c.source, cap_args(dict(c.args))) for c in calls]
+        ran = self.pool.run_many(runs, self.limits, self.reads)
+        for call, reply in zip(calls, ran.replies, strict=False):
+            self._logged(call.name, call.set_name, call.event_seq, reply)
+        return ran
+
+    @staticmethod
+    def _logged(name: str, set_name: str, event_seq: int | None, reply: Reply) -> None:
         for line in reply.logs:
             log.info(
                 "procedure log", procedure=name, set=set_name, event_seq=event_seq, message=line
             )
-        return reply
 
     def settle(
         self,

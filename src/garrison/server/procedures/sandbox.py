@@ -70,8 +70,33 @@ def cap_args(value: Any) -> Any:
     """``value`` with every string cut to :data:`MAX_ARG_STRING` characters, tables cut to
     :data:`MAX_ARG_DEPTH` levels and :data:`MAX_ARG_ITEMS` items in all (the rest dropped),
     and anything JSON cannot carry made a string."""
+    if type(value) is dict and _flat_within_caps(value):
+        return dict(value)
     budget = [MAX_ARG_ITEMS]
     return _cap(value, 0, budget)
+
+
+_SCALARS = (bool, float, type(None))
+
+
+def _flat_within_caps(value: dict[Any, Any]) -> bool:
+    """Whether ``value`` is a table of scalars that the caps leave as it is (an event's
+    fields, almost always): then a copy is its capped value, without the walk."""
+    if len(value) > MAX_ARG_ITEMS:
+        return False
+    for key, item in value.items():
+        if type(key) is not str or len(key) > MAX_ARG_STRING:
+            return False
+        kind = type(item)
+        if kind is str:
+            if len(item) > MAX_ARG_STRING:
+                return False
+        elif kind is int:
+            if abs(item) >= 1 << 63:
+                return False
+        elif kind not in _SCALARS:
+            return False
+    return True
 
 
 def _cap(value: Any, depth: int, budget: list[int]) -> Any:

@@ -26,6 +26,11 @@ One warm Lua state serves every run, each in an environment of its own:
   from Lua.  Reads go to the server and back (``call``); writes are collected and sent with
   the outcome, for the server to apply after the run.
 
+The server sends runs in batches (``runs``: several events' runs in one message); they run
+one after another exactly as single runs would, each answered with its own ``done``.  What
+a batch shares is only the answers to its host reads: a read asked again in the batch (the
+same function and arguments) is answered from the first answer, as a fresh Lua value.
+
 A worker is retired after :data:`~garrison.server.procedures.workers.MAX_RUNS` runs (and
 killed on a deadline), so nothing a long series of runs might accumulate lives for ever.
 
@@ -40,9 +45,11 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
+import orjson
 from lupa import lua54
 
 from garrison.server.procedures import protocol
@@ -75,6 +82,12 @@ READS = (
 )
 # Host reads one run may make: each is a round trip to the server and a read transaction.
 MAX_READS = 50
+# Distinct reads (function and arguments) a batch remembers the answer of, and the bytes of
+# those answers: within one ``runs`` message a read asked again is answered as it was the
+# first time, without a round trip (see docs/procedures.md, "Batches").  Each run still
+# gets a fresh Lua value built from the answer, and counts the read against its MAX_READS.
+MAX_ANSWERS = 1024
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
 WRITES = (
     "create_job",
     "raise_alert",
@@ -283,6 +296,56 @@ return run, cleanup, setup
 )
 
 
+# A run's ``done`` waits at most about this long in the worker before it is written (with
+# whatever other dones came meanwhile): a batch of quick runs is answered in a few writes,
+# not one per run, and the server is woken a few times per batch, not per run.
+FLUSH_SECONDS = 0.001
+FLUSH_BYTES = 64 * 1024
+
+
+class _Out:
+    """The worker's pipe to the server.  ``now`` writes at once (a host call, the end of a
+    batch: the worker then waits for the server); ``soon`` buffers a ``done`` and a thread
+    writes it within about FLUSH_SECONDS.  That thread runs while Lua runs (lupa releases
+    the GIL while Lua code runs, C functions and finalizers included), so a run's done is
+    with the server even if the next run then never ends and the worker is killed: the
+    server still knows which runs ended, and which one it killed."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending = bytearray()
+        self.cond = threading.Condition()
+        threading.Thread(target=self._flusher, name="flush", daemon=True).start()
+
+    def now(self, data: bytes) -> None:
+        with self.cond:
+            self.pending += data
+            self._write()
+
+    def soon(self, data: bytes) -> None:
+        with self.cond:
+            self.pending += data
+            if len(self.pending) >= FLUSH_BYTES:
+                self._write()
+            else:
+                self.cond.notify()
+
+    def _write(self) -> None:
+        # Under the lock: the pipe's messages stay whole and in order.
+        data, self.pending = bytes(self.pending), bytearray()
+        protocol.write(self.fd, data)
+
+    def _flusher(self) -> None:
+        while True:
+            with self.cond:
+                while not self.pending:
+                    self.cond.wait()
+            time.sleep(FLUSH_SECONDS)  # let the next runs' dones join this write
+            with self.cond:
+                if self.pending:
+                    self._write()
+
+
 class _ValueError(Exception):
     """A value a procedure passes or returns that cannot be handed over."""
 
@@ -360,7 +423,7 @@ class Worker:
 
     def __init__(self, inp: int, out: int) -> None:
         self.inp = inp
-        self.out = out
+        self.out = _Out(out)
         self.runtime = lua54.LuaRuntime(
             register_eval=False,
             register_builtins=False,
@@ -373,6 +436,9 @@ class Worker:
         self.actions: list[dict[str, Any]] = []
         self.logs: list[str] = []
         self.reads = 0
+        # This batch's host-read answers, by (function, arguments as JSON).
+        self.answers: dict[tuple[str, bytes], dict[str, Any]] = {}
+        self.answer_bytes = MAX_ANSWER_BYTES
         self.broken: Exception | None = None
         # The host functions are bound to this worker (they write to ``actions`` and
         # ``logs``, reset per run): made once, wrapped once in Lua.
@@ -385,14 +451,36 @@ class Worker:
     # -- Python values into Lua ------------------------------------------------------------
 
     def to_lua(self, value: Any) -> Any:
-        if isinstance(value, str):
+        # Decoded JSON only (str, int, float, bool, None, dict, list): dispatched on the exact
+        # type, scalars of a table converted in place (an event's dozen fields are a table of
+        # scalars: one call, not one per field).
+        kind = type(value)
+        if kind is str:
             return value.encode("utf-8")
-        if isinstance(value, dict):
+        if kind is dict:
             return self.runtime.table_from(
-                {k.encode("utf-8"): self.to_lua(v) for k, v in value.items()}
+                {
+                    k.encode("utf-8"): (
+                        v.encode("utf-8")
+                        if type(v) is str
+                        else self.to_lua(v)
+                        if type(v) is dict or type(v) is list
+                        else v
+                    )
+                    for k, v in value.items()
+                }
             )
-        if isinstance(value, list):
-            return self.runtime.table_from([self.to_lua(v) for v in value])
+        if kind is list:
+            return self.runtime.table_from(
+                [
+                    v.encode("utf-8")
+                    if type(v) is str
+                    else self.to_lua(v)
+                    if type(v) is dict or type(v) is list
+                    else v
+                    for v in value
+                ]
+            )
         return value
 
     # -- the host API, as the Lua closures see it: each returns (ok, value or message) ----
@@ -429,10 +517,17 @@ class Worker:
                 if self.reads > MAX_READS:
                     raise _ValueError(f"more than {MAX_READS} host reads in one run")
                 args = [_Converter().convert(p) for p in params[:3]]
-                protocol.write(self.out, protocol.encode({"op": "call", "fn": name, "args": args}))
-                reply = protocol.read(self.inp)
-                if reply.get("op") != "reply":
-                    raise RuntimeError("protocol error: expected a reply")
+                key = (name, orjson.dumps(args))
+                reply = self.answers.get(key)
+                if reply is None:
+                    call = {"op": "call", "fn": name, "args": args}
+                    self.out.now(protocol.encode(call))
+                    reply, size = protocol.read_sized(self.inp)
+                    if reply.get("op") != "reply":
+                        raise RuntimeError("protocol error: expected a reply")
+                    if len(self.answers) < MAX_ANSWERS and size <= self.answer_bytes:
+                        self.answers[key] = reply
+                        self.answer_bytes -= size
                 if not reply.get("ok"):
                     raise _ValueError(str(reply.get("error")))
                 if name == "allow_station":
@@ -555,17 +650,45 @@ class Worker:
             return str(value)
         return str(lua54.lua_type(value) or type(value).__name__)
 
-    # -- one run ---------------------------------------------------------------------------
+    # -- a batch of runs, one after another ------------------------------------------------
 
-    def run(self, message: dict[str, Any]) -> dict[str, Any]:
+    def run_batch(self, message: dict[str, Any]) -> None:
+        """Run a ``runs`` message's runs in order, each as :meth:`run` does (its own fresh
+        environment, budget, memory cap, CPU limit and collection after it), each one's
+        ``done`` written within FLUSH_SECONDS of its end (see :class:`_Out`), the last at
+        once.  The host-read answers of the batch are remembered for the batch only."""
+        procedures = [
+            (str(p["name"]).encode("utf-8"), str(p["source"]).encode("utf-8"))
+            for p in message["procedures"]
+        ]
+        instructions, memory = int(message["instructions"]), int(message["memory"])
+        cpu = int(message["cpu_seconds"])
+        self.answers, self.answer_bytes = {}, MAX_ANSWER_BYTES
+        runs = message["runs"]
+        try:
+            for index, (which, args) in enumerate(runs):
+                name, source = procedures[int(which)]
+                answer = self.run(name, source, args, instructions, memory, cpu)
+                # The batch's last done goes at once (with any still buffered): the server
+                # waits for it, and a batch of one is a single run, written as it ends.
+                self.send(index, answer, last=index == len(runs) - 1)
+        except BaseException:
+            # The worker is going down (a Python error of ours): the dones of the runs that
+            # ended go first, so that the server blames the run it was on, not an earlier one.
+            self.out.now(b"")
+            raise
+        finally:
+            self.answers = {}
+
+    def run(
+        self, name: bytes, source: bytes, args: Any, instructions: int, memory: int, cpu: int
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         self.actions, self.logs, self.reads = [], [], 0
-        instructions = int(message["instructions"])
-        memory = int(message["memory"])
         cpu_used = resource.getrusage(resource.RUSAGE_SELF)
         spent = int(cpu_used.ru_utime + cpu_used.ru_stime) + 1
         _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        soft = spent + int(message["cpu_seconds"])
+        soft = spent + cpu
         if hard != resource.RLIM_INFINITY:
             soft = min(soft, hard)
         # The kernel stops a run the deadline somehow misses: SIGXCPU past the budget.
@@ -574,12 +697,7 @@ class Worker:
         # Anything that escapes (a Python error of ours) leaves the outcome failed.
         outcome: dict[str, Any] = {"ok": False, "error": "runtime error"}
         try:
-            ok, value = self._run(
-                str(message["source"]).encode("utf-8"),
-                str(message["name"]).encode("utf-8"),
-                self.to_lua(message.get("args") or {}),
-                instructions,
-            )
+            ok, value = self._run(source, name, self.to_lua(args or {}), instructions)
             if ok:
                 outcome = {"ok": True, "value": _Converter().convert(value)}
             else:
@@ -607,30 +725,37 @@ class Worker:
             "elapsed": time.perf_counter() - started,
         }
 
+    def send(self, index: int, answer: dict[str, Any], last: bool = True) -> None:
+        answer["index"] = index
+        try:
+            data = protocol.encode(answer)
+        except protocol.MessageTooLargeError:
+            data = protocol.encode(
+                {
+                    "op": "done",
+                    "index": index,
+                    "ok": False,
+                    "error": "result too large to hand over",
+                    "actions": [],
+                    "logs": [],
+                    "elapsed": answer.get("elapsed", 0.0),
+                }
+            )
+        if last:
+            self.out.now(data)
+        else:
+            self.out.soon(data)
+
     def serve(self) -> None:
-        protocol.write(self.out, protocol.encode({"op": "ready", "pid": os.getpid()}))
+        self.out.now(protocol.encode({"op": "ready", "pid": os.getpid()}))
         while True:
             try:
                 message = protocol.read(self.inp)
             except EOFError:
                 return  # the server is gone, or done with this worker
-            if message.get("op") != "run":
+            if message.get("op") != "runs":
                 raise RuntimeError(f"protocol error: unexpected {message.get('op')!r}")
-            answer = self.run(message)
-            try:
-                data = protocol.encode(answer)
-            except protocol.MessageTooLargeError:
-                data = protocol.encode(
-                    {
-                        "op": "done",
-                        "ok": False,
-                        "error": "result too large to hand over",
-                        "actions": [],
-                        "logs": [],
-                        "elapsed": answer.get("elapsed", 0.0),
-                    }
-                )
-            protocol.write(self.out, data)
+            self.run_batch(message)
 
 
 def _shown_error(exc: Exception) -> str:

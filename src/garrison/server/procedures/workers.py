@@ -2,12 +2,16 @@
 
 Each worker is ``python -m garrison.server.procedures.worker`` (spawned: a fresh
 interpreter, never a fork of this threaded server), started when first needed and kept warm.
-A run checks a worker out (waiting at most ``checkout_seconds``), sends the procedure and
-its arguments, answers the worker's host reads until it reports, and checks the worker back
-in.  The deadline is real time, measured here (``time.monotonic``), host reads included: when
-it passes, or the worker dies, or announces a message over the cap, the worker is killed
-(SIGKILL) and a new one is started for a later run.  ``close`` kills every worker; a run in
-progress then ends as :class:`ProcedureUnavailableError`, not as the procedure's failure.
+Runs go in batches (``run_many``; ``run`` is a batch of one): a batch checks a worker out
+(waiting at most ``checkout_seconds``), sends up to ``protocol.MAX_RUNS`` runs in one
+message, answers the worker's host reads (each distinct read once per batch) and takes each
+run's reply as it comes, then checks the worker back in.  Each run's deadline is real time,
+measured here (``time.monotonic``) from the end of the run before it, host reads included:
+when it passes, or the worker dies, or announces a message over the cap, that run fails, the
+worker is killed (SIGKILL), and the runs after it go to a new one (they had not started: a
+worker runs its message's runs in order and reports each as it ends).  ``close`` kills
+every worker; a run in progress then ends as :class:`ProcedureUnavailableError`, not as the
+procedure's failure.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 
 from garrison.server.procedures import protocol
@@ -34,6 +39,11 @@ START_SECONDS = 30.0
 # long series of runs might leave in it lives for ever.
 MAX_RUNS = 100_000
 WORKER = [sys.executable, "-m", "garrison.server.procedures.worker"]
+
+# Distinct host reads one run_many remembers the answer of, and their bytes (past either,
+# reads are asked anew).
+MAX_ANSWERS = 4096
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 # A host read: (function name, its arguments) → what the procedure gets.  Raising
 # InvalidInputError (or any error) makes the call fail in Lua with its message.
@@ -49,6 +59,15 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Run:
+    """One run to make: procedure ``name``'s ``source`` with ``args`` (already capped)."""
+
+    name: str
+    source: str
+    args: Any
+
+
+@dataclass(frozen=True)
 class Reply:
     """What a run came to: its value, or the error that ended it, and what it asked for."""
 
@@ -57,6 +76,16 @@ class Reply:
     actions: list[Action] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What ``run_many`` came to: one Reply per run, in order, for a prefix of the runs;
+    ``unavailable`` says why the rest did not run (no worker could take them: not their
+    procedures' fault)."""
+
+    replies: list[Reply]
+    unavailable: str | None = None
 
 
 class _Worker:
@@ -75,7 +104,8 @@ class _Worker:
             raise RuntimeError("the worker's pipes were not made")
         self.to_worker = self.process.stdin.fileno()
         self.from_worker = self.process.stdout.fileno()
-        ready = protocol.read(self.from_worker, time.monotonic() + START_SECONDS)
+        self.reader = protocol.Reader(self.from_worker)
+        ready = self.reader.read(time.monotonic() + START_SECONDS)
         if ready.get("op") != "ready":
             raise RuntimeError(f"a procedure worker started badly: {ready!r}")
         self.runs = 0
@@ -162,9 +192,9 @@ class WorkerPool:
             self._all.add(worker)
         return worker
 
-    def _checkin(self, worker: _Worker) -> None:
+    def _checkin(self, worker: _Worker, runs: int = 1) -> None:
         with self._cond:
-            worker.runs += 1
+            worker.runs += runs
             retired = self._closed or worker not in self._all or worker.runs >= self.max_runs
             if retired:
                 self._all.discard(worker)
@@ -195,7 +225,7 @@ class WorkerPool:
         with self._cond:
             return [w.process.pid for w in self._all]
 
-    # -- one run ---------------------------------------------------------------------------
+    # -- runs ------------------------------------------------------------------------------
 
     def run(
         self,
@@ -209,55 +239,161 @@ class WorkerPool:
         """Run ``source`` as procedure ``name`` with ``args`` (already capped): its Reply,
         with ``error`` set when it failed.  Raises ProcedureUnavailableError when no worker
         could take it."""
+        ran = self.run_many([Run(name, source, args)], limits, reads, checkout_seconds)
+        if not ran.replies:
+            raise ProcedureUnavailableError(ran.unavailable or "no worker ran the procedure")
+        return ran.replies[0]
+
+    def run_many(
+        self,
+        runs: Sequence[Run],
+        limits: Limits,
+        reads: HostReads,
+        checkout_seconds: float | None = None,
+    ) -> Ran:
+        """Run ``runs`` in order, in batches of up to ``protocol.MAX_RUNS`` per message to a
+        worker, each run with its own limits (the deadline starts when the previous run of
+        the message ended) and its own outcome.  A run that ends its worker (the deadline,
+        a crash, a message over the cap) fails alone: the runs after it go to another
+        worker, none of them is run twice.  Host reads are answered once per distinct read
+        for the whole of ``runs`` (see docs/procedures.md, "Batches").  Returns the replies
+        in order; fewer than ``runs`` when no worker could take the rest (``unavailable``
+        says why)."""
         wait = limits.seconds if checkout_seconds is None else checkout_seconds
-        worker = self._checkout(wait)
-        reusable = False
+        remembered = _Remembered(reads)
+        # Each run's arguments encoded once (a batch cut by their size, then sent as they are).
+        encoded = [orjson.dumps(run.args) for run in runs]
+        replies: list[Reply] = []
+        while len(replies) < len(runs):
+            try:
+                worker = self._checkout(wait)
+            except ProcedureUnavailableError as exc:
+                return Ran(replies, str(exc))
+            batch = _cut(runs, encoded, len(replies))
+            reusable = False
+            try:
+                reusable = self._serve(worker, runs, encoded, batch, limits, remembered, replies)
+            except ProcedureUnavailableError as exc:
+                return Ran(replies, str(exc))
+            finally:
+                if reusable:
+                    self._checkin(worker, len(batch))
+                else:
+                    self._discard(worker)
+        return Ran(replies)
+
+    def _serve(
+        self,
+        worker: _Worker,
+        runs: Sequence[Run],
+        encoded: Sequence[bytes],
+        batch: range,
+        limits: Limits,
+        reads: _Remembered,
+        replies: list[Reply],
+    ) -> bool:
+        """Send ``batch`` (indexes into ``runs``) to ``worker`` and add each run's Reply to
+        ``replies`` as it ends; returns whether the worker may serve again.  When it may
+        not, the run it was on when it had to go has its failure added, and the runs after
+        it none (they have not started: the worker runs them in order)."""
         try:
-            deadline = time.monotonic() + limits.seconds
+            procedures: dict[tuple[str, str], int] = {}
+            items = [
+                [
+                    procedures.setdefault((runs[i].name, runs[i].source), len(procedures)),
+                    orjson.Fragment(encoded[i]),
+                ]
+                for i in batch
+            ]
             message = {
-                "op": "run",
-                "name": name,
-                "source": source,
-                "args": args,
+                "op": "runs",
+                "procedures": [{"name": n, "source": src} for n, src in procedures],
+                "runs": items,
                 "instructions": limits.instructions,
                 "memory": limits.memory_bytes,
                 "cpu_seconds": limits.cpu_seconds,
             }
             protocol.write(worker.to_worker, protocol.encode(message))
-            while True:
-                answer = protocol.read(worker.from_worker, deadline)
+            # Each run's deadline starts when the previous one ended (as far as this side can
+            # tell: when its done arrives, which is no earlier).
+            deadline = time.monotonic() + limits.seconds
+            index = 0
+            while index < len(batch):
+                answer = worker.reader.read(deadline)
                 op = answer.get("op")
                 if op == "call":
-                    reply = self._answer(reads, answer)
-                    protocol.write(worker.to_worker, protocol.encode(reply))
-                elif op == "done":
-                    reusable = True
-                    return _reply(answer)
+                    protocol.write(worker.to_worker, reads.reply(answer))
+                elif op == "done" and answer.get("index") == index:
+                    replies.append(_reply(answer))
+                    index += 1
+                    deadline = time.monotonic() + limits.seconds
                 else:
-                    return Reply(error=f"the procedure's worker broke the protocol ({op!r})")
+                    replies.append(
+                        Reply(error=f"the procedure's worker broke the protocol ({op!r})")
+                    )
+                    return False
+            return True
         except protocol.DeadlineError:
-            return Reply(error=f"time limit of {limits.seconds:g} s exceeded")
+            replies.append(Reply(error=f"time limit of {limits.seconds:g} s exceeded"))
         except protocol.MessageTooLargeError:
-            return Reply(error="the procedure handed over a value too large")
+            replies.append(Reply(error="the procedure handed over a value too large"))
         except (EOFError, OSError, ValueError):
             if self._closed:
                 raise ProcedureUnavailableError("the server is stopping") from None
-            return Reply(error=worker.death())
-        finally:
-            if reusable:
-                self._checkin(worker)
-            else:
-                self._discard(worker)
+            replies.append(Reply(error=worker.death()))
+        return False
 
-    @staticmethod
-    def _answer(reads: HostReads, call: dict[str, Any]) -> dict[str, Any]:
+
+class _Remembered:
+    """The host reads of one ``run_many``: each distinct read (function and arguments) is
+    answered from the database once, and again from memory (a batch's reads see the
+    database as it was when each was first asked, see docs/procedures.md, "Batches").
+    Kept as the encoded reply message (an error too), bounded in entries and bytes."""
+
+    def __init__(self, reads: HostReads) -> None:
+        self.reads = reads
+        self.answers: dict[tuple[str, bytes], bytes] = {}
+        self.bytes_left = MAX_ANSWER_BYTES
+
+    def reply(self, call: dict[str, Any]) -> bytes:
+        """The encoded reply to a worker's ``call``; raises MessageTooLargeError when the
+        answer is over the message cap."""
         fn, args = call.get("fn"), call.get("args")
         if not isinstance(fn, str) or not isinstance(args, list):
-            return {"op": "reply", "ok": False, "error": "bad host call"}
-        try:
-            return {"op": "reply", "ok": True, "value": reads(fn, args)}
-        except Exception as exc:  # the procedure sees the message as a Lua error
-            return {"op": "reply", "ok": False, "error": str(exc)[:1000]}
+            return protocol.encode({"op": "reply", "ok": False, "error": "bad host call"})
+        key = (fn, orjson.dumps(args))
+        found = self.answers.get(key)
+        if found is None:
+            found = protocol.encode(_answer(self.reads, fn, args))
+            if len(self.answers) < MAX_ANSWERS and len(found) <= self.bytes_left:
+                self.answers[key] = found
+                self.bytes_left -= len(found)
+        return found
+
+
+def _answer(reads: HostReads, fn: str, args: list[Any]) -> dict[str, Any]:
+    try:
+        return {"op": "reply", "ok": True, "value": reads(fn, args)}
+    except Exception as exc:  # the procedure sees the message as a Lua error
+        return {"op": "reply", "ok": False, "error": str(exc)[:1000]}
+
+
+def _cut(runs: Sequence[Run], encoded: Sequence[bytes], start: int) -> range:
+    """The runs from ``start`` that go in one message: at most ``protocol.MAX_RUNS``, and
+    past the first, only while the bytes of their arguments and distinct sources stay
+    within ``protocol.MAX_BATCH_ARGS`` (the message then stays under the cap)."""
+    end, size = start, 0
+    sources: set[tuple[str, str]] = set()
+    while end < len(runs) and end - start < protocol.MAX_RUNS:
+        run = runs[end]
+        size += len(encoded[end])
+        if (run.name, run.source) not in sources:
+            sources.add((run.name, run.source))
+            size += len(run.source.encode("utf-8"))
+        if end > start and size > protocol.MAX_BATCH_ARGS:
+            break
+        end += 1
+    return range(start, end)
 
 
 def _reply(answer: dict[str, Any]) -> Reply:
