@@ -100,13 +100,14 @@ def cpu_shares(before: dict[str, list[int]], after: dict[str, list[int]]) -> dic
     return shares
 
 
-def fd_limit(pid: int) -> tuple[int, int] | None:
-    """(soft, hard) RLIMIT_NOFILE of a process, from /proc/<pid>/limits."""
+def fd_limit(pid: int) -> list[int] | None:
+    """[soft, hard] RLIMIT_NOFILE of a process, from /proc/<pid>/limits (a list: the
+    results go through JSON, and a re-render must show what the run showed)."""
     with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/limits") as f:
         for line in f:
             if line.startswith("Max open files"):
                 soft, hard = line.split()[3:5]
-                return int(soft), int(hard)
+                return [int(soft), int(hard)]
     return None
 
 

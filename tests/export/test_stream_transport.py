@@ -5,6 +5,7 @@ still notice a receiver that really closed."""
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import threading
@@ -93,6 +94,29 @@ def test_tls_session_tickets_keep_the_connection_and_lose_nothing(
     expected = b"".join(messages)
     sink.wait_received(len(expected))
     assert bytes(sink.received) == expected
+    assert sink.connections == 1
+
+
+def test_a_connection_on_a_descriptor_past_1023_is_kept(
+    receiver: tuple[TlsReceiver, ssl.SSLContext],
+) -> None:
+    """A server holding many agent connections gives its exporter's socket a descriptor
+    past select()'s 1024: the liveness probe must not take that for a dead receiver."""
+    sink, context = receiver
+    port = sink.start()
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        transport = StreamTransport("127.0.0.1", port, context)
+        messages = [b"<14>1 - - - - - - high fd %05d\n" % i for i in range(500)]
+        for i in range(0, len(messages), 50):
+            assert transport.send(messages[i : i + 50]) == 50
+        transport.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+    sink.wait_received(len(b"".join(messages)))
     assert sink.connections == 1
 
 

@@ -119,8 +119,11 @@ class StreamTransport:
 
     def _alive(self, sock: socket.socket) -> bool:
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            if not readable:
+            # poll, not select: select refuses descriptors past 1023, which a server with
+            # many agent connections hands out (every batch would then reconnect).
+            probe = select.poll()
+            probe.register(sock, select.POLLIN)
+            if not probe.poll(0):
                 return True
             if isinstance(sock, ssl.SSLSocket):
                 return self._tls_alive(sock)
