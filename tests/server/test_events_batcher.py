@@ -87,9 +87,8 @@ def test_concurrent_requests_share_transactions_and_keep_their_answers(db: Datab
     assert _stored(db) == 7
 
 
-def test_past_the_bound_a_request_is_refused_before_anything_is_stored(db: Database) -> None:
-    (cred,) = _stations(db, 1)
-    batcher = IngestBatcher(db, max_pending_events=4)
+def hold_writes(batcher: IngestBatcher) -> threading.Event:
+    """The batcher's writes wait (up to 10 s) until the returned event is set."""
     release = threading.Event()
     real_write = batcher._write
 
@@ -98,6 +97,13 @@ def test_past_the_bound_a_request_is_refused_before_anything_is_stored(db: Datab
         real_write(batch)
 
     batcher._write = held  # type: ignore[method-assign]
+    return release
+
+
+def test_past_the_bound_a_request_is_refused_before_anything_is_stored(db: Database) -> None:
+    (cred,) = _stations(db, 1)
+    batcher = IngestBatcher(db, max_pending_events=4)
+    release = hold_writes(batcher)
 
     async def main() -> None:
         first = asyncio.ensure_future(batcher.ingest(cred, "", _batch("x", 3)))
@@ -123,14 +129,7 @@ def test_past_the_time_bound_a_request_is_refused_and_the_rate_is_measured(
     past its own timeout holds its connection for nothing."""
     (cred,) = _stations(db, 1)
     batcher = IngestBatcher(db, max_wait_seconds=0.05)
-    release = threading.Event()
-    real_write = batcher._write
-
-    def held(batch: list[Any]) -> None:
-        release.wait(10)
-        real_write(batch)
-
-    batcher._write = held  # type: ignore[method-assign]
+    release = hold_writes(batcher)
 
     async def main() -> None:
         first = asyncio.ensure_future(batcher.ingest(cred, "", _batch("x", 3)))
