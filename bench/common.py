@@ -264,6 +264,69 @@ def sqlite_url(directory: Path, name: str = "garrison.db") -> str:
     return f"sqlite:///{(directory / name).resolve()}"
 
 
+# What a stored event takes on disk with its search terms and indexes, measured on 200,000
+# seeded events of the sensor mix (bench/findings.md, "An event log that stays flat"); used
+# only before the first level, when the database cannot tell its own size per event yet.
+BYTES_PER_EVENT = {"postgresql": 2_650, "sqlite": 1_500}
+# Room kept free beyond the estimate: the database's own temporary files and the system's.
+DISK_MARGIN = 1.2
+
+
+@dataclass
+class DiskRoom:
+    needed_bytes: int
+    free_bytes: int | None  # None: the database is elsewhere, its disk cannot be read here
+
+    @property
+    def fits(self) -> bool:
+        return self.free_bytes is None or self.needed_bytes <= self.free_bytes
+
+    def reason(self, events: int) -> str:
+        free = "unknown" if self.free_bytes is None else f"{self.free_bytes / 1e9:.0f} GB"
+        return (
+            f"{events:,} events need about {self.needed_bytes / 1e9:.0f} GB more of disk "
+            f"for the database; {free} free"
+        )
+
+
+def database_bytes(url: str) -> tuple[int, Path | None]:
+    """The database's size on disk and the directory it lives in (None when the server is
+    not on this machine, so its disk cannot be inspected)."""
+    from sqlalchemy import create_engine, text
+
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        size = sum(f.stat().st_size for f in path.parent.glob(path.name + "*") if f.is_file())
+        return size, path.parent
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            size = int(
+                conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+            )
+            host = conn.execute(text("SELECT inet_server_addr()")).scalar()
+            where: Path | None = None
+            if host is None or str(host).startswith(("127.", "::1")):
+                directory = conn.execute(text("SELECT current_setting('data_directory')")).scalar()
+                where = Path(str(directory)) if directory else None
+    finally:
+        engine.dispose()
+    return size, where
+
+
+def disk_room(url: str, stored: int, more: int) -> DiskRoom:
+    """Whether ``more`` events fit beside the ``stored`` ones: their size estimated from what
+    the database takes per event so far (or the measured constant for an empty log), and
+    compared with the free space of the disk the database is on."""
+    size, where = database_bytes(url)
+    kind = "sqlite" if url.startswith("sqlite") else "postgresql"
+    per_event = size / stored if stored >= 100_000 else BYTES_PER_EVENT[kind]
+    needed = int(more * per_event * DISK_MARGIN)
+    if where is None or not where.exists():
+        return DiskRoom(needed, None)
+    return DiskRoom(needed, shutil.disk_usage(where).free)
+
+
 def migrate_to_head(url: str) -> None:
     from garrison.server.store import migrate
 
@@ -525,6 +588,28 @@ def _tree_sum(measure: Callable[[int], float], pid: int) -> float:
     for member in process_tree(pid):
         with contextlib.suppress(OSError):
             total += measure(member)
+    return total
+
+
+def processes_named(name: str) -> list[int]:
+    """Every process on this machine whose command name is ``name`` (``postgres``: the
+    database's postmaster and its backends)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+    return found
+
+
+def cpu_of_named(name: str) -> float:
+    """The CPU seconds of every process named ``name``, with the children they reaped (the
+    postmaster reaps its exited backends, so their time stays counted)."""
+    total = 0.0
+    for pid in processes_named(name):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds_with_reaped(pid)
     return total
 
 

@@ -274,7 +274,14 @@ def sustained(
     threat_detected: the consumers then have work at the sustained rate.  ``workers`` is
     the server's process count, passed as ``--workers`` once the server has it (1: the
     option is not given, so this runs on a server without it)."""
-    from bench.common import enroll_api, on_load_core, start_server
+    from bench.common import (
+        _tree_sum,
+        cpu_of_named,
+        cpu_seconds_with_reaped,
+        enroll_api,
+        on_load_core,
+        start_server,
+    )
     from garrison.server.settings import Settings
 
     if workers > 1 and "workers" not in Settings.model_fields:
@@ -307,6 +314,10 @@ def sustained(
                     with lock:
                         done.append((time.perf_counter() - started, int(r.json()["stored"])))
 
+        # The server's CPU (every worker and procedure worker) and the database's, over the
+        # posting: on the 2-core box they share the cores with the load generator.
+        server_cpu0 = _tree_sum(cpu_seconds_with_reaped, server.pid)
+        database_cpu0 = cpu_of_named("postgres") if not url.startswith("sqlite") else 0.0
         with on_load_core():
             threads = [threading.Thread(target=post, args=(i,)) for i in range(clients)]
             for t in threads:
@@ -318,6 +329,10 @@ def sustained(
             for t in threads:
                 t.join()
         elapsed = time.perf_counter() - started
+        server_cpu = _tree_sum(cpu_seconds_with_reaped, server.pid) - server_cpu0
+        database_cpu = (
+            cpu_of_named("postgres") - database_cpu0 if not url.startswith("sqlite") else None
+        )
         # Drained: how long each consumer takes to reach the end once posting stops.
         drain_started = time.perf_counter()
         drains: dict[str, float] = {}
@@ -361,6 +376,12 @@ def sustained(
         "consumer_max_lag_events": max_lag,
         "consumer_max_lag_seconds": round(max_lag / rate, 2) if rate else 0.0,
         "consumer_drain_seconds": round(drain, 2),
+        # Percent of one core over the posting; the database's is None on SQLite (in the
+        # server's own processes).
+        "server_cpu_percent": round(100 * server_cpu / elapsed, 1),
+        "database_cpu_percent": (
+            round(100 * database_cpu / elapsed, 1) if database_cpu is not None else None
+        ),
         "threat_every": THREAT_EVERY,
     }
 

@@ -175,7 +175,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines += [f"### {name}", "", "Failed:", "", "```", r["error"], "```", ""]
             continue
         lines += [
-            f"### {r['title']}",
+            f"### {r['title']}" + (" (PostgreSQL)" if name.endswith("@postgresql") else ""),
             "",
             f"Scenario `{name}`" + _provenance(r, m),
             "",

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = [
     "checkin",
     "fleet",
+    "fleet-100k",
     "dispatch",
     "ingestion",
     "alerts",
