@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from garrison.server.agentapi.routes import AgentApi
 from garrison.server.errors import NotAuthenticatedError, OverloadedError
 from garrison.server.events.batcher import IngestBatcher
 from garrison.server.events.models import Event
@@ -18,6 +19,7 @@ from garrison.server.stations import service as stations
 from garrison.server.stations.credentials import AgentCredential
 from garrison.server.stations.models import Station
 from garrison.server.store.engine import Database
+from tests.conftest import ServerFactory
 
 
 def _stations(db: Database, count: int) -> list[AgentCredential]:
@@ -153,3 +155,11 @@ def test_past_the_time_bound_a_request_is_refused_and_the_rate_is_measured(
     assert batcher.rate is not None  # measured from the batches written
     assert batcher.rate > 0
     assert batcher._in_flight_events == 0
+
+
+def test_the_operator_settings_bound_the_agent_apis_writer(server_factory: ServerFactory) -> None:
+    """GARRISON_EVENTS_MAX_PENDING and GARRISON_EVENTS_MAX_WAIT_SECONDS reach the writer the
+    agent API builds (the bounds themselves are proven above)."""
+    server = server_factory(events_max_pending=7, events_max_wait_seconds=3.5)
+    writer = AgentApi(server.ctx).events_writer
+    assert (writer.max_pending_events, writer.max_wait_seconds) == (7, 3.5)

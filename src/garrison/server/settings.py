@@ -16,6 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from garrison.server import logs
 
+# Defaults of events_max_pending / events_max_wait_seconds (see there); the events writer's
+# own defaults too.
+EVENTS_MAX_PENDING = 50_000
+EVENTS_MAX_WAIT_SECONDS = 10.0
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GARRISON_", extra="ignore")
@@ -30,6 +35,13 @@ class Settings(BaseSettings):
     # Per worker: requests that need a thread (a database read or write) at once; more are
     # answered 503 with Retry-After at once, instead of queueing without bound.
     max_pending_requests: int = Field(default=256, ge=1)
+    # Per worker, telemetry (POST /api/events) waiting for its writer: a request that would
+    # take the waiting events past events_max_pending, or whose events would wait more than
+    # events_max_wait_seconds at the rate the writer has been storing them, is answered 503
+    # with Retry-After at once (the agent keeps the events in its spool).  The wait's bound is
+    # a third of the agent's 30 s read timeout: a later answer would reach a client that gave up.
+    events_max_pending: int = Field(default=EVENTS_MAX_PENDING, ge=1)
+    events_max_wait_seconds: float = Field(default=EVENTS_MAX_WAIT_SECONDS, gt=0)
     # Seconds a request waits for a database connection before it is answered 503.
     database_pool_timeout: float = Field(default=5.0, gt=0)
 

@@ -85,7 +85,11 @@ class AgentApi:
         self.ctx = ctx
         # Every database read or write of an agent request goes through it.
         self.admission = Admission(ctx.settings.max_pending_requests)
-        self.events_writer = IngestBatcher(ctx.db)
+        self.events_writer = IngestBatcher(
+            ctx.db,
+            max_pending_events=ctx.settings.events_max_pending,
+            max_wait_seconds=ctx.settings.events_max_wait_seconds,
+        )
         self._metric_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         # station -> (content serial, its no-jobs Getjobs answer with the content field)
         self._fixed: dict[int, tuple[int, hotpath.FixedResponse]] = {}

@@ -29,14 +29,12 @@ from typing import Any
 
 from garrison.server.errors import GarrisonError, OverloadedError
 from garrison.server.events.reports import EventsIngested, ingest_in
+from garrison.server.settings import EVENTS_MAX_PENDING, EVENTS_MAX_WAIT_SECONDS
 from garrison.server.stations.credentials import AgentCredential
 from garrison.server.store.engine import Database
 
 # As the admission's (garrison.server.admission, an edge this slice does not import).
 RETRY_AFTER_SECONDS = 2
-# A third of the agent's 30 s read timeout (garrison.agent.transport): an answer that comes
-# later than that is of no use to a client that gave up, and held its connection meanwhile.
-MAX_WAIT_SECONDS = 10.0
 # Weight of the latest batch in the writer's measured rate (events per second).
 RATE_WEIGHT = 0.3
 
@@ -54,8 +52,8 @@ class IngestBatcher:
     def __init__(
         self,
         db: Database,
-        max_pending_events: int = 50_000,
-        max_wait_seconds: float = MAX_WAIT_SECONDS,
+        max_pending_events: int = EVENTS_MAX_PENDING,
+        max_wait_seconds: float = EVENTS_MAX_WAIT_SECONDS,
     ) -> None:
         self.db = db
         self.max_pending_events = max_pending_events
