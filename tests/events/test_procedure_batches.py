@@ -22,6 +22,7 @@ from garrison.server.procedures.models import ProcedureError
 from garrison.server.procedures.runner import ProcedureRunner
 from garrison.server.procedures.sandbox import Limits
 from garrison.server.procedures.workers import Reply, Run, WorkerPool
+from garrison.server.procedures.workers import _segments as workers_segments
 from garrison.server.store.engine import Database
 from tests.events.test_procedure_sandbox import CLEAN, LEAVE_BEHIND, LOOK_FOR_IT
 from tests.support import SLACK_SECONDS
@@ -173,6 +174,64 @@ def test_no_worker_free_leaves_the_rest_of_a_batch_unrun(pool: WorkerPool) -> No
     ran = pool.run_many([Run(NAME, "return 1", {})] * 3, LIMITS, Reads())
     assert ran.replies == []
     assert ran.unavailable == "the server is stopping"
+
+
+@pytest.fixture
+def pool_of_two() -> Iterator[WorkerPool]:
+    made = WorkerPool(2, LIMITS.memory_bytes)
+    yield made
+    made.close()
+
+
+def test_a_long_batch_is_shared_by_two_workers_and_comes_back_in_order(
+    pool_of_two: WorkerPool,
+) -> None:
+    """Past two messages for each of two workers, a batch is cut in halves run at once by
+    both; the replies come back in order, each run clean, and a read shared by the halves
+    is still asked once."""
+    count = protocol.MAX_RUNS * 4 + 7
+    reads = Reads()
+    source = "local a = ... return {a.n * 10, garrison.station(7).asked}"
+    replies = run(pool_of_two, [source] * count, reads)
+    assert [r.value for r in replies] == [[n * 10, 1] for n in range(count)]
+    assert reads.asked == [("station", [7])]
+    assert len(pool_of_two.live_pids()) == 2
+    # A short batch keeps to one worker's messages: not worth a second's round trips.
+    assert workers_segments(protocol.MAX_RUNS * 4 - 1, 2) == [range(255)]
+    assert workers_segments(count, 2) == [range(131), range(131, 263)]
+
+
+def test_a_deadline_in_the_second_half_fails_only_its_run(pool_of_two: WorkerPool) -> None:
+    count = protocol.MAX_RUNS * 4
+    quick = "local a = ... return a.n"
+    sources = [quick] * count
+    sources[count - 20] = SLOW
+    replies = run(pool_of_two, sources)
+    assert replies[count - 20].error == f"time limit of {LIMITS.seconds:g} s exceeded"
+    assert values(replies[: count - 20]) == list(range(count - 20))
+    assert values(replies[count - 19 :]) == list(range(count - 19, count))
+
+
+def test_a_pool_stopped_during_a_shared_batch_gives_back_the_prefix_that_ran(
+    pool_of_two: WorkerPool,
+) -> None:
+    """The server stops while both halves run: what comes back is the runs that ended
+    before the stop, from the start of the batch and in order, nothing of the second half
+    past a gap, and why the rest did not run."""
+
+    def stopping(fn: str, args: list[Any]) -> Any:
+        pool_of_two.close()
+        return None
+
+    count = protocol.MAX_RUNS * 4
+    runs = [
+        Run(NAME, "local a = ... if a.n == 10 then garrison.station(1) end return a.n", {"n": n})
+        for n in range(count)
+    ]
+    ran = pool_of_two.run_many(runs, LIMITS, stopping)
+    assert ran.unavailable == "the server is stopping"
+    assert values(ran.replies) == list(range(len(ran.replies)))
+    assert len(ran.replies) <= 10
 
 
 # -- from the event log ---------------------------------------------------------------------

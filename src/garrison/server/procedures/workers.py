@@ -39,6 +39,8 @@ START_SECONDS = 30.0
 # long series of runs might leave in it lives for ever.
 MAX_RUNS = 100_000
 WORKER = [sys.executable, "-m", "garrison.server.procedures.worker"]
+# A batch is cut for several workers at once only when each segment fills this many messages.
+SEGMENT_MIN_MESSAGES = 2
 
 # Distinct host reads one run_many remembers the answer of, and their bytes (past either,
 # reads are asked anew).
@@ -255,32 +257,91 @@ class WorkerPool:
         worker, each run with its own limits (the deadline starts when the previous run of
         the message ended) and its own outcome.  A run that ends its worker (the deadline,
         a crash, a message over the cap) fails alone: the runs after it go to another
-        worker, none of them is run twice.  Host reads are answered once per distinct read
-        for the whole of ``runs`` (see docs/procedures.md, "Batches").  Returns the replies
+        worker, none of them is run twice.  A batch long enough is cut in contiguous
+        segments served at once by up to ``size`` workers (``_segments``).  Host reads are
+        answered once per distinct read for the whole of ``runs`` (see docs/procedures.md,
+        "Batches").  Returns the replies
         in order; fewer than ``runs`` when no worker could take the rest (``unavailable``
         says why)."""
         wait = limits.seconds if checkout_seconds is None else checkout_seconds
         remembered = _Remembered(reads)
         # Each run's arguments encoded once (a batch cut by their size, then sent as they are).
         encoded = [orjson.dumps(run.args) for run in runs]
+        segments = _segments(len(runs), self.size)
+        if len(segments) == 1:
+            only, unavailable = self._run_segment(
+                runs, encoded, segments[0], limits, remembered, wait
+            )
+            return Ran(only, unavailable)
+        # A long batch is cut in contiguous segments served at once by different workers
+        # (each segment in order, as a batch would be); the replies are put back in order.
+        # The runs of one segment never see another's writes (no run does: they are applied
+        # after the whole batch), and the host reads are shared (answered once each).
+        results: list[tuple[list[Reply], str | None] | BaseException | None] = [None] * len(
+            segments
+        )
+
+        def serve(position: int) -> None:
+            try:
+                results[position] = self._run_segment(
+                    runs, encoded, segments[position], limits, remembered, wait
+                )
+            except BaseException as exc:  # re-raised in the caller's thread below
+                results[position] = exc
+
+        threads = [
+            threading.Thread(target=serve, args=(i,), name="procedure-segment", daemon=True)
+            for i in range(1, len(segments))
+        ]
+        for thread in threads:
+            thread.start()
+        serve(0)
+        for thread in threads:
+            thread.join()
+        replies = []
+        for segment, result in zip(segments, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            if result is None:
+                raise RuntimeError("a procedure segment ended without a result")
+            done, unavailable = result
+            replies += done
+            if len(done) < len(segment):
+                # The prefix ends here: the later segments' replies are dropped (their runs
+                # are run again with the rest; nothing of them was applied).
+                return Ran(replies, unavailable or "no worker ran the procedure")
+        return Ran(replies)
+
+    def _run_segment(
+        self,
+        runs: Sequence[Run],
+        encoded: Sequence[bytes],
+        segment: range,
+        limits: Limits,
+        remembered: _Remembered,
+        wait: float,
+    ) -> tuple[list[Reply], str | None]:
+        """The runs of ``segment``, in order, a message of up to ``protocol.MAX_RUNS`` at a
+        time to whichever worker is free; the replies of a prefix of them, and why the rest
+        did not run (None when all did)."""
         replies: list[Reply] = []
-        while len(replies) < len(runs):
+        while len(replies) < len(segment):
             try:
                 worker = self._checkout(wait)
             except ProcedureUnavailableError as exc:
-                return Ran(replies, str(exc))
-            batch = _cut(runs, encoded, len(replies))
+                return replies, str(exc)
+            batch = _cut(runs, encoded, segment.start + len(replies), segment.stop)
             reusable = False
             try:
                 reusable = self._serve(worker, runs, encoded, batch, limits, remembered, replies)
             except ProcedureUnavailableError as exc:
-                return Ran(replies, str(exc))
+                return replies, str(exc)
             finally:
                 if reusable:
                     self._checkin(worker, len(batch))
                 else:
                     self._discard(worker)
-        return Ran(replies)
+        return replies, None
 
     def _serve(
         self,
@@ -354,6 +415,9 @@ class _Remembered:
         self.reads = reads
         self.answers: dict[tuple[str, bytes], bytes] = {}
         self.bytes_left = MAX_ANSWER_BYTES
+        # The segments of one run_many ask from their own threads; held over the read, so
+        # that a distinct read is made once and every run sees that one answer.
+        self._lock = threading.Lock()
 
     def reply(self, call: dict[str, Any]) -> bytes:
         """The encoded reply to a worker's ``call``; raises MessageTooLargeError when the
@@ -362,12 +426,13 @@ class _Remembered:
         if not isinstance(fn, str) or not isinstance(args, list):
             return protocol.encode({"op": "reply", "ok": False, "error": "bad host call"})
         key = (fn, orjson.dumps(args))
-        found = self.answers.get(key)
-        if found is None:
-            found = protocol.encode(_answer(self.reads, fn, args))
-            if len(self.answers) < MAX_ANSWERS and len(found) <= self.bytes_left:
-                self.answers[key] = found
-                self.bytes_left -= len(found)
+        with self._lock:
+            found = self.answers.get(key)
+            if found is None:
+                found = protocol.encode(_answer(self.reads, fn, args))
+                if len(self.answers) < MAX_ANSWERS and len(found) <= self.bytes_left:
+                    self.answers[key] = found
+                    self.bytes_left -= len(found)
         return found
 
 
@@ -378,13 +443,23 @@ def _answer(reads: HostReads, fn: str, args: list[Any]) -> dict[str, Any]:
         return {"op": "reply", "ok": False, "error": str(exc)[:1000]}
 
 
-def _cut(runs: Sequence[Run], encoded: Sequence[bytes], start: int) -> range:
-    """The runs from ``start`` that go in one message: at most ``protocol.MAX_RUNS``, and
-    past the first, only while the bytes of their arguments and distinct sources stay
-    within ``protocol.MAX_BATCH_ARGS`` (the message then stays under the cap)."""
+def _segments(count: int, workers: int) -> list[range]:
+    """``count`` runs cut in contiguous segments for up to ``workers`` workers at once: one
+    segment unless each would still fill SEGMENT_MIN_MESSAGES messages (a short batch is not
+    worth a second worker's round trips, nor holding it from an authorization)."""
+    parts = max(1, min(workers, count // (protocol.MAX_RUNS * SEGMENT_MIN_MESSAGES)))
+    bounds = [count * i // parts for i in range(parts + 1)]
+    return [range(bounds[i], bounds[i + 1]) for i in range(parts)]
+
+
+def _cut(runs: Sequence[Run], encoded: Sequence[bytes], start: int, stop: int) -> range:
+    """The runs from ``start`` (before ``stop``) that go in one message: at most
+    ``protocol.MAX_RUNS``, and past the first, only while the bytes of their arguments and
+    distinct sources stay within ``protocol.MAX_BATCH_ARGS`` (the message then stays under
+    the cap)."""
     end, size = start, 0
     sources: set[tuple[str, str]] = set()
-    while end < len(runs) and end - start < protocol.MAX_RUNS:
+    while end < stop and end - start < protocol.MAX_RUNS:
         run = runs[end]
         size += len(encoded[end])
         if (run.name, run.source) not in sources:
