@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -43,15 +44,31 @@ def _median_pair(
     return floor_runs[i], garrison_runs[i]
 
 
-def run(
-    size: str, workdir: Path, database_url: str | None = None, log_level: str | None = None
-) -> dict[str, Any]:
-    p = SIZES[size]
-    floor_runs, garrison_runs = [], []
-    levels = {"GARRISON_LOG_LEVEL": log_level} if log_level else None
+def rounds(
+    p: dict[str, Any],
+    workdir: Path,
+    database_url: str | None,
+    log_level: str | None,
+    workers: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The floor and Garrison measured back to back, ``p["rounds"]`` times, each in
+    ``workers`` processes: one worker on the server core, several on every core (the load
+    generator's core included, for both alike)."""
+    floor_runs: list[dict[str, Any]] = []
+    garrison_runs: list[dict[str, Any]] = []
+    env = {"GARRISON_LOG_LEVEL": log_level} if log_level else {}
+    placement: dict[str, Any] = {}
+    if workers > 1:
+        env["GARRISON_WORKERS"] = str(workers)
+        placement = {"cpu": None}
+    tag = "" if workers == 1 else f"-w{workers}"
     with (
-        start_server(workdir / "floor", kind="floor") as floor,
-        start_server(workdir / "checkin", database_url, extra_env=levels) as garrison,
+        start_server(
+            workdir / f"floor{tag}", kind="floor", floor_workers=workers, **placement
+        ) as floor,
+        start_server(
+            workdir / f"checkin{tag}", database_url, extra_env=env or None, **placement
+        ) as garrison,
     ):
         agents, _ = enroll_api(garrison, 1, concurrency=1)
         agent = agents[0]
@@ -78,6 +95,58 @@ def run(
                     warmup=p["warmup"],
                 )
             )
+    return floor_runs, garrison_runs
+
+
+def _with_workers(
+    many: tuple[list[dict[str, Any]], list[dict[str, Any]]], cores: int
+) -> dict[str, Any]:
+    """The every-core rounds' figures, target and details (added to the result below)."""
+    f, g = _median_pair(*many)
+    return {
+        "figures": [
+            fig(
+                f"check-ins/s, {cores} workers",
+                g["requests_per_second"],
+                "req/s",
+                floor=f["requests_per_second"],
+                floor_name=f"HTTP floor, {cores} workers",
+            ),
+            fig(
+                f"p99 latency, {cores} workers",
+                g["p99_ms"],
+                "ms",
+                floor=f["p99_ms"],
+                floor_name=f"HTTP floor, {cores} workers",
+                higher_is_better=False,
+            ),
+        ],
+        "target": target(
+            f"check-in ≥ 60% of the HTTP floor with all {cores} workers (the floor in as many)",
+            round(g["requests_per_second"] / f["requests_per_second"], 3),
+            0.6,
+            unit="x floor",
+        ),
+        "details": {
+            "workers": cores,
+            "workers_errors": g["non_2xx"] + g["socket_errors"],
+            "workers_round_ratios": [
+                round(g_["requests_per_second"] / f_["requests_per_second"], 3)
+                for f_, g_ in zip(*many, strict=True)
+            ],
+        },
+    }
+
+
+def run(
+    size: str, workdir: Path, database_url: str | None = None, log_level: str | None = None
+) -> dict[str, Any]:
+    p = SIZES[size]
+    floor_runs, garrison_runs = rounds(p, workdir, database_url, log_level, 1)
+    # Every core: garrison serve's default worker count on PostgreSQL, and the issue's
+    # "check-in ratio with all workers, the floor with the same number of workers".
+    cores = os.cpu_count() or 1
+    many = rounds(p, workdir, database_url, log_level, cores) if cores > 1 else None
     f, g = _median_pair(floor_runs, garrison_runs)
     errors = g["non_2xx"] + g["socket_errors"]
     ratio = g["requests_per_second"] / f["requests_per_second"]
@@ -87,7 +156,7 @@ def run(
             "wrk is not installed: the Python load generator was used, so both "
             "rates are lower bounds set by the generator (apt-get install -y wrk)."
         )
-    return {
+    result: dict[str, Any] = {
         "scenario": "checkin",
         "title": "Agent check-in (authenticated Getjobs, nothing queued)",
         "figures": [
@@ -134,6 +203,17 @@ def run(
         },
         "notes": notes,
     }
+    if many is not None:
+        extra = _with_workers(many, cores)
+        result["figures"] += extra["figures"]
+        result["targets"].append(extra["target"])
+        result["details"].update(extra["details"])
+        result["notes"].append(
+            f"With {cores} workers: both servers in {cores} processes accepting on one socket "
+            "(garrison serve --workers; uvicorn's workers for the floor), on every core, "
+            "the load generator's included, so the ratio compares like with like."
+        )
+    return result
 
 
 def main() -> None:

@@ -192,8 +192,10 @@ def start_server(
     extra_env: dict[str, str] | None = None,
     cpu: int | None = SERVER_CPU,
     wait: float = 60,
+    floor_workers: int = 1,
 ) -> Server:
-    """``garrison serve`` (or, for ``kind="floor"``, the bare Starlette app) on ``cpu``."""
+    """``garrison serve`` (or, for ``kind="floor"``, the bare Starlette app, in
+    ``floor_workers`` processes) on ``cpu`` (None: every core)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GARRISON_")}
@@ -220,6 +222,7 @@ def start_server(
         health = "/admin/v1/health"
     else:
         command = [sys.executable, "-m", "bench.floor_app", "--port", str(port)]
+        command += ["--workers", str(floor_workers)]
         health = "/health"
     log_path = data_dir.parent / f"{data_dir.name}-{kind}-{port}.log"
     log = log_path.open("wb")

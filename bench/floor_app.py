@@ -2,7 +2,10 @@
 httptools, no access log, no server header), answering a fixed JSON response with no
 Garrison code.  Any request to the agent API can at best be this fast.
 
-    python -m bench.floor_app --port 8081
+    python -m bench.floor_app --port 8081 [--workers N]
+
+With ``--workers N``: N processes accepting on one socket (uvicorn's workers: spawned
+processes sharing the listening socket, as ``garrison serve --workers N`` does).
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     # The options garrison serve passes to uvicorn (garrison.cli.server.serve).
     uvicorn.run(
-        app,
+        "bench.floor_app:app" if args.workers > 1 else app,
+        workers=args.workers if args.workers > 1 else None,
         host=args.host,
         port=args.port,
         log_level="warning",
