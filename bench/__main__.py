@@ -223,6 +223,38 @@ SCENARIOS: dict[str, Callable[[str, Path, str | None], dict[str, Any]]] = {
 }
 
 
+EXPORT_VERSUS_INGESTION = "≥ the highest sustained ingestion rate"
+
+
+def export_targets(results: dict[str, Any]) -> None:
+    """The issue's "export ≥ the sustained ingestion rate per target": each format and
+    transport of the export scenario against the highest sustained rate of the ingestion
+    scenario (both in these results, whichever run measured them)."""
+    exported = results["scenarios"].get("export")
+    ingested = results["scenarios"].get("ingestion")
+    if not exported or "error" in exported or not ingested or "error" in ingested:
+        return
+    rates = [
+        f["value"]
+        for f in ingested.get("figures", [])
+        if f["name"].startswith("events/s sustained")
+    ]
+    exported["targets"] = [
+        t for t in exported.get("targets", []) if EXPORT_VERSUS_INGESTION not in t["target"]
+    ]
+    if not rates:
+        return
+    for f in exported["figures"]:
+        exported["targets"].append(
+            target(
+                f"export {f['name']} {EXPORT_VERSUS_INGESTION} ({max(rates):,.0f} events/s)",
+                f["value"],
+                round(max(rates), 1),
+                unit="events/s",
+            )
+        )
+
+
 def merged(out: Path, results: dict[str, Any]) -> dict[str, Any]:
     """An ``--only`` run replaces its scenarios in the earlier results of the same size,
     so re-measuring one scenario does not drop the others; each scenario keeps its date."""
@@ -330,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.perf_counter() - started, 1)
     if args.only:
         results = merged(out, results)
+    export_targets(results)
     out = out.resolve()
     results["out"] = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
     out.parent.mkdir(parents=True, exist_ok=True)
