@@ -4,6 +4,7 @@ once, and increments from several processes are never lost."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 from pathlib import Path
 
 from garrison.server.siblings import SiblingCounter
@@ -58,3 +59,14 @@ def test_an_existing_counter_keeps_its_value_when_opened_again(tmp_path: Path) -
         assert again.read() == 1
     finally:
         again.close()
+
+
+def test_a_closed_counter_counts_as_moved_and_holds_no_descriptor(tmp_path: Path) -> None:
+    counter = SiblingCounter(tmp_path / "c")
+    counter.bump()
+    held = len(os.listdir("/proc/self/fd"))
+    counter.close()
+    counter.close()  # twice: nothing more to do
+    assert len(os.listdir("/proc/self/fd")) < held
+    assert counter.read() == -1
+    assert counter.bump() == -1

@@ -322,6 +322,9 @@ def create_app(settings: Settings, db: Database | None = None) -> GarrisonApp:
             ctx.procedures.close()
             await run_in_threadpool(ctx.exports.stop)
             await run_in_threadpool(ctx.consumers.stop)
+            for counter in (ctx.job_waiters.siblings, ctx.hunt_watch.siblings):
+                if counter is not None:
+                    counter.close()
             # Every request has been answered: its buffered log line goes out now.
             logs.flush()
 

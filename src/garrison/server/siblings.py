@@ -49,10 +49,15 @@ class SiblingCounter:
         self._fd = fd
 
     def read(self) -> int:
+        if self._map.closed:
+            # Closed at the server's stop: every look is a moved counter (a database read).
+            return -1
         value: int = struct.unpack_from(_FORMAT, self._map)[0]
         return value
 
     def bump(self) -> int:
+        if self._map.closed:
+            return -1
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             value = (self.read() + 1) & 0xFFFF_FFFF_FFFF_FFFF
@@ -62,5 +67,9 @@ class SiblingCounter:
         return value
 
     def close(self) -> None:
+        """At the server's stop (each counter holds a descriptor and a mapping); later reads
+        count as moved and bumps do nothing."""
+        if self._map.closed:
+            return
         self._map.close()
         os.close(self._fd)
