@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
+from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +156,67 @@ def make_engine(url: str, sqlite_synchronous: str = "full", pool_timeout: float 
     )
 
 
+# As SQLite's busy_timeout: a write transaction that waited this long for its turn fails.
+WRITE_WAIT_SECONDS = 15.0
+
+
+class FairWriteLock:
+    """The turn of a process's SQLite write transactions, first come first served, and
+    re-entrant in a thread (a write inside a write of the same thread waits for nothing).
+
+    SQLite has one writer, and its busy handler serves no queue: a writer that finds the
+    database locked sleeps (1, 2, 5 … up to 100 ms) and tries again, while the thread that
+    just committed begins its next transaction at once.  Under sustained ingestion the events
+    writer then took nearly every turn and the consumers' short transactions (a cursor moved)
+    waited seconds for one: their lag grew with the load (bench/findings.md).  Taking turns
+    here first makes each wait for the writers ahead of it only.  Other processes (other
+    workers of a node) still meet SQLite's own lock and busy handler."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[object] = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self, timeout: float) -> bool:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            ticket = object()
+            self._queue.append(ticket)
+            end = time.monotonic() + timeout
+            while self._owner is not None or self._queue[0] is not ticket:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    self._queue.remove(ticket)
+                    self._cond.notify_all()
+                    return False
+                self._cond.wait(remaining)
+            self._queue.popleft()
+            self._owner, self._depth = me, 1
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("the write turn is released by a thread that does not hold it")
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+    @contextmanager
+    def held(self, timeout: float = WRITE_WAIT_SECONDS) -> Iterator[None]:
+        if not self.acquire(timeout):
+            raise DatabaseBusyError(f"no turn to write within {timeout:g} s: the database is busy")
+        try:
+            yield
+        finally:
+            self.release()
+
+
 class Database:
     """Owns the engine; hands out one transaction per unit of work."""
 
@@ -170,6 +234,8 @@ class Database:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
+        # SQLite's write transactions take turns in this process (see FairWriteLock).
+        self._write_turn = FairWriteLock() if self.backend == "sqlite" else None
 
     @property
     def backend(self) -> str:
@@ -179,7 +245,8 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """Commit on success, roll back everything on any error: no half-written request.
         A database that cannot be reached raises :class:`DatabaseUnreachableError`."""
-        with reporting_unreachable(), self.sessions() as session:
+        turn = self._write_turn.held() if self._write_turn is not None else nullcontext()
+        with turn, reporting_unreachable(), self.sessions() as session:
             try:
                 with session.begin():
                     yield session
