@@ -29,10 +29,14 @@ def test_waiting_writers_get_their_turn_in_the_order_they_asked() -> None:
     order: list[int] = []
     lock.acquire(1)
     threads = []
+
+    def take_turn(n: int) -> None:
+        lock.acquire(5)
+        order.append(n)
+        lock.release()
+
     for n in range(5):
-        thread = threading.Thread(
-            target=lambda n=n: (lock.acquire(5), order.append(n), lock.release())
-        )
+        thread = threading.Thread(target=take_turn, args=(n,))
         thread.start()
         threads.append(thread)
         # Each one queued before the next asks.
