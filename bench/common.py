@@ -564,6 +564,18 @@ def cpu_seconds_with_reaped(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / CLK_TCK
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak RSS since its exec (``VmHWM``).  Not ``getrusage``'s
+    ``ru_maxrss``: Linux carries that over ``execve`` from the forked child of the parent,
+    so a small side process started by a large bench driver reported the driver's size
+    (683 MiB for an 84 MiB agent after the 100k fleet had run in the same driver)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def rss_bytes(pid: int) -> int:
     """VmRSS of a process, from /proc/<pid>/status."""
     with open(f"/proc/{pid}/status") as f:

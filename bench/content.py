@@ -20,7 +20,7 @@ Every step is Garrison's own code, each beside a floor measured in the same run:
   from the new directory, the swap.  Its phases are timed by wrapping the real functions;
   the scan loop records the longest gap between two scans, during the swap and during the
   whole update, beside the longest gap with no update running.  The child's peak RSS is
-  ``getrusage(RUSAGE_SELF).ru_maxrss``.
+  its ``VmHWM`` (bench.common.peak_rss_bytes).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import hashlib
 import itertools
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -217,7 +216,7 @@ def _gap_phase(
 
 def agent_update(state_dir: Path, server_url: str, sample_index: int) -> dict[str, Any]:
     """With the old engine loaded and a scan loop running: one update to version 2."""
-    from bench.common import rss_bytes
+    from bench.common import peak_rss_bytes, rss_bytes
     from garrison.agent.content import download, sync
     from garrison.agent.content.store import ContentStore
 
@@ -321,7 +320,7 @@ def agent_update(state_dir: Path, server_url: str, sample_index: int) -> dict[st
         "peak_rss_in": peaks,
         "rss_before": rss_before,
         "rss_update_peak": max((r for _, r in rss), default=0),
-        "rss_process_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_process_peak": peak_rss_bytes(),
         "installed_sha256": installed.manifest.files[0].sha256 if installed else "",
         "new_file": str(installed.directory / installed.manifest.files[0].name)
         if installed

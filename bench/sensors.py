@@ -20,7 +20,7 @@ Three processes per measurement, so each figure is one process's own:
   collects the side's JSON.
 
 The side's CPU is ``getrusage(RUSAGE_SELF)`` from the start of the load until it has
-drained what the load produced (all its threads); RSS is its peak (``ru_maxrss``).
+drained what the load produced (all its threads); RSS is its peak (``VmHWM``).
 Capture = events reported ÷ execs generated; every missing event must be a counted drop
 (rate limit, queue, spool, or the kernel's own losses found by the connector's sequence
 numbers): what is missing beyond the counted drops is reported as uncounted.
@@ -485,6 +485,8 @@ def _settle(progress: Any, quiet: float = 0.4, limit: float = 60.0) -> None:
 def side(kind: str, workdir: Path, directory: Path | None, profile: Path | None) -> None:
     """The side under test, driven over stdin: ``go`` when the load starts, then
     ``stop <marker file>`` when the generator is done; answers one JSON line."""
+    from bench.common import peak_rss_bytes
+
     # Timed by each thread's own CPU clock: what a function costs, not how long it waited.
     profiler = cProfile.Profile(time.thread_time) if profile is not None else None
     if kind == "floor":
@@ -524,7 +526,7 @@ def side(kind: str, workdir: Path, directory: Path | None, profile: Path | None)
         "threads_cpu_seconds": {
             name: round(threads1[name] - threads0.get(name, 0.0), 2) for name in threads1
         },
-        "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_peak_mib": peak_rss_bytes() / (1024 * 1024),
         "rss_end_mib": rss_now,
         **subject.results(keys),
     }
