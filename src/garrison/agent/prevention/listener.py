@@ -230,9 +230,11 @@ class Listener:
         owned = True  # the reader closes fd unless a worker took it
         try:
             if event.pid == self._pid:
+                # Counted before the answer: the answer releases the opener, which may read
+                # the counters at once (the test of this path did, and raced the increment).
+                self.counters["own"] += 1
                 if event.permission:
                     self._write(fd, True)
-                self.counters["own"] += 1
                 return
             if event.permission:
                 owned = self._permission(event)
