@@ -4,7 +4,6 @@ the events writer's back-to-back ones (bench/findings.md, session 13)."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from pathlib import Path
@@ -82,35 +81,44 @@ def test_no_turn_in_time_is_a_busy_database_and_leaves_the_queue() -> None:
         lock.release()
 
 
-def test_a_short_write_is_served_between_two_long_ones(tmp_path: Path) -> None:
-    """A writer that begins again the moment it commits no longer takes every turn: a
-    transaction asked for meanwhile goes next."""
+def test_a_databases_write_transactions_queue_for_their_turn(tmp_path: Path) -> None:
+    """Database.transaction on SQLite takes the process's turn before BEGIN IMMEDIATE: a
+    second writer waits in the turn's queue (not in SQLite's busy handler) and goes as soon
+    as the first commits; a read does not queue at all."""
     url = f"sqlite:///{tmp_path / 'g.db'}"
     migrate.upgrade(url)
     db = Database(url)
-    stop = threading.Event()
-    turns: list[str] = []
+    turn = db._write_turn
+    if turn is None:
+        raise AssertionError("SQLite write transactions take no turn")
+    holding, release = threading.Event(), threading.Event()
+    order: list[str] = []
 
-    def busy_writer() -> None:
-        while not stop.is_set():
-            with db.transaction() as session:
-                session.execute(text("SELECT 1"))
-                turns.append("writer")
-                time.sleep(0.02)
+    def first() -> None:
+        with db.transaction() as session:
+            session.execute(text("SELECT 1"))
+            holding.set()
+            release.wait(5)
+            order.append("first")
 
-    writer = threading.Thread(target=busy_writer)
-    writer.start()
+    def second() -> None:
+        with db.transaction():
+            order.append("second")
+
+    one = threading.Thread(target=first)
+    one.start()
+    holding.wait(5)
+    two = threading.Thread(target=second)
+    two.start()
     try:
-        _wait_for(lambda: len(turns) >= 2)
-        for _ in range(5):
-            with db.transaction():
-                turns.append("short")
+        _wait_for(lambda: len(turn._queue) == 1)
+        with db.reading() as session:  # reads never wait for a turn
+            session.execute(text("SELECT 1"))
+        assert order == []
     finally:
-        stop.set()
-        writer.join(5)
+        release.set()
+        one.join(5)
+        two.join(5)
         db.dispose()
-    # Each short write waited for the long one in progress only (before turns were kept,
-    # SQLite's busy handler let the writer win nearly every time, up to its 15 s timeout).
-    shorts = [i for i, t in enumerate(turns) if t == "short"]
-    assert len(shorts) == 5
-    assert max(b - a for a, b in itertools.pairwise(shorts)) <= 2, turns
+    assert order == ["first", "second"]
+    assert not turn._queue
