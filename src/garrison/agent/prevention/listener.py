@@ -101,6 +101,8 @@ class Listener:
         self.on_fail_open = on_fail_open
         self.workers = max(workers, 1)
         self.counters: Counter[str] = Counter()
+        # Four threads count; ``Counter[k] += 1`` is a read and a write, not one step.
+        self._counters_lock = threading.Lock()
         self.marked: list[str] = []
         self.state = "stopped"
         self.reason = ""
@@ -180,20 +182,30 @@ class Listener:
     # -- answering ---------------------------------------------------------------------------
 
     def _write(self, fd: int, allow: bool) -> None:
+        # Counted before the answer and taken back if it fails: the answer releases the
+        # process that waits on it, which may read the counters at once.
+        outcome = "allowed" if allow else "denied"
         with self._group_lock:
             if self._group < 0:
                 return  # closed: the kernel has allowed it
+            self._count(outcome)
             try:
                 fanperm.answer(self._group, fd, allow)
             except OSError:
-                self.counters["answer_errors"] += 1
-                return
-        self.counters["allowed" if allow else "denied"] += 1
+                self._count(outcome, -1)
+                self._count("answer_errors")
 
-    def _answer_pending(self, fd: int, allow: bool) -> bool:
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._counters_lock:
+            self.counters[name] += n
+
+    def _answer_pending(self, fd: int, allow: bool, why: str | None = None) -> bool:
+        """Answer ``fd`` unless someone already has; ``why`` is counted first if it does."""
         with self._pending_lock:
             if self._pending.pop(fd, None) is None:
                 return False
+        if why is not None:
+            self._count(why)
         self._write(fd, allow)
         return True
 
@@ -225,14 +237,14 @@ class Listener:
     def _event(self, event: fanperm.PermEvent) -> None:
         fd = event.fd
         if fd < 0:
-            self.counters["overflows"] += 1
+            self._count("overflows")
             return
         owned = True  # the reader closes fd unless a worker took it
         try:
             if event.pid == self._pid:
                 # Counted before the answer: the answer releases the opener, which may read
                 # the counters at once (the test of this path did, and raced the increment).
-                self.counters["own"] += 1
+                self._count("own")
                 if event.permission:
                     self._write(fd, True)
                 return
@@ -269,11 +281,11 @@ class Listener:
         if not stat.S_ISREG(st.st_mode):
             self._write(fd, True)
             return True
-        self.counters["decisions"] += 1
+        self._count("decisions")
         cached = self.cache.get(db, file_key(st), in_watch)
         kind = "exec" if execs else "open"
         if cached is not None:
-            self.counters["cached"] += 1
+            self._count("cached")
             self._write(fd, cached.allow)
             if not cached.allow:
                 self._queue_report(Decision(kind, path, event.pid, cached, *_facts(st), True))
@@ -290,8 +302,7 @@ class Listener:
         try:
             self._jobs.put_nowait(job)
         except queue.Full:
-            self._answer_pending(fd, True)
-            self.counters["fail_open_queue"] += 1
+            self._answer_pending(fd, True, "fail_open_queue")
             self.on_fail_open("queue")
             return True
         return False
@@ -311,7 +322,7 @@ class Listener:
         try:
             self._jobs.put_nowait(_Job("write", event.fd, event.pid, path, st, True, self.db))
         except queue.Full:
-            self.counters["scans_dropped"] += 1
+            self._count("scans_dropped")
             return True
         return False
 
@@ -319,7 +330,7 @@ class Listener:
         try:
             self._reports.put_nowait(decision)
         except queue.Full:
-            self.counters["reports_dropped"] += 1
+            self._count("reports_dropped")
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -339,16 +350,16 @@ class Listener:
     def _decide(self, job: _Job, inline: bool = False) -> None:
         key = file_key(job.st)
         if job.kind == "write":
-            self.counters["scans_after_write"] += 1
+            self._count("scans_after_write")
         verdict = self.decider.decide(job.db, job.fd, key, job.st.st_size, job.path, job.scan)
         if not verdict.note:
             self.cache.put(job.db, key, job.scan, verdict)
         if verdict.note:
-            self.counters[verdict.note] += 1
+            self._count(verdict.note)
         if inline:
             self._write(job.fd, verdict.allow)
         elif job.kind != "write" and not self._answer_pending(job.fd, verdict.allow):
-            self.counters["late"] += 1  # the watchdog allowed it at the deadline
+            self._count("late")  # the watchdog allowed it at the deadline
         if not verdict.allow:
             self._queue_report(Decision(job.kind, job.path, job.pid, verdict, *_facts(job.st)))
 
@@ -361,8 +372,7 @@ class Listener:
             with self._pending_lock:
                 late = [fd for fd, due in self._pending.items() if due <= now]
             for fd in late:
-                if self._answer_pending(fd, True):
-                    self.counters["fail_open_deadline"] += 1
+                if self._answer_pending(fd, True, "fail_open_deadline"):
                     self.on_fail_open("deadline")
             if now - self._beat > max(STALL_SECONDS, 4 * self.deadline):
                 log.error("the prevention reader stalled; closing the group (fail open)")
@@ -384,7 +394,8 @@ class Listener:
     # -- status ------------------------------------------------------------------------------
 
     def status(self) -> dict[str, int]:
-        out = dict(self.counters)
+        with self._counters_lock:
+            out = dict(self.counters)
         out["yara_timeouts"] = self.decider.yara_timeouts
         out["fail_open"] = out.get("fail_open_deadline", 0) + out.get("fail_open_queue", 0)
         out["cached_verdicts"] = len(self.cache)
