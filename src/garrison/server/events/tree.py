@@ -25,8 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from garrison.server.errors import InvalidInputError, NotFoundError
+from garrison.server.events import partitions
 from garrison.server.events.models import Event, EventTerm
-from garrison.server.events.service import NEWEST_FIRST
+from garrison.server.events.service import NEWEST_FIRST, holding
 from garrison.server.stations import service as stations
 
 TYPES = ("process_started", "process_stopped")
@@ -191,12 +192,13 @@ def _events_by_term(
     session: Session, station_id: int, role: str, values: list[str], window: _Window
 ) -> list[Event]:
     found: list[Event] = []
+    by_time = partitions.is_postgresql(session)
     for i in range(0, len(values), CHUNK):
         terms = select(EventTerm.seq).where(
             EventTerm.role == role, EventTerm.value.in_(values[i : i + CHUNK])
         )
         query = select(Event).where(
-            Event.seq.in_(terms), Event.station_id == station_id, Event.type.in_(TYPES)
+            holding(terms, by_time), Event.station_id == station_id, Event.type.in_(TYPES)
         )
         found += session.scalars(window.apply(query).order_by(Event.seq))
     return found

@@ -145,7 +145,7 @@ def make_engine(url: str, sqlite_synchronous: str = "full", pool_timeout: float 
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=10,
         max_overflow=20,
@@ -154,6 +154,24 @@ def make_engine(url: str, sqlite_synchronous: str = "full", pool_timeout: float 
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
         **_JSON,
     )
+    event.listen(engine, "connect", _postgresql_session)
+    return engine
+
+
+def _postgresql_session(dbapi_connection: Any, _record: Any) -> None:
+    """Every connection's settings.  JIT off: Garrison's queries are short, and a search whose
+    estimated cost passes ``jit_above_cost`` (a sweep or a count over a large log) spent
+    longer compiling than running (2.2 s of JIT for an IOC sweep that runs in 40 ms:
+    bench/findings.md).  A SET rather than a startup option, which poolers such as PgBouncer
+    refuse."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET jit = off")
+        cursor.close()
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 # As SQLite's busy_timeout: a write transaction that waited this long for its turn fails.
