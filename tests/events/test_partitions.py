@@ -225,6 +225,23 @@ def test_a_searchs_time_range_touches_only_its_partitions(db: Database) -> None:
     )
 
 
+def test_every_connection_runs_without_jit(db: Database) -> None:
+    """JIT compiled an IOC sweep for longer than it ran (bench/findings.md, session 14): it is
+    off on every connection the pool makes, writing and reading, a fresh one included."""
+    pg_only(db)
+    db.engine.dispose()  # the next connections are new ones, set up by the connect hook
+    with db.transaction() as session:
+        assert session.scalar(text("SHOW jit")) == "off"
+    with db.reading() as session, db.engine.connect() as other:
+        assert session.scalar(text("SHOW jit")) == "off"
+        assert other.scalar(text("SHOW jit")) == "off"
+    with db.engine.connect() as conn:
+        # The SET did not leave the connection in autocommit, nor in a transaction.
+        conn.execute(text("CREATE TEMP TABLE jit_probe (x int)"))
+        conn.rollback()
+        assert conn.scalar(text("SELECT to_regclass('pg_temp.jit_probe')")) is None
+
+
 def test_partitions_are_made_ahead_once(db: Database) -> None:
     pg_only(db)
     far = NOW.date() + dt.timedelta(days=400)
